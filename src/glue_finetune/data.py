@@ -1,0 +1,203 @@
+"""SST-2 as a LightningDataModule: load (Hub or local GLUE TSVs) → validate → tokenize once (cached) → batch.
+
+GLUE's test split has no labels, so ``test_dataloader`` serves the labelled dev set (used to score the best
+checkpoint) and ``predict_dataloader`` serves the unlabelled test set (used for the submission file).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import datasets
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from glue_finetune.errors import DataFormatError
+from glue_finetune.hub import fetching
+
+log = logging.getLogger(__name__)
+
+LABEL_NAMES = ["negative", "positive"]
+# GLUE file name, column header and the split name datasets uses for it.
+GLUE_FILES = {
+    "train": ("train.tsv", ["sentence", "label"]),
+    "validation": ("dev.tsv", ["sentence", "label"]),
+    "test": ("test.tsv", ["index", "sentence"]),
+}
+MODEL_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def check_glue_tsv(path: Path, header: list[str]) -> int:
+    """Check a GLUE TSV row by row and return its number of data rows.
+
+    Raises DataFormatError naming the file, the line and the problem: not UTF-8, empty, wrong header, wrong
+    number of tab-separated fields, a label other than 0/1, an index that is not an integer.
+    """
+    expected = "\t".join(header)
+    rows = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+            fields = line.split("\t")
+            if lineno == 1:
+                if fields != header:
+                    raise DataFormatError(f"{path}:1: header is {line!r}, expected {expected!r} (GLUE SST-2 format)")
+                continue
+            if len(fields) != len(header):
+                raise DataFormatError(
+                    f"{path}:{lineno}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
+                    f"found {len(fields)}"
+                )
+            row = dict(zip(header, fields))
+            if "label" in row and row["label"] not in ("0", "1"):
+                raise DataFormatError(f"{path}:{lineno}: label must be 0 or 1, found {row['label']!r}")
+            if "index" in row and not row["index"].isdigit():
+                raise DataFormatError(f"{path}:{lineno}: index must be a non-negative integer, found {row['index']!r}")
+            rows += 1
+    if rows == 0:
+        raise DataFormatError(f"{path}: no data rows (expected a header line {expected!r} and at least one row)")
+    return rows
+
+
+def load_glue_tsv(path: Path, split: str) -> datasets.Dataset:
+    """One GLUE TSV as a Dataset with the Hub's columns (sentence, label, idx), cached as Arrow by datasets."""
+    _, header = GLUE_FILES[split]
+    check_glue_tsv(path, header)
+    features = {"sentence": datasets.Value("string")}
+    if "label" in header:
+        features["label"] = datasets.ClassLabel(names=LABEL_NAMES)
+    else:
+        features["index"] = datasets.Value("int64")
+    ds = datasets.load_dataset(
+        "csv",
+        data_files=str(path),
+        split="train",  # datasets' name for the single split of a data file
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,  # GLUE TSVs are not quoted: a '"' is part of the sentence
+        keep_default_na=False,  # a sentence reading "null" or "nan" stays a string
+        features=datasets.Features({name: features[name] for name in header}),
+    )
+    if "index" in header:
+        return ds.rename_column("index", "idx").add_column("label", [-1] * len(ds))
+    return ds.add_column("idx", list(range(len(ds))))
+
+
+def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
+    return tokenizer(batch["sentence"], truncation=True, max_length=max_length)
+
+
+class SST2DataModule(L.LightningDataModule):
+    """GLUE SST-2: train on ``train``, validate on ``validation`` (872 sentences), predict ``test`` (no labels)."""
+
+    def __init__(
+        self,
+        tokenizer: str,
+        task: str = "sst2",
+        hub_dataset: str = "nyu-mll/glue",
+        local_dir: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 16,
+        eval_batch_size: int = 8,
+        max_train_samples: int | None = None,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.tokenizer_name = tokenizer
+        self.task = task
+        self.hub_dataset = hub_dataset
+        self.local_dir = Path(local_dir).expanduser() if local_dir else None
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_train_samples = max_train_samples
+        self.num_workers = num_workers
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.splits: datasets.DatasetDict | None = None
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def load_raw(self) -> datasets.DatasetDict:
+        """The text splits, from ``local_dir`` if set, else from the Hub (or its local cache)."""
+        if self.local_dir is not None:
+            splits = {}
+            for split, (filename, _) in GLUE_FILES.items():
+                path = self.local_dir / filename
+                if path.exists():
+                    splits[split] = load_glue_tsv(path, split)
+                elif split != "test":
+                    raise DataFormatError(f"{path} does not exist: data.local_dir must hold GLUE's train.tsv and dev.tsv")
+                else:
+                    log.warning("%s does not exist: no test-set predictions will be written.", path)
+            raw = datasets.DatasetDict(splits)
+        else:
+            with fetching(f"dataset {self.hub_dataset!r} ({self.task}) from the Hugging Face Hub"):
+                raw = datasets.load_dataset(self.hub_dataset, self.task)
+        if self.max_train_samples is not None:
+            raw["train"] = raw["train"].select(range(min(self.max_train_samples, len(raw["train"]))))
+        return raw
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        with fetching(f"the tokenizer of {self.tokenizer_name!r}"):
+            return AutoTokenizer.from_pretrained(self.tokenizer_name)
+
+    def tokenized(self) -> datasets.DatasetDict:
+        """Token ids for every split. ``datasets.map`` caches them on disk by fingerprint (data + tokenizer +
+        max_length), so only the first run with a given setting tokenizes."""
+        self.tokenizer = self.tokenizer or self.load_tokenizer()
+        raw = self.load_raw()
+        tokenized = raw.map(
+            _tokenize,
+            batched=True,
+            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length},
+            remove_columns=["sentence"],
+            desc="Tokenizing",
+        )
+        return tokenized.rename_column("label", "labels")
+
+    # -- Lightning hooks -------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Download, check and tokenize once (on one process per node); setup() then reads the cache.
+        self.tokenized()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = self.tokenized()
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool, columns: list[str]) -> DataLoader:
+        assert self.splits is not None and self.tokenizer is not None, "call setup() first"
+        ds = self.splits[split]
+        ds = ds.select_columns([c for c in columns if c in ds.column_names])
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            # Pads each batch to its own longest sentence (SST-2 averages ~13 tokens, not max_length).
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, True, MODEL_INPUTS + ["labels"])
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size, False, MODEL_INPUTS + ["labels"])
+
+    def test_dataloader(self) -> DataLoader:
+        # GLUE's test labels are hidden: the labelled dev set scores the final (best) checkpoint.
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, False, MODEL_INPUTS + ["idx"])
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.splits is not None and "test" in self.splits

@@ -1,0 +1,24 @@
+"""Errors that mean "the input is wrong", as opposed to bugs.
+
+Entry points print these as one message (no traceback): each names what is wrong and how to fix it.
+"""
+
+
+class UserError(Exception):
+    """Bad input: a config value, a file, or a source that cannot be reached."""
+
+
+class ConfigError(UserError):
+    """The composed config has one or more invalid values; the message lists all of them."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class DataFormatError(UserError):
+    """A local GLUE TSV file is malformed; the message names the file and line."""
+
+
+class SourceUnavailableError(UserError):
+    """A model or dataset could not be fetched from the Hugging Face Hub or found in the local cache."""

