@@ -33,7 +33,7 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-register_resolvers()
+
 
 
 def validate_config(cfg: DictConfig) -> None:

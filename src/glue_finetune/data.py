@@ -61,6 +61,8 @@ def check_glue_tsv(path: Path, header: list[str]) -> int:
             if "index" in row and not row["index"].isdigit():
                 raise DataFormatError(f"{path}:{lineno}: index must be a non-negative integer, found {row['index']!r}")
             rows += 1
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: the file is empty (expected a header line {expected!r} and data rows)")
     if rows == 0:
         raise DataFormatError(f"{path}: no data rows (expected a header line {expected!r} and at least one row)")
     return rows

@@ -47,6 +47,9 @@ class TextClassifier(L.LightningModule):
             else:  # same architecture, random weights
                 config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
                 self.model = AutoModelForSequenceClassification.from_config(config)
+        # from_pretrained returns the model in eval mode and Lightning keeps submodules' modes as it finds them:
+        # without this, dropout would be off during fine-tuning.
+        self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 

