@@ -165,8 +165,9 @@ class SST2DataModule(L.LightningDataModule):
 
     # -- Lightning hooks -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        # Download, check and tokenize once (on one process per node); setup() then reads the cache.
-        self.tokenized()
+        # Download, check and tokenize (Lightning runs this on one process per node). Other processes' setup()
+        # then reads datasets' cache; calling it again here (train() calls it early, then fit does) is a no-op.
+        self.setup()
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
