@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from glue_finetune import UserError
+from glue_finetune.sweep import run_job
 from glue_finetune.training import train
 
 log = logging.getLogger("train")
@@ -21,7 +22,7 @@ log = logging.getLogger("train")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
-        return train(cfg)
+        return run_job(cfg, train)  # train(cfg), plus resume=true and sweep-job bookkeeping
     except UserError as err:
         # Bad input, not a bug: one message with the fix, no traceback.
         log.error("%s", err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -27,10 +28,52 @@ def if_empty(value: str, default: str) -> str:
     return value if value else default
 
 
+def sweep_group() -> str | None:
+    """The sweep dir, as the W&B group shared by a sweep's jobs; None outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return str(HydraConfig.get().sweep.dir)
+
+
+def override_tags() -> list[str]:
+    """The job's command-line overrides, as W&B tags (which W&B caps at 64 characters)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return [o[:64] for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
+
+
+def gpus_per_sweep_job() -> int:
+    """Ray's num_gpus for one sweep job: one GPU each when there are GPUs, none on a CPU-only machine."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else 0
+
+
+def cpus_per_sweep_job() -> int:
+    """Ray's num_cpus for one sweep job: an equal share per GPU, or one core each (N jobs at once) without GPUs."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 1) // gpus) if gpus else 1
+
+
+RESOLVERS = {
+    "package_path": package_path,
+    "if_empty": if_empty,
+    "sweep_group": sweep_group,
+    "override_tags": override_tags,
+    "gpus_per_sweep_job": gpus_per_sweep_job,
+    "cpus_per_sweep_job": cpus_per_sweep_job,
+}
+
+
 def register_resolvers() -> None:
-    for name, fn in {"package_path": package_path, "if_empty": if_empty}.items():
+    for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            OmegaConf.register_new_resolver(name, fn, use_cache=False)
 
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+import csv
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
@@ -24,11 +28,20 @@ def wandb_credentials_present() -> bool:
         return False
 
 
-def wandb_logger(save_dir: str, offline: bool | None = None, **kwargs) -> WandbLogger:
+def wandb_logger(save_dir: str, offline: bool | None = None, id: str | None = None, **kwargs) -> WandbLogger:
     """Lightning's WandbLogger, online when logged in and offline otherwise, so a run never waits on a login.
 
     ``offline`` forces the mode; ``WANDB_MODE`` (online/offline/disabled) is respected as wandb defines it.
+    The run id is kept in ``<save_dir>/wandb/run_id``: a run resumed in the same dir continues the same W&B run.
     """
+    if id is None:
+        id_file = Path(save_dir) / "wandb" / "run_id"
+        if id_file.exists():
+            id = id_file.read_text().strip()
+        else:
+            id = uuid.uuid4().hex[:8]  # W&B's own run-id format: 8 lowercase alphanumerics
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(id)
     if offline is None:
         offline = "WANDB_MODE" not in os.environ and not wandb_credentials_present()
         if offline:
@@ -37,7 +50,32 @@ def wandb_logger(save_dir: str, offline: bool | None = None, **kwargs) -> WandbL
                 Path(save_dir) / "wandb",
                 Path(save_dir) / "wandb" / "offline-run-*",
             )
-    return WandbLogger(save_dir=save_dir, offline=offline, **kwargs)
+    return WandbLogger(save_dir=save_dir, offline=offline, id=id, resume="allow", **kwargs)
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger (``metrics.csv``) that keeps the rows of the run it resumes.
+
+    Lightning's writer deletes an existing metrics.csv when it starts; a run resumed from a checkpoint at step N
+    (``resume_step=N``) puts back the earlier rows up to step N first, so the file tells the whole run.
+    """
+
+    def __init__(self, *args, resume_step: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_step = resume_step
+
+    @property
+    def experiment(self):
+        if self._experiment is not None or self.resume_step is None:
+            return super().experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step") and float(r["step"]) <= self.resume_step]
+        writer = super().experiment
+        writer.metrics[:0] = rows
+        return writer
 
 
 def finish_wandb() -> None:
@@ -48,3 +86,5 @@ def finish_wandb() -> None:
         return
     if wandb.run is not None:
         wandb.finish()
+    # Stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way.
+    wandb.teardown()

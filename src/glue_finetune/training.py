@@ -8,13 +8,14 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger, Logger
+import torch
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import write_glue_submission
 from glue_finetune.config import validate_config
 from glue_finetune.hub import go_offline_if_unreachable, is_local_path
-from glue_finetune.tracking import finish_wandb
+from glue_finetune.tracking import CSVLogger, finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,21 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
-def with_csv_logger(loggers: list[Logger], output_dir: str) -> list[Logger]:
+def with_csv_logger(loggers: list[Logger], output_dir: str, resume_step: int | None) -> list[Logger]:
     """Every run writes ``metrics.csv`` in its run dir: reports and model cards are built from it."""
     if not any(isinstance(lg, CSVLogger) for lg in loggers):
         loggers.append(CSVLogger(save_dir=output_dir, name="", version=""))
+    for lg in loggers:
+        if isinstance(lg, CSVLogger):
+            lg.resume_step = resume_step
     return loggers
+
+
+def checkpoint_step(ckpt_path: str | None) -> int | None:
+    """The optimizer step a Lightning checkpoint was saved at."""
+    if not ckpt_path:
+        return None
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def needs_hub(cfg: DictConfig) -> bool:
@@ -57,7 +68,9 @@ def train(cfg: DictConfig) -> float:
         trainer: L.Trainer = instantiate(
             cfg.trainer,
             callbacks=instantiate_all(cfg.get("callbacks")),
-            logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir)),
+            logger=with_csv_logger(
+                instantiate_all(cfg.get("logger")), str(output_dir), checkpoint_step(cfg.get("ckpt_path"))
+            ),
         )
         hparams = OmegaConf.to_container(cfg, resolve=True)
         for logger in trainer.loggers:
