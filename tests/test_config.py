@@ -16,7 +16,7 @@ from glue_finetune.config import validate_config
 from glue_finetune.errors import ConfigError
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "hydra",
-          "experiment", "debug"]
+          "experiment", "debug", "hparams_search", "hydra/launcher"]
 
 
 def options(group: str) -> list[str]:
@@ -114,7 +114,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
         assert built is not None
 
 
-@pytest.mark.parametrize("group", ["experiment", "debug", "paths", "hydra"])
+@pytest.mark.parametrize("group", ["experiment", "debug", "paths", "hydra", "hparams_search"])
 def test_presets_compose_and_pass_validation(group, tmp_path):
     for option in options(group):
         override = f"hydra={option}" if group == "hydra" else f"{group}={option}"

@@ -64,7 +64,6 @@ RESOLVERS = {
     "package_path": package_path,
     "if_empty": if_empty,
     "sweep_group": sweep_group,
-    "override_tags": override_tags,
     "gpus_per_sweep_job": gpus_per_sweep_job,
     "cpus_per_sweep_job": cpus_per_sweep_job,
 }

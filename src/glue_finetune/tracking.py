@@ -14,6 +14,8 @@ import csv
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger
 
+from glue_finetune.config import override_tags
+
 log = logging.getLogger(__name__)
 
 
@@ -28,12 +30,17 @@ def wandb_credentials_present() -> bool:
         return False
 
 
-def wandb_logger(save_dir: str, offline: bool | None = None, id: str | None = None, **kwargs) -> WandbLogger:
+def wandb_logger(
+    save_dir: str, offline: bool | None = None, id: str | None = None, tags: list[str] | None = None, **kwargs
+) -> WandbLogger:
     """Lightning's WandbLogger, online when logged in and offline otherwise, so a run never waits on a login.
 
     ``offline`` forces the mode; ``WANDB_MODE`` (online/offline/disabled) is respected as wandb defines it.
     The run id is kept in ``<save_dir>/wandb/run_id``: a run resumed in the same dir continues the same W&B run.
+    ``tags=None`` tags the run with its command-line overrides, so a dashboard can filter and group by them.
     """
+    if tags is None:
+        tags = override_tags()
     if id is None:
         id_file = Path(save_dir) / "wandb" / "run_id"
         if id_file.exists():
@@ -50,7 +57,7 @@ def wandb_logger(save_dir: str, offline: bool | None = None, id: str | None = No
                 Path(save_dir) / "wandb",
                 Path(save_dir) / "wandb" / "offline-run-*",
             )
-    return WandbLogger(save_dir=save_dir, offline=offline, id=id, resume="allow", **kwargs)
+    return WandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", **kwargs)
 
 
 class CSVLogger(LightningCSVLogger):

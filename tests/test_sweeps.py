@@ -1,0 +1,154 @@
+"""Sweeps: parallel jobs on Ray, failure isolation, resumable sweeps, W&B groups, Optuna, cluster presets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, TINY_OVERRIDES
+from test_train import read_metrics, run_cli
+
+
+def tiny(sst2_dir: Path, epochs: int = 1) -> list[str]:
+    return [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")] + [
+        f"trainer.max_epochs={epochs}", f"data.local_dir={sst2_dir}", "predict_test=false"]
+
+
+def done(job_dir: Path) -> dict:
+    return json.loads((job_dir / "job_done.json").read_text())
+
+
+def test_parallel_launcher_runs_jobs_at_the_same_time(sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "seed=1,2", "hydra/launcher=parallel", *tiny(sst2_dir, epochs=2),
+                      f"hydra.sweep.dir={sweep}"], timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = [done(sweep / "0"), done(sweep / "1")]
+    # Both were alive at once: each started before the other finished.
+    assert max(j["started_at"] for j in jobs) < min(j["finished_at"] for j in jobs), jobs
+    for job in ("0", "1"):
+        assert read_metrics(sweep / job / "metrics.csv"), f"job {job} has no metrics of its own"
+        assert (sweep / job / "checkpoints" / "last.ckpt").exists()
+    assert [j["overrides"][0] for j in jobs] == ["seed=1", "seed=2"]
+
+
+def test_a_failed_job_does_not_stop_the_others_and_is_reported(sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "data.max_length=1000,32", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (sweep / "0" / "job_failed.json").exists() and not (sweep / "0" / "job_done.json").exists()
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").exists() and read_metrics(sweep / "1" / "metrics.csv")
+    assert "1 job(s) of the sweep" in output and "job 0: data.max_length=1000" in output
+    assert f"log: {sweep / '0' / 'train.log'}" in output
+    assert f"resume=true hydra.sweep.dir={sweep}" in output
+
+
+def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=12), f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill the sweep once job 0 is done and job 1 has saved a checkpoint mid-run
+        deadline = time.monotonic() + 240
+        while not ((sweep / "0" / "job_done.json").exists() and (sweep / "1" / "checkpoints" / "last.ckpt").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, "sweep ended before it could be interrupted"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (sweep / "1" / "job_done.json").exists() and not (sweep / "2").exists()
+    job0_files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (sweep / "0").rglob("*")
+                  if p.is_file() and ".hydra" not in p.parts and p.name != "train.log"}
+    before = read_metrics(sweep / "1" / "metrics.csv") if (sweep / "1" / "metrics.csv").exists() else []
+    ckpt_step = int(torch.load(sweep / "1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+
+    result = run_cli([*args, "resume=true"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Job 0 was not rerun: its checkpoints, metrics and marker are the very same files.
+    assert job0_files == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in job0_files}
+    assert "Already finished" in (sweep / "0" / "train.log").read_text()
+    # Job 1 continued from its checkpoint and its metrics.csv holds the whole run, once.
+    log = (sweep / "1" / "train.log").read_text()
+    assert f"Resuming from {sweep / '1' / 'checkpoints' / 'last.ckpt'}" in log
+    assert ckpt_step > 0
+    after = read_metrics(sweep / "1" / "metrics.csv")
+    steps = [int(float(r["step"])) for r in after if r.get("val/acc")]
+    assert steps == list(range(10, 12 * 20 + 1, 10)), steps
+    kept = [r for r in before if float(r["step"]) <= ckpt_step]
+    assert [{k: v for k, v in r.items() if v} for r in after[: len(kept)]] == [
+        {k: v for k, v in r.items() if v} for r in kept], "rows logged before the interruption were lost"
+    assert done(sweep / "1") and done(sweep / "2")
+
+
+def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), "logger=wandb", f"hydra.sweep.dir={sweep}"],
+                     env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_files = [next((sweep / job / "wandb").glob("offline-run-*/run-*.wandb")) for job in ("0", "1")]
+    run_ids = {f.stem.removeprefix("run-") for f in run_files}
+    assert len(run_ids) == 2, "each job must have its own W&B run"
+    assert run_ids == {(sweep / job / "wandb" / "run_id").read_text() for job in ("0", "1")}
+    group = str(sweep).encode()
+    for f, seed in zip(run_files, (b"seed=1", b"seed=2")):
+        record = f.read_bytes()
+        # RunRecord.run_group (protobuf field 6) holds the sweep dir; RunRecord.tags (field 10) the overrides.
+        assert b"\x32" + bytes([len(group)]) + group in record, f"{f} is not in group {sweep}"
+        assert b"\x52" + bytes([len(seed)]) + seed in record, f"{f} is not tagged {seed}"
+
+
+def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    # optimizer.lr is left to the search: an override on the command line would pin it
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
+    base = ["-m", "hparams_search=lr_optuna", *fixed, f"hydra.sweep.dir={sweep}"]
+    for n_trials in (3, 2):
+        result = run_cli([*base, f"hydra.sweeper.n_trials={n_trials}"])
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 5
+    assert all(1e-5 <= t.params["optimizer.lr"] <= 1e-4 and 0 <= t.params["scheduler.warmup_ratio"] <= 0.2
+               for t in trials)
+    assert len(list(sweep.glob("*/job_done.json"))) == 5, "every trial has its own job dir"
+
+
+def hydra_cfg(*overrides: str) -> dict:
+    result = run_cli([*overrides, "--cfg", "all", "--resolve"])  # all: the launcher reads trainer.devices
+    assert result.returncode == 0, result.stderr[-3000:]
+    return yaml.safe_load(result.stdout)["hydra"]
+
+
+def test_slurm_preset_composes_with_requeue_and_one_task_per_gpu():
+    launcher = hydra_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4")["launcher"]
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher["gpus_per_node"] == 4 and launcher["tasks_per_node"] == 4
+    assert launcher["max_num_timeout"] == 3 and launcher["timeout_min"] == 240
+    assert "partition" in launcher and launcher["submitit_folder"].endswith(".submitit/%j")
+
+
+def test_ray_cluster_preset_composes_with_address_auto():
+    launcher = hydra_cfg("hydra/launcher=ray_cluster")["launcher"]
+    assert launcher["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    assert launcher["ray"]["init"]["address"] == "auto"
+    assert launcher["ray"]["remote"]["num_gpus"] == 1
+
+
+def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
+    result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), "trainer=ddp", "trainer.accelerator=cpu",
+                      "trainer.devices=2", f"hydra.sweep.dir={tmp_path}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "cannot run inside a sweep" in output
+    assert not list(tmp_path.glob("*/checkpoints")), "no training may start"
