@@ -114,3 +114,28 @@ def test_missing_test_file_only_skips_predictions(tmp_path, tiny_cfg):
     (d / "test.tsv").unlink()
     dm = datamodule(tiny_cfg, f"data.local_dir={d}")
     assert not dm.has_test_split and "train" in dm.splits
+
+
+def padding_ratio(loader) -> float:
+    padded = real = 0
+    for batch in loader:
+        padded += batch["attention_mask"].numel()
+        real += int(batch["attention_mask"].sum())
+    return padded / real
+
+
+def test_length_grouped_batches_are_random_and_carry_little_padding(tiny_cfg):
+    grouped = datamodule(tiny_cfg, "data.group_by_length=true")
+    plain = datamodule(tiny_cfg, "data.group_by_length=false")
+    assert padding_ratio(grouped.train_dataloader()) < padding_ratio(plain.train_dataloader())
+    assert padding_ratio(grouped.train_dataloader()) < 1.15
+    # Still a random permutation of the whole split, different each epoch.
+    first, second = (list(grouped.train_dataloader().sampler) for _ in range(2))
+    assert sorted(first) == list(range(320)) and first != second
+
+
+def test_eval_batches_are_sorted_by_length(tiny_cfg):
+    dm = datamodule(tiny_cfg)
+    widths = [b["input_ids"].shape[1] for b in dm.val_dataloader()]
+    assert widths == sorted(widths, reverse=True)
+    assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glue_finetune.errors import DataFormatError
 from glue_finetune.hub import fetching
@@ -92,7 +93,9 @@ def load_glue_tsv(path: Path, split: str) -> datasets.Dataset:
 
 
 def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
-    return tokenizer(batch["sentence"], truncation=True, max_length=max_length)
+    encoded = tokenizer(batch["sentence"], truncation=True, max_length=max_length)
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]  # for length-grouped / length-sorted batches
+    return encoded
 
 
 class SST2DataModule(L.LightningDataModule):
@@ -108,7 +111,10 @@ class SST2DataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int = 8,
         max_train_samples: int | None = None,
+        group_by_length: bool = True,
+        sort_eval_by_length: bool = True,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -120,7 +126,10 @@ class SST2DataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_train_samples = max_train_samples
+        self.group_by_length = group_by_length
+        self.sort_eval_by_length = sort_eval_by_length
         self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
 
@@ -173,33 +182,47 @@ class SST2DataModule(L.LightningDataModule):
         if self.splits is None:
             self.splits = self.tokenized()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool, columns: list[str]) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, columns: list[str], sampler) -> DataLoader:
         assert self.splits is not None and self.tokenizer is not None, "call setup() first"
         ds = self.splits[split]
         ds = ds.select_columns([c for c in columns if c in ds.column_names])
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             # Pads each batch to its own longest sentence (SST-2 averages ~13 tokens, not max_length).
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.pin_memory,
         )
 
+    def _eval_order(self, split: str) -> list[int] | None:
+        """Longest sentences first: batches of similar lengths carry little padding, and an out-of-memory error
+        shows on the first batch. Metrics and predictions do not depend on the order."""
+        if not self.sort_eval_by_length:
+            return None
+        lengths = self.splits[split]["length"]
+        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, True, MODEL_INPUTS + ["labels"])
+        if self.group_by_length:
+            # Random megabatches of 50 batches, each sorted by length (Hugging Face Trainer's group_by_length): batches
+            # stay random but hold sentences of similar length, so padding is ~4 % instead of ~2.6x.
+            sampler = LengthGroupedSampler(self.batch_size, lengths=self.splits["train"]["length"])
+        else:
+            sampler = torch.utils.data.RandomSampler(self.splits["train"])
+        return self._loader("train", self.batch_size, MODEL_INPUTS + ["labels"], sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size, False, MODEL_INPUTS + ["labels"])
+        return self._loader("validation", self.eval_batch_size, MODEL_INPUTS + ["labels"], self._eval_order("validation"))
 
     def test_dataloader(self) -> DataLoader:
         # GLUE's test labels are hidden: the labelled dev set scores the final (best) checkpoint.
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, False, MODEL_INPUTS + ["idx"])
+        return self._loader("test", self.eval_batch_size, MODEL_INPUTS + ["idx"], self._eval_order("test"))
 
     @property
     def has_test_split(self) -> bool:

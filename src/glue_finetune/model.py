@@ -30,6 +30,7 @@ class TextClassifier(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         pretrained: bool = True,
         label_names: tuple[str, ...] = ("negative", "positive"),
+        attn_implementation: str | None = "sdpa",
     ):
         super().__init__()
         # Plain values only, so checkpoints load with torch.load(weights_only=True); the optimizer and scheduler
@@ -40,6 +41,7 @@ class TextClassifier(L.LightningModule):
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
+            attn_implementation=attn_implementation,
         )
         with fetching(f"model {name_or_path!r}"):
             if pretrained:

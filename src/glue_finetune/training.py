@@ -53,6 +53,7 @@ def train(cfg: DictConfig) -> float:
     validate_config(cfg)  # every config problem at once, before any download or training
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     if needs_hub(cfg):
         go_offline_if_unreachable()  # no network: use the local cache, fail in seconds instead of retrying
 
