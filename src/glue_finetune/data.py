@@ -92,7 +92,12 @@ def load_glue_tsv(path: Path, split: str) -> datasets.Dataset:
     return ds.add_column("idx", list(range(len(ds))))
 
 
-def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
+# Part of the tokenization cache key. datasets hashes a function of an installed package by its name, not its
+# code, so a change to what _tokenize returns must bump this, or older cached results would be reused.
+TOKENIZED_FORMAT = 2
+
+
+def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, format_version: int) -> dict:
     encoded = tokenizer(batch["sentence"], truncation=True, max_length=max_length)
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]  # for length-grouped / length-sorted batches
     return encoded
@@ -166,7 +171,7 @@ class SST2DataModule(L.LightningDataModule):
         tokenized = raw.map(
             _tokenize,
             batched=True,
-            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length},
+            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length, "format_version": TOKENIZED_FORMAT},
             remove_columns=["sentence"],
             desc="Tokenizing",
         )
