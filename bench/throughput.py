@@ -211,7 +211,8 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else "cpu"},
-        "settings": {k: v for k, v in vars(args).items()},
+        # paths relative to the repository, so the file says nothing about the machine's layout
+        "settings": {k: os.path.relpath(v, ROOT) if k in ("data", "model", "out") else v for k, v in vars(args).items()},
         "rows": rows,
         "ratios": ratios,
     }
