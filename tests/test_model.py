@@ -48,3 +48,16 @@ def test_without_weight_decay_one_group_holds_every_parameter(tiny_cfg):
     optimizer = build(tiny_cfg).configure_optimizers()
     assert len(optimizer.param_groups) == 1
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 3e-3
+
+
+def test_bf16_mixed_precision_clips_gradients_with_a_fused_optimizer(tiny_cfg):
+    import lightning as L
+
+    model = build(tiny_cfg, "optimizer.fused=true")
+    model.trainer = L.Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)
+    optimizer = model.configure_optimizers()
+    batch = {"input_ids": torch.randint(5, 100, (8, 6)), "labels": torch.randint(0, 2, (8,))}
+    model(batch).loss.backward()
+    model.configure_gradient_clipping(optimizer, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    assert norm <= 1e-3 * 1.01

@@ -60,12 +60,22 @@ def cpus_per_sweep_job() -> int:
     return max(1, (os.cpu_count() or 1) // gpus) if gpus else 1
 
 
+def cpu_precision() -> str:
+    """Lightning precision for CPU training: bf16 autocast where the CPU multiplies bf16 natively (AMX or
+    AVX512-BF16; measured 1.3-1.6x faster MiniLM steps), else float32, since emulated bf16 is slower."""
+    import torch
+
+    native_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return "bf16-mixed" if native_bf16 else "32-true"
+
+
 RESOLVERS = {
     "package_path": package_path,
     "if_empty": if_empty,
     "sweep_group": sweep_group,
     "gpus_per_sweep_job": gpus_per_sweep_job,
     "cpus_per_sweep_job": cpus_per_sweep_job,
+    "cpu_precision": cpu_precision,
 }
 
 

@@ -121,6 +121,16 @@ class TextClassifier(L.LightningModule):
         return {"idx": batch["idx"], "pred": probs.argmax(dim=-1), "probs": probs}
 
     # -- optimisation -----------------------------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning refuses to clip under any mixed precision when the optimizer is fused, because with fp16 the
+        # GradScaler unscales inside the fused step. bf16 has no scaler, so the gradients are true values and
+        # clipping them directly is exact; fp16 still goes through Lightning (and its error).
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if gradient_clip_val and scaler is None and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups: list[dict] = [{"params": params}]
