@@ -47,13 +47,11 @@ def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
     assert set(batch) >= {"input_ids", "attention_mask", "labels"}
 
 
-def test_eval_and_predict_loaders(tiny_cfg):
+def test_eval_loaders_serve_the_dev_set(tiny_cfg):
     dm = datamodule(tiny_cfg, "data.eval_batch_size=8")
     assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64
     # the best checkpoint is scored on the labelled dev set
     assert dm.test_dataloader().dataset["input_ids"] == dm.val_dataloader().dataset["input_ids"]
-    predict = list(dm.predict_dataloader())
-    assert sum(len(b["idx"]) for b in predict) == 40 and "labels" not in predict[0]
 
 
 def test_max_train_samples_takes_the_first_sentences(tiny_cfg):

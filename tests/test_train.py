@@ -86,9 +86,10 @@ def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkey
     assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300,
+            script: str = "src/train.py") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "src/train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
     )
 

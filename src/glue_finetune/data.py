@@ -1,7 +1,7 @@
 """SST-2 as a LightningDataModule: load (Hub or local GLUE TSVs) → validate → tokenize once (cached) → batch.
 
 GLUE's test split has no labels, so ``test_dataloader`` serves the labelled dev set (used to score the best
-checkpoint) and ``predict_dataloader`` serves the unlabelled test set (used for the submission file).
+checkpoint); the unlabelled test sentences go to the exported model for the submission file.
 """
 
 from __future__ import annotations
@@ -225,9 +225,6 @@ class SST2DataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         # GLUE's test labels are hidden: the labelled dev set scores the final (best) checkpoint.
         return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, MODEL_INPUTS + ["idx"], self._eval_order("test"))
 
     @property
     def has_test_split(self) -> bool:

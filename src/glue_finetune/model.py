@@ -116,10 +116,6 @@ class TextClassifier(L.LightningModule):
         self.test_loss.reset()
         self.test_acc.reset()
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        probs = self(batch).logits.float().softmax(dim=-1)
-        return {"idx": batch["idx"], "pred": probs.argmax(dim=-1), "probs": probs}
-
     # -- optimisation -----------------------------------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning refuses to clip under any mixed precision when the optimizer is fused, because with fp16 the

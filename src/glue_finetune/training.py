@@ -7,14 +7,22 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 import torch
-from lightning.pytorch.loggers import Logger
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from glue_finetune.artefacts import write_glue_submission
+from glue_finetune.artefacts import (
+    evaluation_rows,
+    export_model,
+    model_card,
+    write_glue_submission,
+    write_text_atomically,
+)
 from glue_finetune.config import validate_config
 from glue_finetune.hub import go_offline_if_unreachable, is_local_path
+from glue_finetune.inference import SentimentPredictor
+from glue_finetune.sweep import job_overrides
 from glue_finetune.tracking import CSVLogger, finish_wandb
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,55 @@ def checkpoint_step(ckpt_path: str | None) -> int | None:
 
 def needs_hub(cfg: DictConfig) -> bool:
     return not cfg.data.get("local_dir") or not is_local_path(cfg.model.name_or_path)
+
+
+def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
+    """The run's hyperparameters under the names Hugging Face's model cards use."""
+    opt = cfg.optimizer
+    optimizer = opt._target_.rsplit(".", 1)[-1]
+    if "betas" in opt:
+        optimizer += f" with betas=({opt.betas[0]},{opt.betas[1]}) and epsilon={opt.eps}"
+    optimizer += f", weight_decay={opt.get('weight_decay', 0.0)}"
+    return {
+        "learning_rate": opt.lr,
+        "train_batch_size": cfg.data.batch_size,
+        "eval_batch_size": cfg.data.eval_batch_size,
+        "seed": cfg.seed,
+        "optimizer": optimizer,
+        "lr_scheduler_type": cfg.scheduler.name,
+        "lr_scheduler_warmup_ratio": cfg.scheduler.warmup_ratio,
+        "num_epochs": cfg.trainer.max_epochs,
+        "max_grad_norm": cfg.trainer.get("gradient_clip_val"),
+        "max_length": cfg.data.max_length,
+        "devices": trainer.num_devices,
+        "precision": str(trainer.precision),
+    }
+
+
+def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, best: dict, output_dir: Path) -> None:
+    """Exported model, model card, GLUE submission file; the card also goes to W&B when it is on."""
+    export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model")
+    for logger in trainer.loggers:
+        logger.save()  # metrics.csv complete on disk before the card reads it
+    name_or_path = str(cfg.model.name_or_path)
+    card = write_text_atomically(output_dir / "README.md", model_card(
+        name=f"{Path(name_or_path).name}-finetuned-sst2",
+        overrides=" ".join(job_overrides()),
+        base_model=name_or_path if not is_local_path(name_or_path) else Path(name_or_path).name,
+        on_hub=not is_local_path(name_or_path),
+        best=best,
+        hyperparameters=card_hyperparameters(cfg, trainer),
+        rows=evaluation_rows(output_dir / "metrics.csv"),
+    ))
+    log.info("Model card: %s; exported model: %s", card, export_dir)
+    if cfg.get("predict_test") and datamodule.has_test_split:
+        test = datamodule.load_raw()["test"]
+        predictions = SentimentPredictor(export_dir, max_length=cfg.data.max_length).predict(test["sentence"])
+        path = write_glue_submission(test["idx"], [p.label_id for p in predictions], output_dir / "SST-2.tsv")
+        log.info("GLUE test-set predictions: %s", path)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.save(str(card), base_path=str(output_dir), policy="now")
 
 
 def train(cfg: DictConfig) -> float:
@@ -85,12 +142,9 @@ def train(cfg: DictConfig) -> float:
             log.warning("No best checkpoint was saved: scoring the final weights instead.")
         scores = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, verbose=False)[0]
         best_acc = float(scores["best_ckpt/val_acc"])
-
-        if cfg.get("predict_test") and datamodule.has_test_split:
-            predictions = trainer.predict(model, datamodule=datamodule)
-            if trainer.is_global_zero:
-                path = write_glue_submission(predictions, output_dir / "SST-2.tsv")
-                log.info("GLUE test-set predictions: %s", path)
+        if trainer.is_global_zero:  # the model now holds the best checkpoint's weights
+            best = {"accuracy": best_acc, "loss": float(scores["best_ckpt/val_loss"])}
+            write_artefacts(cfg, trainer, model, datamodule, best, output_dir)
 
         log.info("Best checkpoint: %s", best_ckpt or "(none: final weights)")
         log.info("Best dev accuracy (val/acc): %.4f", best_acc)
