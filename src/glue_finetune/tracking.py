@@ -95,3 +95,22 @@ def finish_wandb() -> None:
         wandb.finish()
     # Stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way.
     wandb.teardown()
+
+
+def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: str) -> None:
+    """A sweep report as a W&B run of its own (job_type "report") in the sweep's group: tables and plots."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_present() else "offline")
+    run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode)
+    columns = ["setting", "n", "best_mean", "best_std", "final_mean", "final_std"]
+    run.log({
+        "report/settings": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in summary["groups"]]),
+        "report/jobs": wandb.Table(
+            columns=["dir", "overrides", "status", "best_val_acc", "best_step", "final_val_acc"],
+            data=[[j["dir"], " ".join(j["overrides"]), j["status"], j["best_val_acc"], j["best_step"],
+                   j["final_val_acc"]] for j in summary["jobs"]],
+        ),
+        **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots},
+    })
+    run.finish()

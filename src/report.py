@@ -1,0 +1,40 @@
+"""Report on one or more sweep (or run) directories: per-job table, mean ± std per setting, PNG curves.
+
+    python src/report.py multirun/2026-11-27/10-00-00
+    python src/report.py multirun/seeds multirun/lr_search --out reports/all
+
+Writes report.md, report.json, val_acc.png and val_loss.png into --out (default: the first directory) and prints
+the markdown. --wandb also logs the tables and plots to W&B, in the sweep's group.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package, also without `pip install -e .`
+
+from glue_finetune.report import write_report  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs (or single run dirs)")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: the first dir)")
+    parser.add_argument("--wandb", action="store_true", help="also log the report to W&B (group = first dir)")
+    parser.add_argument("--wandb-project", default="glue-sst2")
+    args = parser.parse_args()
+    try:
+        summary, markdown, plots = write_report(args.dirs, args.out or args.dirs[0])
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(markdown)
+    if args.wandb:
+        from glue_finetune.tracking import log_report_to_wandb
+
+        log_report_to_wandb(summary, plots, project=args.wandb_project, group=str(args.dirs[0]))
+    sys.exit(1 if summary["not_finished"] else 0)
+
+
+if __name__ == "__main__":
+    main()
