@@ -1,0 +1,59 @@
+"""report.py on a real 2-setting x 2-seed sweep with a failed job: numbers, listing, pictures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from test_sweeps import tiny
+from test_train import read_metrics, run_cli
+
+
+@pytest.fixture(scope="module")
+def sweep(sst2_dir, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    fixed = [o for o in tiny(sst2_dir, epochs=2) if not o.startswith("optimizer.lr")]
+    result = run_cli(["-m", "optimizer.lr=3e-3,1e-3,-1", "seed=1,2", *fixed, f"hydra.sweep.dir={sweep_dir}"])
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]  # the lr=-1 jobs fail
+    return sweep_dir
+
+
+def test_report_means_and_stds_equal_numpys(sweep):
+    result = run_cli([str(sweep)], script="src/report.py")
+    assert result.returncode == 1, "failed jobs make the report exit non-zero"
+    report = json.loads((sweep / "report.json").read_text())
+    for lr, jobs in (("0.003", ("0", "1")), ("0.001", ("2", "3"))):
+        accs = [[float(r["val/acc"]) for r in read_metrics(sweep / j / "metrics.csv") if r.get("val/acc")] for j in jobs]
+        group = next(g for g in report["groups"] if g["setting"] == f"optimizer.lr={lr}")
+        assert group["n"] == 2
+        assert group["best_mean"] == pytest.approx(np.mean([max(a) for a in accs]))
+        assert group["best_std"] == pytest.approx(np.std([max(a) for a in accs], ddof=1))
+        assert group["final_mean"] == pytest.approx(np.mean([a[-1] for a in accs]))
+        assert group["final_std"] == pytest.approx(np.std([a[-1] for a in accs], ddof=1))
+        assert f"| optimizer.lr={lr} | 2 |" in result.stdout
+    assert len(report["groups"]) == 2
+
+
+def test_report_lists_failed_jobs(sweep):
+    result = run_cli([str(sweep)], script="src/report.py")
+    report = json.loads((sweep / "report.json").read_text())
+    failed = {j["setting"] for j in report["not_finished"]}
+    assert failed == {"optimizer.lr=-1"} and len(report["not_finished"]) == 2
+    assert "## Failed or unfinished jobs" in result.stdout and "optimizer.lr=-1 must be > 0" in result.stdout
+    assert (sweep / "report.md").read_text().strip() == result.stdout.strip()
+
+
+def test_report_plots_are_real_pictures(sweep):
+    run_cli([str(sweep)], script="src/report.py")
+    for name in ("val_acc.png", "val_loss.png"):
+        image = imread(sweep / name)
+        assert image.shape[:2] == (500, 800)
+        assert image[..., :3].std() > 0.01, f"{name} is blank"
+
+
+def test_report_on_a_dir_without_runs_says_so(tmp_path):
+    result = run_cli([str(tmp_path)], script="src/report.py")
+    assert result.returncode == 2 and "no run dirs" in result.stderr
