@@ -57,3 +57,12 @@ def test_report_plots_are_real_pictures(sweep):
 def test_report_on_a_dir_without_runs_says_so(tmp_path):
     result = run_cli([str(tmp_path)], script="src/report.py")
     assert result.returncode == 2 and "no run dirs" in result.stderr
+
+
+def test_report_goes_to_the_sweeps_wandb_group(sweep):
+    result = run_cli([str(sweep), "--wandb"], script="src/report.py", env={"WANDB_MODE": "offline"})
+    assert result.returncode == 1  # the failed jobs still count
+    run_file = next((sweep / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
+    group = str(sweep).encode()
+    assert b"\x32" + bytes([len(group)]) + group in run_file  # RunRecord.run_group
+    assert b"report/val_acc" in run_file and b"report/settings" in run_file

@@ -66,7 +66,9 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
     assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
 
     # W&B: offline run on disk and one line telling how to upload it.
-    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline W&B run dir"
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, "no offline W&B run dir"
+    assert (runs[0] / "files" / "README.md").read_text() == (tmp_path / "README.md").read_text(), "card not in W&B"
     assert any("wandb sync" in r.getMessage() for r in caplog.records)
 
 

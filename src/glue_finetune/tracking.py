@@ -102,7 +102,8 @@ def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: s
     import wandb
 
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_present() else "offline")
-    run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode)
+    run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
+                     dir=str(plots[0].parent))
     columns = ["setting", "n", "best_mean", "best_std", "final_mean", "final_std"]
     run.log({
         "report/settings": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in summary["groups"]]),
