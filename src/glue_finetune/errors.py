@@ -22,3 +22,7 @@ class DataFormatError(UserError):
 
 class SourceUnavailableError(UserError):
     """A model or dataset could not be fetched from the Hugging Face Hub or found in the local cache."""
+
+
+class TrainingDivergedError(UserError):
+    """The training loss became NaN or infinite; the message names the optimizer step."""

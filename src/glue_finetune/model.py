@@ -10,6 +10,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from glue_finetune.errors import TrainingDivergedError
 from glue_finetune.hub import fetching
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -61,6 +62,9 @@ class TextClassifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
         self.val_acc_best = MaxMetric()
+        # First optimizer step whose loss was NaN/inf (-1: none), kept on the device so the check costs no host
+        # sync per step; it is read when the loss is logged and before each validation (and so each checkpoint).
+        self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
 
     def forward(self, batch: dict[str, torch.Tensor]):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
@@ -74,12 +78,33 @@ class TextClassifier(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch).loss
         self.train_loss.update(loss.detach())
+        diverged = ~torch.isfinite(loss.detach()) & (self.first_nonfinite_step < 0)
+        self.first_nonfinite_step.masked_fill_(diverged, self.global_step + 1)
         return loss
+
+    def check_finite(self) -> None:
+        """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
+        step = int(self.first_nonfinite_step)
+        if step >= 0:
+            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+            raise TrainingDivergedError(
+                f"The training loss became NaN or infinite at optimizer step {step}; training stopped there. "
+                + (f"The last good checkpoint is {last}. " if last else "No checkpoint was saved before it. ")
+                + "Try a lower optimizer.lr or a longer warm-up (scheduler.warmup_ratio)."
+            )
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training:
+            self.check_finite()
+
+    def on_train_end(self) -> None:
+        self.check_finite()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Log the mean loss since the last log, every `trainer.log_every_n_steps` optimizer steps (as HF's
         # Trainer does with logging_steps), instead of a single noisy batch.
         if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.check_finite()
             self.log_dict({"train/loss": self.train_loss.compute(), **self._position()})
             self.train_loss.reset()
 
