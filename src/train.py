@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from glue_finetune import UserError
+from glue_finetune.checkpointing import PREEMPTED_EXIT_CODE, Preempted
 from glue_finetune.sweep import run_job
 from glue_finetune.training import train
 
@@ -27,6 +28,9 @@ def main(cfg: DictConfig) -> float:
         # Bad input, not a bug: one message with the fix, no traceback.
         log.error("%s", err)
         sys.exit(2)
+    except Preempted as err:
+        log.warning("Preempted: %s. Run the same command again (same run dir) to continue.", err)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,38 @@ def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tiny_
     first = metrics(7, "a")
     assert first == metrics(7, "b")
     assert first != metrics(8, "c")
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1"])
+def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    from test_sweeps import tiny
+    from test_train import run_cli
+
+    run_dir = tmp_path / "run"
+    args = [*tiny(sst2_dir, epochs=30), f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # training is under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signum))
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 75, output[-3000:]
+    assert "Checkpoint saved at step" in output and (run_dir / "job_preempted.json").exists()
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped_at < 30 * 20
+
+    result = run_cli(args)  # the very same command
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30 * 20

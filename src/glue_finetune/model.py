@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -86,7 +87,8 @@ class TextClassifier(L.LightningModule):
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
         step = int(self.first_nonfinite_step)
         if step >= 0:
-            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+            candidates = [Path(cb.dirpath) / "last.ckpt" for cb in self.trainer.callbacks if getattr(cb, "dirpath", None)]
+            last = next((str(p) for p in candidates if p.exists()), "")
             raise TrainingDivergedError(
                 f"The training loss became NaN or infinite at optimizer step {step}; training stopped there. "
                 + (f"The last good checkpoint is {last}. " if last else "No checkpoint was saved before it. ")
@@ -94,7 +96,7 @@ class TextClassifier(L.LightningModule):
             )
 
     def on_validation_start(self) -> None:
-        if self.trainer.training:
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self.check_finite()
 
     def on_train_end(self) -> None:

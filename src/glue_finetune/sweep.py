@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glue_finetune.artefacts import write_text_atomically
 from glue_finetune.errors import ConfigError, UserError
+from glue_finetune.checkpointing import Preempted
 
 log = logging.getLogger(__name__)
 
 DONE = "job_done.json"
 FAILED = "job_failed.json"
+PREEMPTED = "job_preempted.json"
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -70,7 +72,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     if multirun:
         check_multirun_compatible(cfg)
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
-    if cfg.get("resume") or requeued:
+    if cfg.get("resume") or requeued or (out / PREEMPTED).exists():
         if (done := read_json(out / DONE)) is not None:
             log.info("Already finished (resume=true): %s, val/acc %.4f. Skipping.", out, done["result"])
             return done["result"]
@@ -84,6 +86,10 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": started}
     try:
         result = train_fn(cfg)
+    except Preempted as err:
+        # Not a failure: the checkpoint is saved; the same command continues from it.
+        write_json_atomically(out / PREEMPTED, {**record, "reason": str(err), "preempted_at": time.time()})
+        raise
     except Exception as err:
         if not multirun:
             raise
@@ -95,6 +101,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
         write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
         return float("nan")  # a sweeper (Optuna) records the trial as failed
     write_json_atomically(out / DONE, {**record, "result": result, "finished_at": time.time()})
+    (out / PREEMPTED).unlink(missing_ok=True)
     return result
 
 
