@@ -88,6 +88,9 @@ def register_resolvers() -> None:
 
 
 
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check the values a typo or a wrong path would break, and report every problem at once."""
     problems: list[str] = []
@@ -120,6 +123,19 @@ def validate_config(cfg: DictConfig) -> None:
     if (max_length := number("data.max_length")) is not None:
         check(1 <= max_length <= 512, f"data.max_length={max_length} must be between 1 and 512 (BERT's positions)")
     check(get("data.task") == "sst2", f"data.task={get('data.task')!r}: only 'sst2' is supported")
+    if (epochs := number("trainer.max_epochs")) is not None:
+        check(epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")
+    if (interval := number("trainer.val_check_interval")) is not None:
+        check(interval > 0, f"trainer.val_check_interval={interval} must be > 0 (steps, or a fraction of an epoch)")
+    precision = str(get("trainer.precision"))
+    check(precision in PRECISIONS, f"trainer.precision={precision}: unknown; use one of {', '.join(PRECISIONS)}")
+    accelerator, devices = str(get("trainer.accelerator")), get("trainer.devices")
+    if accelerator in ("gpu", "cuda") and isinstance(devices, int) and not isinstance(devices, bool):
+        import torch
+
+        available = torch.cuda.device_count()
+        check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
+              + (" (trainer=cpu trains on the CPU)" if available == 0 else ""))
 
     if local_dir := get("data.local_dir"):
         path = Path(local_dir).expanduser()

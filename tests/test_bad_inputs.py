@@ -1,0 +1,93 @@
+"""Every bad input gets one message naming the problem, before any training step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write_sst2
+from glue_finetune.errors import ConfigError, DataFormatError
+from glue_finetune.training import train
+
+CONFIG_CASES = [
+    ("optimizer.lr=0", "optimizer.lr=0 must be > 0"),
+    ("optimizer.lr=-1e-5", "optimizer.lr=-1e-05 must be > 0"),
+    ("data.batch_size=0", "data.batch_size=0 must be an integer >= 1"),
+    ("data.eval_batch_size=-2", "data.eval_batch_size=-2 must be an integer >= 1"),
+    ("scheduler.warmup_ratio=1.0", "scheduler.warmup_ratio=1.0 must be in [0, 1)"),
+    ("scheduler.warmup_ratio=-0.1", "scheduler.warmup_ratio=-0.1 must be in [0, 1)"),
+    ("data.max_length=0", "data.max_length=0 must be between 1 and 512"),
+    ("data.max_length=513", "data.max_length=513 must be between 1 and 512"),
+    ("trainer.precision=fp8", "trainer.precision=fp8: unknown; use one of 32-true"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be >= 1"),
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
+    ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
+    ("seed=abc", "seed='abc' must be an integer"),
+    ("data.task=cola", "data.task='cola': only 'sst2' is supported"),
+]
+
+
+def assert_nothing_trained(run_dir: Path) -> None:
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize("override,message", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_values(tiny_cfg, tmp_path, override, message):
+    with pytest.raises(ConfigError) as err:
+        train(tiny_cfg(override))
+    assert message in str(err.value)
+    assert_nothing_trained(tmp_path)
+
+
+def test_more_gpus_than_visible(tiny_cfg, tmp_path):
+    import torch
+
+    n = torch.cuda.device_count() + 1
+    with pytest.raises(ConfigError, match=f"trainer.devices={n} but {n - 1} GPU\\(s\\) are visible"):
+        train(tiny_cfg("trainer.accelerator=gpu", f"trainer.devices={n}"))
+    assert_nothing_trained(tmp_path)
+
+
+def test_local_dir_missing_and_model_dir_without_config(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        train(tiny_cfg(f"data.local_dir={tmp_path / 'nope'}", f"model.name_or_path={tmp_path}"))
+    assert f"data.local_dir={tmp_path / 'nope'}: no such directory" in str(err.value)
+    assert f"model.name_or_path={tmp_path}: no config.json there" in str(err.value)
+    assert len(err.value.problems) == 2
+    assert_nothing_trained(tmp_path)
+
+
+DATA_CASES = [
+    ("train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n",
+     "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 3"),
+    ("train.tsv", "sentence\nonly a sentence\n", "train.tsv:1: header is 'sentence', expected 'sentence\\tlabel'"),
+    ("dev.tsv", "sentence\tlabel\ngood\t7\n", "dev.tsv:2: label must be 0 or 1, found '7'"),
+    ("dev.tsv", "", "dev.tsv: the file is empty"),
+    ("train.tsv", b"sentence\tlabel\ncaf\xe9\t1\n", "train.tsv:2: not valid UTF-8"),
+    ("test.tsv", "index\tsentence\nfirst\tgood\n", "test.tsv:2: index must be a non-negative integer, found 'first'"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", DATA_CASES, ids=[f"{c[0]}:{c[2][:25]}" for c in DATA_CASES])
+def test_bad_data_files(tiny_cfg, tmp_path, name, content, message):
+    data = write_sst2(tmp_path / "data", n_train=32, n_dev=8, n_test=4)
+    path = data / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    run_dir = tmp_path / "run"
+    with pytest.raises(DataFormatError) as err:
+        train(tiny_cfg(f"data.local_dir={data}", output_dir=run_dir))
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert_nothing_trained(run_dir)
+
+
+def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
+    from test_train import run_cli
+
+    unknown_key = run_cli(["optimizre.lr=1e-5", "--cfg", "job"])
+    assert unknown_key.returncode == 1
+    assert "Could not override 'optimizre.lr'" in unknown_key.stderr
+    unknown_option = run_cli(["model=bert", "--cfg", "job"])
+    assert unknown_option.returncode == 1
+    assert "Could not find 'model/bert'" in unknown_option.stderr
+    assert "bert_base_cased" in unknown_option.stderr and "minilm" in unknown_option.stderr  # the valid options
