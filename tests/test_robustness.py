@@ -84,3 +84,42 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30 * 20
+
+
+class FailSavesAfter(L.Callback):
+    """Test helper: from optimizer step `step` on, every file write that goes through `target` fails midway."""
+
+    def __init__(self, step: int, target: str):
+        self.step, self.target, self.armed = step, target, False
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if trainer.global_step == self.step and not self.armed:
+            import importlib
+
+            module_name, attr = self.target.rsplit(".", 1)
+            module = importlib.import_module(module_name)
+
+            def failing(*a, **k):
+                raise OSError("disk full (simulated)")
+
+            setattr(module, attr, failing)  # the test puts the original back
+            self.armed = True
+
+
+@pytest.mark.parametrize("target", ["torch.save", "os.replace"], ids=["checkpoint-write", "file-rename"])
+def test_a_failed_save_leaves_the_previous_files_intact(tiny_cfg, tmp_path, target, monkeypatch):
+    import importlib
+
+    module_name, attr = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module_name), attr, getattr(importlib.import_module(module_name), attr))
+    cfg = tiny_cfg()
+    with open_dict(cfg):
+        cfg.callbacks.fail = {"_target_": "test_robustness.FailSavesAfter", "step": 15, "target": target}
+    with pytest.raises(OSError, match="disk full"):
+        train(cfg)
+    monkeypatch.undo()  # the real function back before reading the files
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 10  # the save at step 20 failed; the step-10 file is whole
+    rows = read_metrics(tmp_path / "metrics.csv")  # parses: not half-written
+    assert rows and max(int(float(r["step"])) for r in rows) <= 20
+    assert not list(tmp_path.glob(".metrics.csv.*")), "a failed save left its temporary file behind"

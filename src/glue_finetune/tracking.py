@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import netrc
 import os
@@ -9,10 +11,13 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-import csv
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from glue_finetune.artefacts import write_text_atomically
 
 from glue_finetune.config import override_tags
 
@@ -60,11 +65,34 @@ def wandb_logger(
     return WandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", **kwargs)
 
 
-class CSVLogger(LightningCSVLogger):
-    """Lightning's CSVLogger (``metrics.csv``) that keeps the rows of the run it resumes.
+class AtomicExperimentWriter(ExperimentWriter):
+    """Writes metrics.csv whole, to a temporary file then renamed over the old one, so a crash during a save
+    leaves the previous file intact (Lightning's writer appends in place and deletes an existing file at start)."""
 
-    Lightning's writer deletes an existing metrics.csv when it starts; a run resumed from a checkpoint at step N
-    (``resume_step=N``) puts back the earlier rows up to step N first, so the file tells the whole run.
+    def __init__(self, log_dir: str, kept_rows: list[dict]):
+        super().__init__(log_dir)
+        self.rows = list(kept_rows)
+
+    def _check_log_dir_exists(self) -> None:
+        pass  # the file is replaced whole on the first save: nothing to delete up front
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        self.rows += self.metrics
+        self.metrics = []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=sorted(set().union(*self.rows)))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomically(Path(self.metrics_file_path), buffer.getvalue())
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger (``metrics.csv``), written atomically, keeping the rows of the run it resumes.
+
+    A run resumed from a checkpoint at step N (``resume_step=N``) starts with the earlier rows up to step N, so
+    the file tells the whole run once.
     """
 
     def __init__(self, *args, resume_step: int | None = None, **kwargs):
@@ -72,17 +100,17 @@ class CSVLogger(LightningCSVLogger):
         self.resume_step = resume_step
 
     @property
-    def experiment(self):
-        if self._experiment is not None or self.resume_step is None:
-            return super().experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step") and float(r["step"]) <= self.resume_step]
-        writer = super().experiment
-        writer.metrics[:0] = rows
-        return writer
+    @rank_zero_experiment
+    def experiment(self) -> AtomicExperimentWriter:
+        if self._experiment is None:
+            path = Path(self.log_dir) / "metrics.csv"
+            rows = []
+            if self.resume_step is not None and path.exists():
+                with open(path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("step") and float(r["step"]) <= self.resume_step]
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AtomicExperimentWriter(self.log_dir, rows)
+        return self._experiment
 
 
 def finish_wandb() -> None:

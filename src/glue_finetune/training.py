@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -114,8 +113,6 @@ def train(cfg: DictConfig) -> float:
     if needs_hub(cfg):
         go_offline_if_unreachable()  # no network: use the local cache, fail in seconds instead of retrying
 
-    # Lightning warns that the run dir is not empty (Hydra's .hydra/ and the log are there): that is expected.
-    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     try:
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
         datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
