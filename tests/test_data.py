@@ -127,9 +127,16 @@ def test_length_grouped_batches_are_random_and_carry_little_padding(tiny_cfg):
     plain = datamodule(tiny_cfg, "data.group_by_length=false")
     assert padding_ratio(grouped.train_dataloader()) < padding_ratio(plain.train_dataloader())
     assert padding_ratio(grouped.train_dataloader()) < 1.15
-    # Still a random permutation of the whole split, different each epoch.
-    first, second = (list(grouped.train_dataloader().sampler) for _ in range(2))
-    assert sorted(first) == list(range(320)) and first != second
+    # Still a random permutation of the whole split: different each epoch, the same for the same (seed, epoch).
+    sampler = grouped.train_dataloader().sampler
+    orders = {}
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.setdefault(epoch, []).append(list(sampler))
+    assert sorted(orders[0][0]) == list(range(320))
+    assert orders[0][0] == orders[0][1] and orders[0][0] != orders[1][0]
+    other_seed = datamodule(tiny_cfg, "seed=43").train_dataloader().sampler
+    assert list(other_seed) != orders[0][0]
 
 
 def test_eval_batches_are_sorted_by_length(tiny_cfg):

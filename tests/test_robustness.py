@@ -123,3 +123,43 @@ def test_a_failed_save_leaves_the_previous_files_intact(tiny_cfg, tmp_path, targ
     rows = read_metrics(tmp_path / "metrics.csv")  # parses: not half-written
     assert rows and max(int(float(r["step"])) for r in rows) <= 20
     assert not list(tmp_path.glob(".metrics.csv.*")), "a failed save left its temporary file behind"
+
+
+class StopBeforeStep(L.Callback):
+    """Test helper: the run dies (as if killed) just before optimizer step `step` + 1."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("killed")
+
+
+def weights(path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_run_resumed_at_an_epoch_boundary_matches_an_uninterrupted_one(tiny_cfg, tmp_path):
+    stop_at = 20  # the end of epoch 1 (20 batches an epoch)
+    overrides = ["trainer.max_epochs=3", "trainer.val_check_interval=10", "predict_test=false"]
+    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
+
+    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": stop_at}
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == stop_at
+    train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+
+    whole, resumed = (weights(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("whole", "resumed"))
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
+    curves = [read_metrics(tmp_path / d / "metrics.csv") for d in ("whole", "resumed")]
+    for metric in ("val/acc", "val/loss", "train/loss"):
+        a, b = (column(rows, metric) for rows in curves)
+        assert [s for s, _ in a] == [s for s, _ in b]
+        assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-6), metric

@@ -15,7 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from torch.utils.data import Sampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError
 from glue_finetune.hub import fetching
@@ -97,6 +98,35 @@ def load_glue_tsv(path: Path, split: str) -> datasets.Dataset:
 TOKENIZED_FORMAT = 2
 
 
+class EpochSeededSampler(Sampler[int]):
+    """A random order of the training set that is a function of (seed, epoch) alone.
+
+    Lightning calls ``set_epoch`` at the start of every epoch (also after resuming from a checkpoint), so a
+    resumed run draws the same order for each epoch as an uninterrupted one; torch's RandomSampler and
+    transformers' LengthGroupedSampler draw from the global RNG instead, whose state a restart does not restore.
+    With ``group_by_length``, the order is transformers' length-grouped one: random megabatches of 50 batches,
+    each sorted by length, so batches hold sentences of similar lengths.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
+        self.lengths, self.batch_size, self.seed, self.group_by_length = lengths, batch_size, seed, group_by_length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.group_by_length:
+            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        else:
+            order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        return iter(order)
+
+
 def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, format_version: int) -> dict:
     encoded = tokenizer(batch["sentence"], truncation=True, max_length=max_length)
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]  # for length-grouped / length-sorted batches
@@ -120,6 +150,7 @@ class SST2DataModule(L.LightningDataModule):
         sort_eval_by_length: bool = True,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        seed: int = 42,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -135,6 +166,7 @@ class SST2DataModule(L.LightningDataModule):
         self.sort_eval_by_length = sort_eval_by_length
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
 
@@ -211,12 +243,8 @@ class SST2DataModule(L.LightningDataModule):
         return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
     def train_dataloader(self) -> DataLoader:
-        if self.group_by_length:
-            # Random megabatches of 50 batches, each sorted by length (Hugging Face Trainer's group_by_length): batches
-            # stay random but hold sentences of similar length, so padding is ~4 % instead of ~2.6x.
-            sampler = LengthGroupedSampler(self.batch_size, lengths=self.splits["train"]["length"])
-        else:
-            sampler = torch.utils.data.RandomSampler(self.splits["train"])
+        # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
+        sampler = EpochSeededSampler(self.splits["train"]["length"], self.batch_size, self.seed, self.group_by_length)
         return self._loader("train", self.batch_size, MODEL_INPUTS + ["labels"], sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -57,8 +57,10 @@ class TextClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 
-        # Accumulated on the device between logging steps: no host sync on the steps in between.
+        # Accumulated on the device between logging steps: no host sync on the steps in between. Persistent, so
+        # a run resumed between two logging steps logs the same mean.
         self.train_loss = MeanMetric()
+        self.train_loss.persistent(True)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=len(labels), average="micro")
@@ -66,6 +68,10 @@ class TextClassifier(L.LightningModule):
         # First optimizer step whose loss was NaN/inf (-1: none), kept on the device so the check costs no host
         # sync per step; it is read when the loss is logged and before each validation (and so each checkpoint).
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
+        # Dropout draws from the global RNG, which a restart does not restore; reseeding it every step from this
+        # (checkpointed) value makes each step's dropout masks a function of (seed, step), so a resumed run
+        # trains exactly as an uninterrupted one. Drawn after seed_everything, so it follows the run's seed.
+        self.dropout_seed = int(torch.randint(2**31 - 1, ()))
 
     def forward(self, batch: dict[str, torch.Tensor]):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
@@ -75,6 +81,15 @@ class TextClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         # Lightning's sanity-check validation must not count as a best accuracy.
         self.val_acc_best.reset()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        torch.manual_seed(self.dropout_seed + self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dropout_seed"] = self.dropout_seed
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.dropout_seed = checkpoint.get("dropout_seed", self.dropout_seed)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch).loss
