@@ -297,7 +297,8 @@ def main() -> None:
     args.train_size = len(SST2DataModule(tokenizer=args.model, local_dir=args.data).load_raw()["train"])
     args.train_samples = min(args.train_samples or args.train_size, args.train_size)
     torch.set_num_threads(os.cpu_count() or 1)
-    torch.set_float32_matmul_precision("high")  # TF32 on GPUs, for every run alike (the project's default)
+    if not args.cpu:
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, for every run alike (the project's default)
     began = time.perf_counter()
 
     gpu = not args.cpu
@@ -320,19 +321,22 @@ def main() -> None:
                 multiples[variant.partition("=")[0]] = int(override.split("=")[1])
     pad = padding_ratios(args, multiples)
     rows: dict = {}
-    for key, name, run in plans:
-        seeds = args.seeds if key in ("b", "c") else args.seeds[:1]
-        results = []
-        for seed in seeds:
+    results: dict[str, list] = {key: [] for key, _, _ in plans}
+    names = {key: name for key, name, _ in plans}
+    # Seed by seed, every run in turn: a shared machine's load drifts, and interleaving spreads it over all runs.
+    for i, seed in enumerate(args.seeds):
+        for key, name, run in plans:
+            if i > 0 and key not in ("b", "c"):
+                continue  # (a) and the variants: the first seed only
             if args.budget_s and time.perf_counter() - began > args.budget_s:
                 print(f"({key}) seed {seed}: skipped, past --budget-s {args.budget_s}")
                 continue
             try:
-                results.append(run(seed))
+                results[key].append(run(seed))
             except Exception as err:  # a failing variant must not lose the other runs' numbers
                 print(f"({key}) seed {seed} failed: {type(err).__name__}: {err}")
-                results.append({"error": f"{type(err).__name__}: {err}"})
-            rows[key] = summarize(name, results, pad.get(key), args)
+                results[key].append({"error": f"{type(err).__name__}: {err}"})
+            rows = {k: summarize(names[k], results[k], pad.get(k), args) for k, _, _ in plans if results[k]}
             write_results(args, settings, rows)
     print_table(rows)
     print(f"\nwritten: {args.out}")

@@ -153,3 +153,19 @@ def test_pad_to_multiple_of_rounds_batch_lengths_up(tiny_cfg):
     dm.setup()
     widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
     assert widths and all(w % 8 == 0 for w in widths)
+
+
+def test_a_resumed_sampler_continues_its_epoch_once_then_draws_whole_epochs():
+    from glue_finetune.data import EpochSeededSampler
+
+    lengths = [(i * 7) % 23 + 1 for i in range(200)]
+    sampler = EpochSeededSampler(lengths, batch_size=4, seed=3)
+    sampler.set_epoch(2)
+    epoch_2 = list(sampler)
+    resumed = EpochSeededSampler(lengths, batch_size=4, seed=3)
+    resumed.resume(epoch=2, samples_done=40)
+    assert list(resumed) == epoch_2[40:]  # the rest of epoch 2, in the same order
+    assert len(resumed) == 200  # Lightning counts the skipped batches as done
+    resumed.set_epoch(3)
+    sampler.set_epoch(3)
+    assert list(resumed) == list(sampler)  # the next epoch is whole

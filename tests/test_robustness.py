@@ -140,8 +140,10 @@ def weights(path) -> dict:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_run_resumed_at_an_epoch_boundary_matches_an_uninterrupted_one(tiny_cfg, tmp_path):
-    stop_at = 20  # the end of epoch 1 (20 batches an epoch)
+@pytest.mark.parametrize("stop_at", [20, 30], ids=["epoch_boundary", "mid_epoch"])
+def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at):
+    # 20 batches an epoch: step 20 ends epoch 1; step 30 is the middle of epoch 2, which must go on with the
+    # batches the interrupted run had not trained on yet.
     overrides = ["trainer.max_epochs=3", "trainer.val_check_interval=10", "predict_test=false"]
     train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from pathlib import Path
 
 import datasets
@@ -112,10 +113,16 @@ class EpochSeededSampler(Sampler[int]):
         self.lengths, self.batch_size, self.seed, self.group_by_length = lengths, batch_size, seed, group_by_length
         self.epoch = 0
 
+        self.skip = 0
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def resume(self, epoch: int, samples_done: int) -> None:
+        """Continue ``epoch`` after its first ``samples_done`` samples (once: the next epoch starts at 0)."""
+        self.epoch, self.skip = epoch, samples_done
+
+    def __len__(self) -> int:  # the whole epoch, also when resuming: Lightning counts the skipped batches as done
         return len(self.lengths)
 
     def __iter__(self):
@@ -124,7 +131,8 @@ class EpochSeededSampler(Sampler[int]):
             order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
         else:
             order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        return iter(order)
+        skip, self.skip = self.skip, 0
+        return iter(order[skip:])
 
 
 def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, format_version: int) -> dict:
@@ -171,6 +179,7 @@ class SST2DataModule(L.LightningDataModule):
         self.seed = seed
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
+        self.resume_position: dict | None = None  # from a checkpoint: see state_dict
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load_raw(self) -> datasets.DatasetDict:
@@ -248,7 +257,36 @@ class SST2DataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
         sampler = EpochSeededSampler(self.splits["train"]["length"], self.batch_size, self.seed, self.group_by_length)
+        if self.resume_position:
+            self._resume(sampler, **self.resume_position)
+            self.resume_position = None
         return self._loader("train", self.batch_size, MODEL_INPUTS + ["labels"], sampler)
+
+    # -- resuming in the middle of an epoch --------------------------------------------------------------------
+    # Lightning saves this module's state_dict in checkpoints and restores it before it builds the training loader,
+    # so a resumed run's first batch is the one the interrupted run would have trained on next. (Lightning's own
+    # route, a stateful DataLoader, loads its state only after Lightning has already built the loader and fetched
+    # a batch from it to count the steps for the learning-rate schedule.)
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume_position = dict(state) if state else None
+        # Lightning warns that a plain DataLoader cannot resume mid-epoch; this module restores the position itself.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
+    def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int) -> None:
+        batches = -(-len(sampler) // self.batch_size)
+        if batches_done >= batches:  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, batches_done = epoch + 1, 0
+        if batches_done and self.trainer is not None and self.trainer.world_size > 1:
+            log.warning("Resuming in the middle of epoch %d on %d devices: the epoch restarts from its first batch "
+                        "(the exact position is restored on one device only).", epoch, self.trainer.world_size)
+            batches_done = 0
+        sampler.resume(epoch, batches_done * self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self.eval_batch_size, MODEL_INPUTS + ["labels"], self._eval_order("validation"))

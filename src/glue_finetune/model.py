@@ -67,10 +67,11 @@ class TextClassifier(L.LightningModule):
         # Accumulated on the device between logging steps: no host sync on the steps in between. Persistent, so
         # a run resumed between two logging steps logs the same mean.
         # nan_strategy="disable": torchmetrics' NaN filtering asks the host `nans.any()` on every update, a GPU
-        # sync per step; a NaN must show in the logged loss anyway (the run stops on it, see check_finite).
+        # sync per training step; a NaN must show in the logged loss anyway (the run stops on it, check_finite).
+        # Evaluation keeps the default: "disable" would also drop the batch-size weights, and it syncs anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_loss.persistent(True)
-        self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         # validate_args=False: the inputs are the model's own argmax and checked labels; validation would sync.
         self.val_acc = MulticlassAccuracy(num_classes=len(labels), average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes=len(labels), average="micro", validate_args=False)
