@@ -47,6 +47,7 @@ from transformers import (  # noqa: E402
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 
 from glue_finetune.config import package_path  # noqa: E402
@@ -100,6 +101,7 @@ def rates(samples: int, steps: int, seconds: float, warm_steps: int, warm_at: fl
 
 
 def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1, bf16: bool = False) -> dict:
+    set_seed(seed)  # before the classifier head is initialised, as run_glue.py does
     train_raw, dev_raw, tokenizer = load_splits(args)
     padding = "max_length" if pad_to_max else False
 

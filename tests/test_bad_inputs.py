@@ -25,6 +25,8 @@ CONFIG_CASES = [
     ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
     ("seed=abc", "seed='abc' must be an integer"),
     ("data.task=cola", "data.task='cola': only 'sst2' is supported"),
+    ("model.compile=reduce_overhead", "model.compile='reduce_overhead': use false, true or one of default, reduce-overhead"),
+    ("data.pad_to_multiple_of=0", "data.pad_to_multiple_of=0 must be null or an integer >= 1"),
 ]
 
 

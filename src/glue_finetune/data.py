@@ -111,9 +111,7 @@ class EpochSeededSampler(Sampler[int]):
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
         self.lengths, self.batch_size, self.seed, self.group_by_length = lengths, batch_size, seed, group_by_length
-        self.epoch = 0
-
-        self.skip = 0
+        self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
