@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -277,7 +278,7 @@ class SST2DataModule(L.LightningDataModule):
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
     def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int) -> None:
-        batches = -(-len(sampler) // self.batch_size)
+        batches = math.ceil(len(sampler) / self.batch_size)
         if batches_done >= batches:  # saved at the end of an epoch: the next one starts from its beginning
             epoch, batches_done = epoch + 1, 0
         if batches_done and self.trainer is not None and self.trainer.world_size > 1:
