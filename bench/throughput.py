@@ -154,15 +154,18 @@ class LightningLoopTimer(L.Callback):
 
     def on_train_start(self, *a):
         sync()
-        self.start, self.val, self.validations, self.warm_at, self.val_start = time.perf_counter(), 0.0, 0, None, None
+        self.start, self.warm_at, self.val_start = time.perf_counter(), None, None
         self.val_times: list[float] = []
+
+    @property
+    def val(self) -> float:
+        return sum(self.val_times)
 
     def _close_validation(self) -> None:
         if self.val_start is not None:
             sync()
             self.val_times.append(time.perf_counter() - self.val_start)
-            self.val += self.val_times[-1]
-            self.validations, self.val_start = self.validations + 1, None
+            self.val_start = None
 
     def on_train_batch_start(self, *a):
         self._close_validation()
@@ -313,16 +316,16 @@ def main() -> None:
         ("a", "HF Trainer, pad to 128 (run_glue)",
          lambda seed: hf_trainer_run(args, seed, pad_to_max=True, max_steps=args.hf_pad_steps)),
     ]
-    for variant in args.variant:
-        name, _, overrides = variant.partition("=")
-        plans.append((name, f"this project, {overrides}", lambda seed, o=overrides.split(): project_run(args, seed, o)))
+    variants = {name: overrides.split() for name, _, overrides in (v.partition("=") for v in args.variant)}
+    for name, overrides in variants.items():
+        plans.append((name, f"this project, {' '.join(overrides)}",
+                      lambda seed, o=overrides: project_run(args, seed, o)))
     if args.gpu_recipe:  # the compiled variant first: it is the one that matters on a GPU
         plans = plans[3:] + plans[1:2] + plans[:1] + plans[2:3]
-    multiples = {key: None for key in ("c", *(v.partition("=")[0] for v in args.variant))}
-    for variant in args.variant:
-        for override in variant.partition("=")[2].split():
-            if override.startswith("data.pad_to_multiple_of="):
-                multiples[variant.partition("=")[0]] = int(override.split("=")[1])
+    multiples = {"c": None}
+    for name, overrides in variants.items():
+        pads = [o.split("=", 1)[1] for o in overrides if o.startswith("data.pad_to_multiple_of=")]
+        multiples[name] = int(pads[-1]) if pads else None
     pad = padding_ratios(args, multiples)
     rows: dict = {}
     results: dict[str, list] = {key: [] for key, _, _ in plans}
