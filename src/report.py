@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--wandb-project", default="glue-sst2")
     args = parser.parse_args()
     try:
-        summary, markdown, plots = write_report(args.dirs, args.out or args.dirs[0])
+        out = args.out or args.dirs[0]
+        summary, markdown, plots = write_report(args.dirs, out)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -32,7 +33,7 @@ def main() -> None:
     if args.wandb:
         from glue_finetune.tracking import log_report_to_wandb
 
-        log_report_to_wandb(summary, plots, project=args.wandb_project, group=str(args.dirs[0]))
+        log_report_to_wandb(summary, plots, project=args.wandb_project, group=str(args.dirs[0]), directory=out)
     sys.exit(1 if summary["not_finished"] else 0)
 
 

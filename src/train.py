@@ -8,16 +8,27 @@
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from glue_finetune import UserError
-from glue_finetune.checkpointing import PREEMPTED_EXIT_CODE, Preempted
+# Light imports only up to here: --help, --cfg and config errors answer in about a second. Lightning, transformers
+# and datasets (seconds to import) are imported once the config has passed its checks.
+from glue_finetune.cli import exit_now, train_help
+from glue_finetune.config import preflight
+from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
+from glue_finetune.extras import exit_if_missing_extras
 from glue_finetune.sweep import run_job
-from glue_finetune.training import train
 
 log = logging.getLogger("train")
+
+
+def train(cfg: DictConfig) -> float:
+    preflight(cfg)  # bad values, unreachable Hub: reported before the heavy imports below
+    from glue_finetune.training import train as fit_and_evaluate
+
+    return fit_and_evaluate(cfg)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -34,4 +45,12 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print(train_help(Path(__file__).resolve().parents[1] / "conf"))
+        sys.exit(0)
+    exit_if_missing_extras(sys.argv[1:])  # e.g. hydra/launcher=parallel without Ray: name the extra to install
+    try:
+        main()
+    except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
+        exit_now(stop.code)
+    exit_now(0)

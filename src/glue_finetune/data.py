@@ -22,6 +22,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError
 from glue_finetune.hub import fetching
+from glue_finetune.logs import no_datasets_progress_bars
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class SST2DataModule(L.LightningDataModule):
         self.seed = seed
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
+        self.raw: datasets.DatasetDict | None = None
         self.resume_position: dict | None = None  # from a checkpoint: see state_dict
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -209,14 +211,16 @@ class SST2DataModule(L.LightningDataModule):
         """Token ids for every split. ``datasets.map`` caches them on disk by fingerprint (data + tokenizer +
         max_length), so only the first run with a given setting tokenizes."""
         self.tokenizer = self.tokenizer or self.load_tokenizer()
-        raw = self.load_raw()
-        tokenized = raw.map(
-            _tokenize,
-            batched=True,
-            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length, "format_version": TOKENIZED_FORMAT},
-            remove_columns=["sentence"],
-            desc="Tokenizing",
-        )
+        with no_datasets_progress_bars():  # seconds the first time, nothing once cached
+            raw = self.load_raw()
+            tokenized = raw.map(
+                _tokenize,
+                batched=True,
+                fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length,
+                           "format_version": TOKENIZED_FORMAT},
+                remove_columns=["sentence"],
+            )
+        self.raw = raw  # the text, for the test-set predictions
         return tokenized.rename_column("label", "labels")
 
     # -- Lightning hooks -------------------------------------------------------------------------------------

@@ -26,3 +26,10 @@ class SourceUnavailableError(UserError):
 
 class TrainingDivergedError(UserError):
     """The training loss became NaN or infinite; the message names the optimizer step."""
+
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: a temporary failure, retrying is expected to work
+
+
+class Preempted(Exception):
+    """The run was asked to stop by a signal and saved a checkpoint to continue from."""

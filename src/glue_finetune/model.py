@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from glue_finetune.errors import TrainingDivergedError
 from glue_finetune.hub import fetching
+from glue_finetune.logs import quiet_transformers
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -22,7 +26,8 @@ class TextClassifier(L.LightningModule):
     """``AutoModelForSequenceClassification`` trained with cross-entropy and scored by accuracy.
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer gets the parameter
-    groups, the scheduler gets the optimizer and the number of optimizer steps of the whole run.
+    groups, the scheduler gets the optimizer and the number of optimizer steps of the whole run. ``hub_id`` names
+    the Hub model that a local ``name_or_path`` holds (kept in checkpoints; the model card cites it).
     """
 
     def __init__(
@@ -34,6 +39,7 @@ class TextClassifier(L.LightningModule):
         label_names: tuple[str, ...] = ("negative", "positive"),
         attn_implementation: str | None = "sdpa",
         compile: bool | str = False,
+        hub_id: str | None = None,
     ):
         super().__init__()
         # Plain values only, so checkpoints load with torch.load(weights_only=True); the optimizer and scheduler
@@ -46,9 +52,15 @@ class TextClassifier(L.LightningModule):
             label2id={name: i for i, name in enumerate(labels)},
             attn_implementation=attn_implementation,
         )
-        with fetching(f"model {name_or_path!r}"):
+        with fetching(f"model {name_or_path!r}"), quiet_transformers():
             if pretrained:
-                self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **config_kwargs)
+                self.model, loading = AutoModelForSequenceClassification.from_pretrained(
+                    name_or_path, output_loading_info=True, **config_kwargs)
+                # A new classifier head is what fine-tuning expects; any other weight left at random is a problem.
+                missing = [k for k in loading["missing_keys"] if not k.startswith("classifier.")]
+                if missing:
+                    log.warning("%d weight(s) of %s were not in %s and start random: %s", len(missing),
+                                type(self.model).__name__, name_or_path, ", ".join(missing[:10]))
             else:  # same architecture, random weights
                 config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
                 self.model = AutoModelForSequenceClassification.from_config(config)
@@ -83,6 +95,8 @@ class TextClassifier(L.LightningModule):
         # (checkpointed) value makes each step's dropout masks a function of (seed, step), so a resumed run
         # trains exactly as an uninterrupted one. Drawn after seed_everything, so it follows the run's seed.
         self.dropout_seed = int(torch.randint(2**31 - 1, ()))
+        self.step_lr: float | torch.Tensor = 0.0
+        self.last_validation: dict | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in batch}
@@ -95,6 +109,8 @@ class TextClassifier(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         torch.manual_seed(self.dropout_seed + self.global_step)
+        # The learning rate this step trains with; logged with the step's loss (see on_train_batch_end).
+        self.step_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dropout_seed"] = self.dropout_seed
@@ -130,10 +146,13 @@ class TextClassifier(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Log the mean loss since the last log, every `trainer.log_every_n_steps` optimizer steps (as HF's
-        # Trainer does with logging_steps), instead of a single noisy batch.
+        # Trainer does with logging_steps), instead of a single noisy batch, and the learning rate of the step
+        # just taken, on the same row: one step numbering for the whole run. (Lightning's LearningRateMonitor
+        # logs against a step counter that is one behind the optimizer step, and after the scheduler has moved.)
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self.check_finite()
-            self.log_dict({"train/loss": self.train_loss.compute(), **self._position()})
+            self.log_dict({"train/loss": self.train_loss.compute(), "train/lr": float(self.step_lr)})
+            self.log_dict(self._position())
             self.train_loss.reset()
 
     def _position(self) -> dict[str, float]:
@@ -154,9 +173,12 @@ class TextClassifier(L.LightningModule):
         acc = self.val_acc.compute()
         self.val_acc_best.update(acc)
         metrics = {"val/loss": self.val_loss.compute(), "val/acc": acc, "val/acc_best": self.val_acc_best.compute()}
-        if not self.trainer.sanity_checking:
-            metrics.update(self._position())
         self.log_dict(metrics, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.log_dict(self._position())
+            # The scores of the weights now in memory: if this validation's checkpoint ends up the best one,
+            # training need not score it again (train() reads this).
+            self.last_validation = {"step": self.global_step, "loss": float(metrics["val/loss"]), "accuracy": float(acc)}
         self.val_loss.reset()
         self.val_acc.reset()
 
@@ -193,5 +215,4 @@ class TextClassifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
-        # "name" is the key LearningRateMonitor logs the learning rate under.
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

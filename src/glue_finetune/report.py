@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
+from glue_finetune.extras import installed
 from glue_finetune.sweep import DONE, FAILED, read_json
+
+log = logging.getLogger(__name__)
 
 # Overrides that say where or how a job ran, not what it trained: left out when grouping jobs into settings.
 NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "data.local_dir=", "resume=", "ckpt_path=", "logger", "paths.")
@@ -178,7 +182,11 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     jobs = find_jobs(directories)
     summary = summarize(jobs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [plot(jobs, "val/acc", out_dir / "val_acc.png"), plot(jobs, "val/loss", out_dir / "val_loss.png")]
+    if installed("matplotlib"):
+        plots = [plot(jobs, "val/acc", out_dir / "val_acc.png"), plot(jobs, "val/loss", out_dir / "val_loss.png")]
+    else:
+        plots = []
+        log.warning('No plots: matplotlib is not installed (pip install -e ".[sweeps]"); the tables are complete.')
     markdown = to_markdown(summary, plots)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2))

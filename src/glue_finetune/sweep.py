@@ -20,9 +20,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from glue_finetune.artefacts import write_text_atomically
-from glue_finetune.errors import ConfigError, UserError
-from glue_finetune.checkpointing import Preempted
+from glue_finetune.files import write_text_atomically
+from glue_finetune.errors import ConfigError, Preempted, UserError
 
 log = logging.getLogger(__name__)
 
@@ -65,40 +64,43 @@ def check_multirun_compatible(cfg: DictConfig) -> None:
 
 
 def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
-    """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker."""
+    """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker.
+
+    Every failure that reaches the job, a config error included, leaves ``job_failed.json`` in the run dir: a
+    run dir holds ``job_done.json``, ``job_failed.json`` or ``job_preempted.json``, or the job is still running.
+    """
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     multirun = in_multirun()
-    if multirun:
-        check_multirun_compatible(cfg)
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
-    if cfg.get("resume") or requeued or (out / PREEMPTED).exists():
-        if (done := read_json(out / DONE)) is not None:
-            log.info("Already finished (resume=true): %s, val/acc %.4f. Skipping.", out, done["result"])
-            return done["result"]
-        last = out / "checkpoints" / "last.ckpt"
-        if last.exists() and not cfg.get("ckpt_path"):
-            log.info("Resuming from %s", last)
-            with open_dict(cfg):
-                cfg.ckpt_path = str(last)
-    (out / FAILED).unlink(missing_ok=True)
-    started = time.time()
-    record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": started}
+    record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": time.time()}
     try:
+        if multirun:
+            check_multirun_compatible(cfg)
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
+        if cfg.get("resume") or requeued or (out / PREEMPTED).exists():
+            if (done := read_json(out / DONE)) is not None:
+                log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
+                return done["result"]
+            last = out / "checkpoints" / "last.ckpt"
+            if last.exists() and not cfg.get("ckpt_path"):
+                log.info("Resuming from %s", last)
+                with open_dict(cfg):
+                    cfg.ckpt_path = str(last)
+        (out / FAILED).unlink(missing_ok=True)
         result = train_fn(cfg)
     except Preempted as err:
         # Not a failure: the checkpoint is saved; the same command continues from it.
         write_json_atomically(out / PREEMPTED, {**record, "reason": str(err), "preempted_at": time.time()})
         raise
     except Exception as err:
+        write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
         if not multirun:
-            raise
+            raise  # the entry point prints it (a UserError as one message) and exits non-zero
         # One job's failure (bad lr, out of memory) must not stop the sweep: record it, go on, report at the end.
         if isinstance(err, UserError):
             log.error("Job failed: %s", err)
         else:
             log.exception("Job failed: %s", err)
-        write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
         return float("nan")  # a sweeper (Optuna) records the trial as failed
     write_json_atomically(out / DONE, {**record, "result": result, "finished_at": time.time()})
     (out / PREEMPTED).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import io
 import logging
 import netrc
 import os
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,7 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from glue_finetune.artefacts import write_text_atomically
+from glue_finetune.files import write_text_atomically
 
 from glue_finetune.config import override_tags
 
@@ -62,7 +63,16 @@ def wandb_logger(
                 Path(save_dir) / "wandb",
                 Path(save_dir) / "wandb" / "offline-run-*",
             )
-    return WandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", **kwargs)
+    import wandb
+
+    # quiet: W&B's start lines that say where the run is stay; its end-of-run history block goes.
+    settings = kwargs.pop("settings", None) or wandb.Settings(quiet=True)
+    logger = WandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", settings=settings,
+                         **kwargs)
+    # Lightning passes anonymous=None, which W&B answers with a deprecation warning on every run.
+    if logger._wandb_init.get("anonymous") is None:
+        logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 class AtomicExperimentWriter(ExperimentWriter):
@@ -115,9 +125,8 @@ class CSVLogger(LightningCSVLogger):
 
 def finish_wandb() -> None:
     """Close the current W&B run (if any), so the next job of a sweep in this process starts its own."""
-    try:
-        import wandb
-    except ImportError:
+    wandb = sys.modules.get("wandb")
+    if wandb is None:  # never imported, so no run to finish (importing it only to check costs a second)
         return
     if wandb.run is not None:
         wandb.finish()
@@ -125,13 +134,13 @@ def finish_wandb() -> None:
     wandb.teardown()
 
 
-def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: str) -> None:
+def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: str, directory: Path) -> None:
     """A sweep report as a W&B run of its own (job_type "report") in the sweep's group: tables and plots."""
     import wandb
 
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_present() else "offline")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
-                     dir=str(plots[0].parent))
+                     dir=str(directory), settings=wandb.Settings(quiet=True))
     columns = ["setting", "n", "best_mean", "best_std", "final_mean", "final_std"]
     run.log({
         "report/settings": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in summary["groups"]]),

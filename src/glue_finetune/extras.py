@@ -1,0 +1,64 @@
+"""Optional dependencies: what ``pip install -e ".[sweeps]"`` or ``".[tensorboard]"`` adds, and the message for a
+command that needs an extra which is not installed.
+
+Hydra would fail on such a command with "Could not find 'hydra/launcher/ray'" (the launcher's config ships with
+its plugin), which does not say what to install; so the entry point checks the command line first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+# extra → (what it is for, the modules it provides)
+EXTRAS = {
+    "sweeps": ("Ray, submitit and Optuna for Hydra's launchers and sweeper",
+               ("hydra_plugins.hydra_ray_launcher", "ray", "hydra_plugins.hydra_submitit_launcher",
+                "hydra_plugins.hydra_optuna_sweeper", "optuna")),
+    "tensorboard": ("TensorBoard", ("tensorboard",)),
+}
+
+# (config group, option or None for every option) → the extra it needs and the modules it imports
+NEEDS = {
+    ("hydra/launcher", "parallel"): ("sweeps", ("hydra_plugins.hydra_ray_launcher", "ray")),
+    ("hydra/launcher", "ray_cluster"): ("sweeps", ("hydra_plugins.hydra_ray_launcher", "ray")),
+    ("hydra/launcher", "slurm"): ("sweeps", ("hydra_plugins.hydra_submitit_launcher", "submitit")),
+    ("hydra/sweeper", "optuna"): ("sweeps", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
+    ("hparams_search", None): ("sweeps", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
+    ("logger", "tensorboard"): ("tensorboard", ("tensorboard",)),
+}
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def missing_extras(overrides: list[str]) -> list[str]:
+    """One message per command-line choice (``group=option``, also in a sweep list ``a,b``) whose extra is not
+    installed; empty when everything needed is there."""
+    problems = []
+    for override in overrides:
+        if "=" not in override or override.startswith("-"):
+            continue
+        key, _, value = override.lstrip("+").partition("=")
+        for option in (o.strip() for o in value.split(",")):
+            need = NEEDS.get((key, option)) or NEEDS.get((key, None))
+            if need is None or option in ("", "null"):
+                continue
+            extra, modules = need
+            absent = [m for m in modules if not installed(m)]
+            if absent:
+                problems.append(
+                    f"{key}={option} needs {EXTRAS[extra][0]}, which are not installed ({', '.join(absent)}). "
+                    f'Install them with: pip install -e ".[{extra}]"'
+                )
+    return problems
+
+
+def exit_if_missing_extras(overrides: list[str]) -> None:
+    if problems := missing_extras(overrides):
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        sys.exit(2)

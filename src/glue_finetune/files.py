@@ -1,0 +1,48 @@
+"""Writing files that people share: atomically (readers see the old file or the new one, never half of it) and
+with the permissions the umask asks for (a teammate on a shared cluster can read the weights and the metrics)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only be read by setting
+    it, which would briefly change it for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write to a temporary file beside ``path``, then rename. The temporary file is created private (0600);
+    it gets the mode a plain ``open(path, "w")`` would have given it before the rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def apply_umask(directory: Path) -> None:
+    """Give every file under ``directory`` the mode the umask asks for. safetensors writes weights 0600 whatever
+    the umask, which would leave an exported model readable by its owner only."""
+    mode = 0o666 & ~current_umask()
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)

@@ -1,0 +1,70 @@
+"""What reaches the console: this project's own lines (what runs, where results are) and every warning or error.
+Libraries' INFO lines and progress bars for sub-second work go to ``train.log`` only, or nowhere."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+PROJECT_LOGGERS = ("glue_finetune", "train", "__main__")
+
+
+class ConsoleFilter(logging.Filter):
+    """Hydra's console handler (conf/hydra/default.yaml) passes this project's INFO lines and everyone's warnings;
+    the file handler (``train.log``) keeps every INFO line, Lightning's included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in PROJECT_LOGGERS
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" bar or load report while a model loads: the report's only entry for a fine-tune is the
+    new classifier head, which is expected (the caller checks for anything else)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def no_datasets_progress_bars() -> Iterator[None]:
+    """datasets draws a bar per split for loading and tokenizing, a second's work (and nothing once cached)."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def silence_known_library_warnings(resuming: bool = False) -> None:
+    """Warnings libraries raise about each other, or about what this project does on purpose: nothing a user of
+    this project can act on."""
+    import warnings
+
+    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def route_lightning_logs_to_root() -> None:
+    """``import lightning`` gives the "lightning" logger a console handler of its own, which would print every
+    Lightning INFO line past the console filter. Where the root logger has handlers (Hydra's console and
+    train.log), drop it: Lightning's lines still reach train.log, and its warnings the console."""
+    import lightning  # noqa: F401  (adds the handler)
+
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
