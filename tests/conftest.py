@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+README = ROOT / "README.md"
 REAL_SST2_DIR = ROOT.parent / "shared" / "data" / "glue" / "SST-2"
 
 POSITIVE = ["great", "wonderful", "moving", "funny", "beautiful", "brilliant", "charming", "best"]

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from conftest import CONF_DIR, ROOT, compose_config
 from glue_finetune.config import validate_config
 from glue_finetune.errors import ConfigError
+from glue_finetune.extras import installed
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "hydra",
           "experiment", "debug", "hparams_search", "hydra/launcher"]
@@ -116,6 +117,8 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
 
 @pytest.mark.parametrize("group", ["experiment", "debug", "paths", "hydra", "hparams_search"])
 def test_presets_compose_and_pass_validation(group, tmp_path):
+    if group == "hparams_search" and not installed("hydra_plugins.hydra_optuna_sweeper"):
+        pytest.skip('the Optuna sweeper comes with: pip install -e ".[sweeps]"')
     for option in options(group):
         override = f"hydra={option}" if group == "hydra" else f"{group}={option}"
         cfg = compose_config([override], tmp_path)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from test_sweeps import tiny
 from test_train import read_metrics, run_cli
@@ -47,6 +46,7 @@ def test_report_lists_failed_jobs(sweep):
 
 
 def test_report_plots_are_real_pictures(sweep):
+    imread = pytest.importorskip("matplotlib.image", reason='plots need: pip install -e ".[sweeps]"').imread
     run_cli([str(sweep)], script="src/report.py")
     for name in ("val_acc.png", "val_loss.png"):
         image = imread(sweep / name)

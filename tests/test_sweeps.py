@@ -16,6 +16,7 @@ import yaml
 
 from conftest import ROOT, TINY_OVERRIDES
 from test_train import read_metrics, run_cli
+from glue_finetune.extras import installed
 
 
 def tiny(sst2_dir: Path, epochs: int = 1) -> list[str]:
@@ -23,10 +24,16 @@ def tiny(sst2_dir: Path, epochs: int = 1) -> list[str]:
         f"trainer.max_epochs={epochs}", f"data.local_dir={sst2_dir}", "predict_test=false"]
 
 
+def needs_extra(module: str):
+    """Launchers and the Optuna sweeper come with `pip install -e ".[sweeps]"` (the dev install has them)."""
+    return pytest.mark.skipif(not installed(module), reason=f'{module} is not installed: pip install -e ".[sweeps]"')
+
+
 def done(job_dir: Path) -> dict:
     return json.loads((job_dir / "job_done.json").read_text())
 
 
+@needs_extra("hydra_plugins.hydra_ray_launcher")
 def test_parallel_launcher_runs_jobs_at_the_same_time(sst2_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", "seed=1,2", "hydra/launcher=parallel", *tiny(sst2_dir, epochs=2),
@@ -106,8 +113,13 @@ def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path
         # RunRecord.run_group (protobuf field 6) holds the sweep dir; RunRecord.tags (field 10) the overrides.
         assert b"\x32" + bytes([len(group)]) + group in record, f"{f} is not in group {sweep}"
         assert b"\x52" + bytes([len(seed)]) + seed in record, f"{f} is not tagged {seed}"
+        # Paths say where things are, not what was run: not a tag (nor part of the run name).
+        assert b"\x52" + bytes([len("model=tiny")]) + b"model=tiny" in record
+        path_tag = f"data.local_dir={sst2_dir}"[:64].encode()  # W&B caps tags at 64 characters
+        assert b"\x52" + bytes([len(path_tag)]) + path_tag not in record
 
 
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
@@ -131,6 +143,7 @@ def hydra_cfg(*overrides: str) -> dict:
     return yaml.safe_load(result.stdout)["hydra"]
 
 
+@needs_extra("hydra_plugins.hydra_submitit_launcher")
 def test_slurm_preset_composes_with_requeue_and_one_task_per_gpu():
     launcher = hydra_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4")["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -139,6 +152,7 @@ def test_slurm_preset_composes_with_requeue_and_one_task_per_gpu():
     assert "partition" in launcher and launcher["submitit_folder"].endswith(".submitit/%j")
 
 
+@needs_extra("hydra_plugins.hydra_ray_launcher")
 def test_ray_cluster_preset_composes_with_address_auto():
     launcher = hydra_cfg("hydra/launcher=ray_cluster")["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"

@@ -48,6 +48,14 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
     assert [step for step, _ in train_loss] == [10, 20, 30, 40, 50, 60]
     assert train_loss[-1][1] < train_loss[0][1] * 0.8, f"loss did not fall: {train_loss}"
     assert column(rows, "val/acc_best")[-1][1] == max(acc for _, acc in val_acc)
+    # One step numbering: the learning rate is on the loss's row, and it is the rate that step trained with:
+    # step s (1-based) uses the schedule's value after s - 1 updates (linear, ceil(0.06 * 60) = 4 warm-up steps).
+    lr_rows = [r for r in rows if r.get("train/lr")]
+    assert [int(float(r["step"])) for r in lr_rows] == [10, 20, 30, 40, 50, 60]
+    assert all(r.get("train/loss") for r in lr_rows)
+    for r in lr_rows:
+        step = int(float(r["step"]))
+        assert float(r["train/lr"]) == pytest.approx(3e-3 * (60 - (step - 1)) / (60 - 4), rel=1e-6)
 
     # Best and last checkpoints; the best is the step with the highest val/acc (the first, on ties).
     best_step, best_acc = max(val_acc, key=lambda sa: (sa[1], -sa[0]))
@@ -74,6 +82,25 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
 
 def test_fast_dev_run_scores_the_final_weights(tiny_cfg):
     assert 0.0 <= train(tiny_cfg("debug=fast_dev_run")) <= 1.0
+
+
+def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(tiny_cfg, tmp_path, monkeypatch):
+    import lightning as L
+
+    tests = []
+    real_test = L.Trainer.test
+    monkeypatch.setattr(L.Trainer, "test", lambda *a, **k: tests.append(k) or real_test(*a, **k))
+    # One validation, at the last step: the best checkpoint is the final weights, already scored by it.
+    best = train(tiny_cfg("trainer.max_epochs=1", "trainer.val_check_interval=20", "predict_test=false"))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert tests == [], "the dev set was scored a second time"
+    [(step, acc)] = column(rows, "val/acc")
+    assert step == 20 and best == pytest.approx(acc, abs=1e-7)
+    assert column(rows, "best_ckpt/val_acc") == [(20, pytest.approx(acc, abs=1e-7))]
+    assert column(rows, "best_ckpt/val_loss") == [(20, pytest.approx(column(rows, "val/loss")[0][1], abs=1e-7))]
+    # best and last are the same step's checkpoint: one file, two names
+    [best_ckpt] = (tmp_path / "checkpoints").glob("best-*.ckpt")
+    assert best_ckpt.samefile(tmp_path / "checkpoints" / "last.ckpt")
 
 
 def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkeypatch, tmp_path):

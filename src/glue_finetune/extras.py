@@ -10,22 +10,16 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-# extra → (what it is for, the modules it provides)
-EXTRAS = {
-    "sweeps": ("Ray, submitit and Optuna for Hydra's launchers and sweeper",
-               ("hydra_plugins.hydra_ray_launcher", "ray", "hydra_plugins.hydra_submitit_launcher",
-                "hydra_plugins.hydra_optuna_sweeper", "optuna")),
-    "tensorboard": ("TensorBoard", ("tensorboard",)),
-}
-
-# (config group, option or None for every option) → the extra it needs and the modules it imports
+# (config group, option or None for every option) → (extra, what it needs, the modules that provide it)
 NEEDS = {
-    ("hydra/launcher", "parallel"): ("sweeps", ("hydra_plugins.hydra_ray_launcher", "ray")),
-    ("hydra/launcher", "ray_cluster"): ("sweeps", ("hydra_plugins.hydra_ray_launcher", "ray")),
-    ("hydra/launcher", "slurm"): ("sweeps", ("hydra_plugins.hydra_submitit_launcher", "submitit")),
-    ("hydra/sweeper", "optuna"): ("sweeps", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
-    ("hparams_search", None): ("sweeps", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
-    ("logger", "tensorboard"): ("tensorboard", ("tensorboard",)),
+    ("hydra/launcher", "parallel"): ("sweeps", "Ray and its Hydra launcher", ("hydra_plugins.hydra_ray_launcher", "ray")),
+    ("hydra/launcher", "ray_cluster"): ("sweeps", "Ray and its Hydra launcher",
+                                        ("hydra_plugins.hydra_ray_launcher", "ray")),
+    ("hydra/launcher", "slurm"): ("sweeps", "submitit and its Hydra launcher",
+                                  ("hydra_plugins.hydra_submitit_launcher", "submitit")),
+    ("hydra/sweeper", "optuna"): ("sweeps", "Optuna and its Hydra sweeper", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
+    ("hparams_search", None): ("sweeps", "Optuna and its Hydra sweeper", ("hydra_plugins.hydra_optuna_sweeper", "optuna")),
+    ("logger", "tensorboard"): ("tensorboard", "TensorBoard", ("tensorboard",)),
 }
 
 
@@ -48,13 +42,10 @@ def missing_extras(overrides: list[str]) -> list[str]:
             need = NEEDS.get((key, option)) or NEEDS.get((key, None))
             if need is None or option in ("", "null"):
                 continue
-            extra, modules = need
-            absent = [m for m in modules if not installed(m)]
-            if absent:
-                problems.append(
-                    f"{key}={option} needs {EXTRAS[extra][0]}, which are not installed ({', '.join(absent)}). "
-                    f'Install them with: pip install -e ".[{extra}]"'
-                )
+            extra, what, modules = need
+            if not all(installed(m) for m in modules):
+                problems.append(f'{key}={option} needs {what} (not installed). '
+                                f'Install with: pip install -e ".[{extra}]"')
     return problems
 
 

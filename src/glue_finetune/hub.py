@@ -67,6 +67,22 @@ def go_offline_if_unreachable() -> bool:
     return True
 
 
+def unavailable_offline(what: str) -> SourceUnavailableError:
+    from huggingface_hub import constants
+
+    reason = f"the Hub ({constants.ENDPOINT}) is unreachable or HF_HUB_OFFLINE is set, and no cached copy exists"
+    return SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}")
+
+
+def check_cached_when_offline(model: str) -> None:
+    """Offline, a Hub model must be in the local cache: say so now, before seconds of imports, if it is not."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not is_local_path(model):
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise unavailable_offline(f"model {model!r}")
+
+
 @contextlib.contextmanager
 def fetching(what: str) -> Iterator[None]:
     """Turn a failed Hub download into one clear message that names the offline alternatives."""
@@ -76,7 +92,6 @@ def fetching(what: str) -> Iterator[None]:
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            reason = f"the Hub ({constants.ENDPOINT}) is unreachable or HF_HUB_OFFLINE is set, and no cached copy exists"
-        else:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise unavailable_offline(what) from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}") from err

@@ -73,9 +73,14 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     out.mkdir(parents=True, exist_ok=True)
     multirun = in_multirun()
     record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": time.time()}
-    try:
-        if multirun:
+    if multirun:
+        try:
             check_multirun_compatible(cfg)
+        except ConfigError as err:  # every job would fail alike: stop the sweep before it starts any training
+            write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
+                                                 "failed_at": time.time()})
+            raise
+    try:
         requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
         if cfg.get("resume") or requeued or (out / PREEMPTED).exists():
             if (done := read_json(out / DONE)) is not None:

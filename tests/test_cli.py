@@ -1,0 +1,179 @@
+"""The command line as a new user meets it: help, start-up, console output, failures, optional extras, and the
+README's promises about them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pathlib import Path
+
+from conftest import CONF_DIR, README, ROOT, TINY_OVERRIDES
+from glue_finetune.extras import missing_extras
+from test_sweeps import tiny
+from test_train import run_cli
+
+HEAVY = ("torch", "lightning", "transformers", "datasets", "wandb")
+
+
+def imported_modules(args: list[str], tmp_path) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run train.py with -X importtime and return the top-level modules it imported."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "src/train.py", *args], cwd=ROOT, text=True,
+                            capture_output=True, timeout=120)
+    modules = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    return result, modules
+
+
+def test_help_lists_every_config_group_and_option_without_heavy_imports(tmp_path):
+    result, modules = imported_modules(["--help"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not modules & set(HEAVY), f"--help imported {modules & set(HEAVY)}"
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ") and line.split()}
+    for group_dir in [p for p in CONF_DIR.rglob("*") if p.is_dir() and p.name != "hydra"]:
+        group = group_dir.relative_to(CONF_DIR).as_posix()
+        for option in (p.stem for p in group_dir.glob("*.yaml")):
+            assert re.search(rf"\b{option}\b", lines[group]), f"{group}={option} missing from --help"
+    assert "bert_base_cased*" in lines["model"] and "wandb*" in lines["logger"]  # defaults are marked
+
+
+def test_config_errors_are_reported_before_any_heavy_import(tmp_path):
+    run_dir = tmp_path / "run"
+    result, modules = imported_modules(["optimizer.lr=-1", "data.max_length=600", f"hydra.run.dir={run_dir}"],
+                                       tmp_path)
+    assert result.returncode == 2
+    assert "optimizer.lr=-1 must be > 0" in result.stdout and "data.max_length=600" in result.stdout
+    assert not modules & set(HEAVY), f"a config error imported {modules & set(HEAVY)} first"
+    cfg_job, modules = imported_modules(["--cfg", "job"], tmp_path)
+    assert cfg_job.returncode == 0 and not modules & set(HEAVY)
+
+
+def test_a_config_error_leaves_job_failed_json(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 2
+    failed = json.loads((run_dir / "job_failed.json").read_text())
+    assert "optimizer.lr=0 must be > 0" in failed["error"] and failed["overrides"][0] == "optimizer.lr=0"
+    assert not (run_dir / "job_done.json").exists()
+
+
+def test_the_console_shows_what_a_user_can_act_on_and_nothing_else(sst2_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [o for o in tiny(sst2_dir, epochs=2) if o != "trainer.enable_progress_bar=false"]
+    # W&B offline, as for a user who is not logged in; the default console; a sanity check and 4 validations.
+    result = run_cli([*overrides, "logger=wandb", "predict_test=true", f"hydra.run.dir={run_dir}"],
+                     env={"WANDB_MODE": "offline", "WANDB_SILENT": "false"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for noise in ("weights_only", "LeafSpec", "litlogger", "anonymous", "Symlinked", "FLOPs", "model summary",
+                  "Run history", "Run summary", "Tokenizing", "Loading weights", "LOAD REPORT", "GPU available",
+                  "TPU available", "Writing model shards", "Restoring states", "Trainer.fit` stopped"):
+        assert noise not in output, f"{noise!r} printed:\n{output}"
+    assert "Fine-tuning tiny-bert" in output and f"Run dir: {run_dir}" in output
+    assert "best val/acc = " in output and f"{run_dir / 'model'}" in output
+    assert "Run data is saved locally in" in output  # W&B's line saying where the run is
+    assert len(output.splitlines()) <= 15, output
+    # Lightning's lines are not lost: train.log keeps them.
+    assert "GPU available" in (run_dir / "train.log").read_text()
+
+
+def test_a_launcher_whose_extra_is_missing_names_the_extra(tmp_path):
+    # Ray and its Hydra plugin made unimportable, as in an install without the sweeps extra.
+    blocker = tmp_path / "without_ray.py"
+    blocker.write_text(
+        "import importlib.abc, runpy, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray' or name.startswith('hydra_plugins.hydra_ray_launcher'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['src/train.py', *sys.argv[1:]]\n"
+        "runpy.run_path('src/train.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, str(blocker), "-m", "seed=1,2", "hydra/launcher=parallel"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert ('hydra/launcher=parallel needs Ray and its Hydra launcher (not installed). Install with: '
+            'pip install -e ".[sweeps]"') in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_extras_are_found_per_choice(monkeypatch):
+    monkeypatch.setattr("glue_finetune.extras.installed", lambda module: module != "tensorboard")
+    assert missing_extras(["logger=csv", "hydra/launcher=slurm", "hparams_search=null"]) == []
+    [problem] = missing_extras(["-m", "logger=csv,tensorboard", "seed=1"])
+    assert problem == 'logger=tensorboard needs TensorBoard (not installed). Install with: pip install -e ".[tensorboard]"'
+
+
+# -- the README says what the code does ----------------------------------------------------------------------------
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start: end if end > 0 else None]
+
+
+def test_readme_lists_every_file_a_run_leaves(sst2_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*tiny(sst2_dir), "predict_test=true", "logger=wandb", f"hydra.run.dir={run_dir}"],
+                     env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    section = readme_section("What a run leaves")
+    for path in run_dir.iterdir():
+        name = path.name + ("/" if path.is_dir() else "")
+        assert f"`{name}" in section or f"`{path.name}`" in section, f"README does not list {name}"
+    for path in (run_dir / "model").iterdir():
+        assert path.name in section or path.suffix in (".json", ".safetensors"), f"model/{path.name} not described"
+
+
+def bad_data(tmp, name: str, content: bytes) -> Path:
+    from conftest import write_sst2
+
+    data = write_sst2(tmp / f"data-{name}-{len(content)}", n_train=16, n_dev=4, n_test=2)
+    (data / name).write_bytes(content)
+    return data
+
+
+def train_on(data: Path) -> list[str]:
+    return [*TINY_OVERRIDES, f"data.local_dir={data}", f"hydra.run.dir={data / 'run'}"]
+
+
+# Every message the README's "Common errors" table quotes (by its start), and a command that prints it.
+COMMON_ERRORS = {
+    "Could not load model": lambda tmp: run_cli(
+        [f"hydra.run.dir={tmp / 'offline'}"],
+        env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "0"}),
+    "Invalid config:": lambda tmp: run_cli(["optimizer.lr=0", "data.max_length=600", f"hydra.run.dir={tmp / 'r'}"]),
+    "trainer.devices=": lambda tmp: run_cli(["trainer=gpu", "trainer.devices=2", "model=tiny",
+                                             f"hydra.run.dir={tmp / 'gpu'}"]),
+    "hydra/launcher=parallel needs": None,  # Ray must be missing: test_a_launcher_whose_extra_is_missing_names_the_extra
+    ".../dev.tsv:3:": lambda tmp: run_cli(train_on(bad_data(tmp, "dev.tsv", b"sentence\tlabel\nok\t1\nbroken row\n"))),
+    ".../train.tsv:812:": lambda tmp: run_cli(train_on(bad_data(
+        tmp, "train.tsv", b"sentence\tlabel\n" + b"fine\t1\n" * 810 + b"bad\t2\n"))),
+    ".../train.tsv:2: not valid UTF-8": lambda tmp: run_cli(train_on(bad_data(
+        tmp, "train.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"))),
+    ".../dev.tsv: the file is empty": lambda tmp: run_cli(train_on(bad_data(tmp, "dev.tsv", b""))),
+    "Could not override": lambda tmp: run_cli(["optimizre.lr=1e-5"]),
+    "Could not find": lambda tmp: run_cli(["model=bert"]),
+    "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message
+}
+
+
+def test_readme_common_errors_are_what_the_code_prints(tmp_path):
+    table = readme_section("When things go wrong").split("**Common errors**")[1]
+    excerpts = [span for row in table.splitlines() if row.startswith("| `")
+                for span in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+    assert len(excerpts) >= 10
+    for excerpt in excerpts:
+        key = next((k for k in COMMON_ERRORS if excerpt.startswith(k)), None)
+        assert key is not None, f"no reproducer for the README's {excerpt!r}: add one to COMMON_ERRORS"
+        if COMMON_ERRORS[key] is None:
+            continue
+        result = COMMON_ERRORS[key](tmp_path)
+        assert result.returncode != 0
+        output = " ".join((result.stdout + result.stderr).split())
+        for fragment in (f.strip() for f in excerpt.split("...") if f.strip()):
+            assert " ".join(fragment.split()) in output, f"README quotes {fragment!r}; the code printed:\n{output[-1500:]}"
