@@ -9,8 +9,10 @@ loading and tokenization, model loading, training, the one dev evaluation and wh
   (project) python src/train.py experiment=quick model=minilm trainer=cpu logger=csv predict_test=false ...
             validating once, at the end of the epoch, and keeping its own outputs (checkpoints, metrics.csv, the
             exported model and its card): they are part of its cost
-  (hf)      python bench/hf_trainer_sst2.py: Trainer with dynamic padding, as a run_glue.py-style user script;
-            in bf16 where the CPU has native bf16 matmuls (AMX / AVX512-BF16), as the project's trainer=cpu does
+  (hf)      python bench/hf_trainer_sst2.py: Trainer with dynamic padding, as a run_glue.py-style user script,
+            with the Trainer's defaults (float32 on a CPU)
+  (hf-bf16) the same with --bf16: the precision the project's trainer=cpu picks where the CPU has native bf16
+            matmuls (AMX / AVX512-BF16); run only on such CPUs
 on all-MiniLM-L6-v2, the first 2,000 SST-2 training sentences, one epoch, batch 16 (eval 8), AdamW at lr 1.5e-4, a
 linear schedule with 6% warm-up, gradient clipping at 1.0, max_length 128, then one evaluation on all 872 dev
 sentences. One untimed warm-up run of each first (--no-warmup: none), so both read warm dataset/tokenizer caches,
@@ -40,7 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ACC = re.compile(r"best val/acc = ([0-9.]+)")
 HF_ACC = re.compile(r"eval accuracy = ([0-9.]+)")
 ENV = {"WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-TOOLS = {"project": "this project (src/train.py)", "hf": "HF Trainer (bench/hf_trainer_sst2.py)"}
+TOOLS = {"project": "this project (src/train.py)", "hf": "HF Trainer, its defaults (fp32)",
+         "hf-bf16": "HF Trainer with --bf16"}
+PEERS = ("hf", "hf-bf16")
 # What the project's composed config must say for the two commands to do the same work (checked with --cfg job).
 RECIPE = {"data.max_length": 128, "data.batch_size": 16, "data.eval_batch_size": 8, "optimizer.lr": 1.5e-4,
           "optimizer._target_": "torch.optim.AdamW", "scheduler.name": "linear", "scheduler.warmup_ratio": 0.06,
@@ -73,22 +77,22 @@ def shown(cmd: list[str], tmp: str | None = None) -> str:
 def project_cmd(args, seed: int, run_dir: str) -> list[str]:
     return [sys.executable, "src/train.py", "experiment=quick", "model=minilm", "trainer=cpu",
             f"data.local_dir={args.data}", "logger=csv", "predict_test=false", f"seed={seed}",
-            "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1", "trainer.num_sanity_val_steps=0",
+            "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1",
             *([f"data.max_train_samples={args.train_samples}"] if args.train_samples != 2000 else []),
             f"hydra.run.dir={run_dir}", *shlex.split(args.project_args)]
 
 
-def hf_cmd(args, seed: int, run_dir: str) -> list[str]:
+def hf_cmd(args, seed: int, run_dir: str, tool: str = "hf") -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "hf_trainer_sst2.py"), "--model", args.model, "--data", args.data,
             "--output-dir", run_dir, "--train-samples", str(args.train_samples), "--seed", str(seed),
-            *(["--bf16"] if args.hf_bf16 else [])]
+            *(["--bf16"] if tool == "hf-bf16" else [])]
 
 
 def run_once(args, tool: str, seed: int) -> dict:
     """One whole process, timed from just before it starts until it has exited; its temp dir is deleted after."""
     tmp = tempfile.mkdtemp(prefix=f"wp-{tool}-")
     run_dir = os.path.join(tmp, "run")
-    cmd = (project_cmd if tool == "project" else hf_cmd)(args, seed, run_dir)
+    cmd = project_cmd(args, seed, run_dir) if tool == "project" else hf_cmd(args, seed, run_dir, tool)
     load = os.getloadavg()[0]
     try:
         start = time.perf_counter()
@@ -151,18 +155,21 @@ def stats(rows: list[dict]) -> dict:
 
 
 def ratios(summary: dict) -> dict:
-    p, h = summary["project"], summary["hf"]
-    out = {"hf_over_project_means": h["mean_s"] / p["mean_s"] if p["mean_s"] and h["mean_s"] else None}
-    pairs = {s: h["per_seed_s"][s] / p["per_seed_s"][s] for s in p["per_seed_s"] if s in h["per_seed_s"]}
-    out["hf_over_project_per_seed"] = pairs
-    out["hf_over_project_min"] = min(pairs.values()) if pairs else None
-    out["hf_over_project_max"] = max(pairs.values()) if pairs else None
+    """Peer seconds / project seconds, from the means and per seed pair, for each peer."""
+    p, out = summary["project"], {}
+    for peer in (t for t in summary if t != "project"):
+        h = summary[peer]
+        pairs = {s: h["per_seed_s"][s] / p["per_seed_s"][s] for s in p["per_seed_s"] if s in h["per_seed_s"]}
+        out[peer] = {"over_project_means": h["mean_s"] / p["mean_s"] if p["mean_s"] and h["mean_s"] else None,
+                     "over_project_per_seed": pairs,
+                     "over_project_min": min(pairs.values()) if pairs else None,
+                     "over_project_max": max(pairs.values()) if pairs else None}
     return out
 
 
 def write_results(args, result: dict) -> None:
     runs = result["runs"]
-    result["summary"] = {tool: stats([r for r in runs if r["tool"] == tool]) for tool in TOOLS}
+    result["summary"] = {tool: stats([r for r in runs if r["tool"] == tool]) for tool in args.tools}
     result["ratios"] = ratios(result["summary"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
@@ -177,19 +184,19 @@ def print_table(result: dict) -> None:
           f"{' '.join(map(str, settings['seeds']))}" + (f"  [{settings['label']}]" if settings["label"] else ""))
     print(f"\n| {'tool':<46} | {'mean ± std (s)':>15} | {'per seed (s)':<32} | {'dev acc':>7} |")
     print(f"|{'-' * 48}|{'-' * 17}|{'-' * 34}|{'-' * 9}|")
-    for tool, name in TOOLS.items():
-        row = s[tool]
-        name += ", bf16" if (tool == "hf" and settings["hf_bf16"]) or (
-            tool == "project" and machine.get("native_bf16")) else ", fp32"
+    for tool in s:
+        row, name = s[tool], TOOLS[tool]
+        if tool == "project":
+            name += ", bf16" if machine.get("native_bf16") else ", fp32"
         per_seed = "  ".join(f"{seed}: {sec:.1f}" for seed, sec in row["per_seed_s"].items()) or "-"
         if row["failed"]:
             per_seed += f"  ({row['failed']} failed)"
         mean = f"{fmt(row['mean_s'], '.1f')} ± {fmt(row['std_s'], '.1f')}"
         print(f"| {name:<46} | {mean:>15} | {per_seed:<32} | {fmt(row['dev_acc_mean'], '.4f'):>7} |")
-    r = result["ratios"]
-    print(f"\nHF / project seconds: {fmt(r['hf_over_project_means'], '.3f')} (means); per seed pair: "
-          f"min {fmt(r['hf_over_project_min'], '.3f')}, max {fmt(r['hf_over_project_max'], '.3f')}"
-          + "".join(f"  [{seed}: {v:.3f}]" for seed, v in r["hf_over_project_per_seed"].items()))
+    for peer, r in result["ratios"].items():
+        print(f"{peer} / project seconds: {fmt(r['over_project_means'], '.3f')} (means); per seed pair: "
+              f"min {fmt(r['over_project_min'], '.3f')}, max {fmt(r['over_project_max'], '.3f')}"
+              + "".join(f"  [{seed}: {v:.3f}]" for seed, v in r["over_project_per_seed"].items()))
     if result["warmup"]:
         print("warm-up (first) runs, not in the stats: " + ", ".join(
             f"{w['tool']} {fmt(w['seconds'], '.1f')} s" + (" (failed)" if "error" in w else "")
@@ -221,8 +228,10 @@ def main() -> None:
     parser.add_argument("--project-args", default="", help="extra overrides appended to the project's command, "
                         "e.g. 'data.num_workers=1 trainer.enable_progress_bar=false'")
     parser.add_argument("--label", default="", help="a name for this measurement (e.g. the variant measured)")
-    parser.add_argument("--hf-precision", choices=["auto", "bf16", "fp32"], default="auto",
-                        help="auto: bf16 where the CPU has native bf16 matmuls, as the project's trainer=cpu does")
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS),
+                        help="hf: Trainer with its defaults (fp32 on a CPU), as a user runs it; "
+                             "hf-bf16: with --bf16, the precision the project's trainer=cpu picks (only on CPUs with "
+                             "native bf16)")
     parser.add_argument("--timeout-s", type=float, default=3600, help="per run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "whole_process.json"))
     args = parser.parse_args()
@@ -236,7 +245,8 @@ def main() -> None:
         sys.exit(f"cannot import the benchmark's packages with {sys.executable}:\n{probe.stderr[-2000:]}")
     machine = json.loads(probe.stdout.strip().splitlines()[-1])
     args.model = machine.pop("model_dir")
-    args.hf_bf16 = machine["native_bf16"] if args.hf_precision == "auto" else args.hf_precision == "bf16"
+    # The HF Trainer in bf16 only where the CPU computes bf16 natively (elsewhere it is emulated and slow).
+    args.tools = ["project", *(t for t in args.peers if t != "hf-bf16" or machine["native_bf16"])]
 
     settings = {k: os.path.relpath(v, ROOT) if k in ("model", "out") else v for k, v in vars(args).items()}
     result = {
@@ -244,10 +254,10 @@ def main() -> None:
         "machine": machine,
         "settings": settings,
         "precision": {"project": "bf16-mixed" if machine["native_bf16"] else "32-true (trainer=cpu's choice)",
-                      "hf": "bf16" if args.hf_bf16 else "fp32"},
+                      "hf": "fp32", "hf-bf16": "bf16"},
         "env": ENV,
-        "commands": {"project": shown(project_cmd(args, args.seeds[0], "<tmp>/run")),
-                     "hf": shown(hf_cmd(args, args.seeds[0], "<tmp>/run"))},
+        "commands": {tool: shown(project_cmd(args, args.seeds[0], "<tmp>/run") if tool == "project"
+                                 else hf_cmd(args, args.seeds[0], "<tmp>/run", tool)) for tool in args.tools},
         "project_config_check": check_project_config(args),
         "warmup": [],
         "runs": [],
@@ -266,12 +276,12 @@ def main() -> None:
         write_results(args, result)
 
     if not args.no_warmup:
-        for tool in TOOLS:
+        for tool in args.tools:
             go(tool, args.seeds[0], result["warmup"], "warm-up")
     # Seed by seed, the two tools in turn, alternating which goes first: a shared machine's load drifts, and a
     # fixed order would hand one tool whatever the other leaves behind (page cache, clocks) every time.
     for i, seed in enumerate(args.seeds):
-        for tool in (list(TOOLS) if i % 2 == 0 else list(TOOLS)[::-1]):
+        for tool in (args.tools if i % 2 == 0 else args.tools[::-1]):
             go(tool, seed, result["runs"], "timed")
     print_table(result)
     print(f"\nwritten: {os.path.relpath(args.out, ROOT) if args.out.startswith(str(ROOT)) else args.out}")
