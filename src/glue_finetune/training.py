@@ -78,7 +78,8 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
              "on %s in %s. Run dir: %s", base_model_name(cfg)[0], parameters, cfg.data.task.upper(),
              f"{len(splits['train']):,}", f"{len(splits['validation']):,}", cfg.trainer.max_epochs,
              cfg.data.batch_size, trainer.strategy.root_device, trainer.precision, output_dir)
-    if trainer.strategy.root_device.type == "cpu" and str(trainer.precision) == "32-true" and cpu_precision() != "32-true":
+    if (cfg.trainer.get("accelerator") == "auto" and trainer.strategy.root_device.type == "cpu"
+            and str(trainer.precision) == "32-true" and cpu_precision() != "32-true"):
         log.info("This CPU computes bf16 natively: trainer=cpu trains in bf16 mixed precision, 1.3-1.6x faster.")
 
 
