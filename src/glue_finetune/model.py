@@ -172,8 +172,9 @@ class TextClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
         self.val_acc_best.update(acc)
-        metrics = {"val/loss": self.val_loss.compute(), "val/acc": acc, "val/acc_best": self.val_acc_best.compute()}
+        metrics = {"val/loss": self.val_loss.compute(), "val/acc": acc}
         self.log_dict(metrics, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
         if not self.trainer.sanity_checking:
             self.log_dict(self._position())
             # The scores of the weights now in memory: if this validation's checkpoint ends up the best one,
