@@ -17,11 +17,12 @@ from glue_finetune.report import write_report  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="report.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs (or single run dirs)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first dir)")
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B (group = first dir)")
-    parser.add_argument("--wandb-project", default="glue-sst2")
+    parser.add_argument("--wandb-project", default="glue-sst2", help="the W&B project (default: glue-sst2)")
     args = parser.parse_args()
     try:
         out = args.out or args.dirs[0]

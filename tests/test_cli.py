@@ -41,6 +41,24 @@ def test_help_lists_every_config_group_and_option_without_heavy_imports(tmp_path
     assert "bert_base_cased*" in lines["model"] and "wandb*" in lines["logger"]  # defaults are marked
 
 
+@pytest.mark.parametrize("script,options", [
+    ("src/predict.py", ["MODEL", "SENTENCE", "--input", "--output", "--batch-size", "--device", "--precision"]),
+    ("src/evaluate.py", ["MODEL", "--data", "--output", "--batch-size", "--device", "--precision"]),
+    ("src/report.py", ["dirs", "--out", "--wandb", "--wandb-project"]),
+])
+def test_each_tools_help_lists_what_it_takes_and_nothing_of_training(script, options):
+    result = subprocess.run([sys.executable, "-X", "importtime", script, "--help"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: {Path(script).name}")
+    for option in options:
+        assert option in result.stdout
+    for unrelated in ("callbacks", "trainer", "hydra", "override"):
+        assert unrelated not in result.stdout, f"{script} --help mentions {unrelated}"
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert not imported & set(HEAVY), f"{script} --help imported {imported & set(HEAVY)}"
+
+
 def test_config_errors_are_reported_before_any_heavy_import(tmp_path):
     run_dir = tmp_path / "run"
     result, modules = imported_modules(["optimizer.lr=-1", "data.max_length=600", f"hydra.run.dir={run_dir}"],
