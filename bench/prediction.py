@@ -6,8 +6,8 @@
 Both classify the same sentences (test.tsv, 1,821 sentences) with the same exported model, in one process,
 alternating, --repeats times each (the model is loaded once per tool, not timed):
   pipeline      transformers.pipeline("text-classification", batch_size=B): what users write; float32
-  project-32    SentimentPredictor, float32: tokenized once, length-sorted batches of B
-  project-auto  SentimentPredictor as src/predict.py and the submission file run it: bf16 autocast where the
+  project-32    Predictor, float32: tokenized once, length-sorted batches of B
+  project-auto  Predictor as src/predict.py and the submission file run it: bf16 autocast where the
                 CPU/GPU computes bf16 natively, else the same as project-32
 Prints sentences/s and seconds per pass, the ratio to the pipeline, and how many labels differ from the
 pipeline's. Not a test: timings depend on the machine.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
-from glue_finetune.inference import SentimentPredictor  # noqa: E402
+from glue_finetune.inference import Predictor  # noqa: E402
 
 
 def main() -> None:
@@ -50,9 +50,9 @@ def main() -> None:
     classify = pipeline("text-classification", model=str(args.model), device=device, batch_size=args.batch_size)
     tools = {
         "pipeline": lambda: [r["label"] for r in classify(sentences, truncation=True, max_length=128)],
-        "project-32": lambda p=SentimentPredictor.load(args.model, batch_size=args.batch_size, precision="32"):
+        "project-32": lambda p=Predictor.load(args.model, batch_size=args.batch_size, precision="32"):
             [x.label for x in p.predict(sentences)],
-        "project-auto": lambda p=SentimentPredictor.load(args.model, batch_size=args.batch_size):
+        "project-auto": lambda p=Predictor.load(args.model, batch_size=args.batch_size):
             [x.label for x in p.predict(sentences)],
     }
     labels, seconds = {}, {name: [] for name in tools}

@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_ACC = re.compile(r"best val/acc = ([0-9.]+)")
+PROJECT_ACC = re.compile(r"result: val/acc = ([0-9.]+)")
 HF_ACC = re.compile(r"eval accuracy = ([0-9.]+)")
 ENV = {"WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TOOLS = {"project": "this project (src/train.py)", "hf": "HF Trainer, its defaults (fp32)",

@@ -1,14 +1,16 @@
-"""Score a trained model on a labelled file: accuracy and loss, printed and written as JSON.
+"""Score a trained model on a labelled file: the task's metrics and the loss, printed and written as JSON.
 
-    python src/evaluate.py outputs/2026-11-27/10-00-00                            the run's own dev set
+    python src/evaluate.py outputs/2026-11-27/10-00-00                            the run's own dev set(s)
     python src/evaluate.py outputs/2026-11-27/10-00-00 --data /path/to/SST-2/dev.tsv
     python src/evaluate.py outputs/2026-11-27/10-00-00/checkpoints/last.ckpt --data my_labelled.tsv
 
-MODEL is a run dir (its exported model/), an exported model dir, or a checkpoint (.ckpt) of this project.
---data is a TSV file whose header names a `sentence` and a `label` column (GLUE's train.tsv and dev.tsv
-qualify); a label is an id (0, 1) or a name (negative, positive). Without --data, a run is scored on the dev set
-it was validated on (its data.local_dir's dev.tsv, or the Hub's validation split). The metrics go to --output
-(default: eval_<data>.json beside the model: in the run dir, or in the checkpoint's run dir).
+MODEL is a run dir (its exported model/), an exported model dir, or a checkpoint (.ckpt) of this project; its
+task says which metrics (accuracy, F1, Matthews correlation, Pearson and Spearman) and what the file holds.
+--data is one of the task's GLUE files with labels (dev.tsv, train.tsv, dev_matched.tsv, ...), or a TSV whose
+header names the text columns (sentence; sentence1 and sentence2; ...) and `label` (an id, a label name, or a
+score for STS-B). Without --data, a run is scored on the dev set(s) it was validated on (its GLUE files, or the
+Hub's validation splits). The metrics go to --output (default: eval_<data>.json in the run dir, or in the
+checkpoint's run dir).
 """
 
 import argparse
@@ -36,8 +38,11 @@ def main() -> None:
                                  max_length=args.max_length, device=args.device, precision=args.precision)
     except UserError as err:
         fail(err)
-    print(f"accuracy = {metrics['accuracy']:.4f}  loss = {metrics['loss']:.4f}  ({metrics['examples']} sentences "
-          f"of {metrics['data']})")
+    for key in (k for k in metrics if k.endswith("/data")):
+        prefix = key.removesuffix("/data")
+        scores = "  ".join(f"{k} = {v:.4f}" for k, v in metrics.items()
+                           if k.startswith(prefix + "/") and isinstance(v, float))
+        print(f"{scores}  ({metrics[prefix + '/examples']} examples of {metrics[key]})")
     print(f"metrics written to {path}")
 
 

@@ -1,12 +1,16 @@
-"""Classify sentences with a trained model: a run dir (its exported model/), an exported model dir, or a checkpoint.
+"""Predict with a trained model: a run dir (its exported model/), an exported model dir, or a checkpoint.
 
     python src/predict.py outputs/2026-11-27/10-00-00 "a gorgeous, witty, seductive movie" "I didn't like it"
     python src/predict.py outputs/2026-11-27/10-00-00 --input sentences.txt --output predictions.tsv
     cat reviews.txt | python src/predict.py outputs/2026-11-27/10-00-00
+    python src/predict.py <MRPC run> "The cat sat." "A cat was sitting."     a pair task: two sentences an example
 
-Prints (or writes to --output) one TSV line per sentence, in input order: label, one probability per label, the
-sentence. --input takes a .txt file (one sentence a line) or a .tsv file whose header names a `sentence` column
-(GLUE's files qualify); with neither sentences nor --input, sentences are read from standard input.
+Prints (or writes to --output) one TSV line per example, in input order: the label and one probability per label
+(a score for STS-B), then the text(s). The model's task (recorded when it was exported) says whether it takes
+single sentences or pairs. --input takes the task's GLUE files (test.tsv, dev.tsv, ...), a .tsv whose header
+names the text columns (sentence; sentence1 and sentence2; question1 and question2; ...), or a text file with
+one example a line (a pair's two sentences separated by a tab); without sentences or --input, examples are read
+from standard input the same way.
 """
 
 import argparse
@@ -23,35 +27,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
-    parser.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to classify (quote each one)")
-    parser.add_argument("--input", "-i", type=Path, metavar="FILE", help="a .txt (one sentence a line) or .tsv file")
+    parser.add_argument("sentences", nargs="*", metavar="SENTENCE",
+                        help="sentences to classify (quote each one); for a pair task, two per example")
+    parser.add_argument("--input", "-i", type=Path, metavar="FILE",
+                        help="a .tsv file (GLUE's, or a header naming the text columns) or a text file, one example a line")
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the TSV here instead of printing it")
     args = parser.parse_args()
 
-    from glue_finetune.inference import SentimentPredictor, format_predictions, read_sentences
     from glue_finetune.files import write_text_atomically
+    from glue_finetune.inference import Predictor, format_predictions, read_texts, texts_from_lines
 
     try:
         if args.sentences and args.input:
             raise UserError("give sentences or --input, not both")
-        if args.sentences:
-            sentences = args.sentences
-        elif args.input:
-            sentences = read_sentences(args.input)
-        elif not sys.stdin.isatty():
-            sentences = [line for line in sys.stdin.read().splitlines() if line.strip()]
-            if not sentences:
-                raise UserError("no sentences on standard input")
-        else:
+        if not (args.sentences or args.input) and sys.stdin.isatty():
             raise UserError("no sentences: give them as arguments, with --input FILE, or on standard input")
-        predictor = SentimentPredictor.load(args.model, batch_size=args.batch_size, max_length=args.max_length,
-                                            device=args.device, precision=args.precision)
-        table = format_predictions(predictor.predict(sentences))
+        predictor = Predictor.load(args.model, batch_size=args.batch_size, max_length=args.max_length,
+                                   device=args.device, precision=args.precision)
+        spec = predictor.spec
+        if args.sentences:
+            width = len(spec.text)
+            if len(args.sentences) % width:
+                raise UserError(f"{spec.glue_name} takes pairs of sentences: give two arguments an example "
+                                f"(got {len(args.sentences)})")
+            texts = [tuple(args.sentences[i : i + width]) for i in range(0, len(args.sentences), width)]
+        elif args.input:
+            texts = read_texts(args.input, spec)
+        else:
+            texts = texts_from_lines(sys.stdin.read().splitlines(), spec, "standard input")
+        table = format_predictions(predictor.predict(texts), spec)
     except UserError as err:
         fail(err)
     if args.output:
         write_text_atomically(args.output, table)
-        print(f"{len(sentences)} predictions written to {args.output}", file=sys.stderr)
+        print(f"{len(texts)} predictions written to {args.output}", file=sys.stderr)
     else:
         print(table, end="")
 

@@ -47,6 +47,86 @@ def write_sst2(directory: Path, n_train: int = 320, n_dev: int = 64, n_test: int
     return directory
 
 
+# The columns GLUE's MNLI files carry besides the ones read (the task table names only those).
+MNLI_EXTRA = {"train": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                        "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"],
+              "dev": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                      "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "label2", "label3",
+                      "label4", "label5", "gold_label"],
+              "test": ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                       "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]}
+
+
+def write_glue_task(directory: Path, task: str, n_train: int = 160, n_dev: int = 48, n_test: int = 24,
+                    seed: int = 0) -> Path:
+    """A task's files in GLUE's own format (headers, column orders, label spellings, MRPC's byte-order mark),
+    with learnable made-up rows: the label (or score) shows in the words of the (second) sentence."""
+    from glue_finetune.tasks import TASKS
+
+    spec, rng = TASKS[task], random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    classes = max(len(spec.labels), 2)
+
+    def example(label) -> list[str]:
+        if spec.is_regression:  # as many positive words (of 5) as the score says
+            k = int(round(label))
+            cue = rng.choices(POSITIVE, k=k) + rng.choices(NEGATIVE, k=5 - k)
+        else:
+            cue = rng.choices([NEGATIVE, POSITIVE, ["plot", "story", "acting"]][label] if classes > 2 else
+                              (POSITIVE if label else NEGATIVE), k=2)
+        first = " ".join(rng.choices(FILLER, k=rng.randint(3, 10)))
+        second = " ".join(rng.choices(FILLER, k=rng.randint(2, 6)) + cue)
+        return [first, second] if spec.is_pair else [second]
+
+    def label_text(label) -> str:
+        if spec.is_regression:
+            return f"{label:.3f}"
+        return spec.labels[label] if spec.label_strings else str(label)
+
+    for split, fmt in spec.files.items():
+        n = {"train": n_train}.get(split, n_test if split.startswith("test") else n_dev)
+        labels = [rng.uniform(0, 5) if spec.is_regression else i % len(spec.labels) for i in range(n)]
+        header = list(fmt.header) if fmt.header else None
+        if task == "mnli":
+            header = MNLI_EXTRA["test" if split.startswith("test") else "dev" if split.startswith("validation") else "train"]
+        lines = ["\t".join(header)] if header else []
+        for i, label in enumerate(labels):
+            texts = example(label)
+            if header is None:  # CoLA: source, label, original label, sentence
+                row = ["gj04", label_text(label), "", texts[0]]
+            else:
+                row = [""] * len(header)
+                for column, text in zip(fmt.text, texts):
+                    row[header.index(column)] = text
+                if fmt.label is not None:
+                    row[header.index(fmt.label)] = label_text(label)
+                for column in header:
+                    if column in ("index", "id", "promptID", "pairID", "#1 ID", "#2 ID", "qid1", "qid2"):
+                        row[header.index(column)] = str(i)
+                    elif not row[header.index(column)]:
+                        row[header.index(column)] = "x"
+            lines.append("\t".join(row))
+        text = "\n".join(lines) + "\n"
+        if task == "mrpc" and split != "test":
+            text = "\ufeff" + text  # MRPC's train and dev files start with a UTF-8 byte-order mark
+        spec.path(directory, split).write_text(text, encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory) -> Path:
+    """GLUE's layout (glue_data/<TASK>/ and glue_data/diagnostic/) with made-up files for every task."""
+    from glue_finetune.tasks import TASKS
+
+    root = tmp_path_factory.mktemp("glue_data")
+    for name, spec in TASKS.items():
+        if name == "ax":
+            write_glue_task(root / "diagnostic", "ax")
+        else:
+            write_glue_task(root / spec.glue_name, name)
+    return root
+
+
 @pytest.fixture(scope="session")
 def sst2_dir(tmp_path_factory) -> Path:
     return write_sst2(tmp_path_factory.mktemp("sst2"))

@@ -17,7 +17,8 @@ from transformers import AutoTokenizer, pipeline
 from conftest import ROOT, TINY_OVERRIDES, compose_config
 from test_train import read_metrics, run_cli
 from glue_finetune.artefacts import export_model, model_name
-from glue_finetune.inference import SentimentPredictor, read_labelled, read_sentences
+from glue_finetune.inference import Predictor, read_labelled, read_texts
+from glue_finetune.tasks import TASKS
 from glue_finetune.errors import UserError
 from glue_finetune.training import train
 
@@ -33,8 +34,8 @@ def finished_run(tmp_path_factory, sst2_dir):
 
 
 def best_scores(run_dir) -> tuple[float, float]:
-    row = next(r for r in read_metrics(run_dir / "metrics.csv") if r.get("best_ckpt/val_acc"))
-    return float(row["best_ckpt/val_acc"]), float(row["best_ckpt/val_loss"])
+    row = next(r for r in read_metrics(run_dir / "metrics.csv") if r.get("selected/val/acc"))
+    return float(row["selected/val/acc"]), float(row["selected/val/loss"])
 
 
 def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
@@ -44,7 +45,7 @@ def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
     with open(finished_run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     evals = [r for r in rows if r.get("val/acc")]
-    best = float(next(r for r in rows if r.get("best_ckpt/val_acc"))["best_ckpt/val_acc"])
+    best = float(next(r for r in rows if r.get("selected/val/acc"))["selected/val/acc"])
     result = meta["model-index"][0]["results"][0]
     assert result["metrics"][0] == {"name": "Accuracy", "type": "accuracy", "value": best}
     assert result["dataset"]["config"] == "sst2" and meta["datasets"] == ["glue"]
@@ -109,7 +110,7 @@ def test_submission_file_comes_from_the_exported_model(finished_run, sst2_dir):
     lines = (finished_run / "SST-2.tsv").read_text().splitlines()[1:]
     with open(sst2_dir / "test.tsv") as f:
         sentences = [row[1] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
-    predictions = SentimentPredictor.load(finished_run / "model", precision="32").predict(sentences)
+    predictions = Predictor.load(finished_run / "model", precision="32").predict([(x,) for x in sentences])
     assert [int(line.split("\t")[1]) for line in lines] == [p.label_id for p in predictions]
 
 
@@ -159,10 +160,10 @@ def test_evaluate_scores_the_run_on_its_dev_set_as_training_did(finished_run):
     result = run_cli([str(finished_run), "--precision", "32"], script="src/evaluate.py")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((finished_run / "eval_dev.json").read_text())
-    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)  # the exported model is the best checkpoint
-    assert metrics["loss"] == pytest.approx(loss, abs=1e-4)
-    assert metrics["examples"] == 64 and metrics["data"].endswith("dev.tsv")
-    assert f"accuracy = {accuracy:.4f}" in result.stdout and str(finished_run / "eval_dev.json") in result.stdout
+    assert metrics["val/acc"] == pytest.approx(accuracy, abs=1e-6)  # the exported model is the selected checkpoint
+    assert metrics["val/loss"] == pytest.approx(loss, abs=1e-4)
+    assert metrics["val/examples"] == 64 and metrics["val/data"].endswith("dev.tsv") and metrics["task"] == "sst2"
+    assert f"val/acc = {accuracy:.4f}" in result.stdout and str(finished_run / "eval_dev.json") in result.stdout
 
 
 def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_path):
@@ -175,19 +176,23 @@ def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_pa
     result = run_cli([str(best), "--data", str(labelled), "--output", str(out), "--precision", "32"],
                      script="src/evaluate.py")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(out.read_text())["accuracy"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
+    assert json.loads(out.read_text())["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
 
 
 def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
-    bad = tmp_path / "bad.tsv"
+    named = tmp_path / "named.tsv"  # a file of one's own: the text column and label, by name
+    named.write_text("label\tsentence\npositive\tgood\nneutral\tmeh\n")
+    result = run_cli([str(finished_run), "--data", str(named)], script="src/evaluate.py")
+    assert result.returncode == 2 and f"{named}:3: label 'neutral' is not one of the model's labels" in result.stderr
+    bad = tmp_path / "bad.tsv"  # GLUE's own dev format
     bad.write_text("sentence\tlabel\ngood\t1\nmeh\tneutral\n")
     result = run_cli([str(finished_run), "--data", str(bad)], script="src/evaluate.py")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{bad}:3: label 'neutral' is not one of the model's labels" in result.stderr
+    assert f"{bad}:3: label must be 0 or 1 (negative, positive), found 'neutral'" in result.stderr
     unlabelled = tmp_path / "unlabelled.tsv"
     unlabelled.write_text("sentence\nok\n")
     with pytest.raises(UserError, match="no 'label' column"):
-        read_labelled(unlabelled, ["negative", "positive"])
+        read_labelled(unlabelled, TASKS["sst2"])
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
@@ -216,14 +221,14 @@ def test_run_files_have_the_modes_the_umask_asks_for(sst2_dir, tmp_path, umask):
         ("empty.tsv", "", "the file is empty"),
         ("noheader.tsv", "great movie\t1\n", "has no 'sentence' column"),
         ("ragged.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n", ":3: expected 2 tab-separated fields, found 3"),
-        ("header-only.tsv", "sentence\tlabel\n", "no data rows after the header"),
+        ("header-only.tsv", "sentence\tlabel\n", "no data rows"),
     ],
 )
 def test_bad_input_files_are_named(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(UserError, match=message):
-        read_sentences(path)
+        read_texts(path, TASKS["sst2"])
 
 
 def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path):

@@ -24,7 +24,9 @@ CONFIG_CASES = [
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
     ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
     ("seed=abc", "seed='abc' must be an integer"),
-    ("data.task=cola", "data.task='cola': only 'sst2' is supported"),
+    ("data.task=glue", "data.task='glue': not a GLUE task here; use one of cola, sst2, mrpc"),
+    ("data=ax", "data.task=ax: AX has no training data; GLUE scores it with the MNLI model: train data=mnli"),
+    ("selection.metric=val/mcc", "selection.metric='val/mcc': use last or one of sst2's val/loss, val/acc"),
     ("model.compile=reduce_overhead", "model.compile='reduce_overhead': use false, true or one of default, reduce-overhead"),
     ("data.pad_to_multiple_of=0", "data.pad_to_multiple_of=0 must be null or an integer >= 1"),
 ]
@@ -62,9 +64,9 @@ def test_local_dir_missing_and_model_dir_without_config(tiny_cfg, tmp_path):
 
 DATA_CASES = [
     ("train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n",
-     "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 3"),
-    ("train.tsv", "sentence\nonly a sentence\n", "train.tsv:1: header is 'sentence', expected 'sentence\\tlabel'"),
-    ("dev.tsv", "sentence\tlabel\ngood\t7\n", "dev.tsv:2: label must be 0 or 1, found '7'"),
+     "train.tsv:3: expected 2 tab-separated fields, found 3"),
+    ("train.tsv", "sentence\nonly a sentence\n", "train.tsv:1: header is 'sentence', expected SST-2's header 'sentence\\tlabel'"),
+    ("dev.tsv", "sentence\tlabel\ngood\t7\n", "dev.tsv:2: label must be 0 or 1 (negative, positive), found '7'"),
     ("dev.tsv", "", "dev.tsv: the file is empty"),
     ("train.tsv", b"sentence\tlabel\ncaf\xe9\t1\n", "train.tsv:2: not valid UTF-8"),
     ("test.tsv", "index\tsentence\nfirst\tgood\n", "test.tsv:2: index must be a non-negative integer, found 'first'"),

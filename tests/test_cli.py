@@ -92,7 +92,7 @@ def test_the_console_shows_what_a_user_can_act_on_and_nothing_else(sst2_dir, tmp
                   "TPU available", "Writing model shards", "Restoring states", "Trainer.fit` stopped"):
         assert noise not in output, f"{noise!r} printed:\n{output}"
     assert "Fine-tuning tiny-bert" in output and f"Run dir: {run_dir}" in output
-    assert "best val/acc = " in output and f"{run_dir / 'model'}" in output
+    assert "result: val/acc = " in output and f"{run_dir / 'model'}" in output
     assert "Run data is saved locally in" in output  # W&B's line saying where the run is
     assert len(output.splitlines()) <= 15, output
     # Lightning's lines are not lost: train.log keeps them.

@@ -1,17 +1,22 @@
-"""SST2DataModule: local GLUE TSVs, row checks, tokenization cache, truncation, dynamic padding."""
+"""GlueDataModule on SST-2-format files: local GLUE TSVs, row checks, tokenization cache, truncation, padding.
+(Every other task's files: tests/test_tasks.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import write_sst2
-from glue_finetune.data import SST2DataModule, check_glue_tsv
+from glue_finetune.data import GlueDataModule
 from glue_finetune.errors import DataFormatError
+from glue_finetune.tasks import TASKS, read_glue_file
 from hydra.utils import instantiate
 
 
+def check_glue_tsv(path, split: str = "train") -> dict:
+    return read_glue_file(path, TASKS["sst2"], split)
 
-def datamodule(tiny_cfg, *overrides) -> SST2DataModule:
+
+def datamodule(tiny_cfg, *overrides) -> GlueDataModule:
     dm = instantiate(tiny_cfg(*overrides).data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
@@ -49,9 +54,9 @@ def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
 
 def test_eval_loaders_serve_the_dev_set(tiny_cfg):
     dm = datamodule(tiny_cfg, "data.eval_batch_size=8")
-    assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64
+    assert sum(len(b["labels"]) for b in dm.val_dataloader()[0]) == 64
     # the best checkpoint is scored on the labelled dev set
-    assert dm.test_dataloader().dataset["input_ids"] == dm.val_dataloader().dataset["input_ids"]
+    assert dm.test_dataloader()[0].dataset["input_ids"] == dm.val_dataloader()[0].dataset["input_ids"]
 
 
 def test_max_train_samples_takes_the_first_sentences(tiny_cfg):
@@ -71,14 +76,14 @@ def test_sentences_are_read_verbatim(tmp_path, tiny_cfg):
 @pytest.mark.parametrize(
     "content,problem",
     [
-        (b"sentence\tlabel\ngood\t1\nbad\t0\textra\n", "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 3"),
-        (b"sentence\tlabel\ngood\t1\nbad\n", "train.tsv:3: expected 2 tab-separated fields (sentence, label), found 1"),
-        (b"sentence\tlabel\ngood\t2\n", "train.tsv:2: label must be 0 or 1, found '2'"),
-        (b"sentence\tlabel\ngood\tpositive\n", "train.tsv:2: label must be 0 or 1, found 'positive'"),
+        (b"sentence\tlabel\ngood\t1\nbad\t0\textra\n", "train.tsv:3: expected 2 tab-separated fields, found 3"),
+        (b"sentence\tlabel\ngood\t1\nbad\n", "train.tsv:3: expected 2 tab-separated fields, found 1"),
+        (b"sentence\tlabel\ngood\t2\n", "train.tsv:2: label must be 0 or 1 (negative, positive), found '2'"),
+        (b"sentence\tlabel\ngood\tpositive\n", "train.tsv:2: label must be 0 or 1 (negative, positive), found 'positive'"),
         (b"sentence\tlabel\ngood\t1\nbad \xff\t0\n", "train.tsv:3: not valid UTF-8"),
         (b"", "train.tsv: the file is empty"),
         (b"sentence\tlabel\n", "train.tsv: no data rows"),
-        (b"text\tlabel\ngood\t1\n", "train.tsv:1: header is 'text\\tlabel', expected 'sentence\\tlabel'"),
+        (b"text\tlabel\ngood\t1\n", "train.tsv:1: header is 'text\\tlabel', expected SST-2's header 'sentence\\tlabel'"),
     ],
     ids=["extra-field", "missing-field", "label-2", "label-word", "non-utf8", "empty", "header-only", "bad-header"],
 )
@@ -86,7 +91,7 @@ def test_malformed_train_rows_are_named_by_file_and_line(tmp_path, content, prob
     path = tmp_path / "train.tsv"
     path.write_bytes(content)
     with pytest.raises(DataFormatError) as err:
-        check_glue_tsv(path, ["sentence", "label"])
+        check_glue_tsv(path)
     assert problem in str(err.value)
     assert str(path) in str(err.value)
 
@@ -104,7 +109,7 @@ def test_test_index_must_be_an_integer(tmp_path):
     path = tmp_path / "test.tsv"
     path.write_text("index\tsentence\n0\tfine\nx\tbad\n")
     with pytest.raises(DataFormatError, match=r"test.tsv:3: index must be a non-negative integer, found 'x'"):
-        check_glue_tsv(path, ["index", "sentence"])
+        check_glue_tsv(path, "test")
 
 
 def test_missing_test_file_only_skips_predictions(tmp_path, tiny_cfg):
@@ -141,9 +146,9 @@ def test_length_grouped_batches_are_random_and_carry_little_padding(tiny_cfg):
 
 def test_eval_batches_are_sorted_by_length(tiny_cfg):
     dm = datamodule(tiny_cfg)
-    widths = [b["input_ids"].shape[1] for b in dm.val_dataloader()]
+    widths = [b["input_ids"].shape[1] for b in dm.val_dataloader()[0]]
     assert widths == sorted(widths, reverse=True)
-    assert sum(len(b["labels"]) for b in dm.val_dataloader()) == 64
+    assert sum(len(b["labels"]) for b in dm.val_dataloader()[0]) == 64
 
 
 def test_pad_to_multiple_of_rounds_batch_lengths_up(tiny_cfg):

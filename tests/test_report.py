@@ -32,7 +32,7 @@ def test_report_means_and_stds_equal_numpys(sweep):
         assert group["best_std"] == pytest.approx(np.std([max(a) for a in accs], ddof=1))
         assert group["final_mean"] == pytest.approx(np.mean([a[-1] for a in accs]))
         assert group["final_std"] == pytest.approx(np.std([a[-1] for a in accs], ddof=1))
-        assert f"| optimizer.lr={lr} | 2 |" in result.stdout
+        assert f"| optimizer.lr={lr} | val/acc | 2 |" in result.stdout
     assert len(report["groups"]) == 2
 
 

@@ -140,11 +140,15 @@ def weights(path) -> dict:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("stop_at", [20, 30], ids=["epoch_boundary", "mid_epoch"])
-def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at,extra", [
+    (20, []), (30, []),
+    # trainer.limit_train_batches: an epoch is 10 batches, not the dataset's 20; step 10 ends epoch 1
+    (10, ["trainer.limit_train_batches=10", "trainer.val_check_interval=5"]),
+], ids=["epoch_boundary", "mid_epoch", "limited_epoch_boundary"])
+def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at, extra):
     # 20 batches an epoch: step 20 ends epoch 1; step 30 is the middle of epoch 2, which must go on with the
     # batches the interrupted run had not trained on yet.
-    overrides = ["trainer.max_epochs=3", "trainer.val_check_interval=10", "predict_test=false"]
+    overrides = ["trainer.max_epochs=3", "trainer.val_check_interval=10", "predict_test=false", *extra]
     train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
 
     cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
@@ -161,7 +165,42 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at):
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
     curves = [read_metrics(tmp_path / d / "metrics.csv") for d in ("whole", "resumed")]
-    for metric in ("val/acc", "val/loss", "train/loss"):
+    # The best-so-far columns too: a resumed run goes on from the best values it had before the interruption.
+    for metric in ("val/acc", "val/loss", "train/loss", "val/acc_best", "val/loss_best"):
         a, b = (column(rows, metric) for rows in curves)
         assert [s for s, _ in a] == [s for s, _ in b]
         assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-6), metric
+
+
+class RecordMicroBatches(L.Callback):
+    """Test helper: per micro-batch, the dropout seed in force and how many losses the logged mean holds."""
+
+    last: "RecordMicroBatches | None" = None  # the instance train() made from the config
+
+    def __init__(self):
+        self.seeds, self.losses_in_mean = [], []
+        RecordMicroBatches.last = self
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.seeds.append(torch.initial_seed())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and trainer.global_step % trainer.log_every_n_steps == 0:
+            self.losses_in_mean.append(float(pl_module.train_loss.weight))
+
+
+def test_gradient_accumulation_logs_epochs_losses_and_dropout_per_micro_batch(tiny_cfg, tmp_path):
+    # 20 batches an epoch, 2 per optimizer step: 10 steps an epoch; the loss logged every 5 steps.
+    cfg = tiny_cfg("trainer.accumulate_grad_batches=2", "trainer.max_epochs=2", "trainer.val_check_interval=10",
+                   "trainer.log_every_n_steps=5", "predict_test=false")
+    with open_dict(cfg):
+        cfg.callbacks.record = {"_target_": "test_robustness.RecordMicroBatches"}
+    train(cfg)
+    recorder = RecordMicroBatches.last
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [s for s, _ in column(rows, "train/loss")] == [5, 10, 15, 20]  # once per logging step, not per micro-batch
+    epochs = {int(float(r["step"])): float(r["epoch"]) for r in rows if r.get("train/loss")}
+    assert epochs == {5: 0.5, 10: 1.0, 15: 1.5, 20: 2.0}  # in optimizer steps: 10 an epoch
+    assert recorder.losses_in_mean == [10.0] * 4  # every micro-batch's loss is in the logged mean
+    assert len(recorder.seeds) == 40 and len(set(recorder.seeds)) == 40  # each micro-batch its own dropout

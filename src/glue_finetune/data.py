@@ -1,12 +1,13 @@
-"""SST-2 as a LightningDataModule: load (Hub or local GLUE TSVs) → validate → tokenize once (cached) → batch.
+"""A GLUE task as a LightningDataModule: load (Hub or GLUE's own files) → check → tokenize once (cached) → batch.
 
-GLUE's test split has no labels, so ``test_dataloader`` serves the labelled dev set (used to score the best
-checkpoint); the unlabelled test sentences go to the exported model for the submission file.
+What a task's data looks like (text columns, labels or scores, dev and test splits, file formats) comes from the
+task table (``glue_finetune.tasks``). GLUE's test labels are hidden, so ``test_dataloader`` serves the labelled dev
+sets (to score the selected checkpoint); the test splits are predicted for the submission files.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import logging
 import math
 import warnings
@@ -15,90 +16,39 @@ from pathlib import Path
 import datasets
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
-from torch.utils.data import Sampler
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError
 from glue_finetune.hub import fetching
+from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
+from glue_finetune.tasks import TASKS, TaskSpec, ax_file, read_glue_file
 
 log = logging.getLogger(__name__)
 
-LABEL_NAMES = ["negative", "positive"]
-# GLUE file name, column header and the split name datasets uses for it.
-GLUE_FILES = {
-    "train": ("train.tsv", ["sentence", "label"]),
-    "validation": ("dev.tsv", ["sentence", "label"]),
-    "test": ("test.tsv", ["index", "sentence"]),
-}
 MODEL_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-
-
-def check_glue_tsv(path: Path, header: list[str]) -> int:
-    """Check a GLUE TSV row by row and return its number of data rows.
-
-    Raises DataFormatError naming the file, the line and the problem: not UTF-8, empty, wrong header, wrong
-    number of tab-separated fields, a label other than 0/1, an index that is not an integer.
-    """
-    expected = "\t".join(header)
-    rows = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
-            fields = line.split("\t")
-            if lineno == 1:
-                if fields != header:
-                    raise DataFormatError(f"{path}:1: header is {line!r}, expected {expected!r} (GLUE SST-2 format)")
-                continue
-            if len(fields) != len(header):
-                raise DataFormatError(
-                    f"{path}:{lineno}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
-                    f"found {len(fields)}"
-                )
-            row = dict(zip(header, fields))
-            if "label" in row and row["label"] not in ("0", "1"):
-                raise DataFormatError(f"{path}:{lineno}: label must be 0 or 1, found {row['label']!r}")
-            if "index" in row and not row["index"].isdigit():
-                raise DataFormatError(f"{path}:{lineno}: index must be a non-negative integer, found {row['index']!r}")
-            rows += 1
-    if path.stat().st_size == 0:
-        raise DataFormatError(f"{path}: the file is empty (expected a header line {expected!r} and data rows)")
-    if rows == 0:
-        raise DataFormatError(f"{path}: no data rows (expected a header line {expected!r} and at least one row)")
-    return rows
-
-
-def load_glue_tsv(path: Path, split: str) -> datasets.Dataset:
-    """One GLUE TSV as a Dataset with the Hub's columns (sentence, label, idx), cached as Arrow by datasets."""
-    _, header = GLUE_FILES[split]
-    check_glue_tsv(path, header)
-    features = {"sentence": datasets.Value("string")}
-    if "label" in header:
-        features["label"] = datasets.ClassLabel(names=LABEL_NAMES)
-    else:
-        features["index"] = datasets.Value("int64")
-    ds = datasets.load_dataset(
-        "csv",
-        data_files=str(path),
-        split="train",  # datasets' name for the single split of a data file
-        delimiter="\t",
-        quoting=csv.QUOTE_NONE,  # GLUE TSVs are not quoted: a '"' is part of the sentence
-        keep_default_na=False,  # a sentence reading "null" or "nan" stays a string
-        features=datasets.Features({name: features[name] for name in header}),
-    )
-    if "index" in header:
-        return ds.rename_column("index", "idx").add_column("label", [-1] * len(ds))
-    return ds.add_column("idx", list(range(len(ds))))
-
 
 # Part of the tokenization cache key. datasets hashes a function of an installed package by its name, not its
 # code, so a change to what _tokenize returns must bump this, or older cached results would be reused.
-TOKENIZED_FORMAT = 2
+TOKENIZED_FORMAT = 3
+
+
+def features(spec: TaskSpec) -> datasets.Features:
+    """The Hub's schema of a task: its text columns, the label (class names, or a float score), the row id."""
+    label = datasets.Value("float32") if spec.is_regression else datasets.ClassLabel(names=list(spec.labels))
+    return datasets.Features({**{name: datasets.Value("string") for name in spec.text}, "label": label,
+                              "idx": datasets.Value("int64")})
+
+
+def load_glue_file(path: Path, spec: TaskSpec, split: str) -> datasets.Dataset:
+    """One GLUE TSV, checked row by row (see ``tasks.read_glue_file``), with the Hub's columns. In memory: its
+    tokenization is cached on disk by the file's content (``GlueDataModule.tokenized``)."""
+    schema = features(spec)
+    if split.startswith("test"):  # no labels: -1, as the Hub's test splits
+        schema["label"] = datasets.Value("float32") if spec.is_regression else datasets.Value("int64")
+    return datasets.Dataset.from_dict(read_glue_file(path, spec, split), features=schema)
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -116,6 +66,8 @@ class EpochSeededSampler(Sampler[int]):
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0  # a resumed position belongs to its own epoch only
         self.epoch = epoch
 
     def resume(self, epoch: int, samples_done: int) -> None:
@@ -135,38 +87,28 @@ class EpochSeededSampler(Sampler[int]):
         return iter(order[skip:])
 
 
-def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, format_version: int) -> dict:
-    encoded = tokenizer(batch["sentence"], truncation=True, max_length=max_length)
-    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]  # for length-grouped / length-sorted batches
-    return encoded
+def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, text: list[str], max_length: int,
+              format_version: int) -> dict:
+    return encode(tokenizer, [batch[name] for name in text], max_length)
 
 
-class SST2DataModule(L.LightningDataModule):
-    """GLUE SST-2: train on ``train``, validate on ``validation`` (872 sentences), predict ``test`` (no labels)."""
+class GlueDataModule(L.LightningDataModule):
+    """One GLUE task: train on ``train``, validate on its dev set(s) (MNLI: matched and mismatched), predict its
+    test set(s) (and, for MNLI, GLUE's diagnostic set AX). Every argument comes from ``conf/data/*.yaml``."""
 
-    def __init__(
-        self,
-        tokenizer: str,
-        task: str = "sst2",
-        hub_dataset: str = "nyu-mll/glue",
-        local_dir: str | None = None,
-        max_length: int = 128,
-        batch_size: int = 16,
-        eval_batch_size: int = 8,
-        max_train_samples: int | None = None,
-        group_by_length: bool = True,
-        sort_eval_by_length: bool = True,
-        pad_to_multiple_of: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        seed: int = 42,
-    ):
+    def __init__(self, *, task: str, tokenizer: str, hub_dataset: str, local_dir: str | None, max_length: int,
+                 batch_size: int, eval_batch_size: int, max_train_samples: int | None, group_by_length: bool,
+                 sort_eval_by_length: bool, pad_to_multiple_of: int | None, num_workers: int,
+                 pin_memory: bool | None, seed: int, glue_dir: str | None):
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.spec = TASKS[task]
         self.tokenizer_name = tokenizer
-        self.task = task
         self.hub_dataset = hub_dataset
-        self.local_dir = Path(local_dir).expanduser() if local_dir else None
+        # local_dir: the task's folder; glue_dir: GLUE's folder of task folders (glue_data/), for sweeps over tasks
+        folder = local_dir or (Path(glue_dir) / self.spec.glue_name if glue_dir else None)
+        self.local_dir = Path(folder).expanduser() if folder else None
+        self.source_digests: dict[str, str] = {}  # split → its local file's content hash (the tokenization key)
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -179,27 +121,36 @@ class SST2DataModule(L.LightningDataModule):
         self.seed = seed
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
-        self.raw: datasets.DatasetDict | None = None
         self.resume_position: dict | None = None  # from a checkpoint: see state_dict
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load_raw(self) -> datasets.DatasetDict:
-        """The text splits, from ``local_dir`` if set, else from the Hub (or its local cache)."""
+        """Every split of the task with the Hub's columns, from ``local_dir`` if set, else from the Hub (or its
+        local cache). MNLI also brings GLUE's diagnostic set as split ``ax``, when it can be found."""
+        spec = self.spec
         if self.local_dir is not None:
             splits = {}
-            for split, (filename, _) in GLUE_FILES.items():
-                path = self.local_dir / filename
-                if path.exists():
-                    splits[split] = load_glue_tsv(path, split)
-                elif split != "test":
-                    raise DataFormatError(f"{path} does not exist: data.local_dir must hold GLUE's train.tsv and dev.tsv")
+            for split in spec.file_names:
+                path = spec.path(self.local_dir, split)
+                if path.is_file():
+                    splits[split] = load_glue_file(path, spec, split)
+                    self.source_digests[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                elif not split.startswith("test"):
+                    raise DataFormatError(f"{path} does not exist: data.local_dir must hold {spec.glue_name}'s "
+                                          f"{', '.join(n for s, n in spec.file_names.items() if 'test' not in s)}")
                 else:
-                    log.warning("%s does not exist: no test-set predictions will be written.", path)
+                    log.warning("%s does not exist: no %s predictions will be written.", path,
+                                spec.submissions.get(split, split))
+            if spec.name == "mnli" and (ax := ax_file(self.local_dir)) is not None:
+                splits["ax"] = load_glue_file(ax, TASKS["ax"], "test")
+                self.source_digests["ax"] = hashlib.sha256(ax.read_bytes()).hexdigest()[:16]
             raw = datasets.DatasetDict(splits)
         else:
-            with fetching(f"dataset {self.hub_dataset!r} ({self.task}) from the Hugging Face Hub"):
-                raw = datasets.load_dataset(self.hub_dataset, self.task)
-        if self.max_train_samples is not None:
+            with fetching(f"dataset {self.hub_dataset!r} ({spec.name}) from the Hugging Face Hub"):
+                raw = datasets.load_dataset(self.hub_dataset, spec.name)
+                if spec.name == "mnli":
+                    raw["ax"] = datasets.load_dataset(self.hub_dataset, "ax", split="test")
+        if self.max_train_samples is not None and "train" in raw:
             raw["train"] = raw["train"].select(range(min(self.max_train_samples, len(raw["train"]))))
         return raw
 
@@ -208,20 +159,26 @@ class SST2DataModule(L.LightningDataModule):
             return AutoTokenizer.from_pretrained(self.tokenizer_name)
 
     def tokenized(self) -> datasets.DatasetDict:
-        """Token ids for every split. ``datasets.map`` caches them on disk by fingerprint (data + tokenizer +
-        max_length), so only the first run with a given setting tokenizes."""
+        """Token ids for every split, computed once per (data, tokenizer, max_length): ``datasets.map`` caches them
+        on disk, by the Hub dataset's fingerprint or, for local files, by their content."""
         self.tokenizer = self.tokenizer or self.load_tokenizer()
+        kwargs = {"tokenizer": self.tokenizer, "max_length": self.max_length, "format_version": TOKENIZED_FORMAT}
         with no_datasets_progress_bars():  # seconds the first time, nothing once cached
             raw = self.load_raw()
-            tokenized = raw.map(
-                _tokenize,
-                batched=True,
-                fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length,
-                           "format_version": TOKENIZED_FORMAT},
-                remove_columns=["sentence"],
-            )
-        self.raw = raw  # the text, for the test-set predictions
-        return tokenized.rename_column("label", "labels")
+            tokenizer_hash = datasets.fingerprint.Hasher.hash(self.tokenizer)
+            out = {}
+            for split, dataset in raw.items():
+                text = list(TASKS["ax"].text if split == "ax" else self.spec.text)
+                cache = {}
+                if digest := self.source_digests.get(split):  # a local file: key its tokens by its content
+                    key = hashlib.sha256(f"{digest}|{len(dataset)}|{tokenizer_hash}|{self.max_length}|"
+                                         f"{TOKENIZED_FORMAT}|{text}".encode()).hexdigest()[:24]
+                    directory = Path(datasets.config.HF_DATASETS_CACHE) / "glue_finetune"
+                    directory.mkdir(parents=True, exist_ok=True)
+                    cache = {"cache_file_name": str(directory / f"tokenized-{key}.arrow"), "new_fingerprint": key}
+                out[split] = dataset.map(_tokenize, batched=True, fn_kwargs={**kwargs, "text": text},
+                                         remove_columns=text, **cache)
+        return datasets.DatasetDict(out).rename_column("label", "labels")
 
     # -- Lightning hooks -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -233,10 +190,10 @@ class SST2DataModule(L.LightningDataModule):
         if self.splits is None:
             self.splits = self.tokenized()
 
-    def _loader(self, split: str, batch_size: int, columns: list[str], sampler) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, sampler) -> DataLoader:
         assert self.splits is not None and self.tokenizer is not None, "call setup() first"
         ds = self.splits[split]
-        ds = ds.select_columns([c for c in columns if c in ds.column_names])
+        ds = ds.select_columns([c for c in [*MODEL_INPUTS, "labels"] if c in ds.column_names])
         return DataLoader(
             ds,
             batch_size=batch_size,
@@ -263,7 +220,23 @@ class SST2DataModule(L.LightningDataModule):
         if self.resume_position:
             self._resume(sampler, **self.resume_position)
             self.resume_position = None
-        return self._loader("train", self.batch_size, MODEL_INPUTS + ["labels"], sampler)
+        return self._loader("train", self.batch_size, sampler)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per dev set, in the task table's order (MNLI: matched, then mismatched)."""
+        return [self._loader(split, self.eval_batch_size, self._eval_order(split)) for split in self.spec.dev_splits]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        # GLUE's test labels are hidden: the labelled dev sets score the selected checkpoint.
+        return self.val_dataloader()
+
+    def test_sets(self) -> list[tuple[TaskSpec, str, datasets.Dataset]]:
+        """(task, submission file name, tokenized rows with ``idx``) for every test split there is: the task's, and
+        for MNLI also GLUE's diagnostic set (AX), which GLUE scores with the MNLI model."""
+        sets = [(self.spec, self.spec.submissions[s], self.splits[s]) for s in self.spec.test_splits if s in self.splits]
+        if "ax" in self.splits:
+            sets.append((TASKS["ax"], TASKS["ax"].submissions["test"], self.splits["ax"]))
+        return sets
 
     # -- resuming in the middle of an epoch --------------------------------------------------------------------
     # Lightning saves this module's state_dict in checkpoints and restores it before it builds the training loader,
@@ -281,9 +254,16 @@ class SST2DataModule(L.LightningDataModule):
         # Lightning warns that a plain DataLoader cannot resume mid-epoch; this module restores the position itself.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
+    def batches_per_epoch(self, samples: int) -> int:
+        """Training batches an epoch, as the Trainer counts them (``trainer.limit_train_batches`` included)."""
+        batches = math.ceil(samples / self.batch_size)
+        limit = self.trainer.limit_train_batches if self.trainer is not None else 1.0
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            return min(limit, batches)
+        return int(batches * float(limit)) if limit != 1.0 else batches
+
     def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int) -> None:
-        batches = math.ceil(len(sampler) / self.batch_size)
-        if batches_done >= batches:  # saved at the end of an epoch: the next one starts from its beginning
+        if batches_done >= self.batches_per_epoch(len(sampler)):  # saved at an epoch's end: the next one starts whole
             epoch, batches_done = epoch + 1, 0
         if batches_done and self.trainer is not None and self.trainer.world_size > 1:
             log.warning("Resuming in the middle of epoch %d on %d devices: the epoch restarts from its first batch "
@@ -291,13 +271,6 @@ class SST2DataModule(L.LightningDataModule):
             batches_done = 0
         sampler.resume(epoch, batches_done * self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size, MODEL_INPUTS + ["labels"], self._eval_order("validation"))
-
-    def test_dataloader(self) -> DataLoader:
-        # GLUE's test labels are hidden: the labelled dev set scores the final (best) checkpoint.
-        return self.val_dataloader()
-
     @property
     def has_test_split(self) -> bool:
-        return self.splits is not None and "test" in self.splits
+        return self.splits is not None and any(s.startswith("test") or s == "ax" for s in self.splits)

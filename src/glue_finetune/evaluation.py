@@ -1,4 +1,4 @@
-"""``evaluate``: a trained model scored on a labelled file or on the dev set its run was validated on."""
+"""``evaluate``: a trained model scored on a labelled file or on the dev set(s) its run was validated on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import yaml
 
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
-from glue_finetune.inference import SentimentPredictor, read_labelled
+from glue_finetune.inference import Predictor, read_labelled
+from glue_finetune.tasks import TaskSpec, metric_prefix, read_glue_file
 
 
 def run_dir_of(model: Path) -> Path | None:
@@ -20,39 +21,55 @@ def run_dir_of(model: Path) -> Path | None:
     return None
 
 
-def run_dev_set(run_dir: Path | None, labels: list[str]) -> tuple[str, list[str], list[int]]:
-    """(name, sentences, label ids) of the dev set the run at ``run_dir`` was validated on."""
+def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, list, list]]:
+    """Each dev set the run at ``run_dir`` was validated on: metric prefix → (name, texts, labels)."""
     if run_dir is None:
         raise UserError("this model is not inside a run dir (no .hydra/config.yaml), so there is no default dev "
                         "set: give one with --data path/to/dev.tsv")
     data = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()).get("data", {})
-    if data.get("local_dir"):
-        path = Path(data["local_dir"]).expanduser() / "dev.tsv"
-        return (str(path), *read_labelled(path, labels))
-    import datasets
+    folder = data.get("local_dir") or (Path(data["glue_dir"]) / spec.glue_name if data.get("glue_dir") else None)
+    sets = {}
+    for split in spec.dev_splits:
+        if folder:
+            path = spec.path(Path(folder).expanduser(), split)
+            if not path.is_file():
+                raise UserError(f"{path}: the run's dev set is gone; give another with --data")
+            try:
+                columns = read_glue_file(path, spec, split)
+            except Exception as err:  # DataFormatError: the file changed since the run
+                raise UserError(str(err)) from err
+            sets[metric_prefix(split)] = (str(path), list(zip(*(columns[c] for c in spec.text))), columns["label"])
+        else:
+            import datasets
 
-    from glue_finetune.hub import fetching, go_offline_if_unreachable
+            from glue_finetune.hub import fetching, go_offline_if_unreachable
 
-    go_offline_if_unreachable()
-    with fetching(f"dataset {data['hub_dataset']!r} ({data['task']})"):
-        dev = datasets.load_dataset(data["hub_dataset"], data["task"], split="validation")
-    return f"{data['hub_dataset']}/{data['task']}:validation", dev["sentence"], dev["label"]
+            go_offline_if_unreachable()
+            with fetching(f"dataset {data['hub_dataset']!r} ({spec.name})"):
+                dev = datasets.load_dataset(data["hub_dataset"], spec.name, split=split)
+            sets[metric_prefix(split)] = (f"{data['hub_dataset']}/{spec.name}:{split}",
+                                          list(zip(*(dev[c] for c in spec.text))), list(dev["label"]))
+    return sets
 
 
 def evaluate(model: Path, data: Path | None = None, output: Path | None = None,
              **predictor_args) -> tuple[dict, Path]:
-    """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev set);
-    write the metrics as JSON to ``output`` and return them with the path."""
-    predictor = SentimentPredictor.load(model, **predictor_args)
-    if data is not None:
-        name, (sentences, label_ids) = str(data), read_labelled(data, predictor.labels)
-    else:
-        name, sentences, label_ids = run_dev_set(run_dir_of(model), predictor.labels)
-    metrics = {**predictor.evaluate(sentences, label_ids), "data": name, "model": str(model),
-               "device": str(predictor.device), "precision": "bf16" if predictor.bf16 else "32"}
+    """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev sets);
+    write the metrics as JSON to ``output`` and return them with the path. Metric names are those training logs
+    (``val/loss``, ``val/acc``, ``val_mismatched/acc``, ...)."""
+    predictor = Predictor.load(model, **predictor_args)
+    spec = predictor.spec
+    sets = {"val": (str(data), *read_labelled(data, spec))} if data is not None else \
+        run_dev_sets(run_dir_of(model), spec)
+    metrics: dict = {"task": spec.name}
+    for prefix, (name, texts, labels) in sets.items():
+        scores = predictor.evaluate(texts, labels)
+        metrics.update({f"{prefix}/{k}": v for k, v in scores.items() if k != "examples"})
+        metrics[f"{prefix}/examples"], metrics[f"{prefix}/data"] = scores["examples"], name
+    metrics.update(model=str(model), device=str(predictor.device), precision="bf16" if predictor.bf16 else "32")
     if output is None:
         here = run_dir_of(model) or (model.parent if model.is_file() else model)
-        stem = Path(name).stem if data is not None else "dev"
+        stem = Path(data).stem if data is not None else "dev"
         output = here / (f"eval_{stem}_{model.stem}.json" if model.is_file() else f"eval_{stem}.json")
     write_text_atomically(output, json.dumps(metrics, indent=2) + "\n")
     return metrics, output

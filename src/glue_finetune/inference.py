@@ -1,29 +1,41 @@
-"""Predictions from a trained classifier: sentences in, labels and probabilities out. No Lightning, no Hydra.
+"""Predictions from a trained model: texts (single sentences or pairs) in, labels or scores out. No Lightning, no
+Hydra.
 
-One path serves the GLUE submission file written at the end of training, ``src/predict.py`` and
-``src/evaluate.py``: sentences tokenized once, sorted by token length (little padding), batched, on the GPU
-when there is one, in bf16 where the hardware computes it natively (as training validates).
+One path serves the GLUE submission files written at the end of training, ``src/predict.py`` and
+``src/evaluate.py``: texts tokenized once by ``encode`` (the data module tokenizes with it too), sorted by token
+length (little padding), batched, on the GPU when there is one, in bf16 where the hardware computes it natively
+(as training validates).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from glue_finetune.errors import UserError
+from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.logs import quiet_transformers
+from glue_finetune.tasks import TASKS, TaskSpec, read_glue_file
 
 PRECISIONS = ("auto", "32", "bf16")
 
 
+def encode(tokenizer, texts: list[list[str]], max_length: int) -> dict:
+    """Token ids of one text column, or of a pair of columns (the second segment gets token_type_ids 1), truncated
+    as the Hub's tokenizers truncate pairs (longest first); plus each row's length, for length-sorted batches."""
+    encoded = dict(tokenizer(*texts, truncation=True, max_length=max_length))
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return encoded
+
+
 @dataclass
 class Prediction:
-    text: str
-    label: str
-    label_id: int
+    text: tuple[str, ...]
+    label: str | None            # classification: the label's name; regression: None
+    label_id: int | None
+    score: float | None          # regression: the predicted score; classification: the label's probability
     probabilities: dict[str, float]
 
 
@@ -35,15 +47,23 @@ def bf16_is_native(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-class SentimentPredictor:
-    """A Hugging Face sequence classifier in eval mode, fed length-sorted batches.
+def task_of(config) -> TaskSpec:
+    """The GLUE task a model was fine-tuned on, which an exported config records (``finetuning_task``)."""
+    task = getattr(config, "finetuning_task", None) or "sst2"  # models exported before the task was recorded
+    if task not in TASKS:
+        raise UserError(f"the model was fine-tuned on {task!r}, which is not a GLUE task here ({', '.join(TASKS)})")
+    return TASKS[task]
+
+
+class Predictor:
+    """A Hugging Face sequence classifier (or regressor) in eval mode, fed length-sorted batches.
 
     ``precision``: "32", "bf16" (autocast), or "auto": bf16 where the device computes it natively (GPUs with
-    bf16, CPUs with AMX / AVX512-BF16), else float32.
+    bf16, CPUs with AMX / AVX512-BF16), else float32. ``task`` defaults to the one the model records.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 64, max_length: int = 128, device: str | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", task: TaskSpec | None = None):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
         if batch_size < 1 or not 1 <= max_length <= 512:
@@ -51,46 +71,70 @@ class SentimentPredictor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.spec = task or task_of(model.config)
+        self.labels = list(self.spec.labels)
         self.batch_size = batch_size
         self.max_length = max_length
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(self.device))
 
     @classmethod
-    def load(cls, source: str | Path, **kwargs) -> SentimentPredictor:
+    def load(cls, source: str | Path, **kwargs) -> Predictor:
         """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``)."""
         model, tokenizer = load_classifier(Path(source))
         return cls(model, tokenizer, **kwargs)
 
     @torch.inference_mode()
-    def probabilities(self, texts: list[str]) -> torch.Tensor:
-        """Class probabilities (float32, on the CPU), one row per text, in the order given."""
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+    def logits(self, encoded: dict) -> torch.Tensor:
+        """The model's outputs (float32, on the CPU), one row per encoded text, in the order given."""
+        input_ids = encoded["input_ids"]
+        segments = encoded.get("token_type_ids")
         # Longest first: batches of similar lengths carry little padding, and running out of memory shows at once.
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-        probs = torch.empty(len(texts), len(self.labels))
+        order = sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
+        out = torch.empty(len(input_ids), self.spec.num_labels)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            features = {"input_ids": [input_ids[i] for i in batch]}
+            if segments is not None:
+                features["token_type_ids"] = [segments[i] for i in batch]
+            inputs = self.tokenizer.pad(features, return_tensors="pt")
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(**inputs).logits
-            probs[batch] = logits.float().softmax(-1).cpu()
-        return probs
+            out[batch] = logits.float().cpu()
+        return out
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        probs = self.probabilities(texts)
+    def encode(self, texts: list[tuple[str, ...]]) -> dict:
+        columns = [list(column) for column in zip(*texts)]
+        if len(columns) != len(self.spec.text):
+            raise UserError(f"{self.spec.glue_name} takes {'pairs of sentences' if self.spec.is_pair else 'single sentences'}"
+                            f", got {len(columns)} text(s) per example")
+        return encode(self.tokenizer, columns, self.max_length)
+
+    def predict_encoded(self, encoded: dict) -> list[int | float]:
+        """Label ids, or scores for a regression task, of texts already encoded (the data module's test splits)."""
+        from glue_finetune.metrics import predictions
+
+        return predictions(self.spec, self.logits(encoded)).tolist()
+
+    def predict(self, texts: list[tuple[str, ...]]) -> list[Prediction]:
+        logits = self.logits(self.encode(texts))
+        if self.spec.is_regression:
+            return [Prediction(text, None, None, float(score), {}) for text, score in zip(texts, logits[:, 0])]
+        probs = logits.softmax(-1)
         ids = probs.argmax(-1).tolist()
-        return [Prediction(text, self.labels[i], i, dict(zip(self.labels, p))) for text, i, p in
-                zip(texts, ids, probs.tolist())]
+        return [Prediction(text, self.labels[i], i, float(p[i]), dict(zip(self.labels, p.tolist())))
+                for text, i, p in zip(texts, ids, probs)]
 
-    def evaluate(self, texts: list[str], label_ids: list[int]) -> dict[str, float]:
-        """Accuracy and mean cross-entropy loss, as training's validation computes them."""
-        probs = self.probabilities(texts)
-        labels = torch.tensor(label_ids)
-        loss = -probs.clamp_min(1e-12).log().gather(1, labels[:, None]).mean()
-        accuracy = (probs.argmax(-1) == labels).float().mean()
-        return {"accuracy": float(accuracy), "loss": float(loss), "examples": len(texts)}
+    def evaluate(self, texts: list[tuple[str, ...]], labels: list[int | float]) -> dict[str, float]:
+        """The task's metrics and the loss, computed as training's validation computes them."""
+        from glue_finetune import metrics
+
+        logits = self.logits(self.encode(texts))
+        target = torch.tensor(labels, dtype=torch.float32 if self.spec.is_regression else torch.long)
+        collection = metrics.task_metrics(self.spec)
+        scores = {key: float(value) for key, value in
+                  collection(metrics.predictions(self.spec, logits), target).items()}
+        return {"loss": float(metrics.loss(self.spec, logits, target)), **scores, "examples": len(texts)}
 
 
 # -- where a model comes from ---------------------------------------------------------------------------------------
@@ -123,9 +167,10 @@ def load_checkpoint(path: Path):
     """A Lightning checkpoint's weights in the architecture it was trained with: the run's exported config and
     tokenizer when the checkpoint sits in a finished run dir, else the base model's (``name_or_path`` as saved
     in the checkpoint: a local dir, or a Hub id fetched or taken from the cache)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from glue_finetune.hub import fetching
+    from glue_finetune.model import head_config
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -134,10 +179,9 @@ def load_checkpoint(path: Path):
         raise UserError(f"{path}: not a Lightning checkpoint of this project ({type(err).__name__}: {err})") from err
     exported = path.parent.parent / "model"
     source = exported if (exported / "config.json").is_file() else hparams["name_or_path"]
-    labels = list(hparams.get("label_names", ("negative", "positive")))
+    spec = TASKS[hparams.get("task", "sst2")]
     with fetching(f"the config and tokenizer of {source}"), quiet_transformers():
-        config = AutoConfig.from_pretrained(source, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                            label2id={n: i for i, n in enumerate(labels)})
+        config = head_config(source, spec)
         tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
@@ -155,7 +199,7 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_tsv(path: Path, columns: list[str]) -> dict[str, list[str]]:
-    """The named columns of a TSV file with a header line (GLUE's files: tab-separated, no quoting)."""
+    """The named columns of a TSV file with a header line (tab-separated, no quoting)."""
     lines = read_lines(path)
     if not lines:
         raise UserError(f"{path}: the file is empty (expected a header line naming the columns "
@@ -174,35 +218,72 @@ def read_tsv(path: Path, columns: list[str]) -> dict[str, list[str]]:
     return table
 
 
-def read_sentences(path: Path) -> list[str]:
-    """Sentences to classify: a .tsv file has a header naming a ``sentence`` column (GLUE's train/dev/test files
-    qualify); any other file has one sentence a line (blank lines skipped)."""
+def read_glue_format(path: Path, spec: TaskSpec, splits: list[str]) -> dict[str, list] | None:
+    """The file read as one of the task's own GLUE files (e.g. MRPC's ``#1 String``/``#2 String``, CoLA's
+    headerless dev.tsv), or None when its first line fits none of them."""
+    for split in splits:
+        try:
+            return read_glue_file(path, spec, split)
+        except DataFormatError as err:
+            if ":1:" not in str(err):  # the right format, with a bad row: that is the message to give
+                raise UserError(str(err)) from err
+    return None
+
+
+def read_texts(path: Path, spec: TaskSpec) -> list[tuple[str, ...]]:
+    """Texts to predict: a .tsv file is one of the task's GLUE files or has a header naming its text columns
+    (the Hub's names: ``sentence``; ``sentence1``/``sentence2``, ...); any other file has one example a line, the
+    two sentences of a pair separated by a tab (blank lines skipped)."""
     if path.suffix == ".tsv":
-        return read_tsv(path, ["sentence"])["sentence"]
-    sentences = [line for line in read_lines(path) if line.strip()]
-    if not sentences:
-        raise UserError(f"{path}: no sentences to classify")
-    return sentences
+        table = read_glue_format(path, spec, [*spec.test_splits, *spec.dev_splits]) or read_tsv(path, list(spec.text))
+        return list(zip(*(table[c] for c in spec.text)))
+    return texts_from_lines(read_lines(path), spec, str(path))
 
 
-def read_labelled(path: Path, labels: list[str]) -> tuple[list[str], list[int]]:
-    """Sentences and label ids from a TSV with ``sentence`` and ``label`` columns; a label is an id (0, 1) or a
-    name (negative, positive)."""
-    table = read_tsv(path, ["sentence", "label"])
-    ids = {str(i): i for i in range(len(labels))} | {name: i for i, name in enumerate(labels)}
-    label_ids = []
-    for lineno, value in enumerate(table["label"], start=2):
-        if value not in ids:
-            raise UserError(f"{path}:{lineno}: label {value!r} is not one of the model's labels "
-                            f"({', '.join(f'{i}/{n}' for i, n in enumerate(labels))})")
-        label_ids.append(ids[value])
-    return table["sentence"], label_ids
+def texts_from_lines(lines: list[str], spec: TaskSpec, source: str) -> list[tuple[str, ...]]:
+    """One example a line (blank lines skipped); a pair's two sentences separated by a tab."""
+    texts = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = tuple(line.split("\t")) if spec.is_pair else (line,)
+        if len(fields) != len(spec.text):
+            raise UserError(f"{source}:{lineno}: {spec.glue_name} takes a pair a line, two sentences separated by "
+                            f"a tab; found {len(fields)} field(s)")
+        texts.append(fields)
+    if not texts:
+        raise UserError(f"{source}: no sentences to classify")
+    return texts
 
 
-def format_predictions(predictions: list[Prediction]) -> str:
-    """TSV: one line per sentence, in input order: label, one probability per label, the sentence."""
-    labels = list(predictions[0].probabilities)
-    lines = ["\t".join(["label", *[f"p_{name}" for name in labels], "sentence"])]
-    for p in predictions:
-        lines.append("\t".join([p.label, *[f"{p.probabilities[n]:.4f}" for n in labels], p.text]))
+def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], list[int | float]]:
+    """Texts and labels of a labelled file: one of the task's GLUE dev/train files, or a TSV whose header names its
+    text columns and ``label`` (an id, a label name, or a score for STS-B)."""
+    from glue_finetune.tasks import parse_label
+
+    table = read_glue_format(path, spec, [*spec.dev_splits, "train"] if "train" in spec.files else spec.dev_splits)
+    if table is None:
+        raw = read_tsv(path, [*spec.text, "label"])
+        as_ids = replace(spec, label_strings=False)
+        labels = []
+        for lineno, value in enumerate(raw["label"], start=2):
+            try:
+                labels.append(spec.labels.index(value) if value in spec.labels else parse_label(value, as_ids, ""))
+            except DataFormatError:
+                wanted = "a score" if spec.is_regression else ", ".join(f"{i}/{n}" for i, n in enumerate(spec.labels))
+                raise UserError(f"{path}:{lineno}: label {value!r} is not one of the model's labels ({wanted})") from None
+        table = {**raw, "label": labels}
+    return list(zip(*(table[c] for c in spec.text))), table["label"]
+
+
+def format_predictions(predictions: list[Prediction], spec: TaskSpec) -> str:
+    """TSV: one line per example, in input order: the label and one probability per label (or the score), then
+    the text column(s)."""
+    if spec.is_regression:
+        lines = ["\t".join(["score", *spec.text])]
+        lines += ["\t".join([f"{p.score:.4f}", *p.text]) for p in predictions]
+    else:
+        lines = ["\t".join(["label", *[f"p_{name}" for name in spec.labels], *spec.text])]
+        lines += ["\t".join([p.label, *[f"{p.probabilities[n]:.4f}" for n in spec.labels], *p.text])
+                  for p in predictions]
     return "\n".join(lines) + "\n"

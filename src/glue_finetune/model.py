@@ -1,20 +1,23 @@
-"""The LightningModule: a Hugging Face sequence classifier, its loss and metrics, and its optimisation."""
+"""The LightningModule: a Hugging Face sequence classifier (or regressor), its loss and metrics, its optimisation."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from glue_finetune.errors import TrainingDivergedError
 from glue_finetune.hub import fetching
 from glue_finetune.logs import quiet_transformers
+from glue_finetune.metrics import predictions, task_metrics
+from glue_finetune.tasks import TASKS, TaskSpec, metric_direction, metric_prefix
 
 log = logging.getLogger(__name__)
 
@@ -22,48 +25,49 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
+def head_config(name_or_path: str | Path, spec: TaskSpec):
+    """The model's config with the head a task needs: its labels (one output for a regression task, which makes
+    the model's loss mean squared error and ``pipeline()`` return the raw score), and the task's name, which
+    exported models keep (``finetuning_task``) so that prediction knows what they take."""
+    config = AutoConfig.from_pretrained(
+        name_or_path, num_labels=spec.num_labels, id2label=spec.id2label,
+        label2id={name: i for i, name in spec.id2label.items()},
+        problem_type="regression" if spec.is_regression else "single_label_classification")
+    config.finetuning_task = spec.name  # not a constructor argument of transformers 5's configs: set it
+    return config
+
+
 class TextClassifier(L.LightningModule):
-    """``AutoModelForSequenceClassification`` trained with cross-entropy and scored by accuracy.
+    """``AutoModelForSequenceClassification`` fine-tuned on one GLUE task and scored by its metrics.
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer gets the parameter
-    groups, the scheduler gets the optimizer and the number of optimizer steps of the whole run. ``hub_id`` names
-    the Hub model that a local ``name_or_path`` holds (kept in checkpoints; the model card cites it).
+    groups, the scheduler gets the optimizer and the number of optimizer steps of the whole run. ``task`` names
+    the task table's entry (labels, metrics, dev sets). ``hub_id`` names the Hub model that a local
+    ``name_or_path`` holds (kept in checkpoints; the model card cites it). Every argument comes from
+    ``conf/model/*.yaml``.
     """
 
-    def __init__(
-        self,
-        name_or_path: str,
-        optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-        pretrained: bool = True,
-        label_names: tuple[str, ...] = ("negative", "positive"),
-        attn_implementation: str | None = "sdpa",
-        compile: bool | str = False,
-        hub_id: str | None = None,
-    ):
+    def __init__(self, *, name_or_path: str, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
+                 task: str, pretrained: bool, attn_implementation: str | None, compile: bool | str,
+                 hub_id: str | None):
         super().__init__()
         # Plain values only, so checkpoints load with torch.load(weights_only=True); the optimizer and scheduler
         # partials are code, not data. Loggers get the whole resolved Hydra config instead.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        labels = list(label_names)
-        config_kwargs = dict(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            attn_implementation=attn_implementation,
-        )
+        self.spec = spec = TASKS[task]
         with fetching(f"model {name_or_path!r}"), quiet_transformers():
+            config = head_config(name_or_path, spec)
             if pretrained:
                 self.model, loading = AutoModelForSequenceClassification.from_pretrained(
-                    name_or_path, output_loading_info=True, **config_kwargs)
+                    name_or_path, config=config, attn_implementation=attn_implementation, output_loading_info=True)
                 # A new classifier head is what fine-tuning expects; any other weight left at random is a problem.
                 missing = [k for k in loading["missing_keys"] if not k.startswith("classifier.")]
                 if missing:
                     log.warning("%d weight(s) of %s were not in %s and start random: %s", len(missing),
                                 type(self.model).__name__, name_or_path, ", ".join(missing[:10]))
             else:  # same architecture, random weights
-                config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
-                self.model = AutoModelForSequenceClassification.from_config(config)
+                self.model = AutoModelForSequenceClassification.from_config(
+                    config, attn_implementation=attn_implementation)
         # from_pretrained returns the model in eval mode and Lightning keeps submodules' modes as it finds them:
         # without this, dropout would be off during fine-tuning.
         self.model.train()
@@ -83,17 +87,26 @@ class TextClassifier(L.LightningModule):
         # Evaluation keeps the default: "disable" would also drop the batch-size weights, and it syncs anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_loss.persistent(True)
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        # validate_args=False: the inputs are the model's own argmax and checked labels; validation would sync.
-        self.val_acc = MulticlassAccuracy(num_classes=len(labels), average="micro", validate_args=False)
-        self.test_acc = MulticlassAccuracy(num_classes=len(labels), average="micro", validate_args=False)
-        self.val_acc_best = MaxMetric()
+        # One set of metrics per dev set (MNLI: matched and mismatched), for validation and for scoring the
+        # selected checkpoint at the end. Logged as <prefix>/<metric>: val/acc, val_mismatched/acc, val/loss.
+        self.prefixes = [metric_prefix(split) for split in spec.dev_splits]
+        self.val_losses = nn.ModuleList(MeanMetric() for _ in self.prefixes)
+        self.val_metrics = nn.ModuleList(task_metrics(spec) for _ in self.prefixes)
+        self.test_losses = nn.ModuleList(MeanMetric() for _ in self.prefixes)
+        self.test_metrics = nn.ModuleList(task_metrics(spec) for _ in self.prefixes)
+        # The best value seen of every validation metric (<name>_best). Persistent: a resumed run goes on from the
+        # best values it had, not from those seen since the restart.
+        self.best = nn.ModuleDict()
+        for name in spec.logged_metrics:
+            best = MinMetric() if metric_direction(name) == "min" else MaxMetric()
+            best.persistent(True)
+            self.best[name.replace("/", "__")] = best
         # First optimizer step whose loss was NaN/inf (-1: none), kept on the device so the check costs no host
         # sync per step; it is read when the loss is logged and before each validation (and so each checkpoint).
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
-        # Dropout draws from the global RNG, which a restart does not restore; reseeding it every step from this
-        # (checkpointed) value makes each step's dropout masks a function of (seed, step), so a resumed run
-        # trains exactly as an uninterrupted one. Drawn after seed_everything, so it follows the run's seed.
+        # Dropout draws from the global RNG, which a restart does not restore; reseeding it every batch from this
+        # (checkpointed) value makes each batch's dropout masks a function of (seed, step, micro-batch), so a
+        # resumed run trains exactly as an uninterrupted one. Drawn after seed_everything: it follows the seed.
         self.dropout_seed = int(torch.randint(2**31 - 1, ()))
         self.step_lr: float | torch.Tensor = 0.0
         self.last_validation: dict | None = None
@@ -103,12 +116,13 @@ class TextClassifier(L.LightningModule):
         return self.model(**inputs)
 
     # -- training ---------------------------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        # Lightning's sanity-check validation must not count as a best accuracy.
-        self.val_acc_best.reset()
+    @property
+    def accumulate(self) -> int:
+        return self.trainer.accumulate_grad_batches
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        torch.manual_seed(self.dropout_seed + self.global_step)
+        # A different seed for every micro-batch of an accumulation window, and the same on a rerun.
+        torch.manual_seed(self.dropout_seed + self.global_step * self.accumulate + batch_idx % self.accumulate)
         # The learning rate this step trains with; logged with the step's loss (see on_train_batch_end).
         self.step_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
@@ -149,7 +163,9 @@ class TextClassifier(L.LightningModule):
         # Trainer does with logging_steps), instead of a single noisy batch, and the learning rate of the step
         # just taken, on the same row: one step numbering for the whole run. (Lightning's LearningRateMonitor
         # logs against a step counter that is one behind the optimizer step, and after the scheduler has moved.)
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        # Only on the batch that ended an accumulation window: the optimizer stepped on it.
+        stepped = (batch_idx + 1) % self.accumulate == 0 or batch_idx + 1 == self.trainer.num_training_batches
+        if stepped and self.global_step % self.trainer.log_every_n_steps == 0:
             self.check_finite()
             self.log_dict({"train/loss": self.train_loss.compute(), "train/lr": float(self.step_lr)})
             self.log_dict(self._position())
@@ -157,40 +173,51 @@ class TextClassifier(L.LightningModule):
 
     def _position(self) -> dict[str, float]:
         # Logged with each metric so rows carry the optimizer step (Lightning's default is one less) and the
-        # fractional epoch, like the Trainer's model cards.
-        return {"step": float(self.global_step), "epoch": self.global_step / max(self.trainer.num_training_batches, 1)}
+        # fractional epoch (in optimizer steps, so also right when gradients accumulate), like HF's model cards.
+        steps_per_epoch = math.ceil(max(self.trainer.num_training_batches, 1) / self.accumulate)
+        return {"step": float(self.global_step), "epoch": self.global_step / steps_per_epoch}
 
     # -- evaluation -------------------------------------------------------------------------------------------
-    def _evaluate(self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, acc_metric) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, metrics) -> None:
         out = self(batch)
         loss_metric.update(out.loss, weight=batch["labels"].numel())
-        acc_metric.update(out.logits.argmax(dim=-1), batch["labels"])
+        metrics.update(predictions(self.spec, out.logits), batch["labels"])
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_acc)
+    def _scores(self, losses: nn.ModuleList, collections: nn.ModuleList) -> dict[str, torch.Tensor]:
+        """Every dev set's loss and metrics, named <prefix>/<metric>; the metrics are reset for the next round."""
+        scores = {}
+        for prefix, loss_metric, collection in zip(self.prefixes, losses, collections):
+            scores[f"{prefix}/loss"] = loss_metric.compute()
+            scores.update({f"{prefix}/{key}": value for key, value in collection.compute().items()})
+            loss_metric.reset()
+            collection.reset()
+        return scores
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.val_losses[dataloader_idx], self.val_metrics[dataloader_idx])
 
     def on_validation_epoch_end(self) -> None:
-        acc = self.val_acc.compute()
-        self.val_acc_best.update(acc)
-        metrics = {"val/loss": self.val_loss.compute(), "val/acc": acc}
-        self.log_dict(metrics, prog_bar=True)
-        self.log("val/acc_best", self.val_acc_best.compute())
-        if not self.trainer.sanity_checking:
-            self.log_dict(self._position())
-            # The scores of the weights now in memory: if this validation's checkpoint ends up the best one,
-            # training need not score it again (train() reads this).
-            self.last_validation = {"step": self.global_step, "loss": float(metrics["val/loss"]), "accuracy": float(acc)}
-        self.val_loss.reset()
-        self.val_acc.reset()
+        scores = self._scores(self.val_losses, self.val_metrics)
+        main = {"val/loss", self.spec.main_metric}
+        self.log_dict({k: v for k, v in scores.items() if k in main}, prog_bar=True)
+        self.log_dict({k: v for k, v in scores.items() if k not in main})
+        if self.trainer.sanity_checking:  # Lightning's check of the loop, not a result
+            return
+        for name, value in scores.items():
+            best = self.best[name.replace("/", "__")]
+            best.update(value)
+            self.log(f"{name}_best", best.compute())
+        self.log_dict(self._position())
+        # The scores of the weights now in memory: if this validation's checkpoint ends up the selected one,
+        # training need not score it again (train() reads this).
+        self.last_validation = {"step": self.global_step, **{k: float(v) for k, v in scores.items()}}
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_acc)
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_losses[dataloader_idx], self.test_metrics[dataloader_idx])
 
     def on_test_epoch_end(self) -> None:
-        # The test loop re-scores the best checkpoint on the dev set (GLUE's test labels are hidden).
-        self.log_dict({"best_ckpt/val_loss": self.test_loss.compute(), "best_ckpt/val_acc": self.test_acc.compute()})
-        self.test_loss.reset()
-        self.test_acc.reset()
+        # The test loop scores the selected checkpoint on every dev set (GLUE's test labels are hidden).
+        self.log_dict({f"selected/{k}": v for k, v in self._scores(self.test_losses, self.test_metrics).items()})
 
     # -- optimisation -----------------------------------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

@@ -1,61 +1,81 @@
-"""Sweep report from run directories alone: a table per job, mean ± std per setting, curves with bands.
+"""Sweep report from run directories alone: a table per job, mean ± std per setting, curves with bands, and, when
+the jobs cover GLUE tasks, the GLUE table with its score and the submission zip.
 
-Reads each job's ``.hydra/overrides.yaml``, ``metrics.csv`` and its completion marker; needs no W&B.
+Reads each job's ``.hydra/config.yaml`` (its task), ``.hydra/overrides.yaml``, ``metrics.csv`` and completion
+marker; needs no W&B. Every number is the task's own metric (val/mcc for CoLA, val/pearson for STS-B, ...).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import statistics
-from dataclasses import asdict, dataclass, field
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from glue_finetune.extras import installed
+from glue_finetune.results import curve, read_metrics
 from glue_finetune.sweep import DONE, FAILED, read_json
+from glue_finetune.tasks import METRIC_NAMES, TASKS, TaskSpec
 
 log = logging.getLogger(__name__)
 
 # Overrides that say where or how a job ran, not what it trained: left out when grouping jobs into settings.
-NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "data.local_dir=", "resume=", "ckpt_path=", "logger", "paths.")
+NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "data.local_dir=", "data.glue_dir=", "resume=", "ckpt_path=", "logger",
+                 "paths.")
+# run_glue.py's published bert-base-cased dev results (transformers' text-classification example README), for the
+# GLUE table: task → its metrics in the task table's order, ×100.
+RUN_GLUE_RESULTS = {"cola": (56.53,), "sst2": (92.32,), "mrpc": (88.85, 84.07), "stsb": (88.64, 88.48),
+                    "qqp": (90.71, 87.49), "mnli": (83.91, 84.10), "qnli": (90.66,), "rte": (65.70,), "wnli": (56.34,)}
 
 
 @dataclass
 class Job:
     dir: str
     overrides: list[str]
+    task: TaskSpec
     status: str  # done | failed | unfinished
     error: str | None = None
     train_seconds: float | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → [(step, value)]
+    selected: dict[str, float] = field(default_factory=dict)  # the selected checkpoint's scores (val/...)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
 
     @property
+    def main(self) -> str:
+        return self.task.main_metric
+
+    @property
     def best(self) -> tuple[int, float] | None:
-        acc = self.curves.get("val/acc")
-        return max(acc, key=lambda sv: (sv[1], -sv[0])) if acc else None
+        """The best (step, value) of the task's main metric over the run's validations."""
+        values = self.curves.get(self.main)
+        return max(values, key=lambda sv: (sv[1], -sv[0])) if values else None
 
     @property
     def final(self) -> float | None:
-        acc = self.curves.get("val/acc")
-        return acc[-1][1] if acc else None
+        values = self.curves.get(self.main)
+        return values[-1][1] if values else None
 
 
 def read_job(job_dir: Path) -> Job:
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    config_file = job_dir / ".hydra" / "config.yaml"
+    task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task", "sst2") \
+        if config_file.exists() else "sst2"
     done, failed = read_json(job_dir / DONE), read_json(job_dir / FAILED)
-    job = Job(str(job_dir), overrides, "done" if done else "failed" if failed else "unfinished",
+    job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
+              "done" if done else "failed" if failed else "unfinished",
               error=failed["error"] if failed else None,
               train_seconds=done["finished_at"] - done["started_at"] if done else None)
-    if (job_dir / "metrics.csv").exists():
-        with open(job_dir / "metrics.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        for metric in ("val/acc", "val/loss"):
-            job.curves[metric] = [(int(float(r["step"])), float(r[metric])) for r in rows if r.get(metric)]
+    rows = read_metrics(job_dir / "metrics.csv")
+    for metric in job.task.logged_metrics:
+        job.curves[metric] = curve(rows, metric)
+    for row in rows:
+        job.selected.update({k.removeprefix("selected/"): v for k, v in row.items() if k.startswith("selected/")})
     return job
 
 
@@ -92,6 +112,34 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def task_score(spec: TaskSpec, selected: dict[str, float]) -> float | None:
+    """A task's GLUE score (×100): the mean of its metrics, over its dev sets (MNLI: matched and mismatched), as
+    GLUE's leaderboard averages a task's metrics."""
+    values = [v for name, v in selected.items() if not name.endswith("/loss") and name.split("/")[-1] in spec.metrics]
+    return 100 * statistics.mean(values) if values else None
+
+
+def glue_table(jobs: list[Job]) -> dict | None:
+    """Per task: its selected checkpoint's metrics (mean over its finished jobs, e.g. seeds), its score; and the
+    GLUE score, the mean of the task scores. None unless the jobs cover GLUE tasks other than SST-2 alone."""
+    by_task: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.status == "done" and job.selected:
+            by_task.setdefault(job.task.name, []).append(job)
+    if not by_task or set(by_task) == {"sst2"}:  # SST-2 alone: the settings table says it all
+        return None
+    rows = []
+    for name in [t for t in TASKS if t in by_task]:
+        spec, members = TASKS[name], by_task[name]
+        metrics = {m: 100 * statistics.mean(j.selected[m] for j in members)
+                   for m in members[0].selected if not m.endswith("/loss")}
+        rows.append({"task": name, "glue_name": spec.glue_name, "n": len(members), "metrics": metrics,
+                     "score": statistics.mean(task_score(spec, j.selected) for j in members),
+                     "run_glue": RUN_GLUE_RESULTS.get(name)})
+    return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in rows),
+            "complete": all(t in by_task for t in RUN_GLUE_RESULTS)}
+
+
 def summarize(jobs: list[Job]) -> dict:
     label_settings(jobs)
     finished = [j for j in jobs if j.status == "done" and j.best]
@@ -102,13 +150,15 @@ def summarize(jobs: list[Job]) -> dict:
     for setting, members in settings.items():
         best_mean, best_std = mean_std([j.best[1] for j in members])
         final_mean, final_std = mean_std([j.final for j in members])
-        groups.append({"setting": setting, "n": len(members), "best_mean": best_mean, "best_std": best_std,
-                       "final_mean": final_mean, "final_std": final_std})
+        groups.append({"setting": setting, "metric": members[0].main, "n": len(members), "best_mean": best_mean,
+                       "best_std": best_std, "final_mean": final_mean, "final_std": final_std})
     return {
-        "jobs": [{"dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status, "error": j.error,
-                  "best_val_acc": j.best[1] if j.best else None, "best_step": j.best[0] if j.best else None,
-                  "final_val_acc": j.final, "train_seconds": j.train_seconds} for j in jobs],
+        "jobs": [{"dir": j.dir, "overrides": j.overrides, "task": j.task.name, "setting": j.setting,
+                  "status": j.status, "error": j.error, "metric": j.main,
+                  "best": j.best[1] if j.best else None, "best_step": j.best[0] if j.best else None,
+                  "final": j.final, "selected": j.selected, "train_seconds": j.train_seconds} for j in jobs],
         "groups": groups,
+        "glue": glue_table(jobs),
         "not_finished": [{"dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
                           "error": j.error, "log": str(Path(j.dir) / "train.log")}
                          for j in jobs if j.status != "done"],
@@ -116,7 +166,8 @@ def summarize(jobs: list[Job]) -> dict:
 
 
 def plot(jobs: list[Job], metric: str, path: Path) -> Path:
-    """One line per setting (the mean over its jobs at each step) with a band from min to max."""
+    """One line per setting (the mean over its jobs at each step) with a band from min to max. ``metric`` is
+    "main" (each job's task metric) or a logged name such as val/loss."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -125,21 +176,24 @@ def plot(jobs: list[Job], metric: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     settings: dict[str, list[Job]] = {}
     for job in jobs:
-        if job.status == "done" and job.curves.get(metric):
+        name = job.main if metric == "main" else metric
+        if job.status == "done" and job.curves.get(name):
             settings.setdefault(job.setting, []).append(job)
     for setting, members in settings.items():
+        name = members[0].main if metric == "main" else metric
         by_step: dict[int, list[float]] = {}
         for job in members:
-            for step, value in job.curves[metric]:
+            for step, value in job.curves[name]:
                 by_step.setdefault(step, []).append(value)
         steps = sorted(s for s, vs in by_step.items() if len(vs) == len(members))  # steps every job reached
         mean = [statistics.mean(by_step[s]) for s in steps]
-        line = ax.plot(steps, mean, label=f"{setting} (n={len(members)})")[0]
+        line = ax.plot(steps, mean, label=f"{setting} (n={len(members)}, {name})")[0]
         ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
                         color=line.get_color(), alpha=0.2)
+    title = "main metric of each task" if metric == "main" else metric
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean over seeds, band = min-max")
+    ax.set_ylabel(title)
+    ax.set_title(f"{title}: mean over seeds, band = min-max")
     ax.grid(alpha=0.3)
     if settings:
         ax.legend(fontsize=8)
@@ -155,20 +209,40 @@ def fmt(mean: float | None, std: float | None = None) -> str:
     return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
-def to_markdown(summary: dict, plots: list[Path]) -> str:
-    lines = ["# Sweep report", "", "## Settings (mean ± std over seeds)", "",
-             "| setting | n | best val/acc | final val/acc |", "|---|---|---|---|"]
+def glue_markdown(glue: dict) -> list[str]:
+    lines = ["## GLUE (dev sets, the selected checkpoints; mean over each task's jobs, ×100)", "",
+             "| task | n | metrics | score | run_glue.py, bert-base-cased |", "|---|---|---|---|---|"]
+    for r in glue["tasks"]:
+        spec = TASKS[r["task"]]
+        metrics = " / ".join(f"{METRIC_NAMES[name.split('/')[-1]][0]}"
+                             f"{' (mm)' if name.startswith('val_mismatched') else ''} {value:.2f}"
+                             for name, value in r["metrics"].items())
+        reference = "/".join(f"{v:.2f}" for v in r["run_glue"]) if r["run_glue"] else "-"
+        lines.append(f"| {spec.glue_name} | {r['n']} | {metrics} | {r['score']:.2f} | {reference} |")
+    lines += ["", f"**GLUE score: {glue['glue_score']:.2f}** (mean of the task scores; a task's score is the mean of "
+              f"its metrics{'' if glue['complete'] else '; not every GLUE task is in these runs'})", ""]
+    return lines
+
+
+def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
+    lines = ["# Sweep report", ""]
+    if summary["glue"]:
+        lines += glue_markdown(summary["glue"])
+        if zip_path:
+            lines += [f"Submission files for the GLUE server: `{zip_path.name}`", ""]
+    lines += ["## Settings (mean ± std over seeds)", "",
+              "| setting | metric | n | best | final |", "|---|---|---|---|---|"]
     for g in summary["groups"]:
-        lines.append(f"| {g['setting']} | {g['n']} | {fmt(g['best_mean'], g['best_std'])} | "
+        lines.append(f"| {g['setting']} | {g['metric']} | {g['n']} | {fmt(g['best_mean'], g['best_std'])} | "
                      f"{fmt(g['final_mean'], g['final_std'])} |")
-    lines += ["", "## Jobs", "", "| job | setting | seed | status | best val/acc (step) | final val/acc | train time |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Jobs", "", "| job | setting | seed | status | metric | best (step) | final | selected | train time |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for j in summary["jobs"]:
-        best = f"{j['best_val_acc']:.4f} ({j['best_step']})" if j["best_val_acc"] is not None else "-"
+        best = f"{j['best']:.4f} ({j['best_step']})" if j["best"] is not None else "-"
         seconds = f"{j['train_seconds']:.0f} s" if j["train_seconds"] is not None else "-"
         seed = next((o.partition("=")[2] for o in j["overrides"] if o.startswith("seed=")), "default")
-        lines.append(f"| {Path(j['dir']).name} | {j['setting']} | {seed} | {j['status']} | {best} | "
-                     f"{fmt(j['final_val_acc'])} | {seconds} |")
+        lines.append(f"| {Path(j['dir']).name} | {j['setting']} | {seed} | {j['status']} | {j['metric']} | {best} | "
+                     f"{fmt(j['final'])} | {fmt(j['selected'].get(j['metric']))} | {seconds} |")
     if summary["not_finished"]:
         lines += ["", "## Failed or unfinished jobs", ""]
         for j in summary["not_finished"]:
@@ -178,16 +252,43 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def write_submission_zip(jobs: list[Job], path: Path) -> Path | None:
+    """Every task's submission file(s), from its job with the best selected main metric, under the names the GLUE
+    server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv)."""
+    best: dict[str, Job] = {}
+    for job in jobs:
+        if job.status == "done" and job.main in job.selected:
+            if job.task.name not in best or job.selected[job.main] > best[job.task.name].selected[job.main]:
+                best[job.task.name] = job
+    files = {}
+    for name, job in best.items():
+        spec = TASKS[name]
+        for file_name in [*spec.submissions.values(), *(TASKS["ax"].submissions.values() if name == "mnli" else [])]:
+            if (Path(job.dir) / file_name).is_file():
+                files[file_name] = Path(job.dir) / file_name
+    if not files:
+        return None
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file_name, source in sorted(files.items()):
+            archive.write(source, arcname=file_name)
+    return path
+
+
 def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, list[Path]]:
     jobs = find_jobs(directories)
     summary = summarize(jobs)
     out_dir.mkdir(parents=True, exist_ok=True)
     if installed("matplotlib"):
-        plots = [plot(jobs, "val/acc", out_dir / "val_acc.png"), plot(jobs, "val/loss", out_dir / "val_loss.png")]
+        mains = {job.main for job in jobs}
+        main_png = f"{mains.pop().replace('/', '_')}.png" if len(mains) == 1 else "val_main.png"  # val_acc.png, ...
+        plots = [plot(jobs, "main", out_dir / main_png), plot(jobs, "val/loss", out_dir / "val_loss.png")]
     else:
         plots = []
         log.warning('No plots: matplotlib is not installed (pip install -e ".[sweeps]"); the tables are complete.')
-    markdown = to_markdown(summary, plots)
+    zip_path = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else None
+    summary["submission_zip"] = str(zip_path) if zip_path else None
+    markdown = to_markdown(summary, plots, zip_path)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2))
     return summary, markdown, plots
+

@@ -141,14 +141,17 @@ def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: s
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_present() else "offline")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
                      dir=str(directory), settings=wandb.Settings(quiet=True))
-    columns = ["setting", "n", "best_mean", "best_std", "final_mean", "final_std"]
-    run.log({
+    columns = ["setting", "metric", "n", "best_mean", "best_std", "final_mean", "final_std"]
+    job_columns = ["dir", "task", "status", "metric", "best", "best_step", "final"]
+    tables = {
         "report/settings": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in summary["groups"]]),
-        "report/jobs": wandb.Table(
-            columns=["dir", "overrides", "status", "best_val_acc", "best_step", "final_val_acc"],
-            data=[[j["dir"], " ".join(j["overrides"]), j["status"], j["best_val_acc"], j["best_step"],
-                   j["final_val_acc"]] for j in summary["jobs"]],
-        ),
-        **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots},
-    })
+        "report/jobs": wandb.Table(columns=[*job_columns, "overrides"],
+                                   data=[[j[c] for c in job_columns] + [" ".join(j["overrides"])]
+                                         for j in summary["jobs"]]),
+    }
+    if summary.get("glue"):
+        tables["report/glue"] = wandb.Table(columns=["task", "n", "score"], data=[
+            [r["glue_name"], r["n"], r["score"]] for r in summary["glue"]["tasks"]])
+        tables["report/glue_score"] = summary["glue"]["glue_score"]
+    run.log({**tables, **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots}})
     run.finish()

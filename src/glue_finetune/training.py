@@ -12,10 +12,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from glue_finetune.artefacts import evaluation_rows, export_model, model_card, model_name, write_glue_submission
+from glue_finetune.artefacts import export_model, model_card, model_name, write_glue_submission
 from glue_finetune.config import cpu_precision, preflight
 from glue_finetune.files import write_text_atomically
-from glue_finetune.inference import SentimentPredictor
+from glue_finetune.inference import Predictor
+from glue_finetune.results import best_seen, evaluations, read_metrics
+from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
 from glue_finetune.sweep import job_overrides
 from glue_finetune.tracking import CSVLogger, finish_wandb
@@ -67,20 +69,28 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
         "max_length": cfg.data.max_length,
         "devices": trainer.num_devices,
         "precision": str(trainer.precision),
+        "checkpoint_selection": selection_text(cfg.selection.metric),
     }
 
 
 def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path) -> None:
     """One line saying what is about to run (in place of Lightning's device lines and model summary)."""
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
-    splits = datamodule.splits
-    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev sentences, %d epoch(s) of batch %d, "
-             "on %s in %s. Run dir: %s", base_model_name(cfg)[0], parameters, cfg.data.task.upper(),
-             f"{len(splits['train']):,}", f"{len(splits['validation']):,}", cfg.trainer.max_epochs,
-             cfg.data.batch_size, trainer.strategy.root_device, trainer.precision, output_dir)
+    spec, splits = datamodule.spec, datamodule.splits
+    dev = " + ".join(f"{len(splits[s]):,}" for s in spec.dev_splits)
+    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %d epoch(s) of batch %d, "
+             "on %s in %s; checkpoint selected by %s. Run dir: %s", base_model_name(cfg)[0], parameters,
+             spec.glue_name, f"{len(splits['train']):,}", dev, cfg.trainer.max_epochs, cfg.data.batch_size,
+             trainer.strategy.root_device, trainer.precision, selection_text(cfg.selection.metric), output_dir)
     if (cfg.trainer.get("accelerator") == "auto" and trainer.strategy.root_device.type == "cpu"
             and str(trainer.precision) == "32-true" and cpu_precision() != "32-true"):
         log.info("This CPU computes bf16 natively: trainer=cpu trains in bf16 mixed precision, 1.3-1.6x faster.")
+
+
+def selection_text(metric: str) -> str:
+    if metric == "last":
+        return "none (the final weights)"
+    return f"{'lowest' if metric_direction(metric) == 'min' else 'highest'} {metric}"
 
 
 def base_model_name(cfg: DictConfig) -> tuple[str, bool]:
@@ -88,57 +98,76 @@ def base_model_name(cfg: DictConfig) -> tuple[str, bool]:
     return model_name(str(cfg.model.name_or_path), cfg.model.get("hub_id"))
 
 
-def score_selected_checkpoint(trainer: L.Trainer, model, datamodule) -> tuple[dict, str]:
-    """The dev-set scores of the selected (best) checkpoint, and its path.
+def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: str) -> tuple[dict, str]:
+    """The selected checkpoint's loss and metrics on every dev set (``val/loss``, ``val/acc``, ...), logged as
+    ``selected/...``, and its path; the model holds its weights afterwards.
 
-    When that checkpoint holds the weights already in memory (the last validation was the best one) its scores
-    are the ones that validation just computed: reused, not computed again. Otherwise the checkpoint is loaded and
-    scored; without a checkpoint (fast_dev_run), the final weights are scored.
+    When the selected checkpoint holds the weights already in memory (the last validation was the best one, or
+    the final weights are kept and were validated at the last step) its scores are the ones that validation just
+    computed: reused, not computed again. Otherwise the checkpoint (or the final weights) is scored.
     """
-    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    last = model.last_validation
-    if best_ckpt and last and last["step"] == trainer.global_step == checkpoint_step(best_ckpt):
-        scores = {"best_ckpt/val_loss": last["loss"], "best_ckpt/val_acc": last["accuracy"]}
-        for logger in trainer.loggers:
-            logger.log_metrics(scores, step=trainer.global_step)
+    if selection == "last":
+        last_ckpt = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
+        path, ckpt = (str(last_ckpt) if last_ckpt and last_ckpt.exists() else ""), None  # the weights in memory
+        in_memory = True
     else:
-        if not best_ckpt:
-            log.warning("No best checkpoint was saved: scoring the final weights instead.")
+        path = ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        in_memory = bool(ckpt) and checkpoint_step(ckpt) == trainer.global_step
+        if not ckpt:
+            log.warning("No checkpoint was saved: scoring the final weights instead.")
+            in_memory = True
+    last = model.last_validation
+    if in_memory and last and last["step"] == trainer.global_step:
+        scores = {name: value for name, value in last.items() if name != "step"}
+        for logger in trainer.loggers:
+            logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
+    else:
         # weights_only: the checkpoint holds tensors and plain values only (this project's own, or a resumed one)
-        scores = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt or None, verbose=False,
-                              weights_only=True)[0]
-    return {"accuracy": float(scores["best_ckpt/val_acc"]), "loss": float(scores["best_ckpt/val_loss"])}, best_ckpt
+        tested = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False, weights_only=True)
+        scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
+    return scores, path
 
 
-def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, best: dict, output_dir: Path) -> None:
-    """Exported model with its model card, GLUE submission file; the card also goes to W&B when it is on."""
+def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, selected: dict,
+                    output_dir: Path) -> list[Path]:
+    """Exported model with its model card, GLUE submission file(s); the card also goes to W&B when it is on.
+    Returns the submission files written."""
+    spec = datamodule.spec
     export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model")
     for logger in trainer.loggers:
         logger.save()  # metrics.csv complete on disk before the card reads it
+    rows = read_metrics(output_dir / "metrics.csv")
     base_model, on_hub = base_model_name(cfg)
     card = model_card(
-        name=f"{base_model.rsplit('/', 1)[-1]}-finetuned-{cfg.data.task}",
+        name=f"{base_model.rsplit('/', 1)[-1]}-finetuned-{spec.name}",
         overrides=" ".join(job_overrides()),
         base_model=base_model,
         on_hub=on_hub,
-        best=best,
+        spec=spec,
+        selected=selected,
+        selection=cfg.selection.metric,
+        best=best_seen(rows, spec.logged_metrics, metric_direction),
         hyperparameters=card_hyperparameters(cfg, trainer),
-        rows=evaluation_rows(output_dir / "metrics.csv"),
+        rows=evaluations(rows),
     )
     # In the run dir for people, and in model/ so that the exported dir is a complete Hub model repo.
     for path in (output_dir / "README.md", export_dir / "README.md"):
         write_text_atomically(path, card)
-    if cfg.get("predict_test") and datamodule.has_test_split:
-        test = datamodule.raw["test"]
-        # The weights in memory are the exported ones; same batching and precision as validation.
-        predictor = SentimentPredictor(model.model, datamodule.tokenizer, max_length=cfg.data.max_length,
-                                       device=str(trainer.strategy.root_device),
-                                       precision="bf16" if "bf16" in str(trainer.precision) else "32")
-        predictions = predictor.predict(list(test["sentence"]))
-        write_glue_submission(list(test["idx"]), [p.label_id for p in predictions], output_dir / "SST-2.tsv")
+    written = []
+    if cfg.get("predict_test"):
+        for test_spec, file_name, rows_to_predict in datamodule.test_sets():
+            # The weights in memory are the exported ones; the same batching and precision as validation.
+            predictor = Predictor(model.model, datamodule.tokenizer, max_length=cfg.data.max_length, task=test_spec,
+                                  device=str(trainer.strategy.root_device),
+                                  precision="bf16" if "bf16" in str(trainer.precision) else "32")
+            encoded = {k: list(rows_to_predict[k]) for k in ("input_ids", "token_type_ids")
+                       if k in rows_to_predict.column_names}
+            written.append(write_glue_submission(list(rows_to_predict["idx"]), predictor.predict_encoded(encoded),
+                                                 test_spec, output_dir / file_name))
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             save_to_wandb_run(logger, output_dir / "README.md")
+    return written
 
 
 def save_to_wandb_run(logger: WandbLogger, path: Path) -> None:
@@ -151,13 +180,14 @@ def save_to_wandb_run(logger: WandbLogger, path: Path) -> None:
 
 
 def train(cfg: DictConfig) -> float:
-    """Fine-tune, score the best checkpoint on the dev set, write the artefacts; return its dev accuracy."""
+    """Fine-tune, score the selected checkpoint on every dev set, write the artefacts; return the task's main
+    metric (val/acc, val/mcc, ...) of that checkpoint: what sweepers optimise."""
     preflight(cfg)  # every config problem at once, and the network, before any download or training
     silence_known_library_warnings(resuming=bool(cfg.get("ckpt_path")))
     route_lightning_logs_to_root()
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     try:
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
@@ -180,13 +210,15 @@ def train(cfg: DictConfig) -> float:
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
-        best, best_ckpt = score_selected_checkpoint(trainer, model, datamodule)
-        if trainer.is_global_zero:  # the model now holds the best checkpoint's weights
-            write_artefacts(cfg, trainer, model, datamodule, best, output_dir)
+        selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
+        main = datamodule.spec.main_metric
+        if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
+            written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
-                     "GLUE test-set predictions: " + str(output_dir / "SST-2.tsv")
-                     if (output_dir / "SST-2.tsv").exists() else "no test-set predictions")
-        print(f"best val/acc = {best['accuracy']:.4f}  ({best_ckpt or 'final weights'})")
-        return best["accuracy"]
+                     "GLUE submission files: " + ", ".join(str(p) for p in written) if written
+                     else "no submission files")
+        others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
+        print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'})")
+        return selected[main]
     finally:
         finish_wandb()  # also after a failure, so the next job of a sweep starts its own W&B run

@@ -1,0 +1,325 @@
+"""Every GLUE task's facts, in one table, and the reader of GLUE's own files.
+
+What differs between GLUE tasks is data, not code (run_glue.py's ``task_to_keys`` is the right size): the text
+columns, the labels (or a regression score), the metrics and which one is the task's main one, the dev and test
+splits, GLUE's file names and formats, and the submission file's name and label format. Data loading, the model's
+head and metrics, the model card, predictions, evaluation and the sweep report all read it from here.
+
+Adding a GLUE-format task of one's own is one ``TaskSpec`` in ``TASKS`` plus a ``conf/data/<name>.yaml``.
+Pure Python: nothing heavy is imported here (the config checks use it before training starts).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glue_finetune.errors import DataFormatError
+
+# How each metric is named: in logs (val/<key>), and in Hugging Face model cards (name, type).
+METRIC_NAMES = {
+    "acc": ("Accuracy", "accuracy"),
+    "f1": ("F1", "f1"),
+    "mcc": ("Matthews Correlation", "matthews_correlation"),
+    "pearson": ("Pearson", "pearson"),
+    "spearman": ("Spearmanr", "spearmanr"),
+}
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One GLUE TSV file: its header (None: the file has none, and columns are positions), where the text, label
+    and index columns are, and how many fields a row has."""
+
+    header: tuple[str, ...] | None
+    text: tuple[str | int, ...]
+    label: str | int | None = None
+    index: str | int | None = None
+    fields: int | None = None  # rows without a header: the number of fields; with one: len(header)
+    exact: bool = True         # the header is exactly this; False: it holds these columns among others (MNLI)
+
+    def width(self) -> int:
+        return len(self.header) if self.header else int(self.fields)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str                        # the Hub config name and data=<name>: "mrpc"
+    glue_name: str                   # GLUE's folder name: "MRPC"
+    text: tuple[str, ...]            # the Hub's text columns: ("sentence1", "sentence2") for a pair
+    labels: tuple[str, ...]          # label names by id (the Hub's order); () for a regression task (STS-B)
+    metrics: tuple[str, ...]         # keys of METRIC_NAMES; the first is the task's main metric
+    files: dict[str, FileFormat]     # split → its GLUE file's format; file names below
+    file_names: dict[str, str]       # split → GLUE file name
+    submissions: dict[str, str] = field(default_factory=dict)  # test split → GLUE submission file name
+    label_strings: bool = False      # labels are names in GLUE's files and submissions (RTE, QNLI, MNLI, AX)
+    train_with: str | None = None    # a prediction-only task: the task whose model predicts it (AX: MNLI)
+    recipe_epochs: int = 3           # run_glue.py's published recipe (experiment=glue)
+    score_range: tuple[float, float] | None = None  # regression: the valid scores (STS-B: 0 to 5)
+
+    # -- derived ------------------------------------------------------------------------------------------------
+    @property
+    def is_regression(self) -> bool:
+        return not self.labels
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text) == 2
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.labels)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {0: "score"} if self.is_regression else dict(enumerate(self.labels))
+
+    @property
+    def dev_splits(self) -> list[str]:
+        return [s for s in self.file_names if s.startswith("validation")]
+
+    @property
+    def test_splits(self) -> list[str]:
+        return [s for s in self.file_names if s.startswith("test")]
+
+    @property
+    def main_metric(self) -> str:
+        """The logged name of the task's main metric, on its first dev set: what sweepers optimise."""
+        return f"val/{self.metrics[0]}"
+
+    @property
+    def logged_metrics(self) -> list[str]:
+        """Every validation metric's logged name, loss first, per dev set."""
+        return [f"{metric_prefix(split)}/{m}" for split in self.dev_splits for m in ("loss", *self.metrics)]
+
+    def path(self, local_dir: Path, split: str) -> Path:
+        return local_dir / self.file_names[split]
+
+
+def metric_prefix(split: str) -> str:
+    """Logged names per dev set: val/... for the first (MNLI: matched), val_mismatched/... for MNLI's other."""
+    return "val" + split.removeprefix("validation").removeprefix("_matched")
+
+
+def metric_direction(name: str) -> str:
+    """"min" for losses, "max" for every metric GLUE reports."""
+    return "min" if name.rsplit("/", 1)[-1].startswith("loss") else "max"
+
+
+# GLUE's files, as its download script leaves them (see also the Hub's nyu-mll/glue, whose columns and label
+# orders TASKS follows).
+_PAIR_TEST = FileFormat(("index", "sentence1", "sentence2"), text=("sentence1", "sentence2"), index="index")
+_PAIR = FileFormat(("index", "sentence1", "sentence2", "label"), text=("sentence1", "sentence2"), label="label")
+_NLI_LABELS = ("entailment", "not_entailment")
+_SPLITS = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+
+TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+    TaskSpec(
+        "cola", "CoLA", text=("sentence",), labels=("unacceptable", "acceptable"), metrics=("mcc",),
+        files={"train": FileFormat(None, text=(3,), label=1, fields=4),
+               "validation": FileFormat(None, text=(3,), label=1, fields=4),
+               "test": FileFormat(("index", "sentence"), text=("sentence",), index="index")},
+        file_names=_SPLITS, submissions={"test": "CoLA.tsv"}),
+    TaskSpec(
+        "sst2", "SST-2", text=("sentence",), labels=("negative", "positive"), metrics=("acc",),
+        files={"train": FileFormat(("sentence", "label"), text=("sentence",), label="label"),
+               "validation": FileFormat(("sentence", "label"), text=("sentence",), label="label"),
+               "test": FileFormat(("index", "sentence"), text=("sentence",), index="index")},
+        file_names=_SPLITS, submissions={"test": "SST-2.tsv"}),
+    TaskSpec(
+        "mrpc", "MRPC", text=("sentence1", "sentence2"), labels=("not_equivalent", "equivalent"),
+        metrics=("f1", "acc"),
+        files={"train": FileFormat(("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                                   text=("#1 String", "#2 String"), label="Quality"),
+               "validation": FileFormat(("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                                        text=("#1 String", "#2 String"), label="Quality"),
+               "test": FileFormat(("index", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                                  text=("#1 String", "#2 String"), index="index")},
+        file_names=_SPLITS, submissions={"test": "MRPC.tsv"}, recipe_epochs=5),
+    TaskSpec(
+        "stsb", "STS-B", text=("sentence1", "sentence2"), labels=(), metrics=("pearson", "spearman"),
+        files={split: FileFormat(("index", "genre", "filename", "year", "old_index", "source1", "source2",
+                                  "sentence1", "sentence2") + (("score",) if split != "test" else ()),
+                                 text=("sentence1", "sentence2"), label="score" if split != "test" else None,
+                                 index="index" if split == "test" else None)
+               for split in _SPLITS},
+        file_names=_SPLITS, submissions={"test": "STS-B.tsv"}, score_range=(0.0, 5.0)),
+    TaskSpec(
+        "qqp", "QQP", text=("question1", "question2"), labels=("not_duplicate", "duplicate"), metrics=("acc", "f1"),
+        files={"train": FileFormat(("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+                                   text=("question1", "question2"), label="is_duplicate"),
+               "validation": FileFormat(("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+                                        text=("question1", "question2"), label="is_duplicate"),
+               "test": FileFormat(("id", "question1", "question2"), text=("question1", "question2"), index="id")},
+        file_names=_SPLITS, submissions={"test": "QQP.tsv"}),
+    TaskSpec(
+        "mnli", "MNLI", text=("premise", "hypothesis"), labels=("entailment", "neutral", "contradiction"),
+        metrics=("acc",), label_strings=True,
+        # MNLI's files carry parses and annotator labels besides: only these columns are read (by name).
+        files={"train": FileFormat(("sentence1", "sentence2", "gold_label"), text=("sentence1", "sentence2"),
+                                   label="gold_label", exact=False),
+               "validation_matched": FileFormat(("sentence1", "sentence2", "gold_label"),
+                                                text=("sentence1", "sentence2"), label="gold_label", exact=False),
+               "validation_mismatched": FileFormat(("sentence1", "sentence2", "gold_label"),
+                                                   text=("sentence1", "sentence2"), label="gold_label", exact=False),
+               "test_matched": FileFormat(("index", "sentence1", "sentence2"), text=("sentence1", "sentence2"),
+                                          index="index", exact=False),
+               "test_mismatched": FileFormat(("index", "sentence1", "sentence2"), text=("sentence1", "sentence2"),
+                                             index="index", exact=False)},
+        file_names={"train": "train.tsv", "validation_matched": "dev_matched.tsv",
+                    "validation_mismatched": "dev_mismatched.tsv", "test_matched": "test_matched.tsv",
+                    "test_mismatched": "test_mismatched.tsv"},
+        submissions={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"}),
+    TaskSpec(
+        "qnli", "QNLI", text=("question", "sentence"), labels=_NLI_LABELS, metrics=("acc",), label_strings=True,
+        files={"train": FileFormat(("index", "question", "sentence", "label"), text=("question", "sentence"),
+                                   label="label"),
+               "validation": FileFormat(("index", "question", "sentence", "label"), text=("question", "sentence"),
+                                        label="label"),
+               "test": FileFormat(("index", "question", "sentence"), text=("question", "sentence"), index="index")},
+        file_names=_SPLITS, submissions={"test": "QNLI.tsv"}),
+    TaskSpec(
+        "rte", "RTE", text=("sentence1", "sentence2"), labels=_NLI_LABELS, metrics=("acc",), label_strings=True,
+        files={"train": _PAIR, "validation": _PAIR, "test": _PAIR_TEST},
+        file_names=_SPLITS, submissions={"test": "RTE.tsv"}),
+    TaskSpec(
+        "wnli", "WNLI", text=("sentence1", "sentence2"), labels=("not_entailment", "entailment"), metrics=("acc",),
+        files={"train": _PAIR, "validation": _PAIR, "test": _PAIR_TEST},
+        file_names=_SPLITS, submissions={"test": "WNLI.tsv"}, recipe_epochs=5),
+    TaskSpec(
+        "ax", "AX", text=("premise", "hypothesis"), labels=("entailment", "neutral", "contradiction"),
+        metrics=("acc",), label_strings=True, train_with="mnli",
+        files={"test": FileFormat(("index", "sentence1", "sentence2"), text=("sentence1", "sentence2"),
+                                  index="index")},
+        file_names={"test": "diagnostic.tsv"}, submissions={"test": "AX.tsv"}),
+]}
+
+# The Hub's column names of a task whose GLUE files name them otherwise (MNLI and AX: sentence1/2 → premise/hypothesis)
+for _spec in TASKS.values():
+    for _fmt in _spec.files.values():
+        assert len(_fmt.text) == len(_spec.text), _spec.name
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise KeyError(name)
+    return TASKS[name]
+
+
+def ax_file(local_dir: Path) -> Path | None:
+    """GLUE's diagnostic set beside MNLI's files, as GLUE's download script lays them out (glue_data/diagnostic/),
+    or in the MNLI folder itself."""
+    for path in (local_dir / "diagnostic.tsv", local_dir.parent / "diagnostic" / "diagnostic.tsv"):
+        if path.is_file():
+            return path
+    return None
+
+
+# -- reading GLUE's files ----------------------------------------------------------------------------------------
+def _describe(fmt: FileFormat) -> str:
+    if fmt.header:
+        return ("header " if fmt.exact else "header with the columns ") + repr("\t".join(fmt.header))
+    return f"no header line and {fmt.fields} tab-separated fields a row"
+
+
+def _which_task(header: list[str]) -> str | None:
+    """The task whose GLUE files start with this header, for a hint when a task's dir holds another's files."""
+    for spec in TASKS.values():
+        for split, fmt in spec.files.items():
+            if fmt.header and header[: len(fmt.header)] == list(fmt.header) and len(header) == len(fmt.header):
+                return f"{spec.glue_name}'s {spec.file_names[split]} (data={spec.name})"
+    return None
+
+
+def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
+    """A GLUE TSV of ``spec``'s ``split``, checked row by row, as columns with the Hub's names: the text columns,
+    ``label`` (ids; floats for a regression task; -1 for test files) and ``idx``.
+
+    Raises DataFormatError naming the file, the line and the expected format: not UTF-8, empty, another header
+    (naming the task whose files it looks like), a row with a missing field, an empty text, an unknown label, a
+    score out of range, an index that is not an integer.
+    """
+    fmt = spec.files[split]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # MRPC's files start with a byte-order mark
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+    lines = text.splitlines()
+    if not lines:
+        raise DataFormatError(f"{path}: the file is empty (expected {spec.glue_name}'s {_describe(fmt)} and data rows)")
+    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if fmt.header:
+        header, first = rows[0], 2
+        missing = [c for c in fmt.header if c not in header]
+        if missing or (fmt.exact and header != list(fmt.header)):
+            other = _which_task(header)
+            raise DataFormatError(f"{path}:1: header is {lines[0]!r}, expected {spec.glue_name}'s {_describe(fmt)}"
+                                  + (f"; this looks like {other}" if other else ""))
+        position = {name: header.index(name) for name in header}
+        width = len(header)
+        rows = rows[1:]
+    else:  # CoLA's train and dev files: no header
+        position, width, first = {}, fmt.width(), 1
+        if rows and (other := _which_task(rows[0])):
+            raise DataFormatError(f"{path}:1: a header line {lines[0]!r}, but {spec.glue_name}'s {path.name} has "
+                                  f"{_describe(fmt)}; this looks like {other}")
+
+    def column(key: str | int) -> int:
+        return key if isinstance(key, int) else position[key]
+
+    text_at = [column(c) for c in fmt.text]
+    columns: dict[str, list] = {name: [] for name in spec.text}
+    labels, indices = [], []
+    for lineno, row in enumerate(rows, start=first):
+        if len(row) != width:
+            raise DataFormatError(f"{path}:{lineno}: expected {width} tab-separated fields, found {len(row)} "
+                                  f"({spec.glue_name}'s {path.name} has {_describe(fmt)})")
+        for name, at in zip(spec.text, text_at):
+            if not row[at].strip():
+                raise DataFormatError(f"{path}:{lineno}: the {name} text is empty")
+            columns[name].append(row[at])
+        if fmt.label is not None:
+            labels.append(parse_label(row[column(fmt.label)], spec, f"{path}:{lineno}"))
+        if fmt.index is not None:
+            value = row[column(fmt.index)]
+            if not value.isdigit():
+                raise DataFormatError(f"{path}:{lineno}: index must be a non-negative integer, found {value!r}")
+            indices.append(int(value))
+    if not rows:
+        raise DataFormatError(f"{path}: no data rows (expected {spec.glue_name}'s {_describe(fmt)} and rows)")
+    n = len(rows)
+    return {**columns, "label": labels if fmt.label is not None else [-1] * n,
+            "idx": indices if fmt.index is not None else list(range(n))}
+
+
+def parse_label(value: str, spec: TaskSpec, where: str) -> int | float:
+    """A label as GLUE's files write it: an id ("0"/"1"), a name (RTE, QNLI, MNLI), or a score (STS-B)."""
+    if spec.is_regression:
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        low, high = spec.score_range or (-math.inf, math.inf)
+        if not low <= score <= high:
+            raise DataFormatError(f"{where}: score must be a number from {low:g} to {high:g}, found {value!r}")
+        return score
+    if spec.label_strings:
+        if value not in spec.labels:
+            raise DataFormatError(f"{where}: label must be one of {', '.join(spec.labels)}, found {value!r}")
+        return spec.labels.index(value)
+    if value not in [str(i) for i in range(len(spec.labels))]:
+        ids = " or ".join(str(i) for i in range(len(spec.labels)))
+        raise DataFormatError(f"{where}: label must be {ids} ({', '.join(spec.labels)}), found {value!r}")
+    return int(value)
+
+
+def submission_line(index: int, prediction: int | float, spec: TaskSpec) -> str:
+    """One row of GLUE's submission format: ids for most tasks, label names for RTE, QNLI, MNLI and AX, and the
+    score, clipped to its range, for STS-B."""
+    if spec.is_regression:
+        low, high = spec.score_range or (-math.inf, math.inf)
+        return f"{index}\t{min(max(float(prediction), low), high):.3f}"
+    return f"{index}\t{spec.labels[int(prediction)] if spec.label_strings else int(prediction)}"
