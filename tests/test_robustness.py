@@ -143,7 +143,7 @@ def weights(path) -> dict:
 @pytest.mark.parametrize("stop_at,extra", [
     (20, []), (30, []),
     # trainer.limit_train_batches: an epoch is 10 batches, not the dataset's 20; step 10 ends epoch 1
-    (10, ["trainer.limit_train_batches=10", "trainer.val_check_interval=5"]),
+    (10, ["+trainer.limit_train_batches=10", "trainer.val_check_interval=5"]),
 ], ids=["epoch_boundary", "mid_epoch", "limited_epoch_boundary"])
 def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at, extra):
     # 20 batches an epoch: step 20 ends epoch 1; step 30 is the middle of epoch 2, which must go on with the
