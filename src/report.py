@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs (or single run dirs)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first dir)")
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B (group = first dir)")
-    parser.add_argument("--wandb-project", default="glue-sst2", help="the W&B project (default: glue-sst2)")
+    parser.add_argument("--wandb-project", help="the W&B project (default: glue-<task>, or glue for several tasks)")
     args = parser.parse_args()
     try:
         out = args.out or args.dirs[0]
@@ -34,7 +34,9 @@ def main() -> None:
     if args.wandb:
         from glue_finetune.tracking import log_report_to_wandb
 
-        log_report_to_wandb(summary, plots, project=args.wandb_project, group=str(args.dirs[0]), directory=out)
+        tasks = {job["task"] for job in summary["jobs"]}
+        project = args.wandb_project or (f"glue-{tasks.pop()}" if len(tasks) == 1 else "glue")
+        log_report_to_wandb(summary, plots, project=project, group=str(args.dirs[0]), directory=out)
     sys.exit(1 if summary["not_finished"] else 0)
 
 

@@ -1,4 +1,4 @@
-"""Fine-tune BERT on GLUE SST-2.
+"""Fine-tune BERT on GLUE: SST-2 (the documented run) or any other task (data=<task>).
 
     python src/train.py                         the documented run (bert-base-cased, dev acc ~0.914)
     python src/train.py -m seed=1,2,3           a seed sweep

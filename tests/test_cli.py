@@ -12,7 +12,7 @@ import pytest
 
 from pathlib import Path
 
-from conftest import CONF_DIR, README, ROOT, TINY_OVERRIDES
+from conftest import CONF_DIR, README, ROOT, TINY_OVERRIDES, write_glue_task, write_sst2
 from glue_finetune.extras import missing_extras
 from test_sweeps import tiny
 from test_train import run_cli
@@ -147,16 +147,15 @@ def test_readme_lists_every_file_a_run_leaves(sst2_dir, tmp_path):
         assert path.name in section or path.suffix in (".json", ".safetensors"), f"model/{path.name} not described"
 
 
-def bad_data(tmp, name: str, content: bytes) -> Path:
-    from conftest import write_sst2
-
-    data = write_sst2(tmp / f"data-{name}-{len(content)}", n_train=16, n_dev=4, n_test=2)
+def bad_data(tmp, name: str, content: bytes, task: str = "sst2") -> Path:
+    data = write_glue_task(tmp / f"data-{task}-{name}-{len(content)}", task, n_train=16, n_dev=4, n_test=2)
     (data / name).write_bytes(content)
     return data
 
 
 def train_on(data: Path) -> list[str]:
-    return [*TINY_OVERRIDES, f"data.local_dir={data}", f"hydra.run.dir={data / 'run'}"]
+    task = data.name.split("-")[1]
+    return [*TINY_OVERRIDES, f"data={task}", f"data.local_dir={data}", f"hydra.run.dir={data / 'run'}"]
 
 
 # Every message the README's "Common errors" table quotes (by its start), and a command that prints it.
@@ -174,6 +173,18 @@ COMMON_ERRORS = {
     ".../train.tsv:2: not valid UTF-8": lambda tmp: run_cli(train_on(bad_data(
         tmp, "train.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"))),
     ".../dev.tsv: the file is empty": lambda tmp: run_cli(train_on(bad_data(tmp, "dev.tsv", b""))),
+    ".../train.tsv:1: header is": lambda tmp: run_cli([*TINY_OVERRIDES, "data=mrpc",
+                                                      f"data.local_dir={write_sst2(tmp / 'sst2-for-mrpc')}",
+                                                      f"hydra.run.dir={tmp / 'mrpc'}"]),
+    ".../dev.tsv:2: label must be one of": lambda tmp: run_cli(train_on(bad_data(
+        tmp, "dev.tsv", b"index\tsentence1\tsentence2\tlabel\n3\tA man.\tA person.\tmaybe\n", task="rte"))),
+    ".../train.tsv:2: score must be": lambda tmp: run_cli(train_on(bad_data(
+        tmp, "train.tsv", b"index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                          b"0\tg\tf\t2012\t0\tnone\tnone\tA man.\tA person.\t5.5\n", task="stsb"))),
+    ".../train.tsv:2: the sentence2 text is empty": lambda tmp: run_cli(train_on(bad_data(
+        tmp, "train.tsv", b"index\tsentence1\tsentence2\tlabel\n0\tA man.\t\t1\n", task="wnli"))),
+    "selection.metric=": lambda tmp: run_cli(["selection.metric=val/mcc", "model=tiny", f"hydra.run.dir={tmp / 's'}"]),
+    "data.task=ax": lambda tmp: run_cli(["data=ax", "model=tiny", f"hydra.run.dir={tmp / 'ax'}"]),
     "Could not override": lambda tmp: run_cli(["optimizre.lr=1e-5"]),
     "Could not find": lambda tmp: run_cli(["model=bert"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message

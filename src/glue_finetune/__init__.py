@@ -1,4 +1,4 @@
-"""Fine-tune BERT-style models on GLUE SST-2: Hydra configs in, Lightning training, W&B and CSV logs out."""
+"""Fine-tune BERT-style models on GLUE: Hydra configs in, Lightning training, W&B and CSV logs out."""
 
 from glue_finetune.config import register_resolvers
 from glue_finetune.errors import UserError

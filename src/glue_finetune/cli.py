@@ -29,11 +29,13 @@ def fail(err: Exception, code: int = 2) -> NoReturn:
 
 
 TRAIN_USAGE = """\
-train.py: fine-tune BERT on GLUE SST-2 (the documented run: bert-base-cased, dev accuracy ~0.914)
+train.py: fine-tune BERT on GLUE (the documented run: bert-base-cased on SST-2, dev accuracy ~0.914)
 
   python src/train.py                                   the documented run
   python src/train.py experiment=quick model=minilm trainer=cpu data.local_dir=/path/to/SST-2
                                                         offline, a minute on a CPU
+  python src/train.py data=mrpc                         another GLUE task (cola, mrpc, stsb, qqp, mnli, ...)
+  python src/train.py -m experiment=glue data=cola,sst2,mrpc,stsb,qqp,mnli,qnli,rte,wnli     the GLUE benchmark
   python src/train.py -m seed=1,2,3                     a sweep: one job per seed under multirun/
   python src/train.py --cfg job [overrides]             the config a command runs, every key
 """

