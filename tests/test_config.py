@@ -50,6 +50,9 @@ def test_cli_defaults_are_the_documented_run():
     assert cfg["trainer"]["devices"] == 1
     assert cfg["seed"] == 42
     assert set(cfg["logger"]) == {"wandb", "csv"}
+    # The checkpoint the published card reports: the lowest validation loss.
+    assert cfg["selection"]["metric"] == "val/loss"
+    assert cfg["callbacks"]["model_checkpoint"]["monitor"] == "${checkpoint_monitor:${selection.metric}}"
 
 
 def test_experiment_card_spells_out_the_defaults():

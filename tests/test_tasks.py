@@ -139,6 +139,16 @@ def test_regression_trains_and_writes_clipped_scores(glue_dir, tmp_path):
     assert all(len(line.split("\t")[1].split(".")[1]) == 3 for line in lines)
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["problem_type"] == "regression" and config["finetuning_task"] == "stsb"
+    # pipeline() returns the raw score of a regression model, the same as the project's predictor
+    from transformers import pipeline
+
+    from glue_finetune.inference import Predictor
+
+    pair = ("a man is playing", "a great wonderful best moving funny film")
+    out = pipeline("text-classification", model=str(tmp_path / "model"), device="cpu")(
+        {"text": pair[0], "text_pair": pair[1]})
+    ours = Predictor.load(tmp_path / "model", precision="32").predict([pair])[0].score
+    assert out["label"] == "score" and out["score"] == pytest.approx(ours, abs=1e-4)
 
 
 @pytest.mark.parametrize("task,predictions,expected", [
