@@ -70,6 +70,10 @@ def test_metrics_equal_scikit_learn_and_scipy():
         scores = task_metrics(TASKS[task])(torch.tensor(preds), torch.tensor(labels))
         for key, value in expected.items():
             assert float(scores[key]) == pytest.approx(value, abs=1e-6), (task, key)
+    # Undefined cases as GLUE scores them: a model that predicts one class only has Matthews correlation 0.
+    for constant in (0, 1):
+        mcc = task_metrics(TASKS["cola"])(torch.full((200,), constant), torch.tensor(labels))["mcc"]
+        assert float(mcc) == sklearn_metrics.matthews_corrcoef(labels, np.full(200, constant)) == 0.0
     three = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
     acc = task_metrics(TASKS["mnli"])(torch.tensor(three[1]), torch.tensor(three[0]))["acc"]
     assert float(acc) == pytest.approx(sklearn_metrics.accuracy_score(*three), abs=1e-6)

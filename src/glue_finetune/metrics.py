@@ -13,6 +13,19 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from glue_finetune.tasks import TaskSpec
 
 
+class MatthewsCorrCoef(BinaryMatthewsCorrCoef):
+    """GLUE's (scikit-learn's) Matthews correlation: 0 when it is undefined, e.g. when every prediction is the same
+    class. torchmetrics approximates that case with an epsilon and reports a small nonzero value instead (0.0256
+    for a model that calls every CoLA dev sentence acceptable)."""
+
+    def compute(self) -> torch.Tensor:
+        confmat = self.confmat.float()
+        tn, fp, fn, tp = confmat.reshape(-1)
+        if 0 in ((tp + fp) * (tp + fn), (tn + fp) * (tn + fn)):
+            return torch.zeros((), device=confmat.device)
+        return super().compute()
+
+
 def task_metrics(spec: TaskSpec) -> MetricCollection:
     """The task's metrics (keys as in ``spec.metrics``). F1 and Matthews correlation are GLUE's binary ones (the
     positive class is label 1: equivalent, duplicate, acceptable). validate_args=False: the inputs are the model's
@@ -20,7 +33,7 @@ def task_metrics(spec: TaskSpec) -> MetricCollection:
     factories = {
         "acc": lambda: MulticlassAccuracy(num_classes=max(spec.num_labels, 2), average="micro", validate_args=False),
         "f1": lambda: BinaryF1Score(validate_args=False),
-        "mcc": lambda: BinaryMatthewsCorrCoef(validate_args=False),
+        "mcc": lambda: MatthewsCorrCoef(validate_args=False),
         "pearson": PearsonCorrCoef,
         "spearman": SpearmanCorrCoef,
     }
