@@ -19,7 +19,7 @@ import yaml
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
 from glue_finetune.sweep import DONE, FAILED, read_json
-from glue_finetune.tasks import METRIC_NAMES, TASKS, TaskSpec
+from glue_finetune.tasks import METRIC_NAMES, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ def glue_table(jobs: list[Job]) -> dict | None:
     rows = []
     for name in [t for t in TASKS if t in by_task]:
         spec, members = TASKS[name], by_task[name]
-        metrics = {m: 100 * statistics.mean(j.selected[m] for j in members)
-                   for m in members[0].selected if not m.endswith("/loss")}
+        names = [f"{metric_prefix(split)}/{m}" for split in spec.dev_splits for m in spec.metrics]
+        metrics = {m: 100 * statistics.mean(j.selected[m] for j in members) for m in names if m in members[0].selected}
         rows.append({"task": name, "glue_name": spec.glue_name, "n": len(members), "metrics": metrics,
                      "score": statistics.mean(task_score(spec, j.selected) for j in members),
                      "run_glue": RUN_GLUE_RESULTS.get(name)})
