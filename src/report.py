@@ -3,7 +3,8 @@
     python src/report.py multirun/2026-11-27/10-00-00
     python src/report.py multirun/seeds multirun/lr_search --out reports/all
 
-Writes report.md, report.json, val_acc.png and val_loss.png into --out (default: the first directory) and prints
+Writes report.md, report.json and the curves of the task's main metric and of the loss (val_acc.png, val_loss.png
+for SST-2) into --out (default: the first directory) and prints
 the markdown. --wandb also logs the tables and plots to W&B, in the sweep's group.
 """
 
