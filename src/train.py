@@ -40,7 +40,11 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", err)
         sys.exit(2)
     except Preempted as err:
-        log.warning("Preempted: %s. Run the same command again (same run dir) to continue.", err)
+        if err.requeue is None:
+            log.warning("Preempted: %s. Run the same command again (same run dir) to continue.", err)
+        else:
+            log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
+            err.requeue()  # last: everything is written (submitit's requeue exits the process itself)
         sys.exit(PREEMPTED_EXIT_CODE)
 
 

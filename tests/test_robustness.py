@@ -51,7 +51,7 @@ def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tiny_
     assert first != metrics(8, "c")
 
 
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1", "SIGUSR2"])
 def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path, signum):
     import os
     import signal
@@ -65,7 +65,7 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
 
     run_dir = tmp_path / "run"
     args = [*tiny(sst2_dir, epochs=30), f"hydra.run.dir={run_dir}"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -84,6 +84,33 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30 * 20
+
+
+def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_scontrol(monkeypatch):
+    import signal
+    import subprocess
+
+    from glue_finetune import checkpointing
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert checkpointing.slurm_requeue(signal.SIGUSR2, signal.SIG_DFL) is None  # not a SLURM job: just stop
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert checkpointing.slurm_requeue(signal.SIGTERM, signal.SIG_DFL) is None  # SLURM requeues a preempted job
+
+    submitit_calls = []
+
+    def submitit_handler(signum, frame):  # stands in for submitit's checkpoint_and_try_requeue
+        submitit_calls.append(signum)
+
+    submitit_handler.__module__ = "submitit.core.job_environment"
+    checkpointing.slurm_requeue(signal.SIGUSR2, submitit_handler)()
+    assert submitit_calls == [signal.SIGUSR2]
+
+    commands = []
+    monkeypatch.setattr(checkpointing.subprocess, "run",
+                        lambda cmd, **kw: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    checkpointing.slurm_requeue(signal.SIGUSR1, signal.SIG_DFL)()  # one's own sbatch script's --signal=USR1@90
+    assert commands == [["scontrol", "requeue", "42"]]
 
 
 class FailSavesAfter(L.Callback):

@@ -144,20 +144,70 @@ def hydra_cfg(*overrides: str) -> dict:
 
 
 @needs_extra("hydra_plugins.hydra_submitit_launcher")
-def test_slurm_preset_composes_with_requeue_and_one_task_per_gpu():
+def test_slurm_preset_asks_for_the_trainers_gpus_and_requeues():
     launcher = hydra_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4")["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher["gpus_per_node"] == 4 and launcher["tasks_per_node"] == 4
     assert launcher["max_num_timeout"] == 3 and launcher["timeout_min"] == 240
     assert "partition" in launcher and launcher["submitit_folder"].endswith(".submitit/%j")
+    cpu = hydra_cfg("hydra/launcher=slurm", "trainer=cpu")["launcher"]
+    assert cpu["gpus_per_node"] == 0 and cpu["tasks_per_node"] == 1  # no GPU for a CPU trainer
+    assert hydra_cfg("hydra/launcher=slurm")["launcher"]["gpus_per_node"] == 1  # the default trainer, on a GPU node
 
 
 @needs_extra("hydra_plugins.hydra_ray_launcher")
-def test_ray_cluster_preset_composes_with_address_auto():
+def test_ray_cluster_preset_connects_without_an_object_store_size_and_sizes_shares_at_launch():
     launcher = hydra_cfg("hydra/launcher=ray_cluster")["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
     assert launcher["ray"]["init"]["address"] == "auto"
-    assert launcher["ray"]["remote"]["num_gpus"] == 1
+    assert "object_store_memory" in launcher["ray"]["init"] and launcher["ray"]["init"]["object_store_memory"] is None
+    assert launcher["ray"]["remote"]["num_gpus"] == launcher["ray"]["remote"]["num_cpus"] == "auto"
+
+
+def ray_nodes(*shapes: tuple[float, float]):
+    from glue_finetune.launchers import Node
+
+    return [Node(f"node{i}", cpus, gpus) for i, (cpus, gpus) in enumerate(shapes)]
+
+
+def trainer(accelerator: str, devices=1):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"accelerator": accelerator, "devices": devices})
+
+
+def test_ray_shares_follow_the_trainer_and_the_clusters_nodes():
+    from glue_finetune.launchers import ray_shares
+
+    gpu_cluster = ray_nodes((64, 8), (32, 8))  # the node with fewer cores per GPU sets the share: 4 per GPU
+    assert ray_shares(trainer("auto"), gpu_cluster, "auto", "auto") == (1, 4)
+    assert ray_shares(trainer("gpu", 2), gpu_cluster, "auto", "auto") == (2, 8)
+    assert ray_shares(trainer("cpu"), gpu_cluster, "auto", "auto") == (0, 1)  # a CPU trainer asks no GPU
+    assert ray_shares(trainer("auto"), ray_nodes((2, 0)), "auto", "auto") == (0, 1)  # auto on a CPU-only cluster
+    assert ray_shares(trainer("auto"), gpu_cluster, 0.25, 2) == (0.25, 2)  # numbers are kept
+
+
+@pytest.mark.parametrize("accelerator, num_cpus, expected", [
+    ("gpu", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
+    ("cpu", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),
+])
+def test_ray_shares_that_fit_no_node_are_refused_with_the_fix(accelerator, num_cpus, expected):
+    from glue_finetune.errors import UserError
+    from glue_finetune.launchers import ray_shares
+
+    with pytest.raises(UserError, match="No node of the Ray cluster can run a job") as err:
+        ray_shares(trainer(accelerator), ray_nodes((2, 0), (2, 0)), "auto", num_cpus)
+    assert expected in str(err.value) and "node0: 2 CPU(s), 0 GPU(s)" in str(err.value)
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without GPUs")
+def test_parallel_refuses_a_gpu_trainer_on_a_machine_without_gpus(sst2_dir, tmp_path):
+    result = run_cli(["-m", "seed=1,2", "hydra/launcher=parallel", *[o for o in tiny(sst2_dir) if o != "trainer=cpu"], "trainer=gpu",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"], timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "needs 1 GPU(s)" in output and "trainer=cpu" in output, output[-3000:]
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):

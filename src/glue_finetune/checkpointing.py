@@ -2,17 +2,31 @@
 
 Lightning's ``ModelCheckpoint(save_last=True)`` rewrites last.ckpt only when it saves a new best checkpoint, so a
 resumed run would go back to the best step and repeat the steps after it. ``LatestCheckpoint`` writes last.ckpt
-after every validation, at the end of training, and when the run is asked to stop: on SIGTERM (or SLURM's
-SIGUSR1) it finishes the current step, saves, and stops with exit code 75. Running the same command again (same
-run dir) continues from it; the run dir holds ``job_preempted.json`` until the run finishes. Lightning writes
-checkpoints atomically (temporary file, then rename), so an interrupted save leaves the previous file intact.
+after every validation, at the end of training, and when the run is asked to stop. Lightning writes checkpoints
+atomically (temporary file, then rename), so an interrupted save leaves the previous file intact.
+
+Signals, one story for a plain run and a SLURM job alike: the run finishes the current step, saves last.ckpt,
+writes ``job_preempted.json`` and exits with code 75; running the same command again (same run dir) continues
+from that step.
+
+- SIGTERM (``kill``, ``scancel``, preemption, ``scontrol requeue``): stop. SLURM itself requeues a preempted or
+  ``scontrol requeue``-d job.
+- SIGUSR2, and SIGUSR1: the warning SLURM sends before a time limit (``--signal``; the slurm launcher preset asks
+  for SIGUSR2 through submitit's ``signal_delay_s``; SIGUSR1 is Lightning's convention in one's own sbatch
+  scripts). Inside a SLURM job the run then also requeues the job, through submitit when submitit launched it
+  (its handler counts the requeues against ``max_num_timeout``), else with ``scontrol requeue``.
+
+This callback replaces the handlers Lightning installs for these signals, and Lightning's own SLURM
+auto-requeue is turned off (``slurm_environment`` in training.py), so exactly one thing saves and requeues.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -27,10 +41,8 @@ log = logging.getLogger(__name__)
 
 class LatestCheckpoint(Checkpoint):
     """Saves ``<dirpath>/last.ckpt`` after each validation during training, at the end of training, and after the
-    step during which a stop signal arrived (then raises Preempted).
-
-    Replaces Lightning's own SIGTERM handling (which stops without saving). A handler that was installed before
-    (submitit's, which requeues the SLURM job) still runs, after the checkpoint is on disk.
+    step during which a stop signal arrived (then raises Preempted, which says how to requeue a SLURM job when
+    the signal was a time-limit warning).
 
     A ``Checkpoint`` callback, so Lightning runs it after ``ModelCheckpoint`` (it moves checkpoint callbacks to the
     end, in their order): last.ckpt then records the best checkpoint that validation just chose, and when that
@@ -38,7 +50,7 @@ class LatestCheckpoint(Checkpoint):
     same bytes (a bert-base checkpoint with its optimizer state is 1.3 GB). Nothing is saved twice for one step.
     """
 
-    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")):
+    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
         self.dirpath = Path(dirpath)
         self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
         self.received: int | None = None
@@ -53,6 +65,11 @@ class LatestCheckpoint(Checkpoint):
         for signum in self.signals:
             self.previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._note)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
 
     def save(self, trainer: L.Trainer) -> Path:
         path = self.dirpath / "last.ckpt"
@@ -91,8 +108,10 @@ class LatestCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        self.restore_signal_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.restore_signal_handlers()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         if self.received is None:
@@ -100,8 +119,26 @@ class LatestCheckpoint(Checkpoint):
         path = self.save(trainer)
         log.warning("Checkpoint saved at step %d: %s", trainer.global_step, path)
         signum, self.received = self.received, None
-        previous = self.previous.get(signum)
-        if callable(previous) and getattr(previous, "__module__", "").startswith("submitit"):
-            previous(signum, None)  # submitit requeues the job and exits
-        raise Preempted(f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; "
-                        f"checkpoint: {path}")
+        raise Preempted(f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; checkpoint: {path}",
+                        requeue=slurm_requeue(signum, self.previous.get(signum)))
+
+
+def slurm_requeue(signum: int, previous_handler):
+    """How to requeue this SLURM job after the time-limit warning ``signum``, or None (not a warning, not in a
+    SLURM batch job). Submitit's own handler when submitit launched the job: it requeues within the job's
+    ``max_num_timeout`` and exits. Otherwise ``scontrol requeue`` (the job must be requeueable, as SLURM's
+    default JobRequeue=1 makes batch jobs)."""
+    if signum == signal.SIGTERM or not os.environ.get("SLURM_JOB_ID"):
+        return None
+    if callable(previous_handler) and getattr(previous_handler, "__module__", "").startswith("submitit"):
+        return functools.partial(previous_handler, signum, None)
+    return functools.partial(scontrol_requeue, os.environ["SLURM_JOB_ID"])
+
+
+def scontrol_requeue(job_id: str) -> None:
+    result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    if result.returncode == 0:
+        log.warning("Requeued SLURM job %s: it continues from last.ckpt when it starts again.", job_id)
+    else:
+        log.error("Could not requeue SLURM job %s (%s); resubmit the same command to continue from last.ckpt.",
+                  job_id, (result.stderr or result.stdout).strip())

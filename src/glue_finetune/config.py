@@ -51,19 +51,15 @@ def override_tags() -> list[str]:
     return [o[:64] for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in excluded]
 
 
-def gpus_per_sweep_job() -> int:
-    """Ray's num_gpus for one sweep job: one GPU each when there are GPUs, none on a CPU-only machine."""
-    import torch
+def slurm_gpus_per_node(accelerator: str, devices) -> int:
+    """``gpus_per_node`` of the slurm preset: none for a CPU trainer, else one per device (one task per GPU)."""
+    if str(accelerator) == "cpu":
+        return 0
+    return devices if isinstance(devices, int) and devices > 0 else 1
 
-    return 1 if torch.cuda.is_available() else 0
 
-
-def cpus_per_sweep_job() -> int:
-    """Ray's num_cpus for one sweep job: an equal share per GPU, or one core each (N jobs at once) without GPUs."""
-    import torch
-
-    gpus = torch.cuda.device_count()
-    return max(1, (os.cpu_count() or 1) // gpus) if gpus else 1
+def slurm_tasks_per_node(accelerator: str, devices) -> int:
+    return max(1, slurm_gpus_per_node(accelerator, devices))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -113,8 +109,8 @@ RESOLVERS = {
     "package_path": package_path,
     "if_empty": if_empty,
     "sweep_group": sweep_group,
-    "gpus_per_sweep_job": gpus_per_sweep_job,
-    "cpus_per_sweep_job": cpus_per_sweep_job,
+    "slurm_gpus_per_node": slurm_gpus_per_node,
+    "slurm_tasks_per_node": slurm_tasks_per_node,
     "cpu_precision": cpu_precision,
 }
 

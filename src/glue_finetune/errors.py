@@ -32,4 +32,12 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: a temporary failure, retrying is expect
 
 
 class Preempted(Exception):
-    """The run was asked to stop by a signal and saved a checkpoint to continue from."""
+    """The run was asked to stop by a signal and saved a checkpoint to continue from.
+
+    ``requeue``, when set, puts the SLURM job back in the queue (it continues from that checkpoint when it starts
+    again); the entry point calls it last, once the run has finished writing.
+    """
+
+    def __init__(self, message: str, requeue=None):
+        super().__init__(message)
+        self.requeue = requeue

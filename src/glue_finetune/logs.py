@@ -56,6 +56,9 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
 
     # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Lightning, wherever SLURM's client is installed, on every run not started by srun: a sweep job on Ray or this
+    # machine is not meant to be (and submitit starts SLURM jobs with srun).
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

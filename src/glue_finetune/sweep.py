@@ -63,6 +63,15 @@ def check_multirun_compatible(cfg: DictConfig) -> None:
         ])
 
 
+def run_where_the_sweep_started() -> None:
+    """A job runs in the directory its sweep was started from (hydra.job.chdir=false), so relative paths in its
+    config (data.local_dir=..., model paths) mean what they meant on the command line. A Ray cluster's worker
+    starts in the directory its node's `ray start` ran in; SLURM's in the submission directory, or elsewhere."""
+    start_dir = str(OmegaConf.select(HydraConfig.get(), "runtime.cwd", default="") or "")
+    if start_dir and os.path.isdir(start_dir) and os.path.realpath(start_dir) != os.path.realpath(os.getcwd()):
+        os.chdir(start_dir)
+
+
 def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker.
 
@@ -72,6 +81,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     multirun = in_multirun()
+    if multirun:
+        run_where_the_sweep_started()
     record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": time.time()}
     if multirun:
         try:

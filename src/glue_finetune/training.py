@@ -73,6 +73,14 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
     }
 
 
+def slurm_environment() -> list | None:
+    """Inside a SLURM job: Lightning's SLURM environment with its auto-requeue off. Lightning would otherwise save
+    its own hpc_ckpt_*.ckpt and requeue on SIGUSR1; LatestCheckpoint does both (checkpointing.py)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+
+
 def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path) -> None:
     """One line saying what is about to run (in place of Lightning's device lines and model summary)."""
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
@@ -189,6 +197,9 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
 
+    resume_step = checkpoint_step(cfg.get("ckpt_path"))
+    if resume_step is not None:
+        log.info("Continuing from step %d: %s", resume_step, cfg.ckpt_path)
     try:
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
         datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
@@ -198,10 +209,9 @@ def train(cfg: DictConfig) -> float:
         )
         trainer: L.Trainer = instantiate(
             cfg.trainer,
+            plugins=slurm_environment(),
             callbacks=instantiate_all(cfg.get("callbacks")),
-            logger=with_csv_logger(
-                instantiate_all(cfg.get("logger")), str(output_dir), checkpoint_step(cfg.get("ckpt_path"))
-            ),
+            logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
         )
         hparams = OmegaConf.to_container(cfg, resolve=True)
         for logger in trainer.loggers:

@@ -1,0 +1,198 @@
+"""Before a sweep's first job: fit the launcher's requests to where the jobs will run, or refuse with a message.
+
+Hydra's Ray and submitit launchers take their resource requests as written. A request that fits nowhere is not an
+error to them: Ray queues the job forever, sbatch fails with a message about the cluster's internals. ``LauncherCheck``
+(a Hydra callback, run before the sweeper starts) looks at the cluster the jobs go to and
+
+- Ray (``parallel``: a Ray instance on this machine; ``ray_cluster``: a running cluster): connects, resolves the
+  ``auto`` shares of ``hydra.launcher.ray.remote`` from the trainer and the cluster's resources (``num_gpus``: 0
+  for a CPU trainer, ``trainer.devices`` for a GPU one, GPUs if the cluster has any for ``accelerator: auto``;
+  ``num_cpus``: each GPU's share of its node's cores, 1 for a CPU job) and checks that one job fits on a node;
+  makes the sweep dir absolute (a cluster's workers run in the directory their node was started in) and leaves
+  out the local object store size that Ray refuses when connecting to a cluster;
+- SLURM: checks the partition and that a node of it has the CPUs, memory and GPUs one job asks for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from glue_finetune.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+@dataclass
+class Node:
+    """What one node (or one kind of node) offers a job."""
+
+    name: str
+    cpus: float
+    gpus: float
+    memory_gb: float | None = None
+
+
+def trainer_gpus(trainer: DictConfig, cluster_has_gpus: bool) -> int:
+    """GPUs one job's trainer uses: none on CPU, ``devices`` on GPU, and for ``accelerator: auto`` GPUs only where
+    there are any (as Lightning decides at run time)."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = trainer.get("devices", 1)
+    count = len(devices) if OmegaConf.is_list(devices) or isinstance(devices, list) else devices
+    if accelerator == "cpu" or (accelerator == "auto" and not cluster_has_gpus):
+        return 0
+    if not isinstance(count, int) or count < 1:  # "auto" / -1: all of a node's GPUs
+        raise ConfigError([f"trainer.devices={devices} inside a sweep: give each job a number of GPUs "
+                           "(trainer.devices=1)"])
+    return count
+
+
+class LauncherCheck(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        try:
+            if target == RAY_LAUNCHER:
+                prepare_ray(config)
+            elif target == SLURM_LAUNCHER:
+                check_slurm(config)
+        except UserError as err:
+            log.error("%s", err)
+            sys.exit(2)
+
+
+def absolute_sweep_dir(config: DictConfig) -> None:
+    """Each job's dir is made by the Ray worker that runs it, relative to the worker's working directory: on a
+    cluster, where that node's ``ray start`` ran. Jobs compose their config from ``hydra.overrides.hydra``."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if sweep_dir.is_absolute():
+        return
+    absolute = Path.cwd() / sweep_dir
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(absolute)
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir={absolute}")
+
+
+def prepare_ray(config: DictConfig) -> None:
+    import ray
+
+    ray_cfg = config.hydra.launcher.ray
+    init = OmegaConf.to_container(ray_cfg.init, resolve=True)
+    address = init.get("address")
+    if address:
+        # hydra-ray-launcher sets a 75 MB object store for the Ray instance it would start; Ray refuses any size
+        # when it connects to a running cluster ("object_store_memory must not be provided").
+        init["object_store_memory"] = None
+    try:
+        ray.init(**init)
+    except ConnectionError as err:
+        raise UserError(
+            f"hydra/launcher=ray_cluster connects to a running Ray cluster (hydra.launcher.ray.init.address={address}), "
+            f"and found none: {str(err).rstrip('.')}. Start one first (`ray start --head` on the head node, "
+            "`ray start --address=<head>:6379` on the others) and run the sweep on one of its nodes, give its "
+            "address (hydra.launcher.ray.init.address=<head>:6379), or run on this machine alone with "
+            "hydra/launcher=parallel."
+        ) from None
+    nodes = [Node(n["NodeManagerAddress"], n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0),
+                  n["Resources"].get("memory", 0) / 2**30) for n in ray.nodes() if n.get("Alive")]
+    remote = ray_cfg.remote
+    gpus, cpus = ray_shares(config.trainer, nodes, remote.get("num_gpus", "auto"), remote.get("num_cpus", "auto"))
+    with read_write(ray_cfg), open_dict(ray_cfg):
+        ray_cfg.init.object_store_memory = init.get("object_store_memory")
+        remote.num_gpus, remote.num_cpus = gpus, cpus
+    absolute_sweep_dir(config)
+    at_once = sum(min(n.cpus // cpus, n.gpus // gpus if gpus else n.cpus) for n in nodes)
+    log.info("Ray: %d node(s), %g CPU(s), %g GPU(s); each job gets %g GPU(s) and %g CPU(s), up to %d at once.",
+             len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
+
+
+def ray_shares(trainer: DictConfig, nodes: list[Node], num_gpus, num_cpus) -> tuple[float, float]:
+    """(num_gpus, num_cpus) for one job: ``auto`` resolved as the module says, and checked to fit on a node."""
+    gpu_nodes = [n for n in nodes if n.gpus > 0]
+    gpus = trainer_gpus(trainer, bool(gpu_nodes)) if num_gpus in ("auto", None) else float(num_gpus)
+    if num_cpus in ("auto", None):
+        # A GPU job gets its GPUs' share of the cores of the GPU node with the fewest cores per GPU (so it fits on
+        # every GPU node); a CPU job one core: N jobs at once on N cores beats N threads for one job at a time.
+        cpus = max(1, min(int(n.cpus // n.gpus) for n in gpu_nodes) * int(max(gpus, 1))) if gpus and gpu_nodes else 1
+    else:
+        cpus = float(num_cpus)
+    if not any(n.gpus >= gpus and n.cpus >= cpus for n in nodes):
+        offered = "; ".join(f"{n.name}: {n.cpus:g} CPU(s), {n.gpus:g} GPU(s)" for n in nodes) or "no nodes"
+        fixes = []
+        if gpus and not gpu_nodes:
+            fixes.append("train on CPU (trainer=cpu) or add GPU nodes")
+        elif gpus:
+            fixes.append(f"ask for fewer GPUs (trainer.devices / hydra.launcher.ray.remote.num_gpus={gpus:g})")
+        if not any(n.cpus >= cpus for n in nodes):
+            fixes.append(f"ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus={cpus:g} now)")
+        raise UserError(f"No node of the Ray cluster can run a job that needs {gpus:g} GPU(s) and {cpus:g} CPU(s) "
+                        f"(the job would wait forever). The cluster has {offered}. Fix: {', or '.join(fixes)}.")
+    return gpus, cpus
+
+
+def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
+    """(partition, its node kinds) as sinfo lists them; the default partition when ``partition`` is None."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        raise UserError("hydra/launcher=slurm submits jobs with sbatch, which is not on this machine's PATH: run the "
+                        "sweep on a node of the SLURM cluster (a login node), or use hydra/launcher=parallel here.")
+    result = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%N"], capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0:
+        raise UserError(f"sinfo could not reach SLURM ({(result.stderr or result.stdout).strip()}): is slurmctld "
+                        "running and SLURM_CONF (or /etc/slurm/slurm.conf) pointing at it?")
+    partitions: dict[str, list[Node]] = {}
+    default = None
+    for line in result.stdout.splitlines():
+        name, cpus, memory_mb, gres, nodelist = line.strip().split("|")
+        if name.endswith("*"):
+            name = default = name[:-1]
+        gpus = sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[^:,(]+)?:(\d+)", gres))
+        memory = float(re.sub(r"\D", "", memory_mb) or 0) / 1024
+        partitions.setdefault(name, []).append(Node(nodelist, float(re.sub(r"\D", "", cpus) or 0), gpus, memory))
+    if partition is None:
+        if default is None:
+            raise UserError("SLURM has no default partition: set hydra.launcher.partition to one of "
+                            f"{', '.join(partitions) or '(sinfo lists none)'}.")
+        partition = default
+    if partition not in partitions:
+        raise UserError(f"hydra.launcher.partition={partition} is not a SLURM partition here; sinfo lists: "
+                        f"{', '.join(partitions) or '(none)'}.")
+    return partition, partitions[partition]
+
+
+def check_slurm(config: DictConfig) -> None:
+    launcher = config.hydra.launcher
+    partition, nodes = slurm_nodes(launcher.get("partition"))
+    tasks = launcher.get("tasks_per_node") or 1
+    cpus = (launcher.get("cpus_per_task") or 1) * tasks
+    gpus = launcher.get("gpus_per_node") or 0
+    memory = launcher.get("mem_gb")
+    fits = [n for n in nodes if n.cpus >= cpus and n.gpus >= gpus and (memory is None or n.memory_gb >= memory)]
+    if fits:
+        log.info("SLURM partition %s: each job asks for %d CPU(s), %s GB and %d GPU(s) on one node.",
+                 partition, cpus, memory if memory is not None else "the default", gpus)
+        return
+    offered = "; ".join(f"{n.name}: {n.cpus:g} CPUs, {n.memory_gb:.0f} GB, {n.gpus:g} GPUs" for n in nodes)
+    fixes = []
+    if gpus and not any(n.gpus >= gpus for n in nodes):
+        fixes.append("a GPU partition (hydra.launcher.partition=...) or trainer=cpu for CPU nodes"
+                     if not any(n.gpus for n in nodes) else f"fewer GPUs per job (trainer.devices={gpus} now)")
+    if not any(n.cpus >= cpus for n in nodes):
+        most = int(max(n.cpus for n in nodes) // tasks)
+        fixes.append(f"hydra.launcher.cpus_per_task={max(1, most)} (now {cpus // tasks}, × {tasks} task(s) per job)")
+    if memory is not None and not any(n.memory_gb >= memory for n in nodes):
+        fixes.append(f"hydra.launcher.mem_gb={max(1, int(max(n.memory_gb for n in nodes)))} (now {memory})")
+    raise UserError(f"No node of SLURM partition {partition} can run a job that asks for {cpus} CPU(s), {memory} GB "
+                    f"and {gpus} GPU(s) (sbatch would refuse it). The partition has {offered}. "
+                    f"Fix: {'; '.join(fixes) or 'smaller requests'}.")

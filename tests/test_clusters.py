@@ -1,0 +1,294 @@
+"""Sweeps on real clusters: a Ray head and a single-node SLURM, started by the tests on this machine.
+
+Each engine is skipped with the reason when it cannot start here (not installed, not root, already running).
+Marked `cluster` (minutes): `pytest -m "not cluster"` leaves them out.
+
+    ray start --head --num-cpus=2             what the Ray fixture starts (in a directory of its own)
+    slurmctld -f slurm.conf; slurmd -f ...    what the SLURM fixture starts (as root; no accounting database)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import yaml
+
+from conftest import ROOT, TINY_OVERRIDES
+from glue_finetune.extras import installed
+from test_train import column, read_metrics
+
+pytestmark = pytest.mark.cluster
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def tiny(data_dir: Path | str, epochs: int, validate_every: str = "1.0") -> list[str]:
+    """The tiny model on the fixture data (20 steps an epoch), validating once an epoch unless told otherwise."""
+    return [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", "trainer.val_check_interval"))] + [
+        f"trainer.max_epochs={epochs}", f"trainer.val_check_interval={validate_every}", f"data.local_dir={data_dir}",
+        "predict_test=false", "selection.metric=last"]
+
+
+def sweep_command(*args: str) -> list[str]:
+    return [sys.executable, "src/train.py", "-m", *args]
+
+
+def run(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env={**env, "WANDB_MODE": "disabled"}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def job_record(job_dir: Path, marker: str = "job_done.json") -> dict:
+    return json.loads((job_dir / marker).read_text())
+
+
+def final_step(job_dir: Path) -> int:
+    return torch.load(job_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------- Ray cluster
+
+
+def ray_cluster_running() -> bool:
+    return Path("/tmp/ray/ray_current_cluster").exists() or bool(os.environ.get("RAY_ADDRESS"))
+
+
+def test_ray_cluster_without_a_cluster_says_how_to_start_one(sst2_dir, tmp_path):  # before ray_head starts one
+    if not installed("hydra_plugins.hydra_ray_launcher"):
+        pytest.skip('Ray is not installed: pip install -e ".[sweeps]"')
+    if ray_cluster_running():
+        pytest.skip("a Ray cluster is running on this machine")
+    result = run(sweep_command("seed=1,2", "hydra/launcher=ray_cluster", *tiny(sst2_dir, epochs=1),
+                               f"hydra.sweep.dir={tmp_path / 'sweep'}"), dict(os.environ), timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "connects to a running Ray cluster" in output and "ray start --head" in output
+    assert "hydra/launcher=parallel" in output and "Traceback" not in output
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head with 2 CPUs and no GPU, started in a directory of its own (where its workers run)."""
+    if not installed("ray") or not RAY.exists():
+        pytest.skip('Ray is not installed: pip install -e ".[sweeps]"')
+    if ray_cluster_running():
+        pytest.skip("a Ray cluster is already running on this machine (the fixture would stop it)")
+    start_dir = tmp_path_factory.mktemp("ray_head")
+    started = subprocess.run([str(RAY), "start", "--head", f"--port={free_port()}", "--num-cpus=2", "--num-gpus=0",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             cwd=start_dir, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        pytest.skip(f"ray start --head failed here: {started.stderr[-500:]}")
+    try:
+        yield start_dir
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_cluster_sweep_runs_both_jobs_at_once_where_the_sweep_started(ray_head, sst2_dir, tmp_path):
+    # Relative paths, as users type them: they mean the directory the sweep started in, not the head's.
+    sweep = Path(os.path.relpath(tmp_path / "sweep", ROOT))
+    data = os.path.relpath(sst2_dir, ROOT)
+    started = time.monotonic()
+    result = run(sweep_command("seed=1,2", "hydra/launcher=ray_cluster", *tiny(data, epochs=2),
+                               f"hydra.sweep.dir={sweep}"), dict(os.environ), timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    print(f"ray_cluster, 2 jobs: {time.monotonic() - started:.1f} s")
+    assert "each job gets 0 GPU(s) and 1 CPU(s), up to 2 at once" in output  # a CPU cluster: no GPU asked
+    jobs = [job_record(tmp_path / "sweep" / str(i)) for i in (0, 1)]
+    assert max(j["started_at"] for j in jobs) < min(j["finished_at"] for j in jobs), jobs  # side by side
+    assert final_step(tmp_path / "sweep" / "0") == final_step(tmp_path / "sweep" / "1") == 40
+    assert not (ray_head / sweep).exists() and not any(ray_head.rglob("job_done.json"))
+    assert "2 job(s) finished, 0 failed" in output
+
+
+def test_ray_cluster_refuses_a_share_no_node_has_before_any_job(ray_head, sst2_dir, tmp_path):
+    result = run(sweep_command("seed=1,2", "hydra/launcher=ray_cluster", *[o for o in tiny(sst2_dir, epochs=1) if o != "trainer=cpu"], "trainer=gpu",
+                               f"hydra.sweep.dir={tmp_path / 'sweep'}"), dict(os.environ), timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "No node of the Ray cluster can run a job that needs 1 GPU(s)" in output
+    assert "train on CPU (trainer=cpu)" in output and "Traceback" not in output
+    assert not (tmp_path / "sweep").exists()
+
+
+# ------------------------------------------------------------------------------------------- single-node SLURM
+
+SLURM_BINARIES = ("slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scontrol", "scancel")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A one-node SLURM cluster of this machine (its CPUs and memory, no GPU), on ports of its own: the
+    environment to submit to it (SLURM_CONF). No accounting database, as on many small clusters."""
+    missing = [b for b in SLURM_BINARIES if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): as root, "
+                    "apt-get install slurmctld slurmd slurm-client")
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmctld and slurmd needs root")
+    if not installed("hydra_plugins.hydra_submitit_launcher"):
+        pytest.skip('submitit is not installed: pip install -e ".[sweeps]"')
+    root = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "log"):
+        (root / sub).mkdir()
+    node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True).stdout.splitlines()[0]  # NodeName=...
+    conf = root / "slurm.conf"
+    conf.write_text("\n".join([
+        "ClusterName=test", f"SlurmctldHost={socket.gethostname().split('.')[0]}",
+        f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}",
+        "AuthType=auth/none", "CredType=cred/none", "SlurmUser=root", "SlurmdUser=root",
+        f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool",
+        f"SlurmctldPidFile={root}/slurmctld.pid", f"SlurmdPidFile={root}/slurmd.pid",
+        f"SlurmctldLogFile={root}/log/slurmctld.log", f"SlurmdLogFile={root}/log/slurmd.log",
+        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
+        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "ReturnToService=2", "JobRequeue=1",
+        f"{node} State=UNKNOWN", "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    try:
+        for daemon in ("slurmctld", "slurmd"):
+            subprocess.run([daemon, "-f", str(conf)], env=env, check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while "idle" not in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+                                           text=True).stdout:
+            if time.monotonic() > deadline:
+                pytest.skip("slurmd did not register: " + (root / "log" / "slurmctld.log").read_text()[-1000:])
+            time.sleep(0.5)
+        yield env
+    finally:
+        subprocess.run(["scancel", "--user=root"], env=env, capture_output=True)
+        time.sleep(1)
+        for daemon in ("slurmd", "slurmctld"):
+            pid_file = root / f"{daemon}.pid"
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+SLURM_FITS_THIS_NODE = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
+
+
+def slurm_jobs(env: dict) -> list[tuple[str, str, str]]:
+    """(job id, state, reason) of every job in the queue."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r"], env=env, capture_output=True, text=True).stdout
+    return [tuple(line.split("|")) for line in out.split()]
+
+
+def wait_for_sweep(proc: subprocess.Popen, env: dict, timeout: float, act=None) -> str:
+    """Wait for the sweep to end. SLURM holds a requeued job ~2 minutes before it may start again (reason
+    BeginTime); the wait starts it at once, as a busy cluster's queue would, whenever. ``act()`` runs each poll."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("the sweep did not finish: " + proc.communicate()[0][-4000:])
+        for job_id, state, reason in slurm_jobs(env):
+            if state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, capture_output=True)
+        if act is not None:
+            act()
+        time.sleep(0.5)
+    return proc.communicate()[0]
+
+
+def start_sweep(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(sweep_command(*args), cwd=ROOT, env={**env, "WANDB_MODE": "disabled"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def continuations(log: str) -> list[tuple[int, int]]:
+    """(step saved at a signal, step the next attempt continued from), for every signal the run saved at."""
+    events = re.findall(r"Checkpoint saved at step (\d+)|Continuing from step (\d+)", log)
+    pairs = []
+    for (saved, _), (_, continued) in zip(events, events[1:]):
+        if saved and continued:
+            pairs.append((int(saved), int(continued)))
+    return pairs
+
+
+def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, tmp_path):
+    result = run(sweep_command("seed=1,2", "hydra/launcher=slurm", *tiny(sst2_dir, epochs=1),
+                               f"hydra.sweep.dir={tmp_path / 'sweep'}"), slurm, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    # The defaults (8 CPUs, 64 GB per job) fit a GPU node, not this one; a CPU trainer asks for no GPU.
+    assert "No node of SLURM partition debug can run a job that asks for 8 CPU(s), 64 GB and 0 GPU(s)" in output
+    assert "hydra.launcher.cpus_per_task=" in output and "sbatch: error" not in output
+    assert not slurm_jobs(slurm)
+    wrong = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=gpu",
+                              *tiny(sst2_dir, epochs=1)), slurm, timeout=120)
+    assert wrong.returncode == 2 and "hydra.launcher.partition=gpu is not a SLURM partition here; sinfo lists: debug" \
+        in wrong.stdout + wrong.stderr
+
+
+def test_slurm_sweep_finishes_and_a_requeued_job_continues_from_its_step(slurm, sst2_dir, tmp_path):
+    # Two jobs side by side (1 CPU each); job 0 is requeued mid-training (`scontrol requeue`: SIGTERM, as a
+    # preemption with PreemptMode=REQUEUE): it saves at that step, exits, SLURM starts it again, it continues.
+    sweep = tmp_path / "sweep"
+    started = time.monotonic()
+    proc = start_sweep(["seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=60),
+                        "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
+    requeued = []
+
+    def requeue_job_0_once_training():
+        log = sweep / "0" / "train.log"
+        if requeued or not log.exists() or "Fine-tuning" not in log.read_text():
+            return
+        time.sleep(2)  # some steps in
+        job_id = str(yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+        subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
+        requeued.append(job_id)
+
+    output = wait_for_sweep(proc, slurm, timeout=600, act=requeue_job_0_once_training)
+    print(f"slurm, 2 jobs, one requeued: {time.monotonic() - started:.1f} s")
+    assert proc.returncode == 0, output[-4000:]
+    assert requeued and "2 job(s) finished, 0 failed" in output
+    log = (sweep / "0" / "train.log").read_text()
+    assert "Received SIGTERM" in log
+    pairs = continuations(log)
+    assert pairs and all(saved == continued for saved, continued in pairs), pairs
+    assert 0 < pairs[0][0] < 60 * 20
+    for job in ("0", "1"):
+        assert final_step(sweep / job) == 60 * 20 and job_record(sweep / job)["result"] > 0
+    steps = [step for step, _ in column(read_metrics(sweep / "0" / "metrics.csv"), "train/loss")]
+    assert steps == sorted(set(steps)), "a step was logged twice"
+
+
+def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(slurm, sst2_dir, tmp_path):
+    # A one-minute limit, the warning (SIGUSR2) 45 s before it: the job saves where it is, submitit requeues it,
+    # and it continues from that step, as many times as it takes (up to max_num_timeout).
+    sweep = tmp_path / "sweep"
+    started = time.monotonic()
+    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=1",
+                        "hydra.launcher.signal_delay_s=45", "hydra.launcher.max_num_timeout=6",
+                        *tiny(sst2_dir, epochs=100), "trainer.check_val_every_n_epoch=1000",
+                        f"hydra.sweep.dir={sweep}"], slurm)
+    output = wait_for_sweep(proc, slurm, timeout=600)
+    print(f"slurm, time-limit requeues: {time.monotonic() - started:.1f} s")
+    assert proc.returncode == 0, output[-4000:]
+    log = (sweep / "0" / "train.log").read_text()
+    assert "Received SIGUSR2" in log and "Requeued job" in log, log[-3000:]
+    pairs = continuations(log)
+    assert pairs and all(saved == continued for saved, continued in pairs), pairs
+    assert final_step(sweep / "0") == 100 * 20 and (sweep / "0" / "job_done.json").exists()
