@@ -34,8 +34,8 @@ pytestmark = pytest.mark.cluster
 RAY = Path(sys.executable).parent / "ray"
 
 
-def tiny(data_dir: Path | str, epochs: int, validate_every: str = "1.0") -> list[str]:
-    """The tiny model on the fixture data (20 steps an epoch), validating once an epoch unless told otherwise."""
+def tiny(data_dir: Path | str, epochs: int, validate_every: int = 20) -> list[str]:
+    """The tiny model on the fixture data (20 steps an epoch), validating every `validate_every` steps."""
     return [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", "trainer.val_check_interval"))] + [
         f"trainer.max_epochs={epochs}", f"trainer.val_check_interval={validate_every}", f"data.local_dir={data_dir}",
         "predict_test=false", "selection.metric=last"]

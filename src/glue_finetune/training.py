@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
         "precision": str(trainer.precision),
         "checkpoint_selection": selection_text(cfg.selection.metric),
     }
+
+
+def use_only_allocated_cpus() -> None:
+    """A SLURM job gets cpus_per_task cores; where SLURM does not also pin it to them (TaskPlugin without
+    affinity or cgroups), torch starts a thread per core of the node, and jobs sharing the node spin against each
+    other (two 1-CPU tiny-model jobs on a 2-core node: 3 steps/s each instead of ~50). Ray sets OMP_NUM_THREADS."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if cpus.isdigit() and 0 < int(cpus) < torch.get_num_threads():
+        torch.set_num_threads(int(cpus))
 
 
 def slurm_environment() -> list | None:
@@ -196,6 +206,7 @@ def train(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
+    use_only_allocated_cpus()
 
     resume_step = checkpoint_step(cfg.get("ckpt_path"))
     if resume_step is not None:
