@@ -242,37 +242,41 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
         in wrong.stdout + wrong.stderr
 
 
-def test_slurm_sweep_finishes_and_a_requeued_job_continues_from_its_step(slurm, sst2_dir, tmp_path):
-    # Two jobs side by side (1 CPU each); job 0 is requeued mid-training (`scontrol requeue`: SIGTERM, as a
-    # preemption with PreemptMode=REQUEUE): it saves at that step, exits, SLURM starts it again, it continues.
+def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_their_step(slurm, sst2_dir, tmp_path):
+    # Two jobs side by side (1 CPU each), each stopped mid-training once: job 0 by `scontrol requeue` (SIGTERM, as
+    # a preemption with PreemptMode=REQUEUE: SLURM requeues it), job 1 by `scancel --signal=USR1` (the time-limit
+    # warning of one's own sbatch scripts: the run requeues it). Each saves at its step, starts again, continues.
     sweep = tmp_path / "sweep"
     started = time.monotonic()
     proc = start_sweep(["seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=60),
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
-    requeued = []
+    stop = {"0": ["scontrol", "requeue"], "1": ["scancel", "--signal=USR1"]}
+    stopped = {}
 
-    def requeue_job_0_once_training():
-        log = sweep / "0" / "train.log"
-        if requeued or not log.exists() or "Fine-tuning" not in log.read_text():
-            return
-        time.sleep(2)  # some steps in
-        job_id = str(yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
-        subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
-        requeued.append(job_id)
+    def stop_each_job_once_training():
+        for job, command in stop.items():
+            log = sweep / job / "train.log"
+            if job in stopped or not log.exists() or "Fine-tuning" not in log.read_text():
+                continue
+            time.sleep(1)  # some steps in
+            job_id = str(yaml.safe_load((sweep / job / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+            subprocess.run([*command, job_id], env=slurm, check=True)
+            stopped[job] = job_id
 
-    output = wait_for_sweep(proc, slurm, timeout=600, act=requeue_job_0_once_training)
-    print(f"slurm, 2 jobs, one requeued: {time.monotonic() - started:.1f} s")
+    output = wait_for_sweep(proc, slurm, timeout=600, act=stop_each_job_once_training)
+    print(f"slurm, 2 jobs, each stopped and requeued once: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, output[-4000:]
-    assert requeued and "2 job(s) finished, 0 failed" in output
-    log = (sweep / "0" / "train.log").read_text()
-    assert "Received SIGTERM" in log
-    pairs = continuations(log)
-    assert pairs and all(saved == continued for saved, continued in pairs), pairs
-    assert 0 < pairs[0][0] < 60 * 20
-    for job in ("0", "1"):
+    assert set(stopped) == {"0", "1"} and "2 job(s) finished, 0 failed" in output
+    for job, signal_name in (("0", "SIGTERM"), ("1", "SIGUSR1")):
+        log = (sweep / job / "train.log").read_text()
+        assert f"Received {signal_name}" in log, log[-3000:]
+        pairs = continuations(log)
+        assert pairs and all(saved == continued for saved, continued in pairs), (job, pairs)
+        assert 0 < pairs[0][0] < 60 * 20
         assert final_step(sweep / job) == 60 * 20 and job_record(sweep / job)["result"] > 0
-    steps = [step for step, _ in column(read_metrics(sweep / "0" / "metrics.csv"), "train/loss")]
-    assert steps == sorted(set(steps)), "a step was logged twice"
+        steps = [step for step, _ in column(read_metrics(sweep / job / "metrics.csv"), "train/loss")]
+        assert steps == sorted(set(steps)), "a step was logged twice"
+    assert "Requeued SLURM job" in (sweep / "1" / "train.log").read_text()  # the run requeued it itself
 
 
 def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(slurm, sst2_dir, tmp_path):

@@ -92,7 +92,8 @@ def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_s
 
     from glue_finetune import checkpointing
 
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(var, raising=False)
     assert checkpointing.slurm_requeue(signal.SIGUSR2, signal.SIG_DFL) is None  # not a SLURM job: just stop
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert checkpointing.slurm_requeue(signal.SIGTERM, signal.SIG_DFL) is None  # SLURM requeues a preempted job
@@ -110,7 +111,10 @@ def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_s
     monkeypatch.setattr(checkpointing.subprocess, "run",
                         lambda cmd, **kw: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
     checkpointing.slurm_requeue(signal.SIGUSR1, signal.SIG_DFL)()  # one's own sbatch script's --signal=USR1@90
-    assert commands == [["scontrol", "requeue", "42"]]
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")  # a task of a job array (a submitit sweep): that task only
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    checkpointing.slurm_requeue(signal.SIGUSR1, signal.SIG_DFL)()
+    assert commands == [["scontrol", "requeue", "42"], ["scontrol", "requeue", "41_1"]]
 
 
 class FailSavesAfter(L.Callback):

@@ -132,7 +132,14 @@ def slurm_requeue(signum: int, previous_handler):
         return None
     if callable(previous_handler) and getattr(previous_handler, "__module__", "").startswith("submitit"):
         return functools.partial(previous_handler, signum, None)
-    return functools.partial(scontrol_requeue, os.environ["SLURM_JOB_ID"])
+    return functools.partial(scontrol_requeue, slurm_job_id())
+
+
+def slurm_job_id() -> str:
+    """This job's id for scontrol: ``<array>_<task>`` in a job array (submitit submits sweeps as arrays). The bare
+    SLURM_JOB_ID of an array task can be the array's own id, which means every task of it to scontrol."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
 
 
 def scontrol_requeue(job_id: str) -> None:
