@@ -117,6 +117,26 @@ def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_s
     assert commands == [["scontrol", "requeue", "42"], ["scontrol", "requeue", "41_1"]]
 
 
+@pytest.mark.parametrize("jobs_per_gpu", ["1", "4"])
+def test_out_of_gpu_memory_is_one_message_saying_what_to_lower(tiny_cfg, monkeypatch, jobs_per_gpu):
+    from glue_finetune.errors import UserError
+    from glue_finetune.model import TextClassifier
+
+    step = TextClassifier.training_step
+
+    def out_of_memory_at_step_3(self, batch, batch_idx):
+        if self.trainer.global_step == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(TextClassifier, "training_step", out_of_memory_at_step_3)
+    monkeypatch.setenv("GLUE_FINETUNE_JOBS_PER_GPU", jobs_per_gpu)
+    with pytest.raises(UserError, match=r"Out of GPU memory at step 3 on cpu \(CUDA out of memory") as err:
+        train(tiny_cfg())
+    assert "lower data.batch_size=16" in str(err.value) and "data.max_length=" in str(err.value)
+    assert ("jobs_per_gpu=4): run fewer jobs per GPU" in str(err.value)) == (jobs_per_gpu == "4")
+
+
 class FailSavesAfter(L.Callback):
     """Test helper: from optimizer step `step` on, every file write that goes through `target` fails midway."""
 

@@ -176,6 +176,26 @@ def trainer(accelerator: str, devices=1):
     return OmegaConf.create({"accelerator": accelerator, "devices": devices})
 
 
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_parallel_preset_shares_are_sized_at_launch_and_dead_jobs_are_not_retried():
+    remote = hydra_cfg("hydra/launcher=parallel")["launcher"]["ray"]["remote"]
+    assert remote["num_gpus"] == remote["num_cpus"] == "auto" and remote["jobs_per_gpu"] == 1
+    assert remote["max_retries"] == 0 and remote["max_calls"] == 1
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_a_job_whose_process_dies_is_a_failed_job_and_the_others_finish(sst2_dir, tmp_path):
+    # Job 0 instantiates os.abort as a callback: its process dies outright (as one killed for memory would).
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "hydra/launcher=parallel", "+callbacks.die._target_=os.abort,lightning.pytorch.Callback",
+                      *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"], timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert (sweep / "1" / "job_done.json").exists() and (sweep / "0" / "job_failed.json").exists()
+    assert "1 job(s) finished, 1 failed" in output and "job 0: +callbacks.die._target_=os.abort" in output
+    assert "the job's process died (WorkerCrashedError" in output and "jobs_per_gpu" in output
+
+
 def test_ray_shares_follow_the_trainer_and_the_clusters_nodes():
     from glue_finetune.launchers import ray_shares
 
@@ -185,6 +205,8 @@ def test_ray_shares_follow_the_trainer_and_the_clusters_nodes():
     assert ray_shares(trainer("cpu"), gpu_cluster, "auto", "auto") == (0, 1)  # a CPU trainer asks no GPU
     assert ray_shares(trainer("auto"), ray_nodes((2, 0)), "auto", "auto") == (0, 1)  # auto on a CPU-only cluster
     assert ray_shares(trainer("auto"), gpu_cluster, 0.25, 2) == (0.25, 2)  # numbers are kept
+    assert ray_shares(trainer("auto"), gpu_cluster, "auto", "auto", jobs_per_gpu=4) == (0.25, 1)  # 4 jobs a GPU
+    assert ray_shares(trainer("auto"), ray_nodes((64, 8)), "auto", "auto", jobs_per_gpu=2) == (0.5, 4)
 
 
 @pytest.mark.parametrize("accelerator, num_cpus, expected", [

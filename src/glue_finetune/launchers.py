@@ -11,13 +11,17 @@ error to them: Ray queues the job forever, sbatch fails with a message about the
   makes the sweep dir absolute (a cluster's workers run in the directory their node was started in) and leaves
   out the local object store size that Ray refuses when connecting to a cluster;
 - SLURM: checks the partition and that a node of it has the CPUs, memory and GPUs one job asks for.
+
+On Ray it also keeps one job's dead process from ending the sweep (``launch_keeping_the_sweep``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import time
 import shutil
 import subprocess
 import sys
@@ -86,6 +90,7 @@ def absolute_sweep_dir(config: DictConfig) -> None:
 
 def prepare_ray(config: DictConfig) -> None:
     import ray
+    from hydra_plugins.hydra_ray_launcher import _core
 
     ray_cfg = config.hydra.launcher.ray
     init = OmegaConf.to_container(ray_cfg.init, resolve=True)
@@ -94,6 +99,9 @@ def prepare_ray(config: DictConfig) -> None:
         # hydra-ray-launcher sets a 75 MB object store for the Ray instance it would start; Ray refuses any size
         # when it connects to a running cluster ("object_store_memory must not be provided").
         init["object_store_memory"] = None
+    jobs_per_gpu = ray_cfg.remote.get("jobs_per_gpu", 1)  # the project's key, not Ray's: read, then removed
+    if not isinstance(jobs_per_gpu, int) or jobs_per_gpu < 1:
+        raise ConfigError([f"hydra.launcher.ray.remote.jobs_per_gpu={jobs_per_gpu}: a whole number of jobs, 1 or more"])
     try:
         ray.init(**init)
     except ConnectionError as err:
@@ -107,24 +115,92 @@ def prepare_ray(config: DictConfig) -> None:
     nodes = [Node(n["NodeManagerAddress"], n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0),
                   n["Resources"].get("memory", 0) / 2**30) for n in ray.nodes() if n.get("Alive")]
     remote = ray_cfg.remote
-    gpus, cpus = ray_shares(config.trainer, nodes, remote.get("num_gpus", "auto"), remote.get("num_cpus", "auto"))
+    gpus, cpus = ray_shares(config.trainer, nodes, remote.get("num_gpus", "auto"), remote.get("num_cpus", "auto"),
+                            jobs_per_gpu)
     with read_write(ray_cfg), open_dict(ray_cfg):
         ray_cfg.init.object_store_memory = init.get("object_store_memory")
         remote.num_gpus, remote.num_cpus = gpus, cpus
+        remote.pop("jobs_per_gpu", None)
+        if jobs_per_gpu > 1:  # so that a job out of GPU memory can say it shares its GPU
+            runtime_env = OmegaConf.to_container(remote.get("runtime_env") or OmegaConf.create({}))
+            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "GLUE_FINETUNE_JOBS_PER_GPU": str(jobs_per_gpu)}
+            remote.runtime_env = runtime_env
     absolute_sweep_dir(config)
+    _core.launch = launch_keeping_the_sweep
     at_once = sum(min(n.cpus // cpus, n.gpus // gpus if gpus else n.cpus) for n in nodes)
     log.info("Ray: %d node(s), %g CPU(s), %g GPU(s); each job gets %g GPU(s) and %g CPU(s), up to %d at once.",
              len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
+    if jobs_per_gpu > 1 and not gpus:
+        log.warning("hydra.launcher.ray.remote.jobs_per_gpu=%d has no effect: the jobs train on CPU.", jobs_per_gpu)
 
 
-def ray_shares(trainer: DictConfig, nodes: list[Node], num_gpus, num_cpus) -> tuple[float, float]:
-    """(num_gpus, num_cpus) for one job: ``auto`` resolved as the module says, and checked to fit on a node."""
+def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
+    """hydra-ray-launcher 1.2.2's ``_core.launch``, except for how results are collected. It returns
+    ``[ray.get(run) for run in runs]``, so a job whose process died (killed by the OS for memory, a segfault) raises
+    out of the sweep before the other results are read and before the sweep summary runs. Here each job is read on
+    its own, and a dead one leaves ``job_failed.json`` and counts as a failed job (NaN, as run_job returns for one),
+    so the others finish and the summary lists it. Set up the same way as the original (it cannot be subclassed:
+    Hydra loads launchers only from the hydra_plugins package)."""
+    import ray
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+    from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
+
+    from glue_finetune.sweep import FAILED, write_json_atomically
+
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
+    launcher.ray_cfg.init.setdefault("object_store_memory", 78643200)
+    start_ray(launcher.ray_cfg.init)
+
+    runs = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"job_id_for_{idx}"
+            sweep_config.hydra.job.num = idx
+            job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+            runs.append((list(overrides), job_dir, launch_job_on_ray(
+                launcher.hydra_context, launcher.ray_cfg.remote, sweep_config, launcher.task_function,
+                Singleton.get_state())))
+    started = time.time()
+    returns = []
+    for overrides, job_dir, run in runs:
+        try:
+            returns.append(ray.get(run))
+        except ray.exceptions.RayError as err:
+            error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
+            if not (job_dir / FAILED).exists():
+                job_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomically(job_dir / FAILED, {
+                    "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
+                    "started_at": started, "failed_at": time.time(),
+                    "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is the "
+                             "usual cause: host memory, or GPU memory with several jobs per GPU (lower "
+                             "hydra.launcher.ray.remote.jobs_per_gpu)"})
+            returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
+                                     _return_value=math.nan))
+    return returns
+
+
+def ray_shares(trainer: DictConfig, nodes: list[Node], num_gpus, num_cpus,
+               jobs_per_gpu: int = 1) -> tuple[float, float]:
+    """(num_gpus, num_cpus) for one job: ``auto`` resolved as the module says (``jobs_per_gpu`` jobs sharing each
+    GPU and its cores), and checked to fit on a node."""
     gpu_nodes = [n for n in nodes if n.gpus > 0]
     gpus = trainer_gpus(trainer, bool(gpu_nodes)) if num_gpus in ("auto", None) else float(num_gpus)
+    if num_gpus in ("auto", None) and gpus:
+        gpus = gpus / jobs_per_gpu  # Ray's fractional GPUs: that many jobs run on one GPU at once
     if num_cpus in ("auto", None):
         # A GPU job gets its GPUs' share of the cores of the GPU node with the fewest cores per GPU (so it fits on
         # every GPU node); a CPU job one core: N jobs at once on N cores beats N threads for one job at a time.
-        cpus = max(1, min(int(n.cpus // n.gpus) for n in gpu_nodes) * int(max(gpus, 1))) if gpus and gpu_nodes else 1
+        per_gpu = min(int(n.cpus // n.gpus) for n in gpu_nodes) if gpu_nodes else 1
+        cpus = max(1, int(per_gpu * gpus)) if gpus and gpu_nodes else 1
     else:
         cpus = float(num_cpus)
     if not any(n.gpus >= gpus and n.cpus >= cpus for n in nodes):

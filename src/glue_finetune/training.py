@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import export_model, model_card, model_name, write_glue_submission
 from glue_finetune.config import cpu_precision, preflight
+from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor
 from glue_finetune.results import best_seen, evaluations, read_metrics
@@ -81,6 +82,18 @@ def use_only_allocated_cpus() -> None:
     cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if cpus.isdigit() and 0 < int(cpus) < torch.get_num_threads():
         torch.set_num_threads(int(cpus))
+
+
+def out_of_gpu_memory(err: Exception, trainer: L.Trainer, cfg: DictConfig) -> UserError:
+    """One message for running out of GPU memory: where, and what to lower. last.ckpt holds the last validation."""
+    fix = (f"lower data.batch_size={cfg.data.batch_size} (with trainer.accumulate_grad_batches to keep the batch) "
+           f"or data.max_length={cfg.data.max_length}")
+    share = os.environ.get("GLUE_FINETUNE_JOBS_PER_GPU", "1")  # set by the parallel/ray_cluster launchers
+    if share != "1":
+        fix = (f"this job shares its GPU with others (hydra.launcher.ray.remote.jobs_per_gpu={share}): run fewer "
+               f"jobs per GPU, or {fix}")
+    return UserError(f"Out of GPU memory at step {trainer.global_step} on {trainer.strategy.root_device} "
+                     f"({str(err).strip().splitlines()[0][:200]}). Fix: {fix}.")
 
 
 def slurm_environment() -> list | None:
@@ -229,7 +242,10 @@ def train(cfg: DictConfig) -> float:
             logger.log_hyperparams(hparams)
         describe_run(cfg, trainer, model, datamodule, output_dir)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        except torch.OutOfMemoryError as err:
+            raise out_of_gpu_memory(err, trainer, cfg) from None
 
         selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
         main = datamodule.spec.main_metric
