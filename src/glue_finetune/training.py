@@ -96,12 +96,16 @@ def out_of_gpu_memory(err: Exception, trainer: L.Trainer, cfg: DictConfig) -> Us
                      f"({str(err).strip().splitlines()[0][:200]}). Fix: {fix}.")
 
 
-def slurm_environment() -> list | None:
-    """Inside a SLURM job: Lightning's SLURM environment with its auto-requeue off. Lightning would otherwise save
-    its own hpc_ckpt_*.ckpt and requeue on SIGUSR1; LatestCheckpoint does both (checkpointing.py)."""
+def trainer_plugins(trainer_cfg: DictConfig) -> dict:
+    """Inside a SLURM job: the config's plugins plus Lightning's SLURM environment with its auto-requeue off
+    (Lightning would otherwise save its own hpc_ckpt_*.ckpt and requeue on SIGUSR1; LatestCheckpoint does both,
+    checkpointing.py). Elsewhere nothing: the config's plugins stand as they are."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+    if not SLURMEnvironment.detect():
+        return {}
+    configured = instantiate(trainer_cfg.get("plugins") or [], _convert_="all")
+    return {"plugins": [*configured, SLURMEnvironment(auto_requeue=False)]}
 
 
 def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path) -> None:
@@ -233,7 +237,7 @@ def train(cfg: DictConfig) -> float:
         )
         trainer: L.Trainer = instantiate(
             cfg.trainer,
-            plugins=slurm_environment(),
+            **trainer_plugins(cfg.trainer),
             callbacks=instantiate_all(cfg.get("callbacks")),
             logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
         )
