@@ -78,7 +78,9 @@ class LatestCheckpoint(Checkpoint):
         # Never overwrite a good last.ckpt with diverged weights (the module raises if the loss went NaN/inf).
         if hasattr(trainer.lightning_module, "check_finite"):
             trainer.lightning_module.check_finite()
-        if not self.link_to_best(trainer, path):
+        # Saving is collective under DDP (every rank enters save_checkpoint's barrier): rank 0 decides, all follow.
+        linked = trainer.strategy.broadcast(trainer.is_global_zero and self.link_to_best(trainer, path))
+        if not linked:
             trainer.save_checkpoint(path, weights_only=False)  # the whole state: weights, optimizer, loops
         self.saved_step = trainer.global_step
         return path
@@ -86,7 +88,7 @@ class LatestCheckpoint(Checkpoint):
     def link_to_best(self, trainer: L.Trainer, path: Path) -> bool:
         """Make ``path`` a hard link to the full checkpoint a ModelCheckpoint saved at this step, if there is one
         (and the file system links; written synchronously). Atomic: a link beside it, renamed over it."""
-        if not trainer.is_global_zero or isinstance(trainer.strategy.checkpoint_io, AsyncCheckpointIO):
+        if isinstance(trainer.strategy.checkpoint_io, AsyncCheckpointIO):
             return False
         for callback in trainer.checkpoint_callbacks:
             if (isinstance(callback, ModelCheckpoint) and not callback.save_weights_only

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import datasets
 import lightning as L
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
@@ -216,10 +217,19 @@ class GlueDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
-        sampler = EpochSeededSampler(self.splits["train"]["length"], self.batch_size, self.seed, self.group_by_length)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sampler = EpochSeededSampler(self.splits["train"]["length"], self.batch_size * world, self.seed,
+                                     self.group_by_length)
         if self.resume_position:
             self._resume(sampler, **self.resume_position)
             self.resume_position = None
+        if world > 1:
+            # Lightning would wrap this sampler in a DistributedSampler that shuffles its order again (with its own
+            # seed), losing the length grouping and the (seed, epoch) order. Each rank takes every world-th index
+            # of the order instead, so one step of N ranks trains the global batch (N x batch_size) that a single
+            # process with that batch size trains. set_epoch reaches the sampler through the wrapper.
+            sampler = DistributedSamplerWrapper(sampler, num_replicas=world, rank=self.trainer.global_rank,
+                                                shuffle=False)
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -263,11 +273,12 @@ class GlueDataModule(L.LightningDataModule):
         return int(batches * float(limit)) if limit != 1.0 else batches
 
     def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int) -> None:
-        if batches_done >= self.batches_per_epoch(len(sampler)):  # saved at an epoch's end: the next one starts whole
-            epoch, batches_done = epoch + 1, 0
-        if batches_done and self.trainer is not None and self.trainer.world_size > 1:
-            log.warning("Resuming in the middle of epoch %d on %d devices: the epoch restarts from its first batch "
-                        "(the exact position is restored on one device only).", epoch, self.trainer.world_size)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if batches_done >= self.batches_per_epoch(math.ceil(len(sampler) / world)):  # an epoch's end (per device)
+            epoch, batches_done = epoch + 1, 0  # the next epoch starts whole
+        if batches_done and world > 1:
+            log.warning("Resuming in the middle of epoch %d on %d devices: the rest of the epoch trains on its first "
+                        "batches (the exact position is restored on one device only).", epoch, world)
             batches_done = 0
         sampler.resume(epoch, batches_done * self.batch_size)
 

@@ -59,6 +59,9 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
     # Lightning, wherever SLURM's client is installed, on every run not started by srun: a sweep job on Ray or this
     # machine is not meant to be (and submitit starts SLURM jobs with srun).
     warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+    # Lightning under DDP, for every value logged per epoch without sync_dist: this module logs torchmetrics results,
+    # which torchmetrics has already reduced across processes.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('.*', \.\.\., sync_dist=True\)`")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

@@ -259,7 +259,8 @@ def train(cfg: DictConfig) -> float:
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
         others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
-        print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'})")
+        if trainer.is_global_zero:
+            print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'})")
         return selected[main]
     finally:
         finish_wandb()  # also after a failure, so the next job of a sweep starts its own W&B run

@@ -1,0 +1,93 @@
+"""trainer=ddp for real: two CPU processes (gloo) train the tiny model as `python src/train.py trainer=ddp` does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from test_train import column, read_metrics, run_cli
+
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_without_dropout(tmp_path_factory) -> Path:
+    """The tiny model with dropout off: two runs can then only differ by how their batches are split."""
+    model = tmp_path_factory.mktemp("model") / "tiny-bert"
+    shutil.copytree(ROOT / "src" / "glue_finetune" / "assets" / "tiny-bert", model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(config))
+    return model
+
+
+def common(sst2_dir: Path, model: Path) -> list[str]:
+    # 320 training sentences: 10 steps an epoch at a global batch of 32; float32 for comparable numbers.
+    return ["model=tiny", f"model.name_or_path={model}", "logger=csv", "optimizer.lr=3e-3", "trainer.max_epochs=2",
+            "trainer.val_check_interval=5", "trainer.log_every_n_steps=5", "trainer.enable_progress_bar=false",
+            "trainer.precision=32-true", f"data.local_dir={sst2_dir}", "predict_test=false"]
+
+
+def final_step(run_dir: Path) -> int:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+
+
+def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(sst2_dir, tiny_without_dropout, tmp_path):
+    # 2 processes x batch 16 against 1 process x batch 32: the same batches (length-grouped), the same updates.
+    args = common(sst2_dir, tiny_without_dropout)
+    ddp = run_cli([*DDP, *args, f"hydra.run.dir={tmp_path / 'ddp'}"], timeout=300)
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    single = run_cli(["trainer=cpu", "data.batch_size=32", *args, f"hydra.run.dir={tmp_path / 'single'}"])
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp_loss = column(read_metrics(tmp_path / "ddp" / "metrics.csv"), "val/loss")
+    single_loss = column(read_metrics(tmp_path / "single" / "metrics.csv"), "val/loss")
+    assert [s for s, _ in ddp_loss] == [s for s, _ in single_loss] == [5, 10, 15, 20]
+    assert ddp_loss[-1][1] < ddp_loss[0][1] - 0.005  # it learned something, across both epochs
+    for (step, a), (_, b) in zip(ddp_loss, single_loss):
+        assert a == pytest.approx(b, rel=1e-5), f"step {step}: ddp {a} vs one process {b}"
+    assert ddp.stdout.count("result:") == 1  # one process reports
+
+
+def test_ddp_ranks_split_each_epochs_own_order():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from glue_finetune.data import EpochSeededSampler
+
+    lengths = [5 + i % 13 for i in range(320)]
+    ranks = [DistributedSamplerWrapper(EpochSeededSampler(lengths, 32, 7), num_replicas=2, rank=r, shuffle=False)
+             for r in (0, 1)]
+    one_process = EpochSeededSampler(lengths, 32, 7)
+    for epoch in (0, 1):
+        for sampler in (*ranks, one_process):
+            sampler.set_epoch(epoch)
+        orders = [list(r) for r in ranks]
+        first_step = sorted(orders[0][:16] + orders[1][:16])
+        assert first_step == sorted(list(one_process)[:32])  # step 1 of both ranks = one process's first batch
+        if epoch == 0:
+            epoch0 = orders[0]
+    assert orders[0] != epoch0  # Lightning < 2.6 did not pass set_epoch on: every epoch repeated epoch 0
+
+
+@pytest.mark.parametrize("stop_at, warned", [(15, True), (10, False)])
+def test_ddp_resume_mid_epoch_warns_and_at_an_epoch_end_goes_on(sst2_dir, tiny_without_dropout, tmp_path,
+                                                                stop_at, warned):
+    run_dir = tmp_path / "run"
+    args = [*DDP, *common(sst2_dir, tiny_without_dropout), f"hydra.run.dir={run_dir}"]
+    first = run_cli([*args, f"+trainer.max_steps={stop_at}"], timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert final_step(run_dir) == stop_at
+    (run_dir / "job_done.json").unlink()  # as if the run had been stopped there (a signal under DDP reaches one rank)
+    resumed = run_cli([*args, "resume=true"], timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert f"Continuing from step {stop_at}" in log
+    assert ("Resuming in the middle of epoch 1 on 2 devices: the rest of the epoch trains on its first batches"
+            in log) == warned
+    assert final_step(run_dir) == 20  # 2 epochs of 10 steps: an epoch's end is not mistaken for its middle
+    steps = [step for step, _ in column(read_metrics(run_dir / "metrics.csv"), "val/loss")]
+    assert steps == [5, 10, 15, 20]
