@@ -146,6 +146,12 @@ TINY_OVERRIDES = [
 ]
 
 
+def tiny_overrides(*settings: str) -> list[str]:
+    """TINY_OVERRIDES with some of its keys set otherwise (and any other key added): tiny_overrides("trainer.max_epochs=1")."""
+    keys = {setting.split("=", 1)[0] for setting in settings}
+    return [o for o in TINY_OVERRIDES if o.split("=", 1)[0] not in keys] + list(settings)
+
+
 def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """The real config from conf/, as `python src/train.py <overrides>` would build it, with its run dir at output_dir."""
     GlobalHydra.instance().clear()

@@ -14,7 +14,7 @@ import yaml
 from hydra.utils import instantiate
 from transformers import AutoTokenizer, pipeline
 
-from conftest import ROOT, TINY_OVERRIDES, compose_config
+from conftest import ROOT, TINY_OVERRIDES, tiny_overrides, compose_config
 from test_train import read_metrics, run_cli
 from glue_finetune.artefacts import export_model, model_name
 from glue_finetune.inference import Predictor, read_labelled, read_texts
@@ -198,9 +198,8 @@ def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
 def test_run_files_have_the_modes_the_umask_asks_for(sst2_dir, tmp_path, umask):
     run_dir = tmp_path / "run"
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
     result = subprocess.run(
-        [sys.executable, "src/train.py", *overrides, "trainer.max_epochs=1", f"data.local_dir={sst2_dir}",
+        [sys.executable, "src/train.py", *tiny_overrides("trainer.max_epochs=1"), f"data.local_dir={sst2_dir}",
          f"hydra.run.dir={run_dir}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(umask),
         env={**os.environ, "WANDB_MODE": "disabled"})

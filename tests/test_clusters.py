@@ -25,7 +25,7 @@ import torch
 
 import yaml
 
-from conftest import ROOT, TINY_OVERRIDES
+from conftest import ROOT, tiny_overrides
 from glue_finetune.extras import installed
 from test_train import column, read_metrics
 
@@ -36,9 +36,8 @@ RAY = Path(sys.executable).parent / "ray"
 
 def tiny(data_dir: Path | str, epochs: int, validate_every: int = 20) -> list[str]:
     """The tiny model on the fixture data (20 steps an epoch), validating every `validate_every` steps."""
-    return [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_epochs", "trainer.val_check_interval"))] + [
-        f"trainer.max_epochs={epochs}", f"trainer.val_check_interval={validate_every}", f"data.local_dir={data_dir}",
-        "predict_test=false", "selection.metric=last"]
+    return tiny_overrides(f"trainer.max_epochs={epochs}", f"trainer.val_check_interval={validate_every}",
+                          f"data.local_dir={data_dir}", "predict_test=false", "selection.metric=last")
 
 
 def sweep_command(*args: str) -> list[str]:

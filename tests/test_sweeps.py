@@ -14,14 +14,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_OVERRIDES
+from conftest import ROOT, tiny_overrides
 from test_train import read_metrics, run_cli
 from glue_finetune.extras import installed
 
 
 def tiny(sst2_dir: Path, epochs: int = 1) -> list[str]:
-    return [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")] + [
-        f"trainer.max_epochs={epochs}", f"data.local_dir={sst2_dir}", "predict_test=false"]
+    return tiny_overrides(f"trainer.max_epochs={epochs}", f"data.local_dir={sst2_dir}", "predict_test=false")
 
 
 def needs_extra(module: str):

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
 
-from conftest import ROOT, TINY_OVERRIDES, compose_config, write_glue_task
+from conftest import ROOT, tiny_overrides, compose_config, write_glue_task
 from glue_finetune.artefacts import write_glue_submission
 from glue_finetune.config import validate_config
 from glue_finetune.errors import ConfigError, DataFormatError
@@ -108,8 +107,7 @@ def test_pairs_are_encoded_as_two_segments_and_truncated_longest_first():
 
 # -- training each shape --------------------------------------------------------------------------------------------
 def task_cfg(glue_dir: Path, task: str, out: Path, *extra: str):
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    return compose_config([*overrides, f"data={task}", f"data.glue_dir={glue_dir}", "trainer.max_epochs=2",
+    return compose_config([*tiny_overrides("trainer.max_epochs=2"), f"data={task}", f"data.glue_dir={glue_dir}",
                            *extra], out)
 
 
@@ -252,8 +250,7 @@ def test_experiment_glue_is_run_glue_recipe_per_task():
 @needs_extra("matplotlib")
 def test_report_on_a_sweep_over_tasks_prints_the_glue_table_and_zips_the_submission(glue_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    result = run_cli(["-m", "data=rte,stsb,cola", *overrides, "trainer.max_epochs=1", f"data.glue_dir={glue_dir}",
+    result = run_cli(["-m", "data=rte,stsb,cola", *tiny_overrides("trainer.max_epochs=1"), f"data.glue_dir={glue_dir}",
                       f"hydra.sweep.dir={sweep}"])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = run_cli([str(sweep)], script="src/report.py")

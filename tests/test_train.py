@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import README, REAL_SST2_DIR, ROOT, TINY_OVERRIDES, compose_config
+from conftest import README, REAL_SST2_DIR, ROOT, tiny_overrides, compose_config
 from glue_finetune.tracking import wandb_logger
 from glue_finetune.training import train
 
@@ -149,8 +149,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float =
 
 def test_cli_seed_sweep_gives_one_dir_per_job_and_reproducible_metrics(sst2_dir, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = [o for o in TINY_OVERRIDES if not o.startswith("trainer.max_epochs")]
-    result = run_cli(["-m", "seed=1,2,1", *overrides, "trainer.max_epochs=1", f"data.local_dir={sst2_dir}",
+    result = run_cli(["-m", "seed=1,2,1", *tiny_overrides("trainer.max_epochs=1"), f"data.local_dir={sst2_dir}",
                       f"hydra.sweep.dir={sweep_dir}"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
