@@ -146,10 +146,10 @@ def test_in_a_slurm_job_lightnings_auto_requeue_is_off_and_the_configs_plugins_s
     gpu_trainer = tiny_cfg("trainer=gpu").trainer  # its config holds a plugin (AsyncCheckpointIO)
     for var in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
         monkeypatch.delenv(var, raising=False)
-    assert trainer_plugins(gpu_trainer) == {}  # not in SLURM: the config's plugins as they are
+    assert trainer_plugins(gpu_trainer, on_gpu=True) == {}  # not in SLURM: the config's plugins as they are
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
-    plugins = trainer_plugins(gpu_trainer)["plugins"]
+    plugins = trainer_plugins(gpu_trainer, on_gpu=True)["plugins"]
     assert [type(p) for p in plugins] == [AsyncCheckpointIO, SLURMEnvironment] and not plugins[1].auto_requeue
 
 

@@ -124,6 +124,29 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 
 
+WHOLE_STEP_SETTINGS = ("auto", True, False)
+
+
+def whole_step_blockers(cfg: DictConfig) -> list[str]:
+    """What in the config rules out model.whole_step (the whole optimizer step in one method, one CUDA graph per
+    batch shape on a GPU); empty when nothing does."""
+    def get(key: str):
+        return OmegaConf.select(cfg, key, default=None)
+
+    blockers = []
+    if (accumulate := get("trainer.accumulate_grad_batches")) not in (None, 1):
+        blockers.append(f"trainer.accumulate_grad_batches={accumulate} (the whole step is one batch)")
+    devices, strategy = get("trainer.devices"), str(get("trainer.strategy") or "")
+    if (devices not in (None, 1, "1") or "ddp" in strategy or "fsdp" in strategy):
+        blockers.append(f"trainer.devices={devices} (the whole step runs on one device)")
+    if str(get("trainer.precision")).startswith("16"):
+        blockers.append(f"trainer.precision={get('trainer.precision')} (float16 needs a gradient scaler; use "
+                        f"bf16-mixed)")
+    if get("model.compile"):
+        blockers.append(f"model.compile={get('model.compile')} (the whole step captures the eager model)")
+    return blockers
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check the values a typo or a wrong path would break, and report every problem at once."""
     problems: list[str] = []
@@ -161,6 +184,12 @@ def validate_config(cfg: DictConfig) -> None:
     compile_mode = get("model.compile")
     check(compile_mode in (True, False, None) or compile_mode in COMPILE_MODES,
           f"model.compile={compile_mode!r}: use false, true or one of {', '.join(COMPILE_MODES)}")
+    whole_step = get("model.whole_step")
+    if whole_step not in WHOLE_STEP_SETTINGS:
+        problems.append(f"model.whole_step={whole_step!r}: use auto, true or false")
+    elif whole_step is True and (blockers := whole_step_blockers(cfg)):
+        problems.append(f"model.whole_step=true does not go with {'; '.join(blockers)}. Fix: model.whole_step=false "
+                        f"(or auto), or change those settings")
     task = get("data.task")
     spec = TASKS.get(task)
     if spec is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from glue_finetune.errors import TrainingDivergedError
 from glue_finetune.hub import fetching
 from glue_finetune.logs import quiet_transformers
 from glue_finetune.metrics import predictions, task_metrics
+from glue_finetune.step_graphs import CapturedSteps
 from glue_finetune.tasks import TASKS, TaskSpec, metric_direction, metric_prefix
 
 log = logging.getLogger(__name__)
@@ -45,15 +47,24 @@ class TextClassifier(L.LightningModule):
     the task table's entry (labels, metrics, dev sets). ``hub_id`` names the Hub model that a local
     ``name_or_path`` holds (kept in checkpoints; the model card cites it). Every argument comes from
     ``conf/model/*.yaml``.
+
+    ``whole_step``: one method, ``train_step``, runs the whole optimizer step (forward, backward, clipping the
+    gradients' norm to ``max_grad_norm``, the optimizer update) under Lightning's manual optimization, and on a
+    GPU each batch shape's step is replayed as one CUDA graph (``step_graphs.py``). False: Lightning's automatic
+    optimization runs the step, clipping with the Trainer's ``gradient_clip_val``. ``train()`` decides
+    (``model.whole_step: auto``: on for one GPU); both train the same weights from the same batches.
     """
 
     def __init__(self, *, name_or_path: str, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
                  task: str, pretrained: bool, attn_implementation: str | None, compile: bool | str,
-                 hub_id: str | None):
+                 hub_id: str | None, whole_step: bool | str = False, max_grad_norm: float | None = None):
         super().__init__()
         # Plain values only, so checkpoints load with torch.load(weights_only=True); the optimizer and scheduler
         # partials are code, not data. Loggers get the whole resolved Hydra config instead.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "whole_step", "max_grad_norm"], logger=False)
+        self.whole_step = whole_step is True  # "auto" is resolved by train(); a model built without it runs eagerly
+        self.automatic_optimization = not self.whole_step
+        self.max_grad_norm = max_grad_norm
         self.spec = spec = TASKS[task]
         with fetching(f"model {name_or_path!r}"), quiet_transformers():
             config = head_config(name_or_path, spec)
@@ -104,6 +115,10 @@ class TextClassifier(L.LightningModule):
         # First optimizer step whose loss was NaN/inf (-1: none), kept on the device so the check costs no host
         # sync per step; it is read when the loss is logged and before each validation (and so each checkpoint).
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
+        # The whole step's own count of optimizer steps, on the device (a graph cannot read Lightning's Python
+        # int): set from global_step when training starts, counted up inside the step.
+        self.register_buffer("steps_taken", torch.tensor(0), persistent=False)
+        self.step_graphs: CapturedSteps | None = None
         # Dropout draws from the global RNG, which a restart does not restore; reseeding it every batch from this
         # (checkpointed) value makes each batch's dropout masks a function of (seed, step, micro-batch), so a
         # resumed run trains exactly as an uninterrupted one. Drawn after seed_everything: it follows the seed.
@@ -128,16 +143,90 @@ class TextClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dropout_seed"] = self.dropout_seed
+        # The whole step's GPU learning-rate tensors and capturable flag are how this run executes, not state:
+        # checkpoints keep plain floats, so they resume anywhere (CPU, eager, another GPU).
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state.get("param_groups", []):
+                if isinstance(group.get("lr"), torch.Tensor):
+                    group["lr"] = float(group["lr"])
+                if "capturable" in group:
+                    group["capturable"] = False
+        for state in checkpoint.get("lr_schedulers", []):
+            if "_last_lr" in state:
+                state["_last_lr"] = [float(v) for v in state["_last_lr"]]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.dropout_seed = checkpoint.get("dropout_seed", self.dropout_seed)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if self.whole_step:
+            return self._whole_training_step(batch)
         loss = self(batch).loss
         self.train_loss.update(loss.detach())
         diverged = ~torch.isfinite(loss.detach()) & (self.first_nonfinite_step < 0)
         self.first_nonfinite_step.masked_fill_(diverged, self.global_step + 1)
         return loss
+
+    # -- the whole step (model.whole_step) -----------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on one batch: forward, backward, clip, update; the loss, NaN flag and step count
+        kept on the device. Nothing in it waits for the GPU or depends on Python state that changes between steps,
+        so a CUDA graph of it replays the same step (``CapturedSteps``)."""
+        optimizer = self.optimizers().optimizer
+        with self._autocast():
+            loss = self(batch).loss
+        loss.backward()
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.max_grad_norm, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # gradients live only inside the step (inside its graph)
+        loss = loss.detach().float()
+        self.steps_taken += 1
+        diverged = ~torch.isfinite(loss) & (self.first_nonfinite_step < 0)
+        self.first_nonfinite_step.copy_(torch.where(diverged, self.steps_taken, self.first_nonfinite_step))
+        return loss
+
+    def _autocast(self):
+        # Lightning's bf16 autocast caches each weight's bf16 copy for its whole training_step; inside a graph the
+        # copies must be made by the graph itself, so the step runs its own autocast without the cache (the same
+        # casts, so the same numbers).
+        if "bf16-mixed" in str(self.trainer.precision):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    def _whole_training_step(self, batch: dict[str, torch.Tensor]) -> None:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        if scheduler is not None:
+            self.step_lr = scheduler.get_last_lr()[0]  # the rate this step trains with (on the device)
+        # Lightning counts a manual optimizer step (global_step) around LightningOptimizer.step; the optimizer
+        # update here runs inside train_step (and its graph), so the same two calls count it.
+        optimizer._on_before_step()
+        loss = self.step_graphs(batch) if self.step_graphs is not None else self.train_step(batch)
+        optimizer._on_after_step()
+        if scheduler is not None:
+            scheduler.step()  # writes the next rate into the optimizer's learning-rate tensor, in place
+        self.train_loss.update(loss)
+        return None
+
+    def on_train_start(self) -> None:
+        if not self.whole_step:
+            return
+        self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.steps_taken.fill_(self.global_step)
+        if self.device.type == "cuda":
+            # What capture needs of the optimizer: its update and step counts on the GPU, and its learning rate a
+            # GPU tensor that the graph reads and the scheduler fills (checkpoints keep plain floats: on_save).
+            for group in self.optimizers().optimizer.param_groups:
+                group["capturable"] = True
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+            self.step_graphs = CapturedSteps(self.train_step)
+
+    def on_train_end(self) -> None:
+        self.check_finite()
+        if self.step_graphs is not None:
+            log.info("Training step: %d batch shape(s) captured as CUDA graphs, %d of %d steps replayed.",
+                     self.step_graphs.captures, self.step_graphs.replays, self.global_step)
+            self.step_graphs = None  # frees the graphs' memory for testing and prediction
 
     def check_finite(self) -> None:
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
@@ -154,9 +243,6 @@ class TextClassifier(L.LightningModule):
     def on_validation_start(self) -> None:
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self.check_finite()
-
-    def on_train_end(self) -> None:
-        self.check_finite()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Log the mean loss since the last log, every `trainer.log_every_n_steps` optimizer steps (as HF's
