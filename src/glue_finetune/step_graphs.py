@@ -81,7 +81,9 @@ class CapturedSteps:
         inputs = {name: tensor.clone() for name, tensor in batch.items()}
         graph = torch.cuda.CUDAGraph()
         # Capture records kernels without running them; the replay right after runs this batch's step.
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: only this thread must not sync while capturing; the checkpoint writer's thread (copying
+        # the last checkpoint to the host) may go on.
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             output = self.step(inputs)
         self.pool = graph.pool()
         captured = self.graphs[key] = _Captured(graph, inputs, output)

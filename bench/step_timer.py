@@ -1,0 +1,72 @@
+"""A Lightning callback that times a ``src/train.py`` run from the inside and writes what it saw as JSON.
+
+    python src/train.py ... +callbacks.step_timer._target_=step_timer.StepTimer \
+        +callbacks.step_timer.out=timing.json +callbacks.step_timer.warm_steps=500     (with bench/ on PYTHONPATH)
+
+Training time excludes validations; each validation is timed from its start to the next training batch, so the
+checkpoints saved after it count as its time. ``steady_ms_per_step``: after ``warm_steps`` steps (start-up,
+CUDA graph captures, compilation). The GPU is synchronised only at the points timed (start, warm step,
+validations, end), never per step. Used by ``bench/throughput.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer(L.Callback):
+    def __init__(self, out: str, warm_steps: int = 500):
+        self.out, self.warm_steps = Path(out), warm_steps
+        self.created = time.perf_counter()
+        self.start = self.warm_at = self.val_start = None
+        self.val_times: list[float] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        sync()
+        self.start = time.perf_counter()
+
+    def _close_validation(self) -> None:
+        if self.val_start is not None:
+            sync()
+            self.val_times.append(time.perf_counter() - self.val_start)
+            self.val_start = None
+
+    def on_train_batch_start(self, *args) -> None:
+        self._close_validation()
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.warm_at is None and trainer.global_step >= self.warm_steps:
+            sync()
+            self.warm_at, self.warm_step, self.val_before_warm = time.perf_counter(), trainer.global_step, sum(
+                self.val_times)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.start is not None and not trainer.sanity_checking:
+            sync()
+            self.val_start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close_validation()
+        sync()
+        end = time.perf_counter()
+        validation = sum(self.val_times)
+        result = {"steps": trainer.global_step, "fit_s": end - self.start, "validations": len(self.val_times),
+                  "validation_s": validation, "train_s": end - self.start - validation,
+                  "setup_s": self.start - self.created,
+                  "val_s_median": sorted(self.val_times)[len(self.val_times) // 2] if self.val_times else None}
+        if self.warm_at is not None and trainer.global_step > self.warm_step:
+            steady_s = end - self.warm_at - (validation - self.val_before_warm)
+            result.update(warm_steps=self.warm_step,
+                          warmup_s=self.warm_at - self.start - self.val_before_warm,
+                          steady_ms_per_step=1000 * steady_s / (trainer.global_step - self.warm_step))
+        self.out.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,162 @@
+"""model.whole_step: the whole optimizer step in one method (and, on a GPU, one CUDA graph per batch shape) trains
+the same weights as Lightning's automatic optimization."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from glue_finetune.config import validate_config
+from glue_finetune.errors import ConfigError, TrainingDivergedError, UserError
+from glue_finetune.results import read_metrics
+from glue_finetune.training import train, whole_step_setting
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def curves(tmp_path, name: str) -> dict[str, list]:
+    """Per metric, its values in step order, the step first: [step, value, step, value, ...]."""
+    rows = read_metrics(tmp_path / name / "metrics.csv")
+    return {metric: [x for r in rows if r.get(metric) is not None for x in (r["step"], r[metric])]
+            for metric in ("train/loss", "train/lr", "val/loss", "val/acc")}
+
+
+def test_the_whole_step_trains_exactly_as_lightnings_automatic_optimization(tiny_cfg, tmp_path):
+    # float32, so "the same" is exact: same batches, dropout masks, clipping, AdamW update and learning rates.
+    for whole_step in ("false", "true"):
+        train(tiny_cfg(f"model.whole_step={whole_step}", "trainer.precision=32-true", "trainer.max_epochs=2",
+                       "trainer.gradient_clip_val=0.05", "predict_test=false", output_dir=tmp_path / whole_step))
+    automatic, whole = curves(tmp_path, "false"), curves(tmp_path, "true")
+    assert whole["train/loss"][::2] == [10, 20, 30, 40]
+    for metric in automatic:
+        assert whole[metric] == pytest.approx(automatic[metric], rel=1e-6), metric
+    # and clipping did act: without it the run differs
+    train(tiny_cfg("model.whole_step=true", "trainer.precision=32-true", "trainer.max_epochs=2",
+                   "trainer.gradient_clip_val=null", "predict_test=false", output_dir=tmp_path / "unclipped"))
+    assert curves(tmp_path, "unclipped")["train/loss"][1:] != whole["train/loss"][1:]
+
+
+def test_the_whole_step_stops_at_a_non_finite_loss(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("model.whole_step=true")
+    with open_dict(cfg):
+        cfg.callbacks.poison = {"_target_": "test_robustness.PoisonWeightsAfter", "step": 15}
+    with pytest.raises(TrainingDivergedError, match="became NaN or infinite at optimizer step 16"):
+        train(cfg)
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+
+
+def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path):
+    overrides = ["model.whole_step=true", "trainer.max_epochs=2", "predict_test=false"]
+    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
+    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": 30}
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    whole, resumed = (torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)
+                      for d in ("whole", "resumed"))
+    for name, tensor in whole["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], tensor, atol=1e-6, rtol=0, msg=name)
+    assert curves(tmp_path, "resumed")["val/loss"] == pytest.approx(curves(tmp_path, "whole")["val/loss"], abs=1e-6)
+
+
+def test_settings_that_rule_out_the_whole_step_are_named_before_training(tiny_cfg):
+    cfg = tiny_cfg("model.whole_step=true", "trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed")
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "trainer.accumulate_grad_batches=2" in str(err.value) and "trainer.precision=16-mixed" in str(err.value)
+    assert "model.whole_step=false" in str(err.value)
+    with pytest.raises(ConfigError, match="model.whole_step='always': use auto, true or false"):
+        validate_config(tiny_cfg("model.whole_step=always"))
+    # auto: simply off where it cannot run
+    validate_config(tiny_cfg("model.whole_step=auto", "trainer.accumulate_grad_batches=2"))
+
+
+def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_hold(tiny_cfg, monkeypatch):
+    import glue_finetune.training as training
+
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto")) is False  # no GPU
+    monkeypatch.setattr(training, "uses_gpu", lambda cfg: True)
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto")) is True
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto", "trainer.accumulate_grad_batches=2")) is False
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto", "optimizer=sgd")) is False
+    assert whole_step_setting(tiny_cfg("model.whole_step=false")) is False
+    with pytest.raises(UserError, match="optimizer torch.optim.SGD cannot run inside a CUDA graph.*optimizer=adamw"):
+        whole_step_setting(tiny_cfg("model.whole_step=true", "optimizer=sgd"))
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, precision):
+    common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "predict_test=false",
+              "data.pad_to_multiple_of=8"]
+    train(tiny_cfg(*common, "model.whole_step=true", output_dir=tmp_path / "graphed"))
+    train(tiny_cfg(*common, "model.whole_step=false", output_dir=tmp_path / "eager"))
+    graphed, eager = curves(tmp_path, "graphed"), curves(tmp_path, "eager")
+    tolerance = 2e-2 if precision == "bf16-mixed" else 2e-3  # TF32 / bf16 kernels differ between the two
+    for metric in ("train/loss", "val/loss"):
+        assert graphed[metric][::2] == eager[metric][::2]
+        assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=tolerance), metric
+    checkpoint = torch.load(tmp_path / "graphed" / "checkpoints" / "last.ckpt", weights_only=True)
+    for group in checkpoint["optimizer_states"][0]["param_groups"]:  # plain values: it resumes anywhere
+        assert isinstance(group["lr"], float) and group["capturable"] is False
+
+
+@needs_gpu
+def test_captured_steps_replay_without_waiting_for_the_gpu_and_train_as_eager_steps():
+    from glue_finetune.step_graphs import CapturedSteps
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                    torch.nn.Linear(16, 1)).cuda()
+        lr = torch.tensor(1e-2, device="cuda")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True, capturable=True)
+
+        def step(batch):
+            loss = torch.nn.functional.mse_loss(model(batch["x"]).squeeze(-1), batch["y"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.detach()
+        return model, lr, step
+
+    generator = torch.Generator().manual_seed(1)
+    batches = [{"x": torch.randn(n, 8, generator=generator).cuda(), "y": torch.randn(n, generator=generator).cuda()}
+               for n in (4, 4, 6, 4, 6, 6, 4, 5)]
+    eager_model, eager_lr, eager_step = make()
+    graphed_model, graphed_lr, graphed_step = make()
+    steps = CapturedSteps(graphed_step)
+    eager_losses, graphed_losses = [], []
+    for i, batch in enumerate(batches):
+        for lr in (eager_lr, graphed_lr):
+            lr.fill_(1e-2 / (i + 1))  # the scheduler's in-place update reaches the graph
+        torch.manual_seed(100 + i)
+        eager_losses.append(eager_step(batch))
+        torch.manual_seed(100 + i)  # dropout: the same masks in the graph as in the eager step
+        replay = steps.graphs.get(__import__("glue_finetune.step_graphs", fromlist=["x"]).shape_key(batch))
+        torch.cuda.set_sync_debug_mode("error" if replay else "default")
+        try:
+            graphed_losses.append(steps(batch).clone())
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    # shapes 4 and 6: eager the first time, captured the second; 5 came once and ran eagerly
+    assert steps.captures == 2 and steps.replays == 5
+    torch.testing.assert_close(torch.stack(graphed_losses), torch.stack(eager_losses), rtol=1e-4, atol=1e-5)
+    for a, b in zip(graphed_model.parameters(), eager_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_gpu
+def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="glue_finetune.model")
+    train(tiny_cfg("trainer=gpu", "trainer.max_epochs=3", "predict_test=false"))  # model.whole_step: auto
+    message = next(r.getMessage() for r in caplog.records if "captured as CUDA graphs" in r.getMessage())
+    replayed = int(message.split(" steps replayed")[0].split(", ")[-1].split(" of ")[0])
+    assert replayed >= 30, message  # of 60 steps; the first of each shape runs eagerly
