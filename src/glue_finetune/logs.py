@@ -62,6 +62,9 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
     # Lightning under DDP, for every value logged per epoch without sync_dist: this module logs torchmetrics results,
     # which torchmetrics has already reduced across processes.
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('.*', \.\.\., sync_dist=True\)`")
+    # torch, for the eager steps of the graphed whole step (model.whole_step): the first batch of each shape runs
+    # eagerly with the optimizer already set up for capture, on purpose (step_graphs.py).
+    warnings.filterwarnings("ignore", message=r"This instance was constructed with capturable=True")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
