@@ -238,7 +238,7 @@ def padding_ratios(args, pad_multiples: dict[str, int | None]) -> dict:
     dm = SST2DataModule(tokenizer=args.model, local_dir=args.data, max_train_samples=args.train_samples,
                         batch_size=args.batch_size)
     dm.setup()
-    lengths = torch.tensor(dm.splits["train"]["length"])
+    lengths = torch.tensor(dm.lengths("train"))
     real = int(lengths.sum())
     torch.manual_seed(0)
     random_batches = torch.randperm(len(lengths)).split(args.batch_size)
@@ -292,7 +292,7 @@ def gpu_benchmark(args, settings: dict) -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(
-               [str(ROOT / "bench"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+               [str(ROOT / "bench"), str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     common = [f"model.name_or_path={args.model}", "model.pretrained=false", f"data.local_dir={args.data}",
               "logger=csv", "trainer.enable_progress_bar=false"]
     short = [f"+trainer.max_steps={args.steps}", "predict_test=false"]

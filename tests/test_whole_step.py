@@ -3,6 +3,7 @@ the same weights as Lightning's automatic optimization."""
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 from omegaconf import open_dict
@@ -160,3 +161,33 @@ def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     message = next(r.getMessage() for r in caplog.records if "captured as CUDA graphs" in r.getMessage())
     replayed = int(message.split(" steps replayed")[0].split(", ")[-1].split(" of ")[0])
     assert replayed >= 30, message  # of 60 steps; the first of each shape runs eagerly
+
+
+class FailOnHostSync(L.Callback):
+    """Test helper: from optimizer step `start` on (every batch shape captured by then), any operation that makes
+    the host wait for the GPU raises, naming itself, until step `stop`."""
+
+    def __init__(self, start: int = 30, stop: int = 45):
+        self.start, self.stop = start, stop
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.start <= trainer.global_step < self.stop:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@needs_gpu
+def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
+    # Hooks, data loading, the replay, the scheduler and the loss metric included: a host that waits for the GPU
+    # once per step serialises the two, and the step takes host time + GPU time instead of the longer of them.
+    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "predict_test=false",
+                   "data.pad_to_multiple_of=32", "trainer.log_every_n_steps=1000", "trainer.val_check_interval=1000",
+                   "trainer.num_sanity_val_steps=0")
+    with open_dict(cfg):
+        cfg.callbacks.no_sync = {"_target_": "test_whole_step.FailOnHostSync"}
+    try:
+        train(cfg)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

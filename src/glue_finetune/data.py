@@ -207,18 +207,23 @@ class GlueDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
+    def lengths(self, split: str) -> list[int]:
+        """Every example's token count, as a list: datasets' column object reads Arrow once per element indexed
+        (15 s per epoch for SST-2's 67,349 in the length-grouped sampler, against 2 ms for the list)."""
+        return self.splits[split]["length"][:]
+
     def _eval_order(self, split: str) -> list[int] | None:
         """Longest sentences first: batches of similar lengths carry little padding, and an out-of-memory error
         shows on the first batch. Metrics and predictions do not depend on the order."""
         if not self.sort_eval_by_length:
             return None
-        lengths = self.splits[split]["length"]
+        lengths = self.lengths(split)
         return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
     def train_dataloader(self) -> DataLoader:
         # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
         world = self.trainer.world_size if self.trainer is not None else 1
-        sampler = EpochSeededSampler(self.splits["train"]["length"], self.batch_size * world, self.seed,
+        sampler = EpochSeededSampler(self.lengths("train"), self.batch_size * world, self.seed,
                                      self.group_by_length)
         if self.resume_position:
             self._resume(sampler, **self.resume_position)
