@@ -1,9 +1,9 @@
 """The whole training step replayed as one CUDA graph per batch shape.
 
-A BERT step at SST-2's lengths (16 sentences of ~14 tokens) is a few milliseconds of GPU work spread over ~1,500
-kernels: launched one by one from Python, the launches take longer than the work. A CUDA graph records the step's
-kernels once (forward, backward, clipping, the optimizer update, the step's bookkeeping) and replays them with one
-call. PyTorch's recipe for it (https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture) needs:
+A BERT step at SST-2's lengths (16 sentences of ~14 tokens) is a few milliseconds of GPU work spread over about
+a thousand kernels: launched one by one from Python, the launches take longer than the work. A CUDA graph records
+the step's kernels once (forward, backward, clipping, the optimizer update, the step's bookkeeping) and replays
+them with one call. PyTorch's recipe for it (https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture) needs:
 
 - the same tensor shapes at every replay: one graph per batch shape (batches are padded to a multiple of a few
   tokens, so a run has ~10 shapes);
