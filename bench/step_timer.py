@@ -70,3 +70,37 @@ class StepTimer(L.Callback):
                           warmup_s=self.warm_at - self.start - self.val_before_warm,
                           steady_ms_per_step=1000 * steady_s / (trainer.global_step - self.warm_step))
         self.out.write_text(json.dumps(result, indent=2))
+
+
+class StepProfiler(L.Callback):
+    """torch.profiler over ``steps`` training steps from step ``start`` on (after the CUDA graph captures): writes
+    to ``out`` the wall time per step, the GPU's kernel time per step (how busy the GPU was), and the top
+    operations by host time and by GPU time. For the next question after ms/step: host-bound or GPU-bound?"""
+
+    def __init__(self, out: str, start: int = 600, steps: int = 50):
+        self.out, self.start, self.steps = Path(out), start, steps
+        self.profiler = None
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.start and self.profiler is None:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            sync()
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+            self.began = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.profiler is None or trainer.global_step < self.start + self.steps or self.out.exists():
+            return
+        sync()
+        wall = time.perf_counter() - self.began
+        self.profiler.__exit__(None, None, None)
+        events = self.profiler.key_averages()
+        device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+        lines = [f"{self.steps} steps: {1000 * wall / self.steps:.2f} ms/step wall (profiled), "
+                 f"{device_us / 1000 / self.steps:.2f} ms/step of GPU kernels"]
+        for key in ("self_cpu_time_total", "self_device_time_total"):
+            lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=25, max_name_column_width=60)]
+        self.out.write_text("\n".join(lines))

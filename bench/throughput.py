@@ -286,6 +286,7 @@ def gpu_benchmark(args, settings: dict) -> None:
       automatic optimization (model.whole_step=false), and torch.compile with CUDA graphs
     - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them)
+    - profile: the default run under torch.profiler for 50 steps from step 600: host-bound or GPU-bound
     """
     import subprocess
 
@@ -305,7 +306,8 @@ def gpu_benchmark(args, settings: dict) -> None:
                 "+callbacks.step_timer._target_=step_timer.StepTimer", f"+callbacks.step_timer.out={timing}",
                 f"+callbacks.step_timer.warm_steps={min(500, args.steps // 2)}"]
 
-    def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None) -> dict:
+    def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None,
+            profile: Path | None = None) -> dict:
         start = time.perf_counter()
         procs = []
         for cmd in cmds:
@@ -336,6 +338,9 @@ def gpu_benchmark(args, settings: dict) -> None:
             if proc.returncode != 0:
                 row["output_tail"] = output[-3000:]
             rows.append(row)
+        if profile is not None and profile.exists():
+            rows[0]["profile"] = profile.read_text().splitlines()
+            print(profile.read_text()[:6000], flush=True)
         row = rows[0] if len(rows) == 1 else {"jobs": rows, "wall_s": time.perf_counter() - start}
         print(f"[{time.perf_counter() - began:6.0f} s] {name}: " + json.dumps(
             {k: v for k, v in row.items() if k not in ("output_tail", "jobs")})[:600], flush=True)
@@ -361,6 +366,10 @@ def gpu_benchmark(args, settings: dict) -> None:
     stages = [
         ("tests", 120, lambda: run("tests", [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                               "tests/test_whole_step.py"]], 240)),
+        ("profile", 90, lambda: run("profile", [project_cmd(
+            "profile", "+trainer.max_steps=700", "predict_test=false",
+            "+callbacks.step_profiler._target_=step_timer.StepProfiler",
+            f"+callbacks.step_profiler.out={out_dir / 'profile.txt'}")], 240, profile=out_dir / "profile.txt")),
         ("documented", documented_s + 90, lambda: run("documented", [project_cmd(
             "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
                           f"{int(60 * (args.documented_minutes % 1)):02d}")], documented_s + 180)),

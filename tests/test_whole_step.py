@@ -65,10 +65,13 @@ def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cf
 
 
 def test_settings_that_rule_out_the_whole_step_are_named_before_training(tiny_cfg):
-    cfg = tiny_cfg("model.whole_step=true", "trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed")
+    cfg = tiny_cfg("model.whole_step=true", "trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed",
+                   "+trainer.gradient_clip_algorithm=value")
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
-    assert "trainer.accumulate_grad_batches=2" in str(err.value) and "trainer.precision=16-mixed" in str(err.value)
+    for setting in ("trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed",
+                    "trainer.gradient_clip_algorithm=value"):
+        assert setting in str(err.value)
     assert "model.whole_step=false" in str(err.value)
     with pytest.raises(ConfigError, match="model.whole_step='always': use auto, true or false"):
         validate_config(tiny_cfg("model.whole_step=always"))

@@ -142,6 +142,8 @@ def whole_step_blockers(cfg: DictConfig) -> list[str]:
     if str(get("trainer.precision")).startswith("16"):
         blockers.append(f"trainer.precision={get('trainer.precision')} (float16 needs a gradient scaler; use "
                         f"bf16-mixed)")
+    if (algorithm := get("trainer.gradient_clip_algorithm")) not in (None, "norm"):
+        blockers.append(f"trainer.gradient_clip_algorithm={algorithm} (the whole step clips the gradients' norm)")
     if get("model.compile"):
         blockers.append(f"model.compile={get('model.compile')} (the whole step captures the eager model)")
     return blockers

@@ -290,6 +290,11 @@ def train(cfg: DictConfig) -> float:
             callbacks=instantiate_all(cfg.get("callbacks")),
             logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
         )
+        if whole_step:
+            log.info("Training step: forward, backward, clipping and %s in one method%s (model.whole_step).",
+                     cfg.optimizer._target_.rsplit(".", 1)[-1],
+                     f", one CUDA graph per batch shape (lengths padded to multiples of "
+                     f"{datamodule.pad_to_multiple_of})" if on_gpu else "")
         hparams = OmegaConf.to_container(cfg, resolve=True)
         for logger in trainer.loggers:
             logger.log_hyperparams(hparams)
