@@ -174,3 +174,24 @@ def test_a_resumed_sampler_continues_its_epoch_once_then_draws_whole_epochs():
     resumed.set_epoch(3)
     sampler.set_epoch(3)
     assert list(resumed) == list(sampler)  # the next epoch is whole
+
+
+@pytest.mark.parametrize("task,multiple", [("sst2", None), ("mrpc", 8), ("stsb", None)])
+def test_resident_batches_are_the_collated_batches(tiny_cfg, glue_dir, task, multiple):
+    # The training set kept padded on the device, a batch gathered from its row numbers: the same tensors as
+    # the per-batch collation (single sentences and pairs, class labels and scores, with and without rounding).
+    import torch
+
+    overrides = [f"data={task}", "data.local_dir=null", f"data.glue_dir={glue_dir}",
+                 f"data.pad_to_multiple_of={'null' if multiple is None else multiple}"]
+    collated = datamodule(tiny_cfg, *overrides)
+    resident = datamodule(tiny_cfg, *overrides, "+data.resident_batches=true")
+    batches = 0
+    for expected, rows in zip(collated.train_dataloader(), resident.train_dataloader()):
+        assert set(rows) == {"rows", "length"}  # what travels to the device
+        got = resident.on_after_batch_transfer(rows, 0)
+        assert got.keys() == set(expected.keys())
+        for name, tensor in expected.items():
+            assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+        batches += 1
+    assert batches == len(collated.train_dataloader()) > 5

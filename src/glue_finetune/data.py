@@ -8,6 +8,7 @@ sets (to score the selected checkpoint); the test splits are predicted for the s
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import warnings
@@ -88,6 +89,42 @@ class EpochSeededSampler(Sampler[int]):
         return iter(order[skip:])
 
 
+class ResidentRows:
+    """A tokenized split padded once and kept on the training device, so a training batch is gathered there from
+    its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a batch against 0.05
+    for the gather, on a CPU core), pinning and host-to-device copy of four tensors; one small copy of row numbers
+    instead. Padded on the right with the tokenizer's pad values, so a batch's rows cut to its length are exactly
+    what DataCollatorWithPadding builds for that batch (tested). Memory: rows x the longest row x 8 bytes per
+    input (SST-2: 67,349 x 72: 39 MB each)."""
+
+    PAD_VALUES = {"attention_mask": 0}
+
+    def __init__(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None,
+                 device: torch.device):
+        if tokenizer.padding_side != "right":
+            raise ValueError(f"resident batches need a tokenizer that pads on the right, not {tokenizer.padding_side}")
+        lengths = torch.tensor(split["length"][:])
+        multiple = pad_to_multiple_of or 1
+        width = -(-int(lengths.max()) // multiple) * multiple
+        # Row i's tokens fill the first lengths[i] places of its row: the places where the mask is true, in order.
+        # (tokenizer.pad over the whole split builds the same table in 3.5 s of Python for SST-2; this in ~0.3 s.)
+        filled = torch.arange(width) < lengths[:, None]
+        pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id,
+                **self.PAD_VALUES}
+        self.device = device
+        self.inputs = {}
+        for column in (c for c in MODEL_INPUTS if c in split.column_names):
+            table = torch.full((len(lengths), width), pads[column], dtype=torch.long)
+            table[filled] = torch.tensor(list(itertools.chain.from_iterable(split[column][:])), dtype=torch.long)
+            self.inputs[column] = table.to(device)
+        self.labels = torch.tensor(split["labels"][:]).to(device)
+
+    def batch(self, rows: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
+        out = {c: table[rows, :length] for c, table in self.inputs.items()}
+        out["labels"] = self.labels[rows]
+        return out
+
+
 def _tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, text: list[str], max_length: int,
               format_version: int) -> dict:
     return encode(tokenizer, [batch[name] for name in text], max_length)
@@ -100,7 +137,7 @@ class GlueDataModule(L.LightningDataModule):
     def __init__(self, *, task: str, tokenizer: str, hub_dataset: str, local_dir: str | None, max_length: int,
                  batch_size: int, eval_batch_size: int, max_train_samples: int | None, group_by_length: bool,
                  sort_eval_by_length: bool, pad_to_multiple_of: int | None, num_workers: int,
-                 pin_memory: bool | None, seed: int, glue_dir: str | None):
+                 pin_memory: bool | None, seed: int, glue_dir: str | None, resident_batches: bool = False):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.spec = TASKS[task]
@@ -123,6 +160,10 @@ class GlueDataModule(L.LightningDataModule):
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
         self.resume_position: dict | None = None  # from a checkpoint: see state_dict
+        # resident_batches: the training set lives padded on the training device, and a training batch travels
+        # as its row numbers and length (see ResidentRows). train() sets it with the whole step (model.whole_step).
+        self.resident_batches = resident_batches
+        self.resident: ResidentRows | None = None
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load_raw(self) -> datasets.DatasetDict:
@@ -220,6 +261,25 @@ class GlueDataModule(L.LightningDataModule):
         lengths = self.lengths(split)
         return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
+    def _row_loader(self, sampler) -> DataLoader:
+        """Training batches as row numbers: {"rows": LongTensor, "length": the batch's padded length}."""
+        lengths, multiple = self.lengths("train"), self.pad_to_multiple_of or 1
+
+        def collate(rows: list[int]) -> dict:
+            longest = max(lengths[r] for r in rows)
+            return {"rows": torch.tensor(rows), "length": -(-longest // multiple) * multiple}
+
+        return DataLoader(range(len(lengths)), batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+                          pin_memory=self.pin_memory)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, dict) and "rows" in batch:  # a resident training batch: gather it on the device
+            if self.resident is None or self.resident.device != batch["rows"].device:
+                self.resident = ResidentRows(self.splits["train"], self.tokenizer, self.pad_to_multiple_of,
+                                             batch["rows"].device)
+            return self.resident.batch(batch["rows"], batch["length"])
+        return batch
+
     def train_dataloader(self) -> DataLoader:
         # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
         world = self.trainer.world_size if self.trainer is not None else 1
@@ -235,6 +295,8 @@ class GlueDataModule(L.LightningDataModule):
             # process with that batch size trains. set_epoch reaches the sampler through the wrapper.
             sampler = DistributedSamplerWrapper(sampler, num_replicas=world, rank=self.trainer.global_rank,
                                                 shuffle=False)
+        if self.resident_batches:
+            return self._row_loader(sampler)
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -272,6 +272,8 @@ def train(cfg: DictConfig) -> float:
         whole_step = whole_step_setting(cfg)
         on_gpu = uses_gpu(cfg)
         data_settings = {}
+        if whole_step:  # the training set on the training device, a batch gathered from its row numbers
+            data_settings["resident_batches"] = True
         if whole_step and on_gpu and cfg.data.get("pad_to_multiple_of") is None:
             data_settings["pad_to_multiple_of"] = STEP_GRAPH_PAD  # a few batch shapes, one CUDA graph each
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
