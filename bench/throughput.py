@@ -284,6 +284,8 @@ def gpu_benchmark(args, settings: dict) -> None:
     - hf: Hugging Face's Trainer, bf16, dynamic padding, --steps steps (eval once at the end)
     - whole / eager / compiled: this project on --steps steps: the default (whole step, CUDA graphs), Lightning's
       automatic optimization (model.whole_step=false), and torch.compile with CUDA graphs
+    - whole+compiled: the whole step's graphs holding torch.compile's fused kernels (model.compile=true
+      model.whole_step=true): fewer, larger kernels per step
     - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them)
     - profile: the default run under torch.profiler for 50 steps from step 600: host-bound or GPU-bound
@@ -380,6 +382,8 @@ def gpu_benchmark(args, settings: dict) -> None:
         ("eager", 60, lambda: run("eager", [project_cmd("eager", *short, "model.whole_step=false")], 240)),
         *[(f"jobs{n}", 40 + 15 * n, lambda n=n: run(f"jobs{n}", job_cmds(n), 300, cores_each=max(
             1, (os.cpu_count() or n) // n))) for n in args.jobs],
+        ("whole+compiled", 150, lambda: run("whole+compiled", [project_cmd(
+            "whole-compiled", *short, "model.compile=true", "model.whole_step=true")], 360)),
         ("compiled", 120, lambda: run("compiled", [project_cmd(
             "compiled", *short, "model.compile=reduce-overhead", "model.whole_step=false",
             "data.pad_to_multiple_of=8", "data.num_workers=4")], 300)),
@@ -409,7 +413,7 @@ def gpu_summary(results: dict, args) -> dict:
         summary["documented_all_in_s_extrapolated"] = doc["wall_s"] + left * doc["steady_ms_per_step"] / 1000 + (
             (total // VAL_EVERY - doc.get("validations", 0)) * (doc.get("val_s_median") or 0))
     hf = stages.get("hf", {}).get("steady_ms_per_step")
-    for name in ("documented", "whole", "eager", "compiled"):
+    for name in ("documented", "whole", "eager", "compiled", "whole+compiled"):
         ms = stages.get(name, {}).get("steady_ms_per_step")
         if ms and hf:
             summary[f"hf/{name} steady ms per step"] = hf / ms

@@ -73,6 +73,8 @@ def test_settings_that_rule_out_the_whole_step_are_named_before_training(tiny_cf
                     "trainer.gradient_clip_algorithm=value"):
         assert setting in str(err.value)
     assert "model.whole_step=false" in str(err.value)
+    with pytest.raises(ConfigError, match="model.compile=reduce-overhead .CUDA graphs of its own"):
+        validate_config(tiny_cfg("model.whole_step=true", "model.compile=reduce-overhead"))
     with pytest.raises(ConfigError, match="model.whole_step='always': use auto, true or false"):
         validate_config(tiny_cfg("model.whole_step=always"))
     # auto: simply off where it cannot run
@@ -87,6 +89,8 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
     assert whole_step_setting(tiny_cfg("model.whole_step=auto")) is True
     assert whole_step_setting(tiny_cfg("model.whole_step=auto", "trainer.accumulate_grad_batches=2")) is False
     assert whole_step_setting(tiny_cfg("model.whole_step=auto", "optimizer=sgd")) is False
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto", "model.compile=true")) is False  # only when asked
+    assert whole_step_setting(tiny_cfg("model.whole_step=true", "model.compile=true")) is True
     assert whole_step_setting(tiny_cfg("model.whole_step=false")) is False
     with pytest.raises(UserError, match="optimizer torch.optim.SGD cannot run inside a CUDA graph.*optimizer=adamw"):
         whole_step_setting(tiny_cfg("model.whole_step=true", "optimizer=sgd"))
@@ -194,3 +198,25 @@ def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
         train(cfg)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_compiled_model_inside_the_whole_step_trains_as_the_eager_one(tiny_cfg, tmp_path, monkeypatch):
+    # model.compile=true model.whole_step=true: torch.compile's kernels run inside train_step (on a GPU, inside
+    # its graphs); on the CPU the compiled step is compared with the eager one, with the compiler drawing dropout
+    # masks as eager PyTorch does (its own generator would give other masks: the same training, other bits).
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    torch._dynamo.reset()
+    # one batch shape (lengths padded to 32), so one graph to compile for training and one for evaluation
+    common = ["model.whole_step=true", "trainer.precision=32-true", "+trainer.max_steps=4", "predict_test=false",
+              "data.pad_to_multiple_of=32", "trainer.log_every_n_steps=2", "trainer.val_check_interval=4",
+              "trainer.num_sanity_val_steps=0"]
+    torch._dynamo.utils.counters.clear()
+    train(tiny_cfg(*common, "model.compile=true", output_dir=tmp_path / "compiled"))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # it went through the compiler
+    train(tiny_cfg(*common, output_dir=tmp_path / "eager"))
+    compiled, eager = curves(tmp_path, "compiled"), curves(tmp_path, "eager")
+    assert compiled["train/loss"][::2] == eager["train/loss"][::2] == [2, 4]
+    assert compiled["train/loss"][1::2] == pytest.approx(eager["train/loss"][1::2], abs=1e-4)
+    assert compiled["val/loss"][1::2] == pytest.approx(eager["val/loss"][1::2], abs=1e-4)

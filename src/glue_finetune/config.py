@@ -144,8 +144,9 @@ def whole_step_blockers(cfg: DictConfig) -> list[str]:
                         f"bf16-mixed)")
     if (algorithm := get("trainer.gradient_clip_algorithm")) not in (None, "norm"):
         blockers.append(f"trainer.gradient_clip_algorithm={algorithm} (the whole step clips the gradients' norm)")
-    if get("model.compile"):
-        blockers.append(f"model.compile={get('model.compile')} (the whole step captures the eager model)")
+    if get("model.compile") in ("reduce-overhead", "max-autotune"):  # torch.compile's own CUDA graphs
+        blockers.append(f"model.compile={get('model.compile')} (CUDA graphs of its own; true or "
+                        f"max-autotune-no-cudagraphs go inside the whole step's graphs)")
     return blockers
 
 

@@ -135,8 +135,8 @@ def whole_step_setting(cfg: DictConfig) -> bool:
         if setting is True:
             raise UserError(f"model.whole_step=true: {reason}. Fix: optimizer=adamw, or model.whole_step=false.")
         blockers.append(reason)
-    if setting == "auto":
-        return on_gpu and not blockers
+    if setting == "auto":  # with model.compile, only when asked for: compiled kernels inside its graphs
+        return on_gpu and not blockers and not cfg.model.get("compile")
     return setting is True
 
 
