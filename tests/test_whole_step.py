@@ -220,3 +220,19 @@ def test_a_compiled_model_inside_the_whole_step_trains_as_the_eager_one(tiny_cfg
     assert compiled["train/loss"][::2] == eager["train/loss"][::2] == [2, 4]
     assert compiled["train/loss"][1::2] == pytest.approx(eager["train/loss"][1::2], abs=1e-4)
     assert compiled["val/loss"][1::2] == pytest.approx(eager["val/loss"][1::2], abs=1e-4)
+
+
+@pytest.mark.parametrize("first,then", [("false", "true"), ("true", "false")])
+def test_a_checkpoint_resumes_at_its_step_whichever_way_the_step_runs(tiny_cfg, tmp_path, first, then):
+    # Lightning counts optimizer steps apart for automatic and manual optimization: a run stopped on a CPU
+    # (automatic) and continued on a GPU (the whole step), or the other way round, goes on from its step.
+    overrides = ["trainer.max_epochs=2", "predict_test=false", "trainer.precision=32-true"]
+    cfg = tiny_cfg(*overrides, f"model.whole_step={first}", output_dir=tmp_path / "run")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": 30}
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    train(tiny_cfg(*overrides, f"model.whole_step={then}", f"ckpt_path={last}", output_dir=tmp_path / "run"))
+    assert torch.load(last, weights_only=True)["global_step"] == 40
+    assert curves(tmp_path, "run")["val/loss"][::2] == [10, 20, 30, 40]

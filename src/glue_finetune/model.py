@@ -164,6 +164,20 @@ class TextClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.dropout_seed = checkpoint.get("dropout_seed", self.dropout_seed)
+        self.resumed_step = checkpoint.get("global_step")
+
+    def _continue_step_count(self) -> None:
+        """Lightning counts optimizer steps apart for automatic and manual optimization (global_step reads the
+        counter of the mode in use), so a checkpoint saved with the whole step on and resumed with it off, or the
+        other way round (a CPU run continued on a GPU), would start counting again from 0: the mode in use takes
+        over the checkpoint's count."""
+        step, self.resumed_step = getattr(self, "resumed_step", None), None
+        if step is None or self.global_step == step:
+            return
+        loop = self.trainer.fit_loop.epoch_loop
+        progress = (loop.automatic_optimization.optim_progress.optimizer.step if self.automatic_optimization
+                    else loop.manual_optimization.optim_step_progress)
+        progress.total.ready = progress.total.completed = step
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if self.whole_step:
@@ -220,6 +234,7 @@ class TextClassifier(L.LightningModule):
         return None
 
     def on_train_start(self) -> None:
+        self._continue_step_count()  # after Lightning has restored its loops from a checkpoint
         if not self.whole_step:
             return
         self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
