@@ -115,7 +115,7 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
 
 @needs_gpu
 def test_captured_steps_replay_without_waiting_for_the_gpu_and_train_as_eager_steps():
-    from glue_finetune.step_graphs import CapturedSteps
+    from glue_finetune.step_graphs import CapturedSteps, shape_key
 
     def make():
         torch.manual_seed(0)
@@ -146,7 +146,7 @@ def test_captured_steps_replay_without_waiting_for_the_gpu_and_train_as_eager_st
         torch.manual_seed(100 + i)
         eager_losses.append(eager_step(batch))
         torch.manual_seed(100 + i)  # dropout: the same masks in the graph as in the eager step
-        replay = steps.graphs.get(__import__("glue_finetune.step_graphs", fromlist=["x"]).shape_key(batch))
+        replay = steps.graphs.get(shape_key(batch))
         torch.cuda.set_sync_debug_mode("error" if replay else "default")
         try:
             graphed_losses.append(steps(batch).clone())
