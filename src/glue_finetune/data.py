@@ -89,6 +89,11 @@ class EpochSeededSampler(Sampler[int]):
         return iter(order[skip:])
 
 
+def round_up(length: int, multiple: int | None) -> int:
+    """A batch's padded length: its longest row rounded up to ``multiple`` (as DataCollatorWithPadding pads)."""
+    return -(-length // multiple) * multiple if multiple else length
+
+
 class ResidentRows:
     """A tokenized split padded once and kept on the training device, so a training batch is gathered there from
     its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a batch against 0.05
@@ -104,8 +109,7 @@ class ResidentRows:
         if tokenizer.padding_side != "right":
             raise ValueError(f"resident batches need a tokenizer that pads on the right, not {tokenizer.padding_side}")
         lengths = torch.tensor(split["length"][:])
-        multiple = pad_to_multiple_of or 1
-        width = -(-int(lengths.max()) // multiple) * multiple
+        width = round_up(int(lengths.max()), pad_to_multiple_of)
         # Row i's tokens fill the first lengths[i] places of its row: the places where the mask is true, in order.
         # (tokenizer.pad over the whole split builds the same table in 3.5 s of Python for SST-2; this in ~0.3 s.)
         filled = torch.arange(width) < lengths[:, None]
@@ -261,13 +265,11 @@ class GlueDataModule(L.LightningDataModule):
         lengths = self.lengths(split)
         return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
-    def _row_loader(self, sampler) -> DataLoader:
+    def _row_loader(self, lengths: list[int], sampler) -> DataLoader:
         """Training batches as row numbers: {"rows": LongTensor, "length": the batch's padded length}."""
-        lengths, multiple = self.lengths("train"), self.pad_to_multiple_of or 1
-
         def collate(rows: list[int]) -> dict:
-            longest = max(lengths[r] for r in rows)
-            return {"rows": torch.tensor(rows), "length": -(-longest // multiple) * multiple}
+            return {"rows": torch.tensor(rows), "length": round_up(max(lengths[r] for r in rows),
+                                                                   self.pad_to_multiple_of)}
 
         return DataLoader(range(len(lengths)), batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
                           pin_memory=self.pin_memory)
@@ -283,8 +285,8 @@ class GlueDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Length-grouped batches carry ~4 % padding on SST-2 instead of ~2.6x with plain shuffling.
         world = self.trainer.world_size if self.trainer is not None else 1
-        sampler = EpochSeededSampler(self.lengths("train"), self.batch_size * world, self.seed,
-                                     self.group_by_length)
+        lengths = self.lengths("train")
+        sampler = EpochSeededSampler(lengths, self.batch_size * world, self.seed, self.group_by_length)
         if self.resume_position:
             self._resume(sampler, **self.resume_position)
             self.resume_position = None
@@ -296,7 +298,7 @@ class GlueDataModule(L.LightningDataModule):
             sampler = DistributedSamplerWrapper(sampler, num_replicas=world, rank=self.trainer.global_rank,
                                                 shuffle=False)
         if self.resident_batches:
-            return self._row_loader(sampler)
+            return self._row_loader(lengths, sampler)
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
