@@ -6,7 +6,7 @@
 Training time excludes validations; each validation is timed from its start to the next training batch, so the
 checkpoints saved after it count as its time. ``steady_ms_per_step``: after ``warm_steps`` steps (start-up,
 CUDA graph captures, compilation). The GPU is synchronised only at the points timed (start, warm step,
-validations, end), never per step. Used by ``bench/throughput.py``.
+validations, end), never per step. Used by ``bench/throughput.py``, in its own process and in children.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class StepTimer(L.Callback):
         result = {"steps": trainer.global_step, "fit_s": end - self.start, "validations": len(self.val_times),
                   "validation_s": validation, "train_s": end - self.start - validation,
                   "setup_s": self.start - self.created,
-                  "val_s_median": sorted(self.val_times)[len(self.val_times) // 2] if self.val_times else None}
+                  "val_s_median": sorted(self.val_times)[len(self.val_times) // 2] if self.val_times else None,
+                  "val_times": self.val_times}
         if self.warm_at is not None and trainer.global_step > self.warm_step:
             steady_s = end - self.warm_at - (validation - self.val_before_warm)
             result.update(warm_steps=self.warm_step,

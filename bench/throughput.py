@@ -54,6 +54,7 @@ from transformers import (  # noqa: E402
 from glue_finetune.config import package_path  # noqa: E402
 from glue_finetune.data import GlueDataModule  # noqa: E402
 from glue_finetune.training import train  # noqa: E402
+from step_timer import sync  # noqa: E402  (bench/, beside this script)
 
 
 def SST2DataModule(*, tokenizer: str, local_dir: str, max_train_samples: int | None = None,
@@ -93,11 +94,6 @@ class TrainLoopTimer(TrainerCallback):
     def on_train_end(self, *a, **k):
         sync()
         self.seconds = time.perf_counter() - self.start
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def rates(samples: int, steps: int, seconds: float, warm_steps: int, warm_at: float | None, start: float) -> dict:
@@ -155,49 +151,6 @@ def hf_trainer_run(args, seed: int, pad_to_max: bool, max_steps: int = -1, bf16:
             "val_s_each": val_s, "wall_s": wall, "dev_acc": acc if max_steps <= 0 else None, "bf16": bf16}
 
 
-class LightningLoopTimer(L.Callback):
-    """Training-step time without validations, the time at step warm_steps, and each validation's time counted
-    from its start to the next training step (so the checkpoints saved after it are included)."""
-
-    def __init__(self, warm_steps: int = 0):
-        self.warm_steps = warm_steps
-
-    def on_train_start(self, *a):
-        sync()
-        self.start, self.warm_at, self.val_start = time.perf_counter(), None, None
-        self.val_times: list[float] = []
-
-    @property
-    def val(self) -> float:
-        return sum(self.val_times)
-
-    def _close_validation(self) -> None:
-        if self.val_start is not None:
-            sync()
-            self.val_times.append(time.perf_counter() - self.val_start)
-            self.val_start = None
-
-    def on_train_batch_start(self, *a):
-        self._close_validation()
-
-    def on_train_batch_end(self, trainer, *a):
-        if trainer.global_step == self.warm_steps and self.warm_at is None:
-            sync()
-            self.warm_at = time.perf_counter() - self.val  # on the clock that excludes validation
-
-    def on_validation_start(self, trainer, *a):
-        if not trainer.sanity_checking and hasattr(self, "start"):
-            sync()
-            self.val_start = time.perf_counter()
-
-    def on_train_end(self, trainer, *a):
-        self._close_validation()
-        sync()
-        LightningLoopTimer.last = self
-        self.seconds = time.perf_counter() - self.start - self.val
-        self.steps = trainer.global_step
-
-
 def project_run(args, seed: int, extra_overrides: list[str] = ()) -> dict:
     steps = math.ceil(args.train_samples / args.batch_size)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -217,19 +170,26 @@ def project_run(args, seed: int, extra_overrides: list[str] = ()) -> dict:
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = out
         warm = min(500, (args.project_steps or steps) // 4)
-        cfg.callbacks.loop_timer = {"_target_": f"{__name__}.LightningLoopTimer", "warm_steps": warm}
+        cfg.callbacks.step_timer = {"_target_": "step_timer.StepTimer", "out": f"{out}/timing.json",
+                                    "warm_steps": warm}
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg.hydra
     start = time.perf_counter()
     acc = train(cfg)
     wall = time.perf_counter() - start
-    timer = LightningLoopTimer.last
-    samples = min(timer.steps * args.batch_size, args.train_samples)
-    return {**rates(samples, timer.steps, timer.seconds, timer.warm_steps, timer.warm_at, timer.start),
+    timing = json.loads(Path(out, "timing.json").read_text())
+    steps, seconds = timing["steps"], timing["train_s"]
+    samples = min(steps * args.batch_size, args.train_samples)
+    out_row = {"steps": steps, "samples_per_s": samples / seconds, "steps_per_s": steps / seconds,
+               "ms_per_step": 1000 * seconds / steps, "train_s": seconds}
+    if "steady_ms_per_step" in timing:
+        out_row.update(warmup_steps=timing["warm_steps"], warmup_s=timing["warmup_s"],
+                       steady_ms_per_step=timing["steady_ms_per_step"])
+    return {**out_row,
             # the median: the first validation of a compiled model includes compiling its evaluation graphs
-            "val_s_each": statistics.median(timer.val_times) if timer.val_times else None,
-            "val_s_all": timer.val_times, "wall_s": wall, "dev_acc": acc,
+            "val_s_each": statistics.median(timing["val_times"]) if timing["val_times"] else None,
+            "val_s_all": timing["val_times"], "wall_s": wall, "dev_acc": acc,
             "overrides": list(extra_overrides)}
 
 
