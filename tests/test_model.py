@@ -94,3 +94,29 @@ def test_training_step_never_waits_for_the_gpu(tiny_cfg):
             model.training_step(batch, 0).backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_the_dev_loss_is_the_mean_over_examples_and_shows_a_nan(tiny_cfg):
+    # Batches of 4, 4 and 2 examples: the last batch's mean loss counts for 2 examples, not for a third of the set.
+    model = build(tiny_cfg).eval()
+    generator = torch.Generator().manual_seed(0)
+    ids, labels = torch.randint(5, 90, (10, 6), generator=generator), torch.tensor([0, 1] * 5)
+
+    def dev_loss() -> torch.Tensor:
+        with torch.no_grad():
+            for a, b in ((0, 4), (4, 8), (8, 10)):
+                batch = {"input_ids": ids[a:b], "attention_mask": torch.ones(b - a, 6, dtype=torch.long),
+                         "labels": labels[a:b]}
+                model._evaluate(batch, model.val_losses[0], model.val_metrics[0])
+        return model._scores(model.val_losses, model.val_metrics)["val/loss"]
+
+    with torch.no_grad():
+        logits = model({"input_ids": ids, "attention_mask": torch.ones(10, 6, dtype=torch.long)}).logits
+    expected = torch.nn.functional.cross_entropy(logits, labels, reduction="none").mean()
+    torch.testing.assert_close(dev_loss(), expected)
+    # a token whose embedding is NaN, only in the last batch: that batch's loss is NaN, and so is the dev loss (a
+    # NaN batch is not dropped from the mean)
+    ids[9, 1] = 95
+    with torch.no_grad():
+        model.model.get_input_embeddings().weight[95] = float("nan")
+    assert torch.isnan(dev_loss())

@@ -105,7 +105,8 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
     train(tiny_cfg(*common, "model.whole_step=false", output_dir=tmp_path / "eager"))
     graphed, eager = curves(tmp_path, "graphed"), curves(tmp_path, "eager")
     tolerance = 2e-2 if precision == "bf16-mixed" else 2e-3  # TF32 / bf16 kernels differ between the two
-    for metric in ("train/loss", "val/loss"):
+    # validation included: its forward is replayed as graphs too, from the second validation on
+    for metric in ("train/loss", "val/loss", "val/acc"):
         assert graphed[metric][::2] == eager[metric][::2]
         assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=tolerance), metric
     checkpoint = torch.load(tmp_path / "graphed" / "checkpoints" / "last.ckpt", weights_only=True)
@@ -159,29 +160,71 @@ def test_captured_steps_replay_without_waiting_for_the_gpu_and_train_as_eager_st
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_a_step_that_cannot_be_captured_runs_eagerly_with_one_warning(monkeypatch, caplog):
+    # Speed is lost, not the run: the batch whose capture failed runs eagerly (after the cleanup hook: an aborted
+    # capture may leave gradients behind), and so does every later batch, without trying again.
+    from glue_finetune.step_graphs import CapturedSteps
+
+    ran = []
+
+    def train_step(batch):
+        ran.append(tuple(batch["x"].shape))
+        return batch["x"].sum()
+
+    steps = CapturedSteps(train_step, before_eager_rerun=lambda: ran.append("cleared"))
+
+    def capture(key, batch):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(steps, "_capture", capture)
+    for n in (2, 2, 2, 3, 3):
+        assert steps({"x": torch.ones(n)}) == n
+    assert ran == [(2,), "cleared", (2,), (2,), (3,), (3,)]
+    assert steps.captures == steps.replays == 0
+    warnings = [r.getMessage() for r in caplog.records if "Could not capture" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "train_step" in warnings[0] and "operation not permitted when stream is capturing" in warnings[0]
+    assert "more detail" not in warnings[0] and "model.whole_step=false" in warnings[0]
+
+
 @needs_gpu
 def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     import logging
 
     caplog.set_level(logging.INFO, logger="glue_finetune.model")
     train(tiny_cfg("trainer=gpu", "trainer.max_epochs=3", "predict_test=false"))  # model.whole_step: auto
-    message = next(r.getMessage() for r in caplog.records if "captured as CUDA graphs" in r.getMessage())
-    replayed = int(message.split(" steps replayed")[0].split(", ")[-1].split(" of ")[0])
-    assert replayed >= 30, message  # of 60 steps; the first of each shape runs eagerly
+    messages = [r.getMessage() for r in caplog.records if "captured as CUDA graphs" in r.getMessage()]
+    training = next(m for m in messages if m.startswith("Training step"))
+    replayed = int(training.split(" steps replayed")[0].split(", ")[-1].split(" of ")[0])
+    assert replayed >= 30, training  # of 60 steps; the first of each shape runs eagerly
+    # 6 validations (and the sanity check) of 8 dev batches: all but the first one or two of each shape replayed
+    validation = next(m for m in messages if m.startswith("Validation"))
+    assert int(validation.split(", ")[-1].split(" batches replayed")[0]) >= 24, validation
 
 
 class FailOnHostSync(L.Callback):
     """Test helper: from optimizer step `start` on (every batch shape captured by then), any operation that makes
-    the host wait for the GPU raises, naming itself, until step `stop`."""
+    the host wait for the GPU raises, naming itself, until step `stop`: in each training batch (`training`), in
+    each validation batch (`validation`; their shapes are captured by the second validation)."""
 
-    def __init__(self, start: int = 30, stop: int = 45):
-        self.start, self.stop = start, stop
+    def __init__(self, start: int = 30, stop: int = 45, training: bool = True, validation: bool = False):
+        self.start, self.stop, self.training, self.validation = start, stop, training, validation
+
+    validation_batches_checked = 0  # over all instances: the test reads it after train()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.start <= trainer.global_step < self.stop:
+        if self.training and self.start <= trainer.global_step < self.stop:
             torch.cuda.set_sync_debug_mode("error")
 
     def on_train_batch_end(self, trainer, pl_module, *args):
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_validation_batch_start(self, trainer, pl_module, *args):
+        if self.validation and not trainer.sanity_checking and self.start <= trainer.global_step < self.stop:
+            torch.cuda.set_sync_debug_mode("error")
+            FailOnHostSync.validation_batches_checked += 1
+
+    def on_validation_batch_end(self, trainer, pl_module, *args):
         torch.cuda.set_sync_debug_mode("default")
 
 
@@ -200,20 +243,37 @@ def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
         torch.cuda.set_sync_debug_mode("default")
 
 
-def test_a_compiled_model_inside_the_whole_step_trains_as_the_eager_one(tiny_cfg, tmp_path, monkeypatch):
+@needs_gpu
+def test_validation_of_a_graphed_run_never_waits_for_the_gpu_between_batches(tiny_cfg):
+    # Its forward replayed, the dev loss and metrics accumulated on the GPU: the host queues a validation's batches
+    # without waiting, and waits once at its end for the scores.
+    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "predict_test=false",
+                   "data.pad_to_multiple_of=32", "trainer.val_check_interval=10")
+    with open_dict(cfg):
+        cfg.callbacks.no_sync = {"_target_": "test_whole_step.FailOnHostSync", "start": 20, "stop": 60,
+                                 "training": False, "validation": True}
+    FailOnHostSync.validation_batches_checked = 0
+    try:
+        train(cfg)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert FailOnHostSync.validation_batches_checked >= 4 * 8  # validations at steps 20, 30, 40, 50; 8 batches each
+
+
+def test_a_compiled_model_inside_the_whole_step_trains_as_the_eager_one(tiny_cfg, tmp_path):
     # model.compile=true model.whole_step=true: torch.compile's kernels run inside train_step (on a GPU, inside
     # its graphs); on the CPU the compiled step is compared with the eager one, with the compiler drawing dropout
     # masks as eager PyTorch does (its own generator would give other masks: the same training, other bits).
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     torch._dynamo.reset()
     # one batch shape (lengths padded to 32), so one graph to compile for training and one for evaluation
     common = ["model.whole_step=true", "trainer.precision=32-true", "+trainer.max_steps=4", "predict_test=false",
               "data.pad_to_multiple_of=32", "trainer.log_every_n_steps=2", "trainer.val_check_interval=4",
               "trainer.num_sanity_val_steps=0"]
     torch._dynamo.utils.counters.clear()
-    train(tiny_cfg(*common, "model.compile=true", output_dir=tmp_path / "compiled"))
+    with torch._inductor.config.patch(fallback_random=True):
+        train(tiny_cfg(*common, "model.compile=true", output_dir=tmp_path / "compiled"))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # it went through the compiler
     train(tiny_cfg(*common, output_dir=tmp_path / "eager"))
     compiled, eager = curves(tmp_path, "compiled"), curves(tmp_path, "eager")

@@ -95,15 +95,15 @@ class TextClassifier(L.LightningModule):
         # a run resumed between two logging steps logs the same mean.
         # nan_strategy="disable": torchmetrics' NaN filtering asks the host `nans.any()` on every update, a GPU
         # sync per training step; a NaN must show in the logged loss anyway (the run stops on it, check_finite).
-        # Evaluation keeps the default: "disable" would also drop the batch-size weights, and it syncs anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_loss.persistent(True)
         # One set of metrics per dev set (MNLI: matched and mismatched), for validation and for scoring the
         # selected checkpoint at the end. Logged as <prefix>/<metric>: val/acc, val_mismatched/acc, val/loss.
+        # The dev losses too keep NaNs (a NaN dev loss shows as one) and so never wait on the GPU (_evaluate).
         self.prefixes = [metric_prefix(split) for split in spec.dev_splits]
-        self.val_losses = nn.ModuleList(MeanMetric() for _ in self.prefixes)
+        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="disable") for _ in self.prefixes)
         self.val_metrics = nn.ModuleList(task_metrics(spec) for _ in self.prefixes)
-        self.test_losses = nn.ModuleList(MeanMetric() for _ in self.prefixes)
+        self.test_losses = nn.ModuleList(MeanMetric(nan_strategy="disable") for _ in self.prefixes)
         self.test_metrics = nn.ModuleList(task_metrics(spec) for _ in self.prefixes)
         # The best value seen of every validation metric (<name>_best). Persistent: a resumed run goes on from the
         # best values it had, not from those seen since the restart.
@@ -119,6 +119,7 @@ class TextClassifier(L.LightningModule):
         # int): set from global_step when training starts, counted up inside the step.
         self.register_buffer("steps_taken", torch.tensor(0), persistent=False)
         self.step_graphs: CapturedSteps | None = None
+        self.eval_graphs: CapturedSteps | None = None  # validation's forward per batch shape (graphed runs)
         self.step_rates: list[torch.Tensor] = []  # the optimizer's learning rates as GPU tensors (graphed step)
         # Dropout draws from the global RNG, which a restart does not restore; reseeding it every batch from this
         # (checkpointed) value makes each batch's dropout masks a function of (seed, step, micro-batch), so a
@@ -247,14 +248,19 @@ class TextClassifier(L.LightningModule):
                 group["capturable"] = True
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
                 self.step_rates.append(group["lr"])
-            self.step_graphs = CapturedSteps(self.train_step)
+            # A capture that fails midway may leave gradients allocated inside it: the eager rerun starts from none.
+            self.step_graphs = CapturedSteps(self.train_step, before_eager_rerun=lambda: self.optimizers().zero_grad(
+                set_to_none=True))
 
     def on_train_end(self) -> None:
         self.check_finite()
         if self.step_graphs is not None:
             log.info("Training step: %d batch shape(s) captured as CUDA graphs, %d of %d steps replayed.",
                      self.step_graphs.captures, self.step_graphs.replays, self.global_step)
-            self.step_graphs = None  # frees the graphs' memory for testing and prediction
+        if self.eval_graphs is not None:
+            log.info("Validation: %d batch shape(s) captured as CUDA graphs, %d batches replayed.",
+                     self.eval_graphs.captures, self.eval_graphs.replays)
+        self.step_graphs = self.eval_graphs = None  # frees the graphs' memory for testing and prediction
 
     def check_finite(self) -> None:
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
@@ -269,8 +275,14 @@ class TextClassifier(L.LightningModule):
             )
 
     def on_validation_start(self) -> None:
-        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+        if self.trainer.state.fn != "fit":
+            return
+        if not self.trainer.sanity_checking:
             self.check_finite()
+        if self.whole_step and self.device.type == "cuda" and self.eval_graphs is None:
+            # With the training step graphed, validation's eager forward would be most of the time between two
+            # validations' training: its forward is replayed too, one graph per batch shape, in its own pool.
+            self.eval_graphs = CapturedSteps(self.eval_forward)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Log the mean loss since the last log, every `trainer.log_every_n_steps` optimizer steps (as HF's
@@ -292,10 +304,18 @@ class TextClassifier(L.LightningModule):
         return {"step": float(self.global_step), "epoch": self.global_step / steps_per_epoch}
 
     # -- evaluation -------------------------------------------------------------------------------------------
+    def eval_forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's mean loss and logits, with the step's own autocast when it is replayed as a graph."""
+        with self._autocast() if self.eval_graphs is not None else contextlib.nullcontext():
+            out = self(batch)
+        return out.loss, out.logits
+
     def _evaluate(self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, metrics) -> None:
-        out = self(batch)
-        loss_metric.update(out.loss, weight=batch["labels"].numel())
-        metrics.update(predictions(self.spec, out.logits), batch["labels"])
+        loss, logits = self.eval_graphs(batch) if self.eval_graphs is not None else self.eval_forward(batch)
+        # The dev loss is the mean over examples: the batch's mean counted once per example (a Python-number
+        # weight would be copied to the GPU at every batch).
+        loss_metric.update(loss.float().expand(batch["labels"].shape[0]))
+        metrics.update(predictions(self.spec, logits), batch["labels"])
 
     def _scores(self, losses: nn.ModuleList, collections: nn.ModuleList) -> dict[str, torch.Tensor]:
         """Every dev set's loss and metrics, named <prefix>/<metric>; the metrics are reset for the next round."""
