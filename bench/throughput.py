@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -247,7 +248,9 @@ def gpu_benchmark(args, settings: dict) -> None:
     - whole+compiled: the whole step's graphs holding torch.compile's fused kernels (model.compile=true
       model.whole_step=true): fewer, larger kernels per step
     - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
-      1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them)
+      1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
+    - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
+      the same time
     - profile: the default run under torch.profiler for 50 steps from step 600: host-bound or GPU-bound
     """
     import subprocess
@@ -269,11 +272,11 @@ def gpu_benchmark(args, settings: dict) -> None:
                 f"+callbacks.step_timer.warm_steps={min(500, args.steps // 2)}"]
 
     def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None,
-            profile: Path | None = None) -> dict:
+            profile: Path | None = None, extra_env: dict | None = None) -> dict:
         start = time.perf_counter()
         procs = []
         for cmd in cmds:
-            child_env = dict(env)
+            child_env = {**env, **(extra_env or {})}
             if cores_each:
                 child_env.update(OMP_NUM_THREADS=str(cores_each), GLUE_FINETUNE_JOBS_PER_GPU=str(len(cmds)))
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE,
@@ -323,6 +326,27 @@ def gpu_benchmark(args, settings: dict) -> None:
             cmds.append(cmd)
         return cmds
 
+    def jobs_with_mps(n: int) -> dict | None:
+        """N jobs sharing the GPU through NVIDIA's MPS: a daemon of this benchmark's own (private pipe and log
+        dirs, so only these jobs use it), started before and stopped after; the GPU's settings stay as they are."""
+        control = shutil.which("nvidia-cuda-mps-control")
+        if control is None:
+            print(f"jobs{n}+mps: skipped, nvidia-cuda-mps-control is not installed", flush=True)
+            return None
+        mps_env = {"CUDA_MPS_PIPE_DIRECTORY": str(out_dir / "mps-pipe"), "CUDA_MPS_LOG_DIRECTORY": str(out_dir / "mps-log")}
+        for folder in mps_env.values():
+            Path(folder).mkdir(exist_ok=True)
+        started = subprocess.run([control, "-d"], env={**env, **mps_env}, capture_output=True, text=True)
+        if started.returncode != 0:
+            print(f"jobs{n}+mps: skipped, MPS did not start: {started.stderr.strip()[:300]}", flush=True)
+            return None
+        try:
+            return run(f"jobs{n}+mps", job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n),
+                       extra_env=mps_env)
+        finally:
+            subprocess.run([control], input="quit\n", env={**env, **mps_env}, capture_output=True, text=True,
+                           timeout=60)
+
     # name, estimated seconds (a stage that no longer fits --budget-s is skipped), how to run it
     documented_s = 60 * args.documented_minutes
     stages = [
@@ -342,6 +366,7 @@ def gpu_benchmark(args, settings: dict) -> None:
         ("eager", 60, lambda: run("eager", [project_cmd("eager", *short, "model.whole_step=false")], 240)),
         *[(f"jobs{n}", 40 + 15 * n, lambda n=n: run(f"jobs{n}", job_cmds(n), 300, cores_each=max(
             1, (os.cpu_count() or n) // n))) for n in args.jobs],
+        *[(f"jobs{n}+mps", 40 + 15 * n, lambda n=n: jobs_with_mps(n)) for n in args.jobs if n > 1],
         ("whole+compiled", 150, lambda: run("whole+compiled", [project_cmd(
             "whole-compiled", *short, "model.compile=true", "model.whole_step=true")], 360)),
         ("compiled", 120, lambda: run("compiled", [project_cmd(
@@ -385,14 +410,14 @@ def gpu_summary(results: dict, args) -> dict:
             summary["hf/documented 10 epochs"] = (summary["hf_10_epochs_s_extrapolated"]
                                                   / summary["documented_all_in_s_extrapolated"])
     alone = None
-    for n in args.jobs:
-        jobs = stages.get(f"jobs{n}", {}).get("jobs") or ([stages[f"jobs{n}"]] if f"jobs{n}" in stages else [])
+    for name, n in [(f"jobs{n}{mps}", n) for mps in ("", "+mps") for n in args.jobs]:
+        jobs = stages.get(name, {}).get("jobs") or ([stages[name]] if name in stages else [])
         ms = [j["steady_ms_per_step"] for j in jobs if j.get("steady_ms_per_step")]
         if len(ms) == n:
             mean = statistics.mean(ms)
-            alone = mean if n == 1 else alone
-            summary[f"jobs{n}"] = {"ms_per_step_each": ms, "aggregate_steps_per_s": sum(1000 / m for m in ms),
-                                   "time_vs_one_job": mean / alone if alone else None}
+            alone = mean if name == "jobs1" else alone
+            summary[name] = {"ms_per_step_each": ms, "aggregate_steps_per_s": sum(1000 / m for m in ms),
+                             "time_vs_one_job": mean / alone if alone else None}
     return summary
 
 

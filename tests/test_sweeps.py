@@ -208,6 +208,18 @@ def test_ray_shares_follow_the_trainer_and_the_clusters_nodes():
     assert ray_shares(trainer("auto"), ray_nodes((64, 8)), "auto", "auto", jobs_per_gpu=2) == (0.5, 4)
 
 
+def test_mps_counts_as_running_when_its_control_pipe_exists(tmp_path, monkeypatch):
+    # jobs_per_gpu > 1 without MPS: the launcher says that the jobs will take turns on the GPU, and how to start it
+    import os
+
+    from glue_finetune.launchers import mps_running
+
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not mps_running()
+    os.mkfifo(tmp_path / "control")
+    assert mps_running()
+
+
 @pytest.mark.parametrize("accelerator, num_cpus, expected", [
     ("gpu", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
     ("cpu", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 import shutil
@@ -131,6 +132,16 @@ def prepare_ray(config: DictConfig) -> None:
              len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
     if jobs_per_gpu > 1 and not gpus:
         log.warning("hydra.launcher.ray.remote.jobs_per_gpu=%d has no effect: the jobs train on CPU.", jobs_per_gpu)
+    elif jobs_per_gpu > 1 and not mps_running():
+        log.info("hydra.launcher.ray.remote.jobs_per_gpu=%d: NVIDIA's MPS is not running on this machine, so the "
+                 "jobs sharing a GPU take turns on it; with MPS (`nvidia-cuda-mps-control -d` before the sweep) "
+                 "their kernels can run side by side.", jobs_per_gpu)
+
+
+def mps_running() -> bool:
+    """Whether NVIDIA's Multi-Process Service runs here (its control pipe exists): with it, CUDA processes sharing a
+    GPU run their kernels at the same time; without it the GPU time-slices between them."""
+    return (Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control").exists()
 
 
 def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
