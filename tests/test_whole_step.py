@@ -187,6 +187,33 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_with_one_warning(monkeypatc
     assert "more detail" not in warnings[0] and "model.whole_step=false" in warnings[0]
 
 
+class EvalGraphsOnCPU(L.Callback):
+    """Test helper: validation's forward through CapturedSteps on a CPU, where every capture fails (no CUDA)."""
+
+    def on_validation_start(self, trainer, pl_module):
+        from glue_finetune.step_graphs import CapturedSteps
+
+        if pl_module.eval_graphs is None:
+            pl_module.eval_graphs = CapturedSteps(pl_module.eval_forward)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_validation_through_the_graph_path_scores_as_plain_validation(tiny_cfg, tmp_path, caplog, precision):
+    # The path a graphed run's validation takes (its own autocast, loss and logits out of CapturedSteps), here with
+    # every capture failing as it does without CUDA: one warning, the same scores, training untouched.
+    common = ["model.whole_step=true", f"trainer.precision={precision}", "trainer.max_epochs=2",
+              "predict_test=false"]
+    cfg = tiny_cfg(*common, output_dir=tmp_path / "graph_path")
+    with open_dict(cfg):
+        cfg.callbacks.eval_graphs = {"_target_": "test_whole_step.EvalGraphsOnCPU"}
+    train(cfg)
+    train(tiny_cfg(*common, output_dir=tmp_path / "plain"))
+    assert curves(tmp_path, "graph_path") == curves(tmp_path, "plain")
+    assert len(curves(tmp_path, "plain")["val/acc"]) == 8
+    warnings = [r.getMessage() for r in caplog.records if "Could not capture" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("Could not capture eval_forward"), warnings
+
+
 @needs_gpu
 def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     import logging
