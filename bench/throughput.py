@@ -4,7 +4,9 @@
     python bench/throughput.py --data ../shared/data/glue/SST-2 --gpu-recipe
         (GPU: bert-base architecture, random init; each run its own process: the documented run whole, the
          project eager / compiled / whole step and HF's Trainer on their first steps, and 1, 2 and 4 jobs sharing
-         the GPU; see gpu_benchmark)
+         the GPU, with and without MPS; see gpu_benchmark)
+    python bench/throughput.py --data ../shared/data/glue/SST-2 --gpu-recipe --stages tests profile whole jobs4
+        (some of the GPU stages; --budget-s stops starting new ones)
 
 Runs, in one process, on the same model, training sentences, batch size, learning rate and seeds:
   (a) HF Trainer as run_glue.py runs it (every sentence padded to 128 tokens); throughput only, on --hf-pad-steps
