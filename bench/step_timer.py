@@ -100,8 +100,11 @@ class StepProfiler(L.Callback):
         self.profiler.__exit__(None, None, None)
         events = self.profiler.key_averages()
         device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+        # GPU kernels (graph replays included): many microsecond-long ones say "fuse", few long ones "compute-bound"
+        kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
         lines = [f"{self.steps} steps: {1000 * wall / self.steps:.2f} ms/step wall (profiled), "
-                 f"{device_us / 1000 / self.steps:.2f} ms/step of GPU kernels"]
+                 f"{device_us / 1000 / self.steps:.2f} ms/step of GPU kernels, {kernels / self.steps:.0f} kernels "
+                 f"per step ({device_us / max(kernels, 1):.1f} us each on average)"]
         for key in ("self_cpu_time_total", "self_device_time_total"):
             lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=25, max_name_column_width=60)]
         self.out.write_text("\n".join(lines))
