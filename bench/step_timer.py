@@ -65,6 +65,9 @@ class StepTimer(L.Callback):
                   "setup_s": self.start - self.created,
                   "val_s_median": sorted(self.val_times)[len(self.val_times) // 2] if self.val_times else None,
                   "val_times": self.val_times}
+        if torch.cuda.is_available():  # what a job needs of the GPU (jobs_per_gpu: how many fit)
+            result.update(gpu_max_allocated_gb=torch.cuda.max_memory_allocated() / 2**30,
+                          gpu_max_reserved_gb=torch.cuda.max_memory_reserved() / 2**30)
         if self.warm_at is not None and trainer.global_step > self.warm_step:
             steady_s = end - self.warm_at - (validation - self.val_before_warm)
             result.update(warm_steps=self.warm_step,

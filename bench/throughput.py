@@ -437,13 +437,14 @@ def print_gpu_table(results: dict, args) -> None:
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
 
-    print(f"\n{'run':<12} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} {'wall s':>8}")
+    print(f"\n{'run':<15} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} "
+          f"{'wall s':>8} {'GPU GB':>7}")
     for name, row in results["stages"].items():
         for i, r in enumerate(row.get("jobs") or [row]):
             label = name if "jobs" not in row else f"{name}[{i}]"
-            print(f"{label:<12} {fmt(r.get('steps'), '6d')} {fmt(r.get('steady_ms_per_step'), '15.2f')} "
+            print(f"{label:<15} {fmt(r.get('steps'), '6d')} {fmt(r.get('steady_ms_per_step'), '15.2f')} "
                   f"{fmt(r.get('warmup_s'), '10.1f')} {fmt(r.get('val_s_median', r.get('val_s_each')), '17.2f')} "
-                  f"{fmt(r.get('wall_s'), '8.1f')}")
+                  f"{fmt(r.get('wall_s'), '8.1f')} {fmt(r.get('gpu_max_reserved_gb'), '7.1f')}")
     for key, value in gpu_summary(results, args).items():
         print(f"{key}: {value}")
 
