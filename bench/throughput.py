@@ -435,7 +435,7 @@ def write_gpu_results(args, settings: dict, results: dict) -> None:
 
 def print_gpu_table(results: dict, args) -> None:
     def fmt(value, spec):
-        return "-" if value is None else format(value, spec)
+        return "-".rjust(int(spec.split(".")[0].rstrip("d"))) if value is None else format(value, spec)
 
     print(f"\n{'run':<15} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} "
           f"{'wall s':>8} {'GPU GB':>7}")
@@ -593,7 +593,7 @@ def write_results(args, settings: dict, rows: dict) -> None:
 
 def print_table(rows: dict) -> None:
     def fmt(value, spec):
-        return "-" if value is None else format(value, spec)
+        return "-".rjust(int(spec.split(".")[0].rstrip("d"))) if value is None else format(value, spec)
 
     print(f"\n{'run':<44} {'samples/s':>10} {'ms/step':>8} {'steady':>7} {'pad/real':>9} {'10 ep. min':>10} "
           f"{'dev acc (mean ± std)':>22}")
