@@ -433,18 +433,21 @@ def write_gpu_results(args, settings: dict, results: dict) -> None:
     Path(args.out).write_text(json.dumps(result, indent=2))
 
 
-def print_gpu_table(results: dict, args) -> None:
-    def fmt(value, spec):
-        return "-".rjust(int(spec.split(".")[0].rstrip("d"))) if value is None else format(value, spec)
+def cell(value, spec: str) -> str:
+    """A table cell: the value formatted, or "-" as wide as the format's width."""
+    width = spec.split(".")[0].rstrip("d")
+    return "-".rjust(int(width or 0)) if value is None else format(value, spec)
 
+
+def print_gpu_table(results: dict, args) -> None:
     print(f"\n{'run':<15} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} "
           f"{'wall s':>8} {'GPU GB':>7}")
     for name, row in results["stages"].items():
         for i, r in enumerate(row.get("jobs") or [row]):
             label = name if "jobs" not in row else f"{name}[{i}]"
-            print(f"{label:<15} {fmt(r.get('steps'), '6d')} {fmt(r.get('steady_ms_per_step'), '15.2f')} "
-                  f"{fmt(r.get('warmup_s'), '10.1f')} {fmt(r.get('val_s_median', r.get('val_s_each')), '17.2f')} "
-                  f"{fmt(r.get('wall_s'), '8.1f')} {fmt(r.get('gpu_max_reserved_gb'), '7.1f')}")
+            print(f"{label:<15} {cell(r.get('steps'), '6d')} {cell(r.get('steady_ms_per_step'), '15.2f')} "
+                  f"{cell(r.get('warmup_s'), '10.1f')} {cell(r.get('val_s_median', r.get('val_s_each')), '17.2f')} "
+                  f"{cell(r.get('wall_s'), '8.1f')} {cell(r.get('gpu_max_reserved_gb'), '7.1f')}")
     for key, value in gpu_summary(results, args).items():
         print(f"{key}: {value}")
 
@@ -592,18 +595,15 @@ def write_results(args, settings: dict, rows: dict) -> None:
 
 
 def print_table(rows: dict) -> None:
-    def fmt(value, spec):
-        return "-".rjust(int(spec.split(".")[0].rstrip("d"))) if value is None else format(value, spec)
-
     print(f"\n{'run':<44} {'samples/s':>10} {'ms/step':>8} {'steady':>7} {'pad/real':>9} {'10 ep. min':>10} "
           f"{'dev acc (mean ± std)':>22}")
     for key, row in rows.items():
         acc = (f"{row['dev_acc_mean']:.4f} ± {row['dev_acc_std']:.4f}" if row.get("dev_acc_std") is not None
-               else fmt(row.get("dev_acc_mean"), ".4f"))
+               else cell(row.get("dev_acc_mean"), ".4f"))
         ten = row.get("extrapolated_10_epochs_s")
-        print(f"({key}) {row['name'][:40]:<40} {fmt(row.get('samples_per_s'), '10.1f')} "
-              f"{fmt(row.get('ms_per_step'), '8.2f')} {fmt(row.get('steady_ms_per_step'), '7.2f')} "
-              f"{fmt(row['padded_per_real_token'], '9.2f')} {fmt(ten and ten / 60, '10.1f')} {acc:>22}")
+        print(f"({key}) {row['name'][:40]:<40} {cell(row.get('samples_per_s'), '10.1f')} "
+              f"{cell(row.get('ms_per_step'), '8.2f')} {cell(row.get('steady_ms_per_step'), '7.2f')} "
+              f"{cell(row['padded_per_real_token'], '9.2f')} {cell(ten and ten / 60, '10.1f')} {acc:>22}")
     for name, value in ratios(rows).items():
         print(f"{name}: {value:.2f}" if "acc" not in name else f"{name}: {value * 100:+.2f} points")
 
