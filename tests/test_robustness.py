@@ -137,20 +137,31 @@ def test_out_of_gpu_memory_is_one_message_saying_what_to_lower(tiny_cfg, monkeyp
     assert ("jobs_per_gpu=4): run fewer jobs per GPU" in str(err.value)) == (jobs_per_gpu == "4")
 
 
-def test_in_a_slurm_job_lightnings_auto_requeue_is_off_and_the_configs_plugins_stay(monkeypatch, tiny_cfg):
-    from lightning.pytorch.plugins.environments import SLURMEnvironment
-    from lightning.pytorch.plugins.io import AsyncCheckpointIO
-
+def test_gpu_runs_write_checkpoints_from_a_background_thread_unless_plugins_are_set(monkeypatch, tiny_cfg):
+    from glue_finetune.checkpointing import BackgroundCheckpointIO
     from glue_finetune.training import trainer_plugins
 
-    gpu_trainer = tiny_cfg("trainer=gpu").trainer  # its config holds a plugin (AsyncCheckpointIO)
+    for var in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    trainer = tiny_cfg("trainer=default").trainer
+    assert [type(p) for p in trainer_plugins(trainer, on_gpu=True)["plugins"]] == [BackgroundCheckpointIO]
+    assert trainer_plugins(trainer, on_gpu=False) == {}
+
+
+def test_in_a_slurm_job_lightnings_auto_requeue_is_off_and_the_configs_plugins_stay(monkeypatch, tiny_cfg):
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from glue_finetune.checkpointing import BackgroundCheckpointIO
+    from glue_finetune.training import trainer_plugins
+
+    gpu_trainer = tiny_cfg("trainer=gpu").trainer  # its config holds a plugin (BackgroundCheckpointIO)
     for var in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
         monkeypatch.delenv(var, raising=False)
     assert trainer_plugins(gpu_trainer, on_gpu=True) == {}  # not in SLURM: the config's plugins as they are
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
     plugins = trainer_plugins(gpu_trainer, on_gpu=True)["plugins"]
-    assert [type(p) for p in plugins] == [AsyncCheckpointIO, SLURMEnvironment] and not plugins[1].auto_requeue
+    assert [type(p) for p in plugins] == [BackgroundCheckpointIO, SLURMEnvironment] and not plugins[1].auto_requeue
 
 
 class FailSavesAfter(L.Callback):

@@ -202,3 +202,21 @@ def test_minilm_reaches_80_percent_on_real_sst2(tmp_path):
     quoted = float(re.search(r"0\.80 dev accuracy \((0\.\d{4}), the same on every rerun\)",
                              " ".join(README.read_text().split())).group(1))
     assert acc == pytest.approx(quoted, abs=0.01), f"README's quick-start figure is {quoted}, the run gives {acc:.4f}"
+
+
+@pytest.mark.parametrize("validate_every", [20, 7])
+def test_the_background_checkpoint_writer_links_last_to_a_best_checkpoint_of_the_same_step(tiny_cfg, tmp_path,
+                                                                                          validate_every):
+    # GPU runs write checkpoints from a background thread (BackgroundCheckpointIO); last.ckpt still becomes a link
+    # to the best checkpoint saved at its step, once that is written, and is its own file otherwise.
+    cfg = tiny_cfg("trainer.max_epochs=1", f"trainer.val_check_interval={validate_every}", "predict_test=false",
+                   "+trainer.plugins=[{_target_: glue_finetune.checkpointing.BackgroundCheckpointIO}]")
+    train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    [best] = (tmp_path / "checkpoints").glob("best-*.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 20
+    if validate_every == 20:  # one validation, at the last step: its best checkpoint is last.ckpt's state
+        assert best.samefile(last)
+    else:  # validations at steps 7 and 14; last.ckpt is the state at the end of training, step 20
+        assert last.stat().st_nlink == 1 and torch.load(best, weights_only=True)["global_step"] in (7, 14)
+    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary files left

@@ -229,6 +229,19 @@ def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     assert int(validation.split(", ")[-1].split(" batches replayed")[0]) >= 24, validation
 
 
+@needs_gpu
+def test_a_gpu_runs_last_checkpoint_holds_the_final_weights(tiny_cfg, tmp_path):
+    # Written by the background thread from clones copied on a stream of its own (BackgroundCheckpointIO): the
+    # copies must hold the weights of the step they were taken at, not of a later step that training went on to.
+    from safetensors.torch import load_file
+
+    train(tiny_cfg("trainer=gpu", "trainer.max_epochs=1", "selection.metric=last", "predict_test=false"))
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    exported = load_file(tmp_path / "model" / "model.safetensors")  # the weights in memory at the end
+    for name, tensor in exported.items():
+        torch.testing.assert_close(saved[f"model.{name}"].cpu(), tensor.cpu(), rtol=0, atol=0)
+
+
 class FailOnHostSync(L.Callback):
     """Test helper: from optimizer step `start` on (every batch shape captured by then), any operation that makes
     the host wait for the GPU raises, naming itself, until step `stop`: in each training batch (`training`), in

@@ -100,12 +100,13 @@ def out_of_gpu_memory(err: Exception, trainer: L.Trainer, cfg: DictConfig) -> Us
 
 def trainer_plugins(trainer_cfg: DictConfig, on_gpu: bool) -> dict:
     """The Trainer's plugins where they differ from the config's: on a GPU with none configured, checkpoints are
-    copied on the GPU and written to disk by a background thread (Lightning's AsyncCheckpointIO: the documented run
+    copied on the GPU and written to disk by a background thread (BackgroundCheckpointIO: the documented run
     writes a 1.3 GB last.ckpt at each of its 84 validations, seconds each if written in line). Inside a SLURM job,
     Lightning's SLURM environment with its auto-requeue off is added (Lightning would otherwise save its own
     hpc_ckpt_*.ckpt and requeue on SIGUSR1; LatestCheckpoint does both, checkpointing.py)."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
-    from lightning.pytorch.plugins.io import AsyncCheckpointIO
+
+    from glue_finetune.checkpointing import BackgroundCheckpointIO
 
     in_slurm = SLURMEnvironment.detect()
     configured = trainer_cfg.get("plugins")
@@ -113,7 +114,7 @@ def trainer_plugins(trainer_cfg: DictConfig, on_gpu: bool) -> dict:
         return {}
     plugins = instantiate(configured, _convert_="all") if configured else []
     if on_gpu and not configured:
-        plugins.append(AsyncCheckpointIO())
+        plugins.append(BackgroundCheckpointIO())
     if in_slurm:
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return {"plugins": plugins}
