@@ -13,6 +13,7 @@ the GPU's, not the loop's. Each configuration runs in its own process (interleav
   floor           model=tiny, logger=csv, no progress bar (what the GPU benchmark's short runs use)
   +progress bar   the progress bar on (the documented run's default)
   +wandb          the progress bar and W&B logging (offline): the documented run's loop as users run it
+  +bar per batch  Lightning's own progress bar instead (redrawn after every batch), for comparison
 
 It also counts the operations (ATen ops) of one eager step of the bert-base architecture at SST-2's batch shape
 (16 × 24 tokens: forward, backward, clipping, fused AdamW): roughly the kernels a GPU runs per step, each a launch
@@ -40,6 +41,8 @@ CONFIGS = {
     "floor": ["logger=csv", "trainer.enable_progress_bar=false"],
     "+progress bar": ["logger=csv", "trainer.enable_progress_bar=true"],
     "+wandb": ["logger=wandb", "trainer.enable_progress_bar=true"],
+    # Lightning's own bar in place of callbacks.progress_bar: redrawn after every batch
+    "+bar per batch": ["logger=csv", "trainer.enable_progress_bar=true", "~callbacks.progress_bar"],
 }
 
 CHILD = """

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -220,3 +221,31 @@ def test_the_background_checkpoint_writer_links_last_to_a_best_checkpoint_of_the
     else:  # validations at steps 7 and 14; last.ckpt is the state at the end of training, step 20
         assert last.stat().st_nlink == 1 and torch.load(best, weights_only=True)["global_step"] in (7, 14)
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary files left
+
+
+def test_the_progress_bar_redraws_at_most_every_refresh_s_and_at_the_end_of_a_bar(monkeypatch):
+    import glue_finetune.tracking as tracking
+
+    bar = tracking.ThrottledProgressBar(refresh_s=0.5)
+    now = iter([0.0, 0.1, 0.2, 0.6, 0.7, 0.8, 0.9])
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: next(now))
+    assert [bar._should_update(n, 100) for n in range(1, 7)] == [True, False, False, True, False, False]
+    assert bar._should_update(100, 100)  # the last batch of a bar is always drawn
+
+
+class RecordProgressBar(L.Callback):
+    """Test helper: keeps the type of the trainer's progress bar."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        RecordProgressBar.seen.append(type(trainer.progress_bar_callback).__name__)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_progress_bar_is_the_throttled_one_and_goes_with_enable_progress_bar(tiny_cfg, enabled):
+    cfg = tiny_cfg(f"trainer.enable_progress_bar={str(enabled).lower()}", "trainer.max_epochs=1", "predict_test=false",
+                   "+callbacks.record._target_=test_train.RecordProgressBar")
+    RecordProgressBar.seen = []
+    train(cfg)
+    assert RecordProgressBar.seen == (["ThrottledProgressBar"] if enabled else ["NoneType"])

@@ -36,6 +36,17 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
+def run_callbacks(cfg: DictConfig) -> list:
+    """The ``callbacks`` group's callbacks; a progress bar only where ``trainer.enable_progress_bar`` is on
+    (Lightning refuses a progress bar callback it was told not to show)."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    if cfg.trainer.get("enable_progress_bar", True):
+        return callbacks
+    return [c for c in callbacks if not isinstance(c, ProgressBar)]
+
+
 def with_csv_logger(loggers: list[Logger], output_dir: str, resume_step: int | None) -> list[Logger]:
     """Every run writes ``metrics.csv`` in its run dir: reports and model cards are built from it."""
     if not any(isinstance(lg, CSVLogger) for lg in loggers):
@@ -290,7 +301,7 @@ def train(cfg: DictConfig) -> float:
             **trainer_plugins(cfg.trainer, on_gpu),
             # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
             **({"gradient_clip_val": None} if whole_step else {}),
-            callbacks=instantiate_all(cfg.get("callbacks")),
+            callbacks=run_callbacks(cfg),
             logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
         )
         if whole_step:
