@@ -226,11 +226,15 @@ def test_the_background_checkpoint_writer_links_last_to_a_best_checkpoint_of_the
 def test_the_progress_bar_redraws_at_most_every_refresh_s_and_at_the_end_of_a_bar(monkeypatch):
     import glue_finetune.tracking as tracking
 
+    monkeypatch.setattr(tracking.sys.stderr, "isatty", lambda: True)
     bar = tracking.ThrottledProgressBar(refresh_s=0.5)
     now = iter([0.0, 0.1, 0.2, 0.6, 0.7, 0.8, 0.9])
     monkeypatch.setattr(tracking.time, "monotonic", lambda: next(now))
     assert [bar._should_update(n, 100) for n in range(1, 7)] == [True, False, False, True, False, False]
     assert bar._should_update(100, 100)  # the last batch of a bar is always drawn
+    # no terminal (a SLURM job's log, a pipe): no bar
+    monkeypatch.setattr(tracking.sys.stderr, "isatty", lambda: False)
+    assert tracking.ThrottledProgressBar().is_disabled
 
 
 class RecordProgressBar(L.Callback):
