@@ -105,10 +105,12 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
     train(tiny_cfg(*common, "model.whole_step=false", output_dir=tmp_path / "eager"))
     graphed, eager = curves(tmp_path, "graphed"), curves(tmp_path, "eager")
     tolerance = 2e-2 if precision == "bf16-mixed" else 2e-3  # TF32 / bf16 kernels differ between the two
-    # validation included: its forward is replayed as graphs too, from the second validation on
+    # validation included: its forward is replayed as graphs too. Accuracy moves in steps of 1/64 (64 dev
+    # sentences): the runs' small differences may flip a sentence or two at the decision boundary.
     for metric in ("train/loss", "val/loss", "val/acc"):
         assert graphed[metric][::2] == eager[metric][::2]
-        assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=tolerance), metric
+        allowed = max(tolerance, 2 / 64) if metric == "val/acc" else tolerance
+        assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=allowed), metric
     checkpoint = torch.load(tmp_path / "graphed" / "checkpoints" / "last.ckpt", weights_only=True)
     for group in checkpoint["optimizer_states"][0]["param_groups"]:  # plain values: it resumes anywhere
         assert isinstance(group["lr"], float) and group["capturable"] is False
