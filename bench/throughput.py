@@ -360,7 +360,8 @@ def gpu_benchmark(args, settings: dict) -> None:
             f"+callbacks.step_profiler.out={out_dir / 'profile.txt'}")], 240, profile=out_dir / "profile.txt")),
         ("documented", documented_s + 90, lambda: run("documented", [project_cmd(
             "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
-                          f"{int(60 * (args.documented_minutes % 1)):02d}")], documented_s + 180)),
+                          f"{int(60 * (args.documented_minutes % 1)):02d}", *args.documented_overrides)],
+            documented_s + 180)),
         ("hf", 90, lambda: run("hf", [[sys.executable, "bench/throughput.py", "--stage", "hf", "--data", args.data,
                                        "--model", args.model, "--steps", str(args.steps), "--lr", "2e-5",
                                        "--seeds", str(args.seeds[0])]], 300)),
@@ -479,6 +480,8 @@ def main() -> None:
     parser.add_argument("--documented-minutes", type=float, default=5.0,
                         help="--gpu-recipe: stop the documented run after this many minutes (trainer.max_time)")
     parser.add_argument("--stages", nargs="*", default=None, help="--gpu-recipe: only these stages")
+    parser.add_argument("--documented-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="--gpu-recipe: config overrides for the documented run, e.g. model.compile=true")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # internal: one stage in a child process
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
     args = parser.parse_args()
