@@ -73,7 +73,6 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
         self._copy_stream: torch.cuda.Stream | None = None
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        self._ensure_setup()
         on_gpu = False
 
         def clone(tensor: torch.Tensor) -> torch.Tensor:
@@ -91,33 +90,36 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
                 self._copy_stream = torch.cuda.Stream()
 
         def write() -> None:
-            try:
-                if cloned is None:
-                    self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
-                    return
-                with torch.cuda.stream(self._copy_stream):
-                    self._copy_stream.wait_event(cloned)
-                    self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
-            except BaseException as ex:  # raised by the next save or at teardown, as Lightning's does
-                self._error = ex
+            if cloned is None:
+                self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
+                return
+            with torch.cuda.stream(self._copy_stream):
+                self._copy_stream.wait_event(cloned)
+                self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
 
-        self._executor.submit(write)
-        if self._error:
-            raise self._error
+        self._submit(write)
 
     def link(self, source: str | Path, target: str | Path) -> None:
+        def make_link() -> None:
+            if not link_atomically(Path(source), Path(target)):  # a copy, as atomic
+                tmp = Path(target).with_name(f".{Path(target).name}.copy")
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+
+        self._submit(make_link)
+
+    def _submit(self, work) -> None:
+        """Queue ``work`` for the background thread; an error it raised is raised by the next call here or at
+        teardown, as Lightning's does."""
         self._ensure_setup()
 
-        def make_link() -> None:
+        def run() -> None:
             try:
-                if not link_atomically(Path(source), Path(target)):  # a copy, as atomic
-                    tmp = Path(target).with_name(f".{Path(target).name}.copy")
-                    shutil.copyfile(source, tmp)
-                    os.replace(tmp, target)
+                work()
             except BaseException as ex:
                 self._error = ex
 
-        self._executor.submit(make_link)
+        self._executor.submit(run)
         if self._error:
             raise self._error
 
