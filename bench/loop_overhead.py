@@ -28,14 +28,17 @@ Not a test: timings depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
 import pty
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 from datetime import date
 from pathlib import Path
@@ -95,6 +98,8 @@ def run_on_a_terminal(cmd: list[str], env: dict, timeout: float) -> tuple[int, s
     """Run ``cmd`` with its output on a pseudo-terminal, as a user's console (progress bars draw only on one);
     what it writes is read as it comes (a full terminal would stall it) and its end returned."""
     master, child_end = pty.openpty()
+    # a terminal of 120 x 40: one with no size (0 columns) makes tqdm draw nothing
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=child_end, stderr=child_end)
     os.close(child_end)
     tail = bytearray()
