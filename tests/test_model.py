@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hydra.utils import instantiate
 
@@ -78,12 +79,9 @@ def test_compiled_model_matches_eager_and_keeps_its_state_dict_keys(tiny_cfg):
     torch.testing.assert_close(out.logits, eager(batch).logits, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.gpu
 def test_training_step_never_waits_for_the_gpu(tiny_cfg):
     # A host sync per step (`.item()`, a NaN check in a metric, ...) stalls the GPU's queue on every batch.
-    import pytest
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
     model = build(tiny_cfg).cuda()
     model.trainer = type("T", (), {"global_step": 0})()  # training_step reads only the step
     batch = {"input_ids": torch.randint(5, 100, (8, 6), device="cuda"), "labels": torch.randint(0, 2, (8,), device="cuda")}

@@ -13,8 +13,6 @@ from glue_finetune.errors import ConfigError, TrainingDivergedError, UserError
 from glue_finetune.results import read_metrics
 from glue_finetune.training import train, whole_step_setting
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 def curves(tmp_path, name: str) -> dict[str, list]:
     """Per metric, its values in step order, the step first: [step, value, step, value, ...]."""
@@ -96,7 +94,7 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
         whole_step_setting(tiny_cfg("model.whole_step=true", "optimizer=sgd"))
 
 
-@needs_gpu
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, precision):
     common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "predict_test=false",
@@ -116,7 +114,7 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
         assert isinstance(group["lr"], float) and group["capturable"] is False
 
 
-@needs_gpu
+@pytest.mark.gpu
 def test_captured_steps_replay_without_waiting_for_the_gpu_and_train_as_eager_steps():
     from glue_finetune.step_graphs import CapturedSteps, shape_key
 
@@ -216,7 +214,7 @@ def test_validation_through_the_graph_path_scores_as_plain_validation(tiny_cfg, 
     assert len(warnings) == 1 and warnings[0].startswith("Could not capture eval_forward"), warnings
 
 
-@needs_gpu
+@pytest.mark.gpu
 def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     import logging
 
@@ -231,7 +229,7 @@ def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     assert int(validation.split(", ")[-1].split(" batches replayed")[0]) >= 24, validation
 
 
-@needs_gpu
+@pytest.mark.gpu
 def test_a_gpu_runs_last_checkpoint_holds_the_final_weights(tiny_cfg, tmp_path):
     # Written by the background thread from clones copied on a stream of its own (BackgroundCheckpointIO): the
     # copies must hold the weights of the step they were taken at, not of a later step that training went on to.
@@ -270,7 +268,7 @@ class FailOnHostSync(L.Callback):
         torch.cuda.set_sync_debug_mode("default")
 
 
-@needs_gpu
+@pytest.mark.gpu
 def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
     # Hooks, data loading, the replay, the scheduler and the loss metric included: a host that waits for the GPU
     # once per step serialises the two, and the step takes host time + GPU time instead of the longer of them.
@@ -285,7 +283,7 @@ def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
         torch.cuda.set_sync_debug_mode("default")
 
 
-@needs_gpu
+@pytest.mark.gpu
 def test_validation_of_a_graphed_run_never_waits_for_the_gpu_between_batches(tiny_cfg):
     # Its forward replayed, the dev loss and metrics accumulated on the GPU: the host queues a validation's batches
     # without waiting, and waits once at its end for the scores.
