@@ -307,7 +307,7 @@ def gpu_benchmark(args, settings: dict) -> None:
             for line in output.splitlines():
                 if line.startswith("STAGE_RESULT "):
                     row.update(json.loads(line.removeprefix("STAGE_RESULT ")))
-                elif ("captured as CUDA graphs" in line or line.startswith("result:")
+                elif ("captured as CUDA graphs" in line or "Could not capture" in line or line.startswith("result:")
                       or re.search(r"\d+ (passed|failed|errors?)\b", line)):  # pytest's summary line
                     row.setdefault("notes", []).append(line.strip()[-200:])
             if proc.returncode != 0:
