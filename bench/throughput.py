@@ -227,8 +227,8 @@ def random_init_model_dir(args) -> str:
 EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # --gpu-recipe's stages, the figures the GPU targets are judged on first: with --budget-s the later ones are
 # skipped when time runs short.
-GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "whole+compiled", "eager", "compiled", "jobs4",
-              "whole+bf16", "whole", "jobs2", "jobs2+mps", "profile"]
+GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "whole+compiled", "profile", "whole+bf16", "eager",
+              "compiled", "jobs4", "jobs2", "jobs2+mps", "whole"]
 
 
 def extrapolate(row: dict, train_size: int, batch_size: int) -> float | None:
