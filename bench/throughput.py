@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -337,25 +336,21 @@ def gpu_benchmark(args, settings: dict) -> None:
         return cmds
 
     def jobs_with_mps(n: int) -> dict | None:
-        """N jobs sharing the GPU through NVIDIA's MPS: a daemon of this benchmark's own (private pipe and log
-        dirs, so only these jobs use it), started before and stopped after; the GPU's settings stay as they are."""
-        control = shutil.which("nvidia-cuda-mps-control")
-        if control is None:
-            print(f"jobs{n}+mps: skipped, nvidia-cuda-mps-control is not installed", flush=True)
-            return None
-        mps_env = {"CUDA_MPS_PIPE_DIRECTORY": str(out_dir / "mps-pipe"), "CUDA_MPS_LOG_DIRECTORY": str(out_dir / "mps-log")}
-        for folder in mps_env.values():
-            Path(folder).mkdir(exist_ok=True)
-        started = subprocess.run([control, "-d"], env={**env, **mps_env}, capture_output=True, text=True)
-        if started.returncode != 0:
-            print(f"jobs{n}+mps: skipped, MPS did not start: {started.stderr.strip()[:300]}", flush=True)
+        """N jobs sharing the GPU through NVIDIA's MPS: a daemon of their own (``PrivateMPS``, as
+        ``hydra.launcher.ray.remote.mps=true`` starts for a sweep), started before and stopped after."""
+        from glue_finetune.errors import UserError
+        from glue_finetune.launchers import PrivateMPS
+
+        try:
+            mps = PrivateMPS.start()
+        except UserError as err:
+            print(f"jobs{n}+mps: skipped: {err}", flush=True)
             return None
         try:
             return run(f"jobs{n}+mps", job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n),
-                       extra_env=mps_env)
+                       extra_env=mps.env)
         finally:
-            subprocess.run([control], input="quit\n", env={**env, **mps_env}, capture_output=True, text=True,
-                           timeout=60)
+            mps.stop()
 
     # name, estimated seconds (a stage that no longer fits --budget-s is skipped), how to run it
     documented_s = 60 * args.documented_minutes

@@ -220,6 +220,104 @@ def test_mps_counts_as_running_when_its_control_pipe_exists(tmp_path, monkeypatc
     assert mps_running()
 
 
+STAND_IN_MPS = """#!/bin/sh
+# Stands in for nvidia-cuda-mps-control: -d makes the control pipe, "quit" on standard input removes it.
+echo "$* pipe=$CUDA_MPS_PIPE_DIRECTORY" >> "$MPS_CALLS"
+if [ "$1" = "-d" ]; then
+    [ -n "$MPS_FAIL_TO_START" ] && { echo "$MPS_FAIL_TO_START"; exit 1; }
+    touch "$CUDA_MPS_PIPE_DIRECTORY/control"; exit 0
+fi
+read command; echo "stdin=$command" >> "$MPS_CALLS"
+[ "$command" = quit ] && rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"
+exit 0
+"""
+
+
+@pytest.fixture
+def stand_in_mps(tmp_path, monkeypatch):
+    """nvidia-cuda-mps-control on PATH as a stand-in; a probe that checks what a job sees instead of a CUDA kernel.
+    Returns the file where the stand-in records its calls."""
+    from glue_finetune.launchers import PrivateMPS
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    control = bin_dir / "nvidia-cuda-mps-control"
+    control.write_text(STAND_IN_MPS)
+    control.chmod(0o755)
+    calls = tmp_path / "mps-calls.txt"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MPS_CALLS", str(calls))
+    monkeypatch.setattr(PrivateMPS, "PROBE", "import os, pathlib; "
+                        "assert (pathlib.Path(os.environ['CUDA_MPS_PIPE_DIRECTORY']) / 'control').exists()")
+    return calls
+
+
+def test_a_private_mps_daemon_serves_the_processes_given_its_pipe_and_stops(stand_in_mps, monkeypatch):
+    from glue_finetune.launchers import PrivateMPS, mps_running
+
+    mps = PrivateMPS.start()
+    pipe = Path(mps.env["CUDA_MPS_PIPE_DIRECTORY"])
+    assert len(str(pipe / "control")) < 100  # a Unix socket's path
+    assert (pipe / "control").exists() and stand_in_mps.read_text().splitlines() == [f"-d pipe={pipe}"]
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipe))
+    assert mps_running()  # what a job given mps.env sees
+    mps.stop()
+    assert stand_in_mps.read_text().splitlines()[1:] == [f" pipe={pipe}", "stdin=quit"]
+    assert not mps.root.exists()
+    mps.stop()  # once only (also registered to run at exit)
+    assert len(stand_in_mps.read_text().splitlines()) == 3
+
+
+def test_an_mps_daemon_that_cannot_serve_is_one_message_before_any_job(stand_in_mps, monkeypatch):
+    from glue_finetune.errors import UserError
+    from glue_finetune.launchers import PrivateMPS
+
+    monkeypatch.setattr(PrivateMPS, "PROBE", "raise SystemExit('RuntimeError: all CUDA-capable devices are busy')")
+    with pytest.raises(UserError, match=r"started, but a CUDA process could not run through it \(RuntimeError: all "
+                                        r"CUDA-capable devices are busy; MPS's log: .*\)\. Fix: hydra.launcher.ray."
+                                        r"remote.mps=false"):
+        PrivateMPS.start()
+    assert stand_in_mps.read_text().splitlines()[-1] == "stdin=quit"  # stopped again, its log kept for the user
+
+    monkeypatch.setenv("MPS_FAIL_TO_START", "An MPS control daemon is already running")
+    with pytest.raises(UserError, match="did not start \\(An MPS control daemon is already running\\)"):
+        PrivateMPS.start()
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UserError, match="needs NVIDIA's nvidia-cuda-mps-control .* not on PATH. Fix: .*mps=false"):
+        PrivateMPS.start()
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+@pytest.mark.parametrize("mps", [True, False])
+def test_jobs_sharing_a_gpu_get_the_sweeps_mps_daemon_when_asked(stand_in_mps, monkeypatch, mps):
+    # A local Ray told it has one GPU; the launcher's settings are resolved as before a sweep's first job.
+    import ray
+    from hydra_plugins.hydra_ray_launcher import _core
+    from omegaconf import OmegaConf
+
+    from glue_finetune import launchers
+
+    result = run_cli(["hydra/launcher=parallel", "+hydra.launcher.ray.init.num_gpus=1",
+                      "hydra.launcher.ray.remote.jobs_per_gpu=4", f"hydra.launcher.ray.remote.mps={mps}",
+                      "--cfg", "all", "--resolve"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = OmegaConf.create(yaml.safe_load(result.stdout))
+    monkeypatch.setattr(_core, "launch", _core.launch)  # prepare_ray replaces it: restored after the test
+    started = []
+    monkeypatch.setattr(launchers.PrivateMPS, "start", classmethod(
+        lambda cls: started.append(cls("nvidia-cuda-mps-control", Path("/tmp/mps-x"))) or started[-1]))
+    try:
+        launchers.prepare_ray(config)
+    finally:
+        ray.shutdown()
+    remote = config.hydra.launcher.ray.remote
+    assert remote.num_gpus == 0.25 and "mps" not in remote and "jobs_per_gpu" not in remote  # Ray refuses unknown keys
+    env = remote.runtime_env.env_vars
+    assert env.GLUE_FINETUNE_JOBS_PER_GPU == "4"
+    assert (env.get("CUDA_MPS_PIPE_DIRECTORY") == "/tmp/mps-x/pipe") == mps and len(started) == int(mps)
+
+
 @pytest.mark.parametrize("accelerator, num_cpus, expected", [
     ("gpu", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
     ("cpu", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),

@@ -12,19 +12,23 @@ error to them: Ray queues the job forever, sbatch fails with a message about the
   out the local object store size that Ray refuses when connecting to a cluster;
 - SLURM: checks the partition and that a node of it has the CPUs, memory and GPUs one job asks for.
 
-On Ray it also keeps one job's dead process from ending the sweep (``launch_keeping_the_sweep``).
+On Ray it also keeps one job's dead process from ending the sweep (``launch_keeping_the_sweep``), and with
+``hydra.launcher.ray.remote.mps=true`` runs the jobs that share a GPU under an NVIDIA MPS daemon of the sweep's own
+(``PrivateMPS``).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
 import re
-import time
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,9 +103,16 @@ def prepare_ray(config: DictConfig) -> None:
         # hydra-ray-launcher sets a 75 MB object store for the Ray instance it would start; Ray refuses any size
         # when it connects to a running cluster ("object_store_memory must not be provided").
         init["object_store_memory"] = None
-    jobs_per_gpu = ray_cfg.remote.get("jobs_per_gpu", 1)  # the project's key, not Ray's: read, then removed
-    if not isinstance(jobs_per_gpu, int) or jobs_per_gpu < 1:
-        raise ConfigError([f"hydra.launcher.ray.remote.jobs_per_gpu={jobs_per_gpu}: a whole number of jobs, 1 or more"])
+    # The project's keys, not Ray's: read, then removed.
+    jobs_per_gpu = ray_cfg.remote.get("jobs_per_gpu", 1)
+    mps = ray_cfg.remote.get("mps", False)
+    problems = []
+    if not isinstance(jobs_per_gpu, int) or isinstance(jobs_per_gpu, bool) or jobs_per_gpu < 1:
+        problems.append(f"hydra.launcher.ray.remote.jobs_per_gpu={jobs_per_gpu}: a whole number of jobs, 1 or more")
+    if not isinstance(mps, bool):
+        problems.append(f"hydra.launcher.ray.remote.mps={mps}: true or false")
+    if problems:
+        raise ConfigError(problems)
     try:
         ray.init(**init)
     except ConnectionError as err:
@@ -117,13 +128,29 @@ def prepare_ray(config: DictConfig) -> None:
     remote = ray_cfg.remote
     gpus, cpus = ray_shares(config.trainer, nodes, remote.get("num_gpus", "auto"), remote.get("num_cpus", "auto"),
                             jobs_per_gpu)
+    job_env = {}
+    if jobs_per_gpu > 1:  # so that a job out of GPU memory can say it shares its GPU
+        job_env["GLUE_FINETUNE_JOBS_PER_GPU"] = str(jobs_per_gpu)
+    if mps and jobs_per_gpu > 1 and gpus:
+        if address:
+            raise UserError("hydra.launcher.ray.remote.mps=true starts NVIDIA's MPS on this machine, and the jobs run on "
+                            f"the Ray cluster at {address}. Fix: start MPS on each GPU node (`nvidia-cuda-mps-control "
+                            "-d` before `ray start`) and leave mps=false, or run here with hydra/launcher=parallel.")
+        if mps_running():
+            log.info("NVIDIA's MPS already runs on this machine: the jobs sharing a GPU use it.")
+        else:
+            job_env.update(PrivateMPS.start().env)
+    elif mps:
+        log.warning("hydra.launcher.ray.remote.mps=true has no effect: %s.",
+                    "the jobs train on CPU" if not gpus else "each job has a GPU of its own (jobs_per_gpu=1)")
     with read_write(ray_cfg), open_dict(ray_cfg):
         ray_cfg.init.object_store_memory = init.get("object_store_memory")
         remote.num_gpus, remote.num_cpus = gpus, cpus
         remote.pop("jobs_per_gpu", None)
-        if jobs_per_gpu > 1:  # so that a job out of GPU memory can say it shares its GPU
+        remote.pop("mps", None)
+        if job_env:
             runtime_env = OmegaConf.to_container(remote.get("runtime_env") or OmegaConf.create({}))
-            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "GLUE_FINETUNE_JOBS_PER_GPU": str(jobs_per_gpu)}
+            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **job_env}
             remote.runtime_env = runtime_env
     absolute_sweep_dir(config)
     _core.launch = launch_keeping_the_sweep
@@ -132,16 +159,82 @@ def prepare_ray(config: DictConfig) -> None:
              len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
     if jobs_per_gpu > 1 and not gpus:
         log.warning("hydra.launcher.ray.remote.jobs_per_gpu=%d has no effect: the jobs train on CPU.", jobs_per_gpu)
-    elif jobs_per_gpu > 1 and not mps_running():
+    elif jobs_per_gpu > 1 and not mps and not mps_running():
         log.info("hydra.launcher.ray.remote.jobs_per_gpu=%d: NVIDIA's MPS is not running on this machine, so the "
-                 "jobs sharing a GPU take turns on it; with MPS (`nvidia-cuda-mps-control -d` before the sweep) "
-                 "their kernels can run side by side.", jobs_per_gpu)
+                 "jobs sharing a GPU take turns on it; with MPS (hydra.launcher.ray.remote.mps=true) their kernels "
+                 "can run side by side.", jobs_per_gpu)
 
 
 def mps_running() -> bool:
     """Whether NVIDIA's Multi-Process Service runs here (its control pipe exists): with it, CUDA processes sharing a
     GPU run their kernels at the same time; without it the GPU time-slices between them."""
     return (Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control").exists()
+
+
+class PrivateMPS:
+    """An NVIDIA Multi-Process Service daemon of this process's own: its control pipe and logs in a directory of its
+    own, so only the processes given ``env`` use it (a machine-wide MPS daemon would take in every CUDA process of
+    the user). Stopped by ``stop()`` and, at the latest, when this process exits.
+
+    ``start()`` checks that a CUDA process can run through it before any job does: a daemon that starts but whose
+    server cannot (a GPU mode MPS refuses, a container without the IPC it needs) would fail every job at its first
+    CUDA call. What goes wrong is one UserError naming it and the way back (mps=false).
+    """
+
+    CONTROL = "nvidia-cuda-mps-control"
+    # The check: a CUDA context through the daemon (which starts its server) and one kernel.
+    PROBE = "import torch; torch.ones(1, device='cuda').add_(1); torch.cuda.synchronize()"
+
+    def __init__(self, control: str, root: Path):
+        self.control, self.root = control, root
+        # Short paths under the temporary directory: the control pipe is a Unix socket (paths up to ~100 bytes).
+        self.env = {"CUDA_MPS_PIPE_DIRECTORY": str(root / "pipe"), "CUDA_MPS_LOG_DIRECTORY": str(root / "log")}
+        self.running = False
+
+    @classmethod
+    def start(cls, probe_timeout_s: float = 300) -> PrivateMPS:
+        control = shutil.which(cls.CONTROL)
+        fix = "Fix: hydra.launcher.ray.remote.mps=false (the jobs sharing a GPU then take turns on it)"
+        if control is None:
+            raise UserError(f"hydra.launcher.ray.remote.mps=true needs NVIDIA's {cls.CONTROL} (installed with the "
+                            f"NVIDIA driver's utilities), which is not on PATH. {fix}.")
+        mps = cls(control, Path(tempfile.mkdtemp(prefix="mps-")))
+        for folder in mps.env.values():
+            Path(folder).mkdir()
+        # Its output to a file, not a pipe: the daemon it forks could hold a pipe open, and run() would wait on it.
+        said = mps.root / "log" / "start.txt"
+        with said.open("w") as out:
+            started = subprocess.run([control, "-d"], env={**os.environ, **mps.env}, stdout=out,
+                                     stderr=subprocess.STDOUT, timeout=60)
+        if started.returncode != 0:
+            raise UserError(f"NVIDIA's MPS daemon did not start ({said.read_text().strip()[:300] or 'no output'}). "
+                            f"{fix}.")
+        mps.running = True
+        atexit.register(mps.stop)
+        probe = subprocess.run([sys.executable, "-c", cls.PROBE], env={**os.environ, **mps.env}, capture_output=True,
+                               text=True, timeout=probe_timeout_s)
+        if probe.returncode != 0:
+            mps.stop(keep_logs=True)
+            last = (probe.stderr or probe.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"NVIDIA's MPS daemon started, but a CUDA process could not run through it ({last[0][:300]}; "
+                            f"MPS's log: {mps.env['CUDA_MPS_LOG_DIRECTORY']}). {fix}.")
+        log.info("NVIDIA's MPS runs for this sweep (control pipe %s): the jobs sharing a GPU run their kernels side by "
+                 "side.", mps.env["CUDA_MPS_PIPE_DIRECTORY"])
+        return mps
+
+    def stop(self, keep_logs: bool = False) -> None:
+        if not self.running:
+            return
+        self.running = False
+        try:
+            subprocess.run([self.control], input="quit\n", env={**os.environ, **self.env}, text=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        except (OSError, subprocess.SubprocessError) as err:
+            log.warning("Could not stop the sweep's MPS daemon (%s): `echo quit | CUDA_MPS_PIPE_DIRECTORY=%s %s` "
+                        "stops it.", err, self.env["CUDA_MPS_PIPE_DIRECTORY"], self.CONTROL)
+            return
+        if not keep_logs:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
