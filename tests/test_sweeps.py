@@ -279,6 +279,11 @@ def test_an_mps_daemon_that_cannot_serve_is_one_message_before_any_job(stand_in_
         PrivateMPS.start()
     assert stand_in_mps.read_text().splitlines()[-1] == "stdin=quit"  # stopped again, its log kept for the user
 
+    monkeypatch.setattr(PrivateMPS, "PROBE", "import time; time.sleep(30)")  # a server that never answers
+    with pytest.raises(UserError, match="could not run through it \\(no answer within 1 s;"):
+        PrivateMPS.start(probe_timeout_s=1)
+    assert stand_in_mps.read_text().splitlines()[-1] == "stdin=quit"
+
     monkeypatch.setenv("MPS_FAIL_TO_START", "An MPS control daemon is already running")
     with pytest.raises(UserError, match="did not start \\(An MPS control daemon is already running\\)"):
         PrivateMPS.start()

@@ -211,12 +211,15 @@ class PrivateMPS:
                             f"{fix}.")
         mps.running = True
         atexit.register(mps.stop)
-        probe = subprocess.run([sys.executable, "-c", cls.PROBE], env={**os.environ, **mps.env}, capture_output=True,
-                               text=True, timeout=probe_timeout_s)
-        if probe.returncode != 0:
+        try:
+            probe = subprocess.run([sys.executable, "-c", cls.PROBE], env={**os.environ, **mps.env},
+                                   capture_output=True, text=True, timeout=probe_timeout_s)
+            failure = ((probe.stderr or probe.stdout).strip().splitlines()[-1:] or ["no output"])[0]
+        except subprocess.TimeoutExpired:
+            probe, failure = None, f"no answer within {probe_timeout_s:g} s"
+        if probe is None or probe.returncode != 0:
             mps.stop(keep_logs=True)
-            last = (probe.stderr or probe.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"NVIDIA's MPS daemon started, but a CUDA process could not run through it ({last[0][:300]}; "
+            raise UserError(f"NVIDIA's MPS daemon started, but a CUDA process could not run through it ({failure[:300]}; "
                             f"MPS's log: {mps.env['CUDA_MPS_LOG_DIRECTORY']}). {fix}.")
         log.info("NVIDIA's MPS runs for this sweep (control pipe %s): the jobs sharing a GPU run their kernels side by "
                  "side.", mps.env["CUDA_MPS_PIPE_DIRECTORY"])
