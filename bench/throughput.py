@@ -487,7 +487,7 @@ def main() -> None:
     parser.add_argument("--gpu-recipe", action="store_true", help="the GPU benchmark (gpu_benchmark): bert-base "
                         "architecture, the whole train split, every run its own process")
     parser.add_argument("--steps", type=int, default=400, help="--gpu-recipe: steps of each short run")
-    parser.add_argument("--documented-minutes", type=float, default=2.0,
+    parser.add_argument("--documented-minutes", type=float, default=1.5,
                         help="--gpu-recipe: stop the documented run after this many minutes (trainer.max_time)")
     parser.add_argument("--stages", nargs="+", default=GPU_STAGES, help="--gpu-recipe: these stages, in this order "
                         f"(default: {' '.join(GPU_STAGES)})")
