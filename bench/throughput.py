@@ -228,6 +228,7 @@ EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # skipped when time runs short.
 GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "whole+compiled", "profile", "whole+bf16", "eager",
               "compiled", "jobs4", "jobs2", "jobs2+mps", "whole"]
+JOBS_STAGE = re.compile(r"jobs(\d+)(\+mps)?")  # jobs<N>, jobs<N>+mps: N jobs sharing the GPU, with MPS or without
 
 
 def extrapolate(row: dict, train_size: int, batch_size: int) -> float | None:
@@ -335,6 +336,9 @@ def gpu_benchmark(args, settings: dict) -> None:
             cmds.append(cmd)
         return cmds
 
+    def run_jobs(name: str, n: int, extra_env: dict | None = None) -> dict:
+        return run(name, job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n), extra_env=extra_env)
+
     def jobs_with_mps(n: int) -> dict | None:
         """N jobs sharing the GPU through NVIDIA's MPS: a daemon of their own (``PrivateMPS``, as
         ``hydra.launcher.ray.remote.mps=true`` starts for a sweep), started before and stopped after."""
@@ -347,8 +351,7 @@ def gpu_benchmark(args, settings: dict) -> None:
             print(f"jobs{n}+mps: skipped: {err}", flush=True)
             return None
         try:
-            return run(f"jobs{n}+mps", job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n),
-                       extra_env=mps.env)
+            return run_jobs(f"jobs{n}+mps", n, extra_env=mps.env)
         finally:
             mps.stop()
 
@@ -380,11 +383,11 @@ def gpu_benchmark(args, settings: dict) -> None:
     ]
     known = dict((name, (estimate, stage)) for name, estimate, stage in stages)
     for name in args.stages:
-        jobs = re.fullmatch(r"jobs(\d+)(\+mps)?", name)
-        if jobs:  # jobs<N>, jobs<N>+mps: N jobs at once
+        jobs = JOBS_STAGE.fullmatch(name)
+        if jobs:
             n = int(jobs[1])
-            known[name] = (40 + 15 * n, (lambda n=n: jobs_with_mps(n)) if jobs[2] else (lambda n=n: run(
-                f"jobs{n}", job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n))))
+            known[name] = (40 + 15 * n, (lambda n=n: jobs_with_mps(n)) if jobs[2] else (lambda n=n: run_jobs(
+                f"jobs{n}", n)))
         if name not in known:
             print(f"{name}: no such stage (stages: {', '.join(known)}, jobs<N>, jobs<N>+mps)", flush=True)
             continue
@@ -423,7 +426,7 @@ def gpu_summary(results: dict, args) -> dict:
             summary["hf/documented 10 epochs"] = (summary["hf_10_epochs_s_extrapolated"]
                                                   / summary["documented_all_in_s_extrapolated"])
     alone = None
-    sharing = sorted((int(m[1]), bool(m[2]), m[0]) for m in map(re.compile(r"jobs(\d+)(\+mps)?").fullmatch, stages) if m)
+    sharing = sorted((int(m[1]), bool(m[2]), m[0]) for m in map(JOBS_STAGE.fullmatch, stages) if m)
     for n, _, name in sharing:  # jobs1 first: the others are compared with it
         jobs = stages.get(name, {}).get("jobs") or ([stages[name]] if name in stages else [])
         ms = [j["steady_ms_per_step"] for j in jobs if j.get("steady_ms_per_step")]
