@@ -341,7 +341,7 @@ def gpu_benchmark(args, settings: dict) -> None:
 
     def jobs_with_mps(n: int) -> dict | None:
         """N jobs sharing the GPU through NVIDIA's MPS: a daemon of their own (``PrivateMPS``, as
-        ``hydra.launcher.ray.remote.mps=true`` starts for a sweep), started before and stopped after."""
+        ``hydra/launcher=parallel`` starts for a sweep), started before and stopped after."""
         from glue_finetune.errors import UserError
         from glue_finetune.launchers import PrivateMPS
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,6 +249,7 @@ def stand_in_mps(tmp_path, monkeypatch):
     calls = tmp_path / "mps-calls.txt"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MPS_CALLS", str(calls))
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-machine-wide-mps"))  # as if none ran here
     monkeypatch.setattr(PrivateMPS, "PROBE", "import os, pathlib; "
                         "assert (pathlib.Path(os.environ['CUDA_MPS_PIPE_DIRECTORY']) / 'control').exists()")
     return calls
@@ -293,34 +296,75 @@ def test_an_mps_daemon_that_cannot_serve_is_one_message_before_any_job(stand_in_
         PrivateMPS.start()
 
 
-@needs_extra("hydra_plugins.hydra_ray_launcher")
-@pytest.mark.parametrize("mps", [True, False])
-def test_jobs_sharing_a_gpu_get_the_sweeps_mps_daemon_when_asked(stand_in_mps, monkeypatch, mps):
-    # A local Ray told it has one GPU; the launcher's settings are resolved as before a sweep's first job.
+def resolved_sweep_config(*overrides: str):
+    """The sweep's whole config as the launcher gets it before its first job."""
+    from omegaconf import OmegaConf
+
+    result = run_cli(["hydra/launcher=parallel", "+hydra.launcher.ray.init.num_gpus=1", *overrides, "--cfg", "all",
+                      "--resolve"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return OmegaConf.create(yaml.safe_load(result.stdout))
+
+
+def prepared_for_ray(config, monkeypatch):
+    """``prepare_ray`` on a local Ray told it has one GPU; the jobs' remote settings as Ray gets them."""
     import ray
     from hydra_plugins.hydra_ray_launcher import _core
-    from omegaconf import OmegaConf
 
     from glue_finetune import launchers
 
-    result = run_cli(["hydra/launcher=parallel", "+hydra.launcher.ray.init.num_gpus=1",
-                      "hydra.launcher.ray.remote.jobs_per_gpu=4", f"hydra.launcher.ray.remote.mps={mps}",
-                      "--cfg", "all", "--resolve"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    config = OmegaConf.create(yaml.safe_load(result.stdout))
     monkeypatch.setattr(_core, "launch", _core.launch)  # prepare_ray replaces it: restored after the test
-    started = []
-    monkeypatch.setattr(launchers.PrivateMPS, "start", classmethod(
-        lambda cls: started.append(cls("nvidia-cuda-mps-control", Path("/tmp/mps-x"))) or started[-1]))
     try:
         launchers.prepare_ray(config)
     finally:
         ray.shutdown()
     remote = config.hydra.launcher.ray.remote
-    assert remote.num_gpus == 0.25 and "mps" not in remote and "jobs_per_gpu" not in remote  # Ray refuses unknown keys
+    assert "mps" not in remote and "jobs_per_gpu" not in remote  # Ray refuses unknown keys
+    return remote
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+@pytest.mark.parametrize("mps", ["auto", True, False])
+def test_jobs_sharing_a_gpu_get_the_sweeps_mps_daemon_unless_turned_off(stand_in_mps, monkeypatch, mps):
+    from glue_finetune import launchers
+
+    config = resolved_sweep_config("hydra.launcher.ray.remote.jobs_per_gpu=4",
+                                   *([f"hydra.launcher.ray.remote.mps={mps}"] if mps != "auto" else []))
+    assert config.hydra.launcher.ray.remote.mps == mps  # auto is the default
+    started = []
+    real_start = launchers.PrivateMPS.start
+    monkeypatch.setattr(launchers.PrivateMPS, "start", classmethod(
+        lambda cls, **kwargs: started.append(real_start(**kwargs)) or started[-1]))
+    remote = prepared_for_ray(config, monkeypatch)
+    assert remote.num_gpus == 0.25
     env = remote.runtime_env.env_vars
     assert env.GLUE_FINETUNE_JOBS_PER_GPU == "4"
-    assert (env.get("CUDA_MPS_PIPE_DIRECTORY") == "/tmp/mps-x/pipe") == mps and len(started) == int(mps)
+    assert len(started) == int(mps is not False)
+    if started:
+        assert env.CUDA_MPS_PIPE_DIRECTORY == started[0].env["CUDA_MPS_PIPE_DIRECTORY"]
+        started[0].stop()
+    else:
+        assert "CUDA_MPS_PIPE_DIRECTORY" not in env
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+@pytest.mark.parametrize("machine", ["no MPS binary", "MPS fails to start"])
+def test_mps_auto_goes_on_without_mps_where_it_cannot_run_and_says_why(stand_in_mps, monkeypatch, caplog, machine):
+    # mps=true refuses to start such a sweep (test above); auto only warns: MPS is a speed-up, not the job
+    if machine == "no MPS binary":
+        which = shutil.which
+        monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: (
+            None if name == "nvidia-cuda-mps-control" else which(name, *args, **kwargs)))
+    else:
+        monkeypatch.setenv("MPS_FAIL_TO_START", "An MPS control daemon is already running")
+    config = resolved_sweep_config("hydra.launcher.ray.remote.jobs_per_gpu=2")
+    with caplog.at_level(logging.INFO, logger="glue_finetune.launchers"):
+        remote = prepared_for_ray(config, monkeypatch)
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in remote.runtime_env.env_vars and remote.num_gpus == 0.5
+    said = caplog.text
+    expected = ("nvidia-cuda-mps-control is not on PATH" if machine == "no MPS binary"
+                else "did not start (An MPS control daemon is already running)")
+    assert expected in said and "jobs_per_gpu=2 without NVIDIA's MPS: the jobs sharing a GPU take turns" in said
 
 
 @pytest.mark.parametrize("accelerator, num_cpus, expected", [
