@@ -76,12 +76,43 @@ class StepTimer(L.Callback):
         self.out.write_text(json.dumps(result, indent=2))
 
 
-class StepProfiler(L.Callback):
-    """torch.profiler over ``steps`` training steps from step ``start`` on (after the CUDA graph captures): writes
-    to ``out`` the wall time per step, the GPU's kernel time per step (how busy the GPU was), and the top
-    operations by host time and by GPU time. For the next question after ms/step: host-bound or GPU-bound?"""
+# GPU kernels by what they do, from their names (first match wins): where a step's GPU time goes.
+KERNEL_KINDS = [
+    ("copies", r"^Memcpy|^Memset"),
+    ("attention", r"fmha|flash|attention|efficient_attention"),
+    ("matrix multiplications", r"gemm|xmma|cutlass|cublas|splitKreduce|sm\d+_"),
+    ("optimizer and clipping (multi-tensor kernels)", r"multi_tensor_appl"),
+    ("reductions", r"reduce_kernel"),
+    ("layer norm", r"layer_norm"),
+    ("dropout", r"dropout"),
+]
 
-    def __init__(self, out: str, start: int = 600, steps: int = 50):
+
+def kernel_kinds(events, steps: int) -> list[str]:
+    """GPU time per step by kind of kernel (``KERNEL_KINDS``; the rest is element-wise and small kernels)."""
+    import re
+
+    totals: dict[str, list] = {}
+    for e in events:
+        if getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        kind = next((k for k, pattern in KERNEL_KINDS if re.search(pattern, e.key, re.I)), "other")
+        total = totals.setdefault(kind, [0.0, 0])
+        total[0] += getattr(e, "self_device_time_total", 0)
+        total[1] += e.count
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][0])
+    return ["GPU time per step by kind of kernel:"] + [
+        f"  {kind:48s} {us / 1000 / steps:7.3f} ms  {count / steps:6.0f} kernels" for kind, (us, count) in rows]
+
+
+class StepProfiler(L.Callback):
+    """torch.profiler over ``steps`` training steps from step ``start`` on (after the CUDA graph captures of the
+    common batch shapes, before the first validation at step 500, whose checkpoint copies would overlap the
+    window): writes to ``out`` the wall time per step, the GPU's kernel time per step (how busy the GPU was), that
+    time by kind of kernel, and the top operations by host time and by GPU time. For the next question after
+    ms/step: host-bound or GPU-bound, and which kernels?"""
+
+    def __init__(self, out: str, start: int = 300, steps: int = 50):
         self.out, self.start, self.steps = Path(out), start, steps
         self.profiler = None
 
@@ -108,6 +139,7 @@ class StepProfiler(L.Callback):
         lines = [f"{self.steps} steps: {1000 * wall / self.steps:.2f} ms/step wall (profiled), "
                  f"{device_us / 1000 / self.steps:.2f} ms/step of GPU kernels, {kernels / self.steps:.0f} kernels "
                  f"per step ({device_us / max(kernels, 1):.1f} us each on average)"]
+        lines += [""] + kernel_kinds(events, self.steps)
         for key in ("self_cpu_time_total", "self_device_time_total"):
             lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=25, max_name_column_width=60)]
         self.out.write_text("\n".join(lines))
