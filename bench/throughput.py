@@ -226,8 +226,8 @@ def random_init_model_dir(args) -> str:
 EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # --gpu-recipe's stages, the figures the GPU targets are judged on first: with --budget-s the later ones are
 # skipped when time runs short.
-GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "profile", "compiled", "jobs2", "jobs2+mps", "jobs4",
-              "whole+compiled", "whole+bf16", "eager", "whole"]
+GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "profile", "compiled", "jobs2", "profile+compiled",
+              "jobs2+mps", "jobs4", "whole+compiled", "whole+bf16", "eager", "whole"]
 JOBS_STAGE = re.compile(r"jobs(\d+)(\+mps)?")  # jobs<N>, jobs<N>+mps: N jobs sharing the GPU, with MPS or without
 
 
@@ -260,7 +260,8 @@ def gpu_benchmark(args, settings: dict) -> None:
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
       the same time
-    - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by kernel kind
+    - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by kernel kind;
+      profile+compiled: the same for whole+compiled (what Inductor's kernels change)
     """
     import subprocess
 
@@ -355,15 +356,19 @@ def gpu_benchmark(args, settings: dict) -> None:
         finally:
             mps.stop()
 
+    def profiled(name: str, *overrides: str) -> dict:
+        out = out_dir / f"{name.replace('+', '-')}.txt"
+        return run(name, [project_cmd(name.replace("+", "-"), "+trainer.max_steps=360", "predict_test=false",
+                                      *overrides, "+callbacks.step_profiler._target_=step_timer.StepProfiler",
+                                      f"+callbacks.step_profiler.out={out}")], 360, profile=out)
+
     # name, estimated seconds (a stage that no longer fits --budget-s is skipped), how to run it
     documented_s = 60 * args.documented_minutes
     stages = [
         ("tests", 90, lambda: run("tests", [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                              "-m", "gpu", "--continue-on-collection-errors", "tests"]], 240)),
-        ("profile", 90, lambda: run("profile", [project_cmd(
-            "profile", "+trainer.max_steps=360", "predict_test=false",
-            "+callbacks.step_profiler._target_=step_timer.StepProfiler",
-            f"+callbacks.step_profiler.out={out_dir / 'profile.txt'}")], 240, profile=out_dir / "profile.txt")),
+        ("profile", 90, lambda: profiled("profile")),
+        ("profile+compiled", 150, lambda: profiled("profile+compiled", "model.compile=true", "model.whole_step=true")),
         ("documented", documented_s + 60, lambda: run("documented", [project_cmd(
             "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
                           f"{int(60 * (args.documented_minutes % 1)):02d}", *args.documented_overrides)],

@@ -214,3 +214,20 @@ def test_readme_common_errors_are_what_the_code_prints(tmp_path):
         output = " ".join((result.stdout + result.stderr).split())
         for fragment in (f.strip() for f in excerpt.split("...") if f.strip()):
             assert " ".join(fragment.split()) in output, f"README quotes {fragment!r}; the code printed:\n{output[-1500:]}"
+
+
+def test_exit_waits_for_running_threads_and_stops_idle_thread_pools(tmp_path):
+    # torch.compile leaves an idle concurrent.futures pool behind after compiling; the fast exit of train.py,
+    # predict.py and evaluate.py must stop it (as the interpreter does), while a thread still writing finishes first.
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        f"sys.path.insert(0, {str(ROOT / 'src')!r})\n"
+        "from glue_finetune.cli import exit_now\n"
+        "pool = ThreadPoolExecutor(2)\n"
+        "pool.submit(print, 'pool used', flush=True).result()\n"
+        "threading.Thread(target=lambda: (time.sleep(1), print('writer done', flush=True))).start()\n"
+        "exit_now(3)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and result.stdout.split() == ["pool", "used", "writer", "done"], result

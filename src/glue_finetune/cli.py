@@ -80,9 +80,10 @@ def exit_now(code: int | str | None = 0) -> NoReturn:
     if isinstance(code, str):  # sys.exit("message")
         print(code, file=sys.stderr)
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does first at exit: threading's own exit hooks (concurrent.futures' pools, such as
+    # torch.compile's, tell their idle workers to stop), then every non-daemon thread is joined. Joining the
+    # threads without those hooks waits forever on an idle pool worker.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
