@@ -28,6 +28,8 @@ import os
 import shutil
 import signal
 import subprocess
+import time
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 import lightning as L
@@ -66,13 +68,37 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     - ``link(source, target)``: once the writes asked for before it are done, ``target`` becomes a hard link to
       ``source``. LatestCheckpoint uses it for last.ckpt when the best checkpoint was saved at the same step: one
       file, two names, as without a background writer (falls back to a copy where the file system cannot link).
+    - one checkpoint in flight at most: a save first waits for the previous one to be written. Lightning's queue
+      has no bound, and each queued save holds its clone in GPU memory; on a disk slower than checkpoints come
+      (1.3 GB every 500 steps is every ~3 s on an H200, and several jobs per GPU write as many), the clones pile
+      up until the run is out of GPU memory. Waiting costs time only where the disk is that slow, and says so.
     """
+
+    SLOW_WAIT_S = 1.0  # a wait longer than this is worth telling the user about (once)
 
     def __init__(self, checkpoint_io=None) -> None:
         super().__init__(checkpoint_io)
         self._copy_stream: torch.cuda.Stream | None = None
+        self._in_flight: Future | None = None
+        self.waited_s = 0.0
+        self._told = False
+
+    def _wait_for_the_previous_save(self, path) -> None:
+        if self._in_flight is None or self._in_flight.done():
+            return
+        began = time.perf_counter()
+        wait([self._in_flight])
+        waited = time.perf_counter() - began
+        self.waited_s += waited
+        if waited > self.SLOW_WAIT_S and not self._told:
+            self._told = True
+            log.warning("Training waited %.1f s for the previous checkpoint to be written to %s: checkpoints come "
+                        "faster than that disk takes them. Fix: write the run dir to faster local storage "
+                        "(hydra.run.dir=/local/disk/...), or validate, and so checkpoint, less often "
+                        "(trainer.val_check_interval=2000).", waited, Path(path).parent)
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        self._wait_for_the_previous_save(path)
         on_gpu = False
 
         def clone(tensor: torch.Tensor) -> torch.Tensor:
@@ -119,7 +145,7 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
             except BaseException as ex:
                 self._error = ex
 
-        self._executor.submit(run)
+        self._in_flight = self._executor.submit(run)
         if self._error:
             raise self._error
 
