@@ -367,6 +367,21 @@ def test_mps_auto_goes_on_without_mps_where_it_cannot_run_and_says_why(stand_in_
     assert expected in said and "jobs_per_gpu=2 without NVIDIA's MPS: the jobs sharing a GPU take turns" in said
 
 
+def test_on_a_ray_cluster_mps_is_left_to_its_nodes_and_mps_true_is_refused(stand_in_mps, caplog):
+    # The daemon would start on the machine the sweep is started from, not on the nodes the jobs run on.
+    from glue_finetune.errors import UserError
+    from glue_finetune.launchers import job_mps
+
+    job_env: dict = {}
+    with caplog.at_level(logging.INFO, logger="glue_finetune.launchers"):
+        assert job_mps("auto", "10.0.0.1:6379", job_env) is None
+    assert job_env == {} and "nvidia-cuda-mps-control -d` before `ray start`" in caplog.text
+    assert not stand_in_mps.exists()  # nothing was started here
+    with pytest.raises(UserError, match="mps=true starts NVIDIA's MPS on this machine, and the jobs run on the Ray "
+                                        "cluster at 10.0.0.1:6379. Fix: start MPS on each GPU node"):
+        job_mps(True, "10.0.0.1:6379", job_env)
+
+
 @pytest.mark.parametrize("accelerator, num_cpus, expected", [
     ("gpu", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
     ("cpu", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),

@@ -158,12 +158,9 @@ def prepare_ray(config: DictConfig) -> None:
 
 
 def job_mps(mps: bool | str, address: str | None, job_env: dict) -> bool | None:
-    """Whether the jobs sharing a GPU will run under MPS (None: up to a Ray cluster's nodes), starting the sweep's own daemon (its pipe into
-    ``job_env``) where none runs. ``auto`` uses MPS where it can and says why not where it cannot; ``true`` refuses
-    to go on without it."""
-    if mps_running():
-        log.info("NVIDIA's MPS already runs on this machine: the jobs sharing a GPU use it.")
-        return True
+    """Whether the jobs sharing a GPU will run under MPS (None: up to a Ray cluster's nodes), starting the sweep's
+    own daemon (its pipe into ``job_env``) where none runs. ``auto`` uses MPS where it can and says why not where
+    it cannot; ``true`` refuses to go on without it."""
     if address:
         if mps is True:
             raise UserError("hydra.launcher.ray.remote.mps=true starts NVIDIA's MPS on this machine, and the jobs run "
@@ -172,6 +169,9 @@ def job_mps(mps: bool | str, address: str | None, job_env: dict) -> bool | None:
         log.info("On a Ray cluster, the jobs sharing a GPU run under NVIDIA's MPS where its node runs it "
                  "(`nvidia-cuda-mps-control -d` before `ray start`).")
         return None  # up to the cluster's nodes: nothing to start from here
+    if mps_running():
+        log.info("NVIDIA's MPS already runs on this machine: the jobs sharing a GPU use it.")
+        return True
     if mps == "auto" and shutil.which(PrivateMPS.CONTROL) is None:
         log.info("NVIDIA's %s is not on PATH: the jobs sharing a GPU run without MPS.", PrivateMPS.CONTROL)
         return False
