@@ -28,6 +28,7 @@ class StepTimer(L.Callback):
     def __init__(self, out: str, warm_steps: int = 500):
         self.out, self.warm_steps = Path(out), warm_steps
         self.created = time.perf_counter()
+        self.created_at = time.time()  # wall clock, for the parent's process start and exit times
         self.start = self.warm_at = self.val_start = None
         self.val_times: list[float] = []
 
@@ -64,7 +65,8 @@ class StepTimer(L.Callback):
                   "validation_s": validation, "train_s": end - self.start - validation,
                   "setup_s": self.start - self.created,
                   "val_s_median": sorted(self.val_times)[len(self.val_times) // 2] if self.val_times else None,
-                  "val_times": self.val_times}
+                  "val_times": self.val_times, "created_at": self.created_at,
+                  "train_end_at": self.created_at + (end - self.created)}
         if torch.cuda.is_available():  # what a job needs of the GPU (jobs_per_gpu: how many fit)
             result.update(gpu_max_allocated_gb=torch.cuda.max_memory_allocated() / 2**30,
                           gpu_max_reserved_gb=torch.cuda.max_memory_reserved() / 2**30)

@@ -260,6 +260,9 @@ def gpu_benchmark(args, settings: dict) -> None:
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
       the same time
+    Besides ms/step, each single-process stage says where the rest of its wall time went: "start s", from process
+    start to the first training step (imports, data, model, Lightning's setup), and "after s", from the last
+    training step to exit (final evaluation, predictions, export, the last checkpoint writes).
     - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by kernel kind;
       profile+compiled: the same for whole+compiled (what Inductor's kernels change)
     """
@@ -283,7 +286,7 @@ def gpu_benchmark(args, settings: dict) -> None:
 
     def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None,
             profile: Path | None = None, extra_env: dict | None = None) -> dict:
-        start = time.perf_counter()
+        start, launched_at = time.perf_counter(), time.time()
         procs = []
         for cmd in cmds:
             child_env = {**env, **(extra_env or {})}
@@ -305,6 +308,9 @@ def gpu_benchmark(args, settings: dict) -> None:
                                out_dir / "none"))
             if timing.exists():
                 row.update(json.loads(timing.read_text()))
+                if len(cmds) == 1 and "created_at" in row:  # where a whole process's time goes besides training
+                    row["start_to_training_s"] = row["created_at"] - launched_at + row["setup_s"]
+                    row["after_training_s"] = launched_at + row["wall_s"] - row["train_end_at"]
             for line in output.splitlines():
                 if line.startswith("STAGE_RESULT "):
                     row.update(json.loads(line.removeprefix("STAGE_RESULT ")))
@@ -461,13 +467,14 @@ def cell(value, spec: str) -> str:
 
 def print_gpu_table(results: dict, args) -> None:
     print(f"\n{'run':<15} {'steps':>6} {'steady ms/step':>15} {'warm-up s':>10} {'one validation s':>17} "
-          f"{'wall s':>8} {'GPU GB':>7}")
+          f"{'wall s':>8} {'start s':>8} {'after s':>8} {'GPU GB':>7}")
     for name, row in results["stages"].items():
         for i, r in enumerate(row.get("jobs") or [row]):
             label = name if "jobs" not in row else f"{name}[{i}]"
             print(f"{label:<15} {cell(r.get('steps'), '6d')} {cell(r.get('steady_ms_per_step'), '15.2f')} "
                   f"{cell(r.get('warmup_s'), '10.1f')} {cell(r.get('val_s_median', r.get('val_s_each')), '17.2f')} "
-                  f"{cell(r.get('wall_s'), '8.1f')} {cell(r.get('gpu_max_reserved_gb'), '7.1f')}")
+                  f"{cell(r.get('wall_s'), '8.1f')} {cell(r.get('start_to_training_s'), '8.1f')} "
+                  f"{cell(r.get('after_training_s'), '8.1f')} {cell(r.get('gpu_max_reserved_gb'), '7.1f')}")
     for key, value in gpu_summary(results, args).items():
         print(f"{key}: {value}")
 
