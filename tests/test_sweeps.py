@@ -323,6 +323,29 @@ def prepared_for_ray(config, monkeypatch):
     return remote
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(shutil.which("nvidia-cuda-mps-control") is None, reason="needs NVIDIA's nvidia-cuda-mps-control")
+def test_a_private_mps_daemon_serves_cuda_processes_on_this_gpu():
+    # The real daemon (the tests above use a stand-in): what mps=auto starts for jobs sharing a GPU.
+    from glue_finetune.launchers import PrivateMPS
+
+    mps = PrivateMPS.start()
+    env = {**os.environ, **mps.env}
+    try:
+        # A job computes on the GPU and, while its CUDA context lives, asks the sweep's daemon for its servers.
+        job = subprocess.run([sys.executable, "-c", (
+            "import subprocess, sys, torch\n"
+            "print(torch.ones(2, device='cuda').sum().item())\n"
+            f"print(subprocess.run([{mps.control!r}], input='get_server_list\\n', capture_output=True, text=True,"
+            " timeout=30).stdout.strip() or 'no server')\n")], env=env, capture_output=True, text=True, timeout=120)
+        lines = job.stdout.split("\n")
+        assert lines[0] == "2.0", job.stderr[-2000:]
+        assert lines[1].split()[0].isdigit(), f"the job did not run through the sweep's MPS server: {job.stdout}"
+    finally:
+        mps.stop()
+    assert not mps.root.exists()
+
+
 @needs_extra("hydra_plugins.hydra_ray_launcher")
 @pytest.mark.parametrize("mps", ["auto", True, False])
 def test_jobs_sharing_a_gpu_get_the_sweeps_mps_daemon_unless_turned_off(stand_in_mps, monkeypatch, mps):
