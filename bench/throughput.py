@@ -251,20 +251,21 @@ def gpu_benchmark(args, settings: dict) -> None:
       steps, the submission file), all-in from process start to exit; stopped at --documented-minutes
       (trainer.max_time) and then extrapolated from its steady ms/step
     - hf: Hugging Face's Trainer, bf16, dynamic padding, --steps steps (eval once at the end)
-    - whole / eager / compiled / whole+bf16: this project on --steps steps: the default (whole step, CUDA graphs), Lightning's
-      automatic optimization (model.whole_step=false), torch.compile with CUDA graphs, and the whole step in bf16
-      mixed precision (trainer.precision=bf16-mixed, as trainer=gpu runs)
+    - whole / eager / compiled / whole+bf16: this project on --steps steps: the default (whole step, CUDA
+      graphs), Lightning's automatic optimization (model.whole_step=false), torch.compile with CUDA graphs, and the
+      whole step in bf16 mixed precision (trainer.precision=bf16-mixed, as trainer=gpu runs)
     - whole+compiled: the whole step's graphs holding torch.compile's fused kernels (model.compile=true
       model.whole_step=true): fewer, larger kernels per step
     - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
       the same time
+    - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by
+      kernel kind; profile+compiled: the same for whole+compiled (what Inductor's kernels change)
+
     Besides ms/step, each single-process stage says where the rest of its wall time went: "start s", from process
     start to the first training step (imports, data, model, Lightning's setup), and "after s", from the last
     training step to exit (final evaluation, predictions, export, the last checkpoint writes).
-    - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by kernel kind;
-      profile+compiled: the same for whole+compiled (what Inductor's kernels change)
     """
     import subprocess
 
@@ -363,9 +364,10 @@ def gpu_benchmark(args, settings: dict) -> None:
             mps.stop()
 
     def profiled(name: str, *overrides: str) -> dict:
-        out = out_dir / f"{name.replace('+', '-')}.txt"
-        return run(name, [project_cmd(name.replace("+", "-"), "+trainer.max_steps=360", "predict_test=false",
-                                      *overrides, "+callbacks.step_profiler._target_=step_timer.StepProfiler",
+        run_name = name.replace("+", "-")  # a file and directory name
+        out = out_dir / f"{run_name}.txt"
+        return run(name, [project_cmd(run_name, "+trainer.max_steps=360", "predict_test=false", *overrides,
+                                      "+callbacks.step_profiler._target_=step_timer.StepProfiler",
                                       f"+callbacks.step_profiler.out={out}")], 360, profile=out)
 
     # name, estimated seconds (a stage that no longer fits --budget-s is skipped), how to run it

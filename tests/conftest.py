@@ -18,7 +18,6 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` skip, with the reason, where there is no CUDA GPU."""
     import torch

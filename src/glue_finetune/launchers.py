@@ -131,8 +131,9 @@ def prepare_ray(config: DictConfig) -> None:
     job_env = {}
     if jobs_per_gpu > 1:  # so that a job out of GPU memory can say it shares its GPU
         job_env["GLUE_FINETUNE_JOBS_PER_GPU"] = str(jobs_per_gpu)
-    under_mps = jobs_per_gpu > 1 and bool(gpus) and mps is not False and job_mps(mps, address, job_env)
-    if mps is True and not (jobs_per_gpu > 1 and gpus):
+    sharing_gpus = jobs_per_gpu > 1 and bool(gpus)
+    under_mps = sharing_gpus and mps is not False and job_mps(mps, address, job_env)
+    if mps is True and not sharing_gpus:
         log.warning("hydra.launcher.ray.remote.mps=true has no effect: %s.",
                     "the jobs train on CPU" if not gpus else "each job has a GPU of its own (jobs_per_gpu=1)")
     with read_write(ray_cfg), open_dict(ray_cfg):
@@ -151,7 +152,7 @@ def prepare_ray(config: DictConfig) -> None:
              len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
     if jobs_per_gpu > 1 and not gpus:
         log.warning("hydra.launcher.ray.remote.jobs_per_gpu=%d has no effect: the jobs train on CPU.", jobs_per_gpu)
-    elif jobs_per_gpu > 1 and under_mps is False:
+    elif sharing_gpus and under_mps is False:
         log.info("hydra.launcher.ray.remote.jobs_per_gpu=%d without NVIDIA's MPS: the jobs sharing a GPU take turns "
                  "on it (under MPS their kernels run side by side: 4 jobs 1.7x as fast on an H200, "
                  "docs/benchmarks.md).", jobs_per_gpu)
