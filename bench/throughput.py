@@ -213,6 +213,18 @@ def padding_ratios(args, pad_multiples: dict[str, int | None]) -> dict:
     return ratios
 
 
+def times_logged(run_dir: Path) -> dict:
+    """The ``time/*`` values a finished run logged on its last row of metrics.csv (where its time went)."""
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("time/total_s")]
+    return {k.removeprefix("time/"): float(v) for k, v in rows[-1].items() if k.startswith("time/") and v} if rows else {}
+
+
 def random_init_model_dir(args) -> str:
     """A model dir with --arch's architecture (transformers' BertConfig defaults: bert-base's 12 layers, hidden 768,
     12 heads) sized to --model's tokenizer, for random-init runs: speed does not depend on the weights."""
@@ -226,8 +238,13 @@ def random_init_model_dir(args) -> str:
 EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # --gpu-recipe's stages, the figures the GPU targets are judged on first: with --budget-s the later ones are
 # skipped when time runs short.
-GPU_STAGES = ["tests", "documented", "hf", "jobs1", "jobs4+mps", "profile", "compiled", "jobs2", "profile+compiled",
-              "jobs2+mps", "jobs4", "whole+compiled", "whole+bf16", "eager", "whole"]
+GPU_STAGES = ["tests", "documented", "hf", "jobs1", "whole+clip-pass", "jobs4+mps", "profile", "compiled", "jobs2",
+              "profile+compiled", "whole+eager-attention", "jobs2+mps", "jobs4", "whole+compiled", "whole+bf16", "eager",
+              "whole"]
+# src/train.py with the whole step clipping in a pass of its own instead of inside the fused AdamW's kernel
+CLIP_PASS = ("import runpy, sys; from glue_finetune.model import TextClassifier; "
+             "TextClassifier.clip_in_fused_optimizer = False; sys.argv[0] = 'src/train.py'; "
+             "runpy.run_path('src/train.py', run_name='__main__')")
 JOBS_STAGE = re.compile(r"jobs(\d+)(\+mps)?")  # jobs<N>, jobs<N>+mps: N jobs sharing the GPU, with MPS or without
 
 
@@ -256,6 +273,10 @@ def gpu_benchmark(args, settings: dict) -> None:
       whole step in bf16 mixed precision (trainer.precision=bf16-mixed, as trainer=gpu runs)
     - whole+compiled: the whole step's graphs holding torch.compile's fused kernels (model.compile=true
       model.whole_step=true): fewer, larger kernels per step
+    - whole+clip-pass: the default, but the gradients clipped in a pass of their own (clip_grad_norm_) instead of
+      inside the fused AdamW's kernel: what folding the clipping into the optimizer saves (against jobs1)
+    - whole+eager-attention: the default with attention as plain matrix multiplications and softmax
+      (model.attn_implementation=eager) instead of SDPA's memory-efficient fp32 kernels, at SST-2's short lengths
     - jobs<N>: N jobs of the default run at once on the one GPU (seeds 1..N), --steps steps each, each with
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
@@ -307,6 +328,9 @@ def gpu_benchmark(args, settings: dict) -> None:
                    "command": " ".join(cmds[i]).replace(str(out_dir), "<tmp>").replace(str(ROOT) + os.sep, "")}
             timing = Path(next((a.split("=", 1)[1] for a in cmds[i] if a.startswith("+callbacks.step_timer.out=")),
                                out_dir / "none"))
+            run_dir = next((a.split("=", 1)[1] for a in cmds[i] if a.startswith("hydra.run.dir=")), None)
+            if run_dir and (run_times := times_logged(Path(run_dir))):
+                row["run_times"] = run_times  # the run's own account of its time (time/* in metrics.csv)
             if timing.exists():
                 row.update(json.loads(timing.read_text()))
                 if len(cmds) == 1 and "created_at" in row:  # where a whole process's time goes besides training
@@ -316,6 +340,7 @@ def gpu_benchmark(args, settings: dict) -> None:
                 if line.startswith("STAGE_RESULT "):
                     row.update(json.loads(line.removeprefix("STAGE_RESULT ")))
                 elif ("captured as CUDA graphs" in line or "Could not capture" in line or line.startswith("result:")
+                      or "] Time: " in line
                       or re.search(r"\d+ (passed|failed|errors?)\b", line)):  # pytest's summary line
                     row.setdefault("notes", []).append(line.strip()[-200:])
             if proc.returncode != 0:
@@ -388,6 +413,10 @@ def gpu_benchmark(args, settings: dict) -> None:
         ("whole+bf16", 60, lambda: run("whole+bf16", [project_cmd(
             "whole-bf16", *short, "trainer.precision=bf16-mixed")], 240)),
         ("eager", 60, lambda: run("eager", [project_cmd("eager", *short, "model.whole_step=false")], 240)),
+        ("whole+clip-pass", 60, lambda: run("whole+clip-pass", [[sys.executable, "-c", CLIP_PASS, *project_cmd(
+            "whole-clip-pass", *short)[2:]]], 240)),
+        ("whole+eager-attention", 60, lambda: run("whole+eager-attention", [project_cmd(
+            "whole-eager-attention", *short, "model.attn_implementation=eager")], 240)),
         ("whole+compiled", 150, lambda: run("whole+compiled", [project_cmd(
             "whole-compiled", *short, "model.compile=true", "model.whole_step=true")], 360)),
         ("compiled", 120, lambda: run("compiled", [project_cmd(

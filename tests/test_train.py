@@ -253,3 +253,41 @@ def test_the_progress_bar_is_the_throttled_one_and_goes_with_enable_progress_bar
     RecordProgressBar.seen = []
     train(cfg)
     assert RecordProgressBar.seen == (["ThrottledProgressBar"] if enabled else ["NoneType"])
+
+
+def test_the_run_says_where_its_time_went(tiny_cfg, tmp_path, monkeypatch, caplog):
+    from glue_finetune.model import TextClassifier
+
+    # Each validation made 0.75 s slower: that time must be charged to validation, not to the training steps.
+    real_end = TextClassifier.on_validation_epoch_end
+
+    def slow_validation_end(self):
+        if not self.trainer.sanity_checking:
+            time.sleep(0.75)
+        real_end(self)
+
+    monkeypatch.setattr(TextClassifier, "on_validation_epoch_end", slow_validation_end)
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg("trainer.max_epochs=1", "predict_test=false"))  # 20 steps, validations at 10 and 20
+
+    [times] = [{k: float(v) for k, v in r.items() if k.startswith("time/") and v}
+               for r in read_metrics(tmp_path / "metrics.csv") if r.get("time/total_s")]
+    assert times["time/steps"] == 20 and times["time/validations"] == 2
+    assert times["time/validation_s"] >= 1.5
+    assert times["time/train_s"] < 1.5, "validation time counted as training time"
+    assert times["time/ms_per_step"] == pytest.approx(1000 * times["time/train_s"] / 20)
+    parts = sum(times[f"time/{p}_s"] for p in ("startup", "train", "validation", "scoring", "artefacts"))
+    assert 0.9 * times["time/total_s"] <= parts <= times["time/total_s"]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Time: ")]
+    assert "20 training steps" in line and "2 validations" in line and "export and predictions" in line
+
+
+def test_a_run_counts_its_time_from_the_process_start():
+    code = ("import time; time.sleep(0.5); from glue_finetune.timing import mark_run_start, run_started_at; "
+            "mark_run_start(); first = time.time() - run_started_at(); time.sleep(0.2); mark_run_start(); "
+            "print(first, time.time() - run_started_at())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    first, second = map(float, out.stdout.split())
+    assert 0.5 <= first < 10, "the first run counts from the process's start (interpreter, imports)"
+    assert second < 0.1, "a later run in the same process (a sweep's next job) counts from its own start"

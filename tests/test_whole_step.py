@@ -21,17 +21,20 @@ def curves(tmp_path, name: str) -> dict[str, list]:
             for metric in ("train/loss", "train/lr", "val/loss", "val/acc")}
 
 
-def test_the_whole_step_trains_exactly_as_lightnings_automatic_optimization(tiny_cfg, tmp_path):
-    # float32, so "the same" is exact: same batches, dropout masks, clipping, AdamW update and learning rates.
+@pytest.mark.parametrize("fused", ["true", "false"])  # clipping inside the fused AdamW's kernel, or a pass of its own
+def test_the_whole_step_trains_exactly_as_lightnings_automatic_optimization(tiny_cfg, tmp_path, fused):
+    # float32, so "the same" is exact (to a rounding): same batches, dropout masks, clipping, AdamW update and
+    # learning rates.
     for whole_step in ("false", "true"):
         train(tiny_cfg(f"model.whole_step={whole_step}", "trainer.precision=32-true", "trainer.max_epochs=2",
-                       "trainer.gradient_clip_val=0.05", "predict_test=false", output_dir=tmp_path / whole_step))
+                       f"optimizer.fused={fused}", "trainer.gradient_clip_val=0.05", "predict_test=false",
+                       output_dir=tmp_path / whole_step))
     automatic, whole = curves(tmp_path, "false"), curves(tmp_path, "true")
     assert whole["train/loss"][::2] == [10, 20, 30, 40]
     for metric in automatic:
         assert whole[metric] == pytest.approx(automatic[metric], rel=1e-6), metric
     # and clipping did act: without it the run differs
-    train(tiny_cfg("model.whole_step=true", "trainer.precision=32-true", "trainer.max_epochs=2",
+    train(tiny_cfg("model.whole_step=true", "trainer.precision=32-true", "trainer.max_epochs=2", f"optimizer.fused={fused}",
                    "trainer.gradient_clip_val=null", "predict_test=false", output_dir=tmp_path / "unclipped"))
     assert curves(tmp_path, "unclipped")["train/loss"][1:] != whole["train/loss"][1:]
 

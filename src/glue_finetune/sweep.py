@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glue_finetune.files import write_text_atomically
 from glue_finetune.errors import ConfigError, Preempted, UserError
+from glue_finetune.timing import mark_run_start
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     Every failure that reaches the job, a config error included, leaves ``job_failed.json`` in the run dir: a
     run dir holds ``job_done.json``, ``job_failed.json`` or ``job_preempted.json``, or the job is still running.
     """
+    mark_run_start()  # the run's time counts from here (from the process's start for its first run)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     multirun = in_multirun()

@@ -22,7 +22,7 @@ from glue_finetune.results import best_seen, evaluations, read_metrics
 from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
 from glue_finetune.sweep import job_overrides
-from glue_finetune.tracking import CSVLogger, finish_wandb
+from glue_finetune.tracking import CSVLogger, RunTimes, finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +266,19 @@ def save_to_wandb_run(logger: WandbLogger, path: Path) -> None:
         shutil.copyfile(path, Path(run_dir) / path.name)
 
 
+def log_times(times: RunTimes, trainer: L.Trainer) -> None:
+    """Where the run's time went: one line, and ``time/*`` on every logger's last row (W&B's run summary)."""
+    summary = times.summary()
+    log.info("%s", times.describe(summary))
+    for logger in trainer.loggers:
+        logger.log_metrics(summary, step=trainer.global_step)
+        logger.save()
+
+
 def train(cfg: DictConfig) -> float:
     """Fine-tune, score the selected checkpoint on every dev set, write the artefacts; return the task's main
     metric (val/acc, val/mcc, ...) of that checkpoint: what sweepers optimise."""
+    times = RunTimes()  # from the process's (or sweep job's) start
     preflight(cfg)  # every config problem at once, and the network, before any download or training
     silence_known_library_warnings(resuming=bool(cfg.get("ckpt_path")))
     route_lightning_logs_to_root()
@@ -301,7 +311,7 @@ def train(cfg: DictConfig) -> float:
             **trainer_plugins(cfg.trainer, on_gpu),
             # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
             **({"gradient_clip_val": None} if whole_step else {}),
-            callbacks=run_callbacks(cfg),
+            callbacks=[*run_callbacks(cfg), times],
             logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
         )
         if whole_step:
@@ -319,13 +329,16 @@ def train(cfg: DictConfig) -> float:
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
 
-        selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
+        with times.phase("scoring"):
+            selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
         main = datamodule.spec.main_metric
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
-            written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir)
+            with times.phase("artefacts"):
+                written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
+            log_times(times, trainer)
         others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
         if trainer.is_global_zero:
             print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'})")
