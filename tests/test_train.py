@@ -128,6 +128,36 @@ def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(
     assert best_ckpt.samefile(tmp_path / "checkpoints" / "last.ckpt")
 
 
+def test_a_selected_checkpoint_older_than_the_final_weights_is_loaded_scored_and_exported(tiny_cfg, tmp_path,
+                                                                                          monkeypatch):
+    from safetensors.torch import load_file
+
+    from glue_finetune.model import TextClassifier
+
+    # val/loss as seen during training made to rise with the step: the first validation (step 10) is selected,
+    # and its weights differ from the final ones (step 60). Scoring at the end computes the true values.
+    real_scores = TextClassifier._scores
+
+    def rising_loss(self, losses, collections):
+        scores = real_scores(self, losses, collections)
+        if self.trainer.state.fn == "fit":
+            scores["val/loss"] = torch.tensor(float(self.global_step))
+        return scores
+
+    monkeypatch.setattr(TextClassifier, "_scores", rising_loss)
+    best = train(tiny_cfg("predict_test=false"))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-step10.ckpt", "last.ckpt"]
+    assert best == pytest.approx(dict(column(rows, "val/acc"))[10], abs=1e-6)  # the step-10 weights, scored again
+    selected = torch.load(tmp_path / "checkpoints" / "best-step10.ckpt", weights_only=True)["state_dict"]
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    exported = load_file(tmp_path / "model" / "model.safetensors")
+    name = "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(selected[f"model.{name}"], final[f"model.{name}"])
+    for key, tensor in exported.items():
+        torch.testing.assert_close(tensor, selected[f"model.{key}"], rtol=0, atol=0, msg=key)
+
+
 def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkeypatch, tmp_path):
     assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is True
     netrc = tmp_path / "netrc"

@@ -195,22 +195,26 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
     """
     if selection == "last":
         last_ckpt = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
-        path, ckpt = (str(last_ckpt) if last_ckpt and last_ckpt.exists() else ""), None  # the weights in memory
+        path = str(last_ckpt) if last_ckpt and last_ckpt.exists() else ""  # its weights are those in memory
         in_memory = True
     else:
-        path = ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        in_memory = bool(ckpt) and checkpoint_step(ckpt) == trainer.global_step
-        if not ckpt:
+        path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # Memory-mapped: only the weights are read (as they are copied into the model), not the optimizer's state
+        # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
+        in_memory = saved is None or saved["global_step"] == trainer.global_step
+        if not path:
             log.warning("No checkpoint was saved: scoring the final weights instead.")
-            in_memory = True
+        elif not in_memory:
+            model.load_state_dict(saved["state_dict"])
+        del saved
     last = model.last_validation
     if in_memory and last and last["step"] == trainer.global_step:
         scores = {name: value for name, value in last.items() if name != "step"}
         for logger in trainer.loggers:
             logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
-    else:
-        # weights_only: the checkpoint holds tensors and plain values only (this project's own, or a resumed one)
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False, weights_only=True)
+    else:  # the model holds the selected weights: score them on every dev set
+        tested = trainer.test(model, datamodule=datamodule, verbose=False)
         scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
     return scores, path
 
