@@ -90,7 +90,7 @@ KERNEL_KINDS = [
 ]
 
 
-def kernel_kinds(events, steps: int) -> list[str]:
+def kernel_kinds(events, steps: int, per: str = "step") -> list[str]:
     """GPU time per step by kind of kernel (``KERNEL_KINDS``; the rest is element-wise and small kernels)."""
     import re
 
@@ -103,7 +103,7 @@ def kernel_kinds(events, steps: int) -> list[str]:
         total[0] += getattr(e, "self_device_time_total", 0)
         total[1] += e.count
     rows = sorted(totals.items(), key=lambda kv: -kv[1][0])
-    return ["GPU time per step by kind of kernel:"] + [
+    return [f"GPU time per {per} by kind of kernel:"] + [
         f"  {kind:48s} {us / 1000 / steps:7.3f} ms  {count / steps:6.0f} kernels" for kind, (us, count) in rows]
 
 
@@ -144,4 +144,48 @@ class StepProfiler(L.Callback):
         lines += [""] + kernel_kinds(events, self.steps)
         for key in ("self_cpu_time_total", "self_device_time_total"):
             lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=25, max_name_column_width=60)]
+        self.out.write_text("\n".join(lines))
+
+
+class ValidationProfiler(StepProfiler):
+    """torch.profiler over the first validation at or after step ``start`` (the default 1000: the second one, whose
+    graphs were captured by the first), from its start to the next training step, so the checkpoints saved after
+    it count: wall time against the GPU's kernel time says whether a validation waits on the GPU or on the host."""
+
+    def __init__(self, out: str, start: int = 1000):
+        super().__init__(out, start=start, steps=1)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if self.profiler is not None and not self.out.exists():
+            self._write(trainer)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        pass
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.global_step < self.start or self.profiler is not None:
+            return
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        sync()
+        self.profiler = torch.profiler.profile(activities=activities)
+        self.profiler.__enter__()
+        self.began = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.on_train_batch_start(trainer)
+
+    def _write(self, trainer) -> None:
+        sync()
+        wall = time.perf_counter() - self.began
+        self.profiler.__exit__(None, None, None)
+        events = self.profiler.key_averages()
+        device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+        kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+        lines = [f"the validation at step {trainer.global_step} with its checkpoints: {wall:.3f} s wall (profiled), "
+                 f"{device_us / 1e6:.3f} s of GPU kernels, {kernels} kernels"]
+        lines += [""] + kernel_kinds(events, 1, per="validation")
+        for key in ("self_cpu_time_total", "self_device_time_total"):
+            lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=30, max_name_column_width=60)]
         self.out.write_text("\n".join(lines))

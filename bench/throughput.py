@@ -238,9 +238,9 @@ def random_init_model_dir(args) -> str:
 EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # --gpu-recipe's stages, the figures the GPU targets are judged on first: with --budget-s the later ones are
 # skipped when time runs short.
-GPU_STAGES = ["tests", "documented", "hf", "jobs1", "whole+clip-pass", "jobs4+mps", "profile", "compiled", "jobs2",
-              "profile+compiled", "whole+eager-attention", "jobs2+mps", "jobs4", "whole+compiled", "whole+bf16", "eager",
-              "whole"]
+GPU_STAGES = ["tests", "documented", "hf", "jobs1", "whole+clip-pass", "jobs4+mps", "profile", "profile-validation",
+              "compiled", "jobs2", "profile+compiled", "whole+eager-attention", "jobs2+mps", "jobs4", "whole+compiled",
+              "whole+bf16", "eager", "whole"]
 # src/train.py with the whole step clipping in a pass of its own instead of inside the fused AdamW's kernel
 CLIP_PASS = ("import runpy, sys; from glue_finetune.model import TextClassifier; "
              "TextClassifier.clip_in_fused_optimizer = False; sys.argv[0] = 'src/train.py'; "
@@ -282,7 +282,8 @@ def gpu_benchmark(args, settings: dict) -> None:
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
       the same time
     - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by
-      kernel kind; profile+compiled: the same for whole+compiled (what Inductor's kernels change)
+      kernel kind; profile+compiled: the same for whole+compiled (what Inductor's kernels change);
+      profile-validation: the validation at step 1000 with its checkpoints, wall time against GPU time
 
     Besides ms/step, each single-process stage says where the rest of its wall time went: "start s", from process
     start to the first training step (imports, data, model, Lightning's setup), and "after s", from the last
@@ -402,6 +403,11 @@ def gpu_benchmark(args, settings: dict) -> None:
                                              "-m", "gpu", "--continue-on-collection-errors", "tests"]], 240)),
         ("profile", 90, lambda: profiled("profile")),
         ("profile+compiled", 150, lambda: profiled("profile+compiled", "model.compile=true", "model.whole_step=true")),
+        ("profile-validation", 90, lambda: run("profile-validation", [project_cmd(
+            "profile-validation", "+trainer.max_steps=1010", "predict_test=false",
+            "+callbacks.validation_profiler._target_=step_timer.ValidationProfiler",
+            f"+callbacks.validation_profiler.out={out_dir / 'profile-validation.txt'}")], 300,
+            profile=out_dir / "profile-validation.txt")),
         ("documented", documented_s + 60, lambda: run("documented", [project_cmd(
             "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
                           f"{int(60 * (args.documented_minutes % 1)):02d}", *args.documented_overrides)],
