@@ -215,7 +215,7 @@ class RunTimes(Callback):
 
     def __init__(self, started_at: float | None = None):
         self.started_at = run_started_at() if started_at is None else started_at
-        self.train_started = self.train_ended = None
+        self.train_started = self.train_ended = self.fit_ended = None
         self.first_step = self.last_step = 0
         self.validation_started: float | None = None
         self.validation_times: list[float] = []
@@ -247,6 +247,11 @@ class RunTimes(Callback):
         self.train_ended = time.time()
         self.last_step = trainer.global_step
 
+    def end_fit(self) -> None:
+        """Called when ``trainer.fit`` returns: after training's end, Lightning's teardown has written the last
+        checkpoint (a GPU run's background writer finishes the writes still queued)."""
+        self.fit_ended = time.time()
+
     @contextlib.contextmanager
     def phase(self, name: str):
         """Time a block of ``train()`` after fitting (``scoring``, ``artefacts``)."""
@@ -271,6 +276,8 @@ class RunTimes(Callback):
                       "time/validations": float(len(self.validation_times))})
         if steps:
             times["time/ms_per_step"] = 1000 * train / steps
+        if self.fit_ended is not None and self.train_ended is not None:
+            times["time/last_checkpoint_s"] = self.fit_ended - self.train_ended
         times.update({f"time/{name}_s": seconds for name, seconds in self.phases.items()})
         return times
 
@@ -284,6 +291,8 @@ class RunTimes(Callback):
             if count := int(times["time/validations"]):
                 parts.append(f"{count} validation{'s' if count > 1 else ''} {times['time/validation_s']:.1f} s "
                              f"({times['time/validation_s'] / count:.2f} s each, with their checkpoints)")
+        if "time/last_checkpoint_s" in times:
+            parts.append(f"the last checkpoint written {times['time/last_checkpoint_s']:.1f} s")
         names = {"scoring": "scoring the selected checkpoint", "artefacts": "export and predictions"}
         parts += [f"{names.get(name, name)} {seconds:.1f} s" for name, seconds in self.phases.items()]
         return f"Time: {times['time/total_s']:.0f} s all-in: " + ", ".join(parts)

@@ -332,6 +332,7 @@ def train(cfg: DictConfig) -> float:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
+        times.end_fit()
 
         with times.phase("scoring"):
             selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
