@@ -323,6 +323,15 @@ def prepared_for_ray(config, monkeypatch):
     return remote
 
 
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_the_local_ray_of_a_parallel_sweep_collects_no_metrics(monkeypatch):
+    # Its raylet's metrics collection can crash it, and the sweep's process with it (launchers.prepare_ray).
+    prepared_for_ray(resolved_sweep_config(), monkeypatch)
+    logs = Path("/tmp/ray/session_latest/logs")  # the session just started and shut down
+    for process in ("raylet.out", "gcs_server.out"):
+        assert "Disabled stats" in (logs / process).read_text(), process
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(shutil.which("nvidia-cuda-mps-control") is None, reason="needs NVIDIA's nvidia-cuda-mps-control")
 def test_a_private_mps_daemon_serves_cuda_processes_on_this_gpu():

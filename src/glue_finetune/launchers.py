@@ -103,6 +103,11 @@ def prepare_ray(config: DictConfig) -> None:
         # hydra-ray-launcher sets a 75 MB object store for the Ray instance it would start; Ray refuses any size
         # when it connects to a running cluster ("object_store_memory must not be provided").
         init["object_store_memory"] = None
+    else:
+        # The Ray this starts serves this sweep alone, and nobody reads its metrics (Ray's dashboard). Collecting
+        # them can crash its raylet a few seconds in (Ray 2.60: SIGSEGV in OpenTelemetry's MetricCollector), and
+        # the sweep's own process then exits with it, summary and all: off, unless the config sets it.
+        init["_system_config"] = {"enable_metrics_collection": False, **(init.get("_system_config") or {})}
     # The project's keys, not Ray's: read, then removed.
     jobs_per_gpu = ray_cfg.remote.get("jobs_per_gpu", 1)
     mps = ray_cfg.remote.get("mps", "auto")
