@@ -118,19 +118,17 @@ class StepProfiler(L.Callback):
         self.out, self.start, self.steps = Path(out), start, steps
         self.profiler = None
 
-    def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.start and self.profiler is None:
-            activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
-                activities.append(torch.profiler.ProfilerActivity.CUDA)
-            sync()
-            self.profiler = torch.profiler.profile(activities=activities)
-            self.profiler.__enter__()
-            self.began = time.perf_counter()
+    def _begin(self) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        sync()
+        self.profiler = torch.profiler.profile(activities=activities)
+        self.profiler.__enter__()
+        self.began = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if self.profiler is None or trainer.global_step < self.start + self.steps or self.out.exists():
-            return
+    def _end(self, per: str, count: int) -> None:
+        """Stop profiling and write the report: ``count`` units of ``per`` (steps, or one validation)."""
         sync()
         wall = time.perf_counter() - self.began
         self.profiler.__exit__(None, None, None)
@@ -138,13 +136,21 @@ class StepProfiler(L.Callback):
         device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
         # GPU kernels (graph replays included): many microsecond-long ones say "fuse", few long ones "compute-bound"
         kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
-        lines = [f"{self.steps} steps: {1000 * wall / self.steps:.2f} ms/step wall (profiled), "
-                 f"{device_us / 1000 / self.steps:.2f} ms/step of GPU kernels, {kernels / self.steps:.0f} kernels "
-                 f"per step ({device_us / max(kernels, 1):.1f} us each on average)"]
-        lines += [""] + kernel_kinds(events, self.steps)
+        lines = [f"{count} {per}(s): {1000 * wall / count:.2f} ms/{per} wall (profiled), "
+                 f"{device_us / 1000 / count:.2f} ms/{per} of GPU kernels, {kernels / count:.0f} kernels "
+                 f"per {per} ({device_us / max(kernels, 1):.1f} us each on average)"]
+        lines += [""] + kernel_kinds(events, count, per=per)
         for key in ("self_cpu_time_total", "self_device_time_total"):
             lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=25, max_name_column_width=60)]
         self.out.write_text("\n".join(lines))
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.start and self.profiler is None:
+            self._begin()
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.profiler is not None and trainer.global_step >= self.start + self.steps and not self.out.exists():
+            self._end("step", self.steps)
 
 
 class ValidationProfiler(StepProfiler):
@@ -155,37 +161,16 @@ class ValidationProfiler(StepProfiler):
     def __init__(self, out: str, start: int = 1000):
         super().__init__(out, start=start, steps=1)
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.global_step >= self.start and self.profiler is None:
+            self._begin()
+
     def on_train_batch_start(self, trainer, *args) -> None:
         if self.profiler is not None and not self.out.exists():
-            self._write(trainer)
+            self._end("validation", 1)
 
     def on_train_batch_end(self, trainer, *args) -> None:
         pass
 
-    def on_validation_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or trainer.global_step < self.start or self.profiler is not None:
-            return
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if torch.cuda.is_available():
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        sync()
-        self.profiler = torch.profiler.profile(activities=activities)
-        self.profiler.__enter__()
-        self.began = time.perf_counter()
-
     def on_train_end(self, trainer, pl_module) -> None:
         self.on_train_batch_start(trainer)
-
-    def _write(self, trainer) -> None:
-        sync()
-        wall = time.perf_counter() - self.began
-        self.profiler.__exit__(None, None, None)
-        events = self.profiler.key_averages()
-        device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
-        kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
-        lines = [f"the validation at step {trainer.global_step} with its checkpoints: {wall:.3f} s wall (profiled), "
-                 f"{device_us / 1e6:.3f} s of GPU kernels, {kernels} kernels"]
-        lines += [""] + kernel_kinds(events, 1, per="validation")
-        for key in ("self_cpu_time_total", "self_device_time_total"):
-            lines += ["", f"by {key}:", events.table(sort_by=key, row_limit=30, max_name_column_width=60)]
-        self.out.write_text("\n".join(lines))
