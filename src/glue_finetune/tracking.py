@@ -202,8 +202,9 @@ class RunTimes(Callback):
     """Where a run's time goes: start-up, training steps, validations, and what ``train()`` does after training
     (``phase(name)``). At the end of a run one line says it, e.g. (the README's offline quick start, 2 CPU cores)
 
-        Time: 63 s all-in: start-up 11.6 s, 125 training steps 19.2 s (153.92 ms/step), 5 validations 24.4 s
-        (4.88 s each, with their checkpoints), scoring the selected checkpoint 3.4 s, export and predictions 4.4 s
+        Time: 54 s all-in: start-up 11.0 s, 125 training steps 16.8 s (134.07 ms/step), 5 validations 18.8 s
+        (3.76 s each, with their checkpoints), the last checkpoint written 0.0 s, scoring the selected checkpoint
+        2.8 s, export and predictions 4.5 s
 
     and ``train()`` logs the same figures as ``time/*`` on the run's last row (W&B's run summary, metrics.csv).
 
