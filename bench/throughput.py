@@ -57,6 +57,7 @@ from transformers import (  # noqa: E402
 
 from glue_finetune.config import package_path  # noqa: E402
 from glue_finetune.data import GlueDataModule  # noqa: E402
+from glue_finetune.results import read_metrics  # noqa: E402
 from glue_finetune.training import train  # noqa: E402
 from step_timer import sync  # noqa: E402  (bench/, beside this script)
 
@@ -215,14 +216,8 @@ def padding_ratios(args, pad_multiples: dict[str, int | None]) -> dict:
 
 def times_logged(run_dir: Path) -> dict:
     """The ``time/*`` values a finished run logged on its last row of metrics.csv (where its time went)."""
-    import csv
-
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return {}
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("time/total_s")]
-    return {k.removeprefix("time/"): float(v) for k, v in rows[-1].items() if k.startswith("time/") and v} if rows else {}
+    rows = [r for r in read_metrics(run_dir / "metrics.csv") if "time/total_s" in r]
+    return {k.removeprefix("time/"): v for k, v in rows[-1].items() if k.startswith("time/")} if rows else {}
 
 
 def random_init_model_dir(args) -> str:

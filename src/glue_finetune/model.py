@@ -211,14 +211,12 @@ class TextClassifier(L.LightningModule):
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.trained_parameters if p.grad is not None],
                                                  foreach=True)
             optimizer.grad_scale = ((norm + 1e-6) / self.max_grad_norm).clamp_(min=1.0)
-            try:
-                optimizer.step()
-            finally:
-                del optimizer.grad_scale  # the next step's divisor is its own (and an unclipped step has none)
-        else:
-            if self.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.max_grad_norm, foreach=True)
+        elif self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.max_grad_norm, foreach=True)
+        try:
             optimizer.step()
+        finally:
+            optimizer.__dict__.pop("grad_scale", None)  # the next step's divisor is its own (an unclipped one: none)
         optimizer.zero_grad(set_to_none=True)  # gradients live only inside the step (inside its graph)
         loss = loss.detach().float()
         self.steps_taken += 1
