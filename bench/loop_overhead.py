@@ -8,7 +8,10 @@ With the whole step (model.whole_step) on a GPU, one step's host work is Lightni
 and one graph replay. This runs the real `train()` on the real SST-2 files with `train_step` replaced by a stub
 that does no training (it counts the step, as the graph would, and returns a device tensor): the ms per step it
 measures is that host floor, on this machine's CPU. If a GPU step takes much longer than the floor, the time is
-the GPU's, not the loop's. Each configuration runs in its own process (interleaved over --repeats rounds):
+the GPU's, not the loop's. Validation's forward is stubbed the same way (a replayed graph's loss and logits), so
+each validation's time (every --val-every steps, with the checkpoint saved after it) is the host's part of one:
+Lightning's evaluation loop, the dev batches built and moved, the metrics' updates and computing them, the
+checkpoint. Each configuration runs in its own process (interleaved over --repeats rounds):
 
   floor           model=tiny, logger=csv, no progress bar (what the GPU benchmark's short runs use)
   +progress bar   the progress bar on (the documented run's default)
@@ -66,7 +69,12 @@ def train_step(self, batch):  # what a replayed graph leaves to the host: nothin
     self.steps_taken += 1
     return self.steps_taken.float()
 
+def eval_forward(self, batch):  # a replayed validation forward: the graph's loss and logits, no work
+    rows = batch["input_ids"].shape[0]
+    return self.steps_taken.float(), self.steps_taken.float().expand(rows, self.spec.num_labels)
+
 TextClassifier.train_step = train_step
+TextClassifier.eval_forward = eval_forward
 with initialize_config_dir(config_dir={root!r} + "/conf", version_base="1.3"):  # as src/train.py composes it
     cfg = compose("train", overrides=json.loads(sys.argv[1]), return_hydra_config=True)
 with open_dict(cfg):
@@ -82,7 +90,7 @@ def run(name: str, overrides: list[str], args, tmp: Path) -> dict:
     out = tmp / f"{name}.json".replace(" ", "_").replace("+", "")
     run_dir = tmp / out.stem
     cmd = ["model=tiny", f"data.local_dir={args.data}", "model.whole_step=true", f"+trainer.max_steps={args.steps}",
-           "trainer.val_check_interval=100000", "trainer.num_sanity_val_steps=0", "predict_test=false",
+           f"trainer.val_check_interval={args.val_every}", "trainer.num_sanity_val_steps=0", "predict_test=false",
            "+callbacks.step_timer._target_=step_timer.StepTimer", f"+callbacks.step_timer.out={out}",
            f"+callbacks.step_timer.warm_steps={args.steps // 5}", *overrides]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1",
@@ -172,18 +180,29 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="folder of GLUE SST-2 TSVs")
     parser.add_argument("--steps", type=int, default=3000, help="steps per run (the first fifth is warm-up)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--val-every", type=int, default=1000, help="steps between validations (each timed apart)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "loop_overhead.json"))
     args = parser.parse_args()
     args.data = str(Path(args.data).resolve())
-    measured: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    measured: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="loop-overhead-") as tmp:
         for _ in range(args.repeats):
             for name, overrides in CONFIGS.items():
-                measured[name].append(run(name, overrides, args, Path(tmp))["steady_ms_per_step"])
-    rows = {name: {"ms_per_step_median": statistics.median(v), "ms_per_step_runs": v} for name, v in measured.items()}
-    print(f"{'configuration':<16} {'host ms/step (median)':>22}  runs")
+                measured[name].append(run(name, overrides, args, Path(tmp)))
+    dev_rows = len((Path(args.data) / "dev.tsv").read_text().splitlines()) - 1
+    batches = -(-dev_rows // 8)  # data.eval_batch_size
+    rows = {}
+    for name, runs in measured.items():
+        steps = [r["steady_ms_per_step"] for r in runs]
+        # every validation after the warm-up: the first one builds what the later ones reuse
+        validations = [statistics.median(r["val_times"][1:] or r["val_times"]) for r in runs]
+        rows[name] = {"ms_per_step_median": statistics.median(steps), "ms_per_step_runs": steps,
+                      "validation_s_median": statistics.median(validations), "validation_s_runs": validations,
+                      "ms_per_validation_batch_median": 1000 * statistics.median(validations) / batches}
+    print(f"{'configuration':<16} {'host ms/step':>13} {'host s/validation':>18} {'ms/dev batch':>13}  (medians)")
     for name, row in rows.items():
-        print(f"{name:<16} {row['ms_per_step_median']:>22.3f}  {' '.join(f'{v:.3f}' for v in row['ms_per_step_runs'])}")
+        print(f"{name:<16} {row['ms_per_step_median']:>13.3f} {row['validation_s_median']:>18.3f} "
+              f"{row['ms_per_validation_batch_median']:>13.2f}")
     import torch
 
     operations = step_operations()
@@ -191,7 +210,8 @@ def main() -> None:
           f"{operations['views']} of them views, {operations['other']} others (kernels on a GPU)")
     result = {"date": date.today().isoformat(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                                             "torch": torch.__version__},
-              "settings": {"steps": args.steps, "repeats": args.repeats, "data": "SST-2 train split"}, "rows": rows,
+              "settings": {"steps": args.steps, "repeats": args.repeats, "val_every": args.val_every,
+                           "data": "SST-2 train split; validation on its dev split, batches of 8"}, "rows": rows,
               "bert_base_step_operations": operations}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -178,20 +178,25 @@ def test_a_resumed_sampler_continues_its_epoch_once_then_draws_whole_epochs():
 
 @pytest.mark.parametrize("task,multiple", [("sst2", None), ("mrpc", 8), ("stsb", None)])
 def test_resident_batches_are_the_collated_batches(tiny_cfg, glue_dir, task, multiple):
-    # The training set kept padded on the device, a batch gathered from its row numbers: the same tensors as
-    # the per-batch collation (single sentences and pairs, class labels and scores, with and without rounding).
+    # The training and dev sets kept padded on the device, a batch gathered from its row numbers: the same tensors
+    # as the per-batch collation, in the same order (single sentences and pairs, class labels and scores, with and
+    # without rounding; dev batches sorted by length).
     import torch
 
     overrides = [f"data={task}", "data.local_dir=null", f"data.glue_dir={glue_dir}",
                  f"data.pad_to_multiple_of={'null' if multiple is None else multiple}"]
     collated = datamodule(tiny_cfg, *overrides)
     resident = datamodule(tiny_cfg, *overrides, "+data.resident_batches=true")
-    batches = 0
-    for expected, rows in zip(collated.train_dataloader(), resident.train_dataloader()):
-        assert set(rows) == {"rows", "length"}  # what travels to the device
-        got = resident.on_after_batch_transfer(rows, 0)
-        assert got.keys() == set(expected.keys())
-        for name, tensor in expected.items():
-            assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
-        batches += 1
-    assert batches == len(collated.train_dataloader()) > 5
+    pairs = [(collated.train_dataloader(), resident.train_dataloader()),  # then every dev set, in its order
+             *zip(collated.val_dataloader(), resident.val_dataloader())]
+    for expected_loader, resident_loader in pairs:
+        batches = 0
+        for expected, rows in zip(expected_loader, resident_loader, strict=True):
+            assert set(rows) == {"rows", "length", "split"}  # what travels to the device
+            got = resident.on_after_batch_transfer(rows, 0)
+            assert got.keys() == set(expected.keys())
+            for name, tensor in expected.items():
+                assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+            batches += 1
+        assert batches > 5
+    assert set(resident.resident) == {"train", *resident.spec.dev_splits}

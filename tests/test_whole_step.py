@@ -100,8 +100,10 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, precision):
+    # selection by the dev loss, which is seldom lowest at the last step: the selected checkpoint is loaded and
+    # scored again at the end, through validation's graphs in the graphed run.
     common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "predict_test=false",
-              "data.pad_to_multiple_of=8"]
+              "data.pad_to_multiple_of=8", "selection.metric=val/loss"]
     train(tiny_cfg(*common, "model.whole_step=true", output_dir=tmp_path / "graphed"))
     train(tiny_cfg(*common, "model.whole_step=false", output_dir=tmp_path / "eager"))
     graphed, eager = curves(tmp_path, "graphed"), curves(tmp_path, "eager")
@@ -112,6 +114,9 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
         assert graphed[metric][::2] == eager[metric][::2]
         allowed = max(tolerance, 2 / 64) if metric == "val/acc" else tolerance
         assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=allowed), metric
+    selected = [next(r for r in read_metrics(tmp_path / name / "metrics.csv") if r.get("selected/val/loss") is not None)
+                for name in ("graphed", "eager")]
+    assert selected[0]["selected/val/loss"] == pytest.approx(selected[1]["selected/val/loss"], abs=tolerance)
     checkpoint = torch.load(tmp_path / "graphed" / "checkpoints" / "last.ckpt", weights_only=True)
     for group in checkpoint["optimizer_states"][0]["param_groups"]:  # plain values: it resumes anywhere
         assert isinstance(group["lr"], float) and group["capturable"] is False

@@ -95,8 +95,8 @@ def round_up(length: int, multiple: int | None) -> int:
 
 
 class ResidentRows:
-    """A tokenized split padded once and kept on the training device, so a training batch is gathered there from
-    its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a batch against 0.05
+    """A tokenized split padded once and kept on the training device, so a batch (training, or a dev set's) is
+    gathered there from its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a batch against 0.05
     for the gather, on a CPU core), pinning and host-to-device copy of four tensors; one small copy of row numbers
     instead. Padded on the right with the tokenizer's pad values, so a batch's rows cut to its length are exactly
     what DataCollatorWithPadding builds for that batch (tested). Memory: rows x the longest row x 8 bytes per
@@ -164,10 +164,11 @@ class GlueDataModule(L.LightningDataModule):
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
         self.resume_position: dict | None = None  # from a checkpoint: see state_dict
-        # resident_batches: the training set lives padded on the training device, and a training batch travels
-        # as its row numbers and length (see ResidentRows). train() sets it with the whole step (model.whole_step).
+        # resident_batches: the training set and the dev sets live padded on the training device, and a batch
+        # travels as its row numbers and length (see ResidentRows). train() sets it with the whole step
+        # (model.whole_step), whose graphed steps and validations leave the host little else to do per batch.
         self.resident_batches = resident_batches
-        self.resident: ResidentRows | None = None
+        self.resident: dict[str, ResidentRows] = {}  # split → its table, built on the device of its first batch
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load_raw(self) -> datasets.DatasetDict:
@@ -265,21 +266,25 @@ class GlueDataModule(L.LightningDataModule):
         lengths = self.lengths(split)
         return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
-    def _row_loader(self, lengths: list[int], sampler) -> DataLoader:
-        """Training batches as row numbers: {"rows": LongTensor, "length": the batch's padded length}."""
-        def collate(rows: list[int]) -> dict:
-            return {"rows": torch.tensor(rows), "length": round_up(max(lengths[r] for r in rows),
-                                                                   self.pad_to_multiple_of)}
+    def _row_loader(self, split: str, batch_size: int, sampler) -> DataLoader:
+        """A split's batches as row numbers: {"rows": LongTensor, "length": the batch's padded length, "split"}."""
+        lengths = self.lengths(split)
 
-        return DataLoader(range(len(lengths)), batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+        def collate(rows: list[int]) -> dict:
+            return {"rows": torch.tensor(rows), "split": split,
+                    "length": round_up(max(lengths[r] for r in rows), self.pad_to_multiple_of)}
+
+        return DataLoader(range(len(lengths)), batch_size=batch_size, sampler=sampler, collate_fn=collate,
                           pin_memory=self.pin_memory)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if isinstance(batch, dict) and "rows" in batch:  # a resident training batch: gather it on the device
-            if self.resident is None or self.resident.device != batch["rows"].device:
-                self.resident = ResidentRows(self.splits["train"], self.tokenizer, self.pad_to_multiple_of,
-                                             batch["rows"].device)
-            return self.resident.batch(batch["rows"], batch["length"])
+        if isinstance(batch, dict) and "rows" in batch:  # a resident batch: gather it on the device
+            split, device = batch["split"], batch["rows"].device
+            table = self.resident.get(split)
+            if table is None or table.device != device:
+                table = self.resident[split] = ResidentRows(self.splits[split], self.tokenizer,
+                                                            self.pad_to_multiple_of, device)
+            return table.batch(batch["rows"], batch["length"])
         return batch
 
     def train_dataloader(self) -> DataLoader:
@@ -298,12 +303,13 @@ class GlueDataModule(L.LightningDataModule):
             sampler = DistributedSamplerWrapper(sampler, num_replicas=world, rank=self.trainer.global_rank,
                                                 shuffle=False)
         if self.resident_batches:
-            return self._row_loader(lengths, sampler)
+            return self._row_loader("train", self.batch_size, sampler)
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per dev set, in the task table's order (MNLI: matched, then mismatched)."""
-        return [self._loader(split, self.eval_batch_size, self._eval_order(split)) for split in self.spec.dev_splits]
+        loader = self._row_loader if self.resident_batches else self._loader
+        return [loader(split, self.eval_batch_size, self._eval_order(split)) for split in self.spec.dev_splits]
 
     def test_dataloader(self) -> list[DataLoader]:
         # GLUE's test labels are hidden: the labelled dev sets score the selected checkpoint.

@@ -276,7 +276,12 @@ class TextClassifier(L.LightningModule):
         if self.eval_graphs is not None:
             log.info("Validation: %d batch shape(s) captured as CUDA graphs, %d batches replayed.",
                      self.eval_graphs.captures, self.eval_graphs.replays)
-        self.step_graphs = self.eval_graphs = None  # frees the graphs' memory for testing and prediction
+        # Frees the training step's graphs (their pool holds a step's activations and gradients). Validation's stay
+        # for scoring the selected checkpoint, whose weights are copied into the same parameters (test loop).
+        self.step_graphs = None
+
+    def on_test_end(self) -> None:
+        self.eval_graphs = None  # their memory, for prediction
 
     def check_finite(self) -> None:
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
