@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import open_dict
 
 from conftest import README, REAL_SST2_DIR, ROOT, tiny_overrides, compose_config
 from glue_finetune.tracking import wandb_logger
@@ -311,6 +312,32 @@ def test_the_run_says_where_its_time_went(tiny_cfg, tmp_path, monkeypatch, caplo
     assert sum(times[f"time/{p}_s"] for p in phases) == pytest.approx(times["time/total_s"], abs=0.1)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Time: ")]
     assert "20 training steps" in line and "2 validations" in line and "export and predictions" in line
+
+
+class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
+    """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        time.sleep(1.0)
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+
+def test_a_run_says_how_long_training_waited_for_checkpoint_writes(tiny_cfg, tmp_path, caplog):
+    # The background writer a GPU run uses, on a disk slower than validations come (every 2 steps): each save
+    # waits for the previous one, and the run's time split says for how long.
+    cfg = tiny_cfg("trainer.max_epochs=1", "+trainer.max_steps=8", "trainer.val_check_interval=2",
+                   "predict_test=false")
+    with open_dict(cfg):
+        cfg.trainer.plugins = [{"_target_": "glue_finetune.checkpointing.BackgroundCheckpointIO",
+                                "checkpoint_io": {"_target_": "test_train.SlowDisk"}}]
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(cfg)
+    [times] = [{k: float(v) for k, v in r.items() if k.startswith("time/") and v}
+               for r in read_metrics(tmp_path / "metrics.csv") if r.get("time/total_s")]
+    assert times["time/validations"] == 4
+    assert 2.0 <= times["time/checkpoint_wait_s"] <= times["time/validation_s"] + times["time/last_checkpoint_s"]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Time: ")]
+    assert "training kept waiting for checkpoint writes" in line
 
 
 def test_a_run_counts_its_time_from_the_process_start():

@@ -221,10 +221,12 @@ class RunTimes(Callback):
         self.validation_started: float | None = None
         self.validation_times: list[float] = []
         self.phases: dict[str, float] = {}
+        self.checkpoint_io = None  # a background writer counts the time training waited for it (waited_s)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         _sync(pl_module)
         self.train_started = time.time()
+        self.checkpoint_io = trainer.strategy.checkpoint_io
         self.first_step = trainer.global_step  # a resumed run counts the steps it takes, not the checkpoint's
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -280,6 +282,9 @@ class RunTimes(Callback):
         if self.fit_ended is not None and self.train_ended is not None:
             times["time/last_checkpoint_s"] = self.fit_ended - self.train_ended
         times.update({f"time/{name}_s": seconds for name, seconds in self.phases.items()})
+        waited = getattr(self.checkpoint_io, "waited_s", None)
+        if waited is not None:  # part of the validations' and the last checkpoint's time, not more of it
+            times["time/checkpoint_wait_s"] = waited
         return times
 
     def describe(self, times: dict[str, float]) -> str:
@@ -294,6 +299,9 @@ class RunTimes(Callback):
                              f"({times['time/validation_s'] / count:.2f} s each, with their checkpoints)")
         if "time/last_checkpoint_s" in times:
             parts.append(f"the last checkpoint written {times['time/last_checkpoint_s']:.1f} s")
+        if times.get("time/checkpoint_wait_s", 0.0) >= 0.05:
+            parts.append(f"training kept waiting for checkpoint writes {times['time/checkpoint_wait_s']:.1f} s "
+                         "(counted above)")
         names = {"scoring": "scoring the selected checkpoint", "artefacts": "export and predictions"}
         parts += [f"{names.get(name, name)} {seconds:.1f} s" for name, seconds in self.phases.items()]
         return f"Time: {times['time/total_s']:.0f} s all-in: " + ", ".join(parts)
