@@ -315,21 +315,30 @@ def test_the_run_says_where_its_time_went(tiny_cfg, tmp_path, monkeypatch, caplo
 
 
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
-    """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one)."""
+    """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one); it records what it wrote."""
+
+    written: list[tuple[str, int]] = []  # (file name, the checkpoint's step)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         time.sleep(1.0)
         super().save_checkpoint(checkpoint, path, storage_options)
+        SlowDisk.written.append((Path(path).name, checkpoint["global_step"]))
 
 
-def test_a_run_says_how_long_training_waited_for_checkpoint_writes(tiny_cfg, tmp_path, caplog):
-    # The background writer a GPU run uses, on a disk slower than validations come (every 2 steps): each save
-    # waits for the previous one, and the run's time split says for how long.
-    cfg = tiny_cfg("trainer.max_epochs=1", "+trainer.max_steps=8", "trainer.val_check_interval=2",
-                   "predict_test=false")
+def on_a_slow_disk(cfg):
+    """The background writer a GPU run uses, writing to SlowDisk."""
     with open_dict(cfg):
         cfg.trainer.plugins = [{"_target_": "glue_finetune.checkpointing.BackgroundCheckpointIO",
                                 "checkpoint_io": {"_target_": "test_train.SlowDisk"}}]
+    SlowDisk.written = []
+    return cfg
+
+
+def test_a_run_says_how_long_training_waited_for_checkpoint_writes(tiny_cfg, tmp_path, caplog):
+    # Validations every 2 steps, each selecting its own weights (selection.metric=last), on a disk slower than they
+    # come: each selected checkpoint waits for the previous one, and the run's time split says for how long.
+    cfg = on_a_slow_disk(tiny_cfg("trainer.max_epochs=1", "+trainer.max_steps=8", "trainer.val_check_interval=2",
+                                  "selection.metric=last", "predict_test=false"))
     with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
         train(cfg)
     [times] = [{k: float(v) for k, v in r.items() if k.startswith("time/") and v}
@@ -338,6 +347,22 @@ def test_a_run_says_how_long_training_waited_for_checkpoint_writes(tiny_cfg, tmp
     assert 2.0 <= times["time/checkpoint_wait_s"] <= times["time/validation_s"] + times["time/last_checkpoint_s"]
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Time: ")]
     assert "training kept waiting for checkpoint writes" in line
+
+
+def test_on_a_busy_disk_a_validations_last_checkpoint_is_skipped_not_waited_for(tiny_cfg, tmp_path, caplog):
+    # The weights barely move (lr 1e-12), so only the first validation saves a best checkpoint; the later ones
+    # would each write last.ckpt, and find the disk still busy with the previous write: they skip it rather than
+    # stop training. The end of training still saves last.ckpt, with the final step.
+    cfg = on_a_slow_disk(tiny_cfg("trainer.max_epochs=1", "+trainer.max_steps=8", "trainer.val_check_interval=2",
+                                  "selection.metric=val/loss", "optimizer.lr=1e-12", "predict_test=false"))
+    with caplog.at_level(logging.INFO, logger="glue_finetune.checkpointing"):
+        train(cfg)
+    assert SlowDisk.written[0] == ("best-step2.ckpt", 2)
+    last = [step for name, step in SlowDisk.written if name == "last.ckpt"]
+    assert last[-1] == 8 and len(last) < 3, SlowDisk.written  # 4 validations and the end: some skipped
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("last.ckpt not saved at step")]
+    assert len(skipped) == 1 and "hydra.run.dir=" in skipped[0], skipped  # said once
 
 
 def test_a_run_counts_its_time_from_the_process_start():

@@ -83,8 +83,13 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
         self.waited_s = 0.0
         self._told = False
 
+    @property
+    def busy(self) -> bool:
+        """Whether a save (or link) handed over earlier is still being written."""
+        return self._in_flight is not None and not self._in_flight.done()
+
     def _wait_for_the_previous_save(self, path) -> None:
-        if self._in_flight is None or self._in_flight.done():
+        if not self.busy:
             return
         began = time.perf_counter()
         wait([self._in_flight])
@@ -159,6 +164,12 @@ class LatestCheckpoint(Checkpoint):
     end, in their order): last.ckpt then records the best checkpoint that validation just chose, and when that
     best checkpoint was saved at this very step, last.ckpt is a hard link to it instead of a second copy of the
     same bytes (a bert-base checkpoint with its optimizer state is 1.3 GB). Nothing is saved twice for one step.
+
+    With a background writer (GPU runs), a validation's last.ckpt is skipped when the writer is still busy with
+    an earlier checkpoint: waiting for it would stop training until the disk catches up (1.3 GB every ~3 s on an
+    H200, several times that when jobs share a GPU), and the next validation's last.ckpt comes soon after. So
+    last.ckpt is as recent as the disk allows, and training waits only for a new best checkpoint (which scoring
+    needs) and for the saves at the end and on a stop signal (which a resume needs).
     """
 
     def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
@@ -167,6 +178,7 @@ class LatestCheckpoint(Checkpoint):
         self.received: int | None = None
         self.previous: dict[int, object] = {}
         self.saved_step: int | None = None
+        self.skipped: list[int] = []  # steps whose last.ckpt was skipped while the disk was busy
 
     def _note(self, signum, frame) -> None:
         log.warning("Received %s: saving a checkpoint after this step.", signal.Signals(signum).name)
@@ -182,20 +194,41 @@ class LatestCheckpoint(Checkpoint):
             signal.signal(signum, handler)
         self.previous = {}
 
-    def save(self, trainer: L.Trainer) -> Path:
+    def save(self, trainer: L.Trainer, unless_busy: bool = False) -> Path:
+        """Save last.ckpt for this step (once). ``unless_busy``: not if a background writer is still writing an
+        earlier checkpoint (a validation's save; the next one will be written)."""
         path = self.dirpath / "last.ckpt"
-        written_later = isinstance(trainer.strategy.checkpoint_io, AsyncCheckpointIO)  # queued, maybe not on disk yet
+        checkpoint_io = trainer.strategy.checkpoint_io
+        written_later = isinstance(checkpoint_io, AsyncCheckpointIO)  # queued, maybe not on disk yet
         if self.saved_step == trainer.global_step and (written_later or path.exists()):
             return path  # saved at this step already (the last validation, then the end of training)
         # Never overwrite a good last.ckpt with diverged weights (the module raises if the loss went NaN/inf).
         if hasattr(trainer.lightning_module, "check_finite"):
             trainer.lightning_module.check_finite()
         # Saving is collective under DDP (every rank enters save_checkpoint's barrier): rank 0 decides, all follow.
-        linked = trainer.strategy.broadcast(trainer.is_global_zero and self.link_to_best(trainer, path))
-        if not linked:
+        action = "save"
+        if trainer.is_global_zero:
+            if self.link_to_best(trainer, path):
+                action = "linked"
+            elif unless_busy and getattr(checkpoint_io, "busy", False):
+                action = "skipped"
+        action = trainer.strategy.broadcast(action)
+        if action == "skipped":
+            self._note_skipped(trainer.global_step, path)
+            return path
+        if action == "save":
             trainer.save_checkpoint(path, weights_only=False)  # the whole state: weights, optimizer, loops
         self.saved_step = trainer.global_step
         return path
+
+    def _note_skipped(self, step: int, path: Path) -> None:
+        if not self.skipped:
+            log.warning("last.ckpt not saved at step %d: the disk was still writing the previous checkpoint. "
+                        "Training goes on without waiting; last.ckpt keeps its earlier step until a validation "
+                        "finds the disk free, and is saved at the end. To keep it at every validation: write the run "
+                        "dir to faster local storage (hydra.run.dir=/local/disk/...), or validate less often "
+                        "(trainer.val_check_interval=2000).", step)
+        self.skipped.append(step)
 
     def link_to_best(self, trainer: L.Trainer, path: Path) -> bool:
         """Make ``path`` a hard link to the full checkpoint a ModelCheckpoint saved at this step, if there is one:
@@ -215,11 +248,15 @@ class LatestCheckpoint(Checkpoint):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:  # not trainer.validate()/test()
-            self.save(trainer)
+            self.save(trainer, unless_busy=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
         self.restore_signal_handlers()
+        if self.skipped and trainer.is_global_zero:
+            log.info("last.ckpt was skipped at %d validation(s) while the disk was busy (steps %s); it holds the "
+                     "final step.", len(self.skipped), ", ".join(map(str, self.skipped[:10]))
+                     + (", ..." if len(self.skipped) > 10 else ""))
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore_signal_handlers()
