@@ -233,8 +233,8 @@ def random_init_model_dir(args) -> str:
 EPOCHS, VAL_EVERY = 10, 500  # the documented run
 # --gpu-recipe's stages, the figures the GPU targets are judged on first: with --budget-s the later ones are
 # skipped when time runs short.
-GPU_STAGES = ["tests", "documented", "hf", "jobs1", "whole+clip-pass", "jobs4+mps", "profile", "profile-validation",
-              "compiled", "jobs2", "profile+compiled", "whole+eager-attention", "jobs2+mps", "jobs4", "whole+compiled",
+GPU_STAGES = ["tests", "documented", "hf", "jobs1", "documented-jobs4+mps", "whole+clip-pass", "jobs4+mps",
+              "profile-validation", "profile", "compiled", "jobs2", "profile+compiled", "whole+eager-attention", "jobs2+mps", "jobs4", "whole+compiled",
               "whole+bf16", "eager", "whole"]
 # src/train.py with the whole step clipping in a pass of its own instead of inside the fused AdamW's kernel
 CLIP_PASS = ("import runpy, sys; from glue_finetune.model import TextClassifier; "
@@ -276,6 +276,8 @@ def gpu_benchmark(args, settings: dict) -> None:
       1/N of the CPU cores (as the parallel launcher's jobs_per_gpu=N gives them); the GPU time-slices between them
     - jobs<N>+mps: the same under NVIDIA's MPS (a private daemon for these jobs), whose kernels can then run at
       the same time
+    - documented-jobs4+mps: four documented runs (seeds 1-4) at once under MPS, validations and checkpoints
+      included, each stopped and extrapolated as the documented stage: a 4-seed sweep on one GPU against one run
     - profile: the default run under torch.profiler for steps 300-350: host-bound or GPU-bound, GPU time by
       kernel kind; profile+compiled: the same for whole+compiled (what Inductor's kernels change);
       profile-validation: the validation at step 1000 with its checkpoints, wall time against GPU time
@@ -384,6 +386,30 @@ def gpu_benchmark(args, settings: dict) -> None:
         finally:
             mps.stop()
 
+    def documented_cmd(name: str, *overrides: str) -> list[str]:
+        return project_cmd(name, f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
+                                 f"{int(60 * (args.documented_minutes % 1)):02d}", *args.documented_overrides,
+                           *overrides)
+
+    def documented_jobs_with_mps(n: int) -> dict | None:
+        """N documented runs (seeds 1..N) at once under MPS, validations and checkpoints included, as
+        ``python src/train.py -m seed=1,2,3,4 hydra/launcher=parallel hydra.launcher.ray.remote.jobs_per_gpu=4``
+        runs them; each stopped at --documented-minutes and extrapolated as the documented stage is."""
+        from glue_finetune.errors import UserError
+        from glue_finetune.launchers import PrivateMPS
+
+        try:
+            mps = PrivateMPS.start()
+        except UserError as err:
+            print(f"documented-jobs{n}+mps: skipped: {err}", flush=True)
+            return None
+        try:
+            cmds = [documented_cmd(f"documented-jobs{n}-{i}", f"seed={i + 1}") for i in range(n)]
+            return run(f"documented-jobs{n}+mps", cmds, documented_s + 240,
+                       cores_each=max(1, (os.cpu_count() or n) // n), extra_env=mps.env)
+        finally:
+            mps.stop()
+
     def profiled(name: str, *overrides: str) -> dict:
         run_name = name.replace("+", "-")  # a file and directory name
         out = out_dir / f"{run_name}.txt"
@@ -403,10 +429,9 @@ def gpu_benchmark(args, settings: dict) -> None:
             "+callbacks.validation_profiler._target_=step_timer.ValidationProfiler",
             f"+callbacks.validation_profiler.out={out_dir / 'profile-validation.txt'}")], 300,
             profile=out_dir / "profile-validation.txt")),
-        ("documented", documented_s + 60, lambda: run("documented", [project_cmd(
-            "documented", f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
-                          f"{int(60 * (args.documented_minutes % 1)):02d}", *args.documented_overrides)],
-            documented_s + 180)),
+        ("documented", documented_s + 60, lambda: run("documented", [documented_cmd("documented")],
+                                                      documented_s + 180)),
+        ("documented-jobs4+mps", documented_s + 90, lambda: documented_jobs_with_mps(4)),
         ("hf", 60, lambda: run("hf", [[sys.executable, "bench/throughput.py", "--stage", "hf", "--data", args.data,
                                        "--model", args.model, "--steps", str(args.steps), "--lr", "2e-5",
                                        "--seeds", str(args.seeds[0])]], 300)),
@@ -447,15 +472,29 @@ def gpu_summary(results: dict, args) -> dict:
     """The figures the targets are about: documented run all-in, ratios to the Trainer, jobs sharing the GPU."""
     stages, summary = results["stages"], {}
     total = EPOCHS * math.ceil(args.train_size / args.batch_size)
+
+    def all_in(doc: dict) -> float | None:
+        """A documented run's seconds from process start to exit: measured if it finished, else what is left at
+        the steady rate, plus its validations at the median measured time."""
+        if not doc.get("steady_ms_per_step"):
+            return None
+        left = total - doc["steps"]
+        return doc["wall_s"] + left * doc["steady_ms_per_step"] / 1000 + (
+            (total // VAL_EVERY - doc.get("validations", 0)) * (doc.get("val_s_median") or 0))
+
     doc = stages.get("documented", {})
     if doc.get("steady_ms_per_step"):
         finished = doc.get("steps") == total
         summary["documented_steps_done"] = doc.get("steps")
         summary["documented_all_in_s"] = doc["wall_s"] if finished else None
-        # not finished: what is left at the steady rate, plus its validations at the median measured time
-        left = total - doc["steps"]
-        summary["documented_all_in_s_extrapolated"] = doc["wall_s"] + left * doc["steady_ms_per_step"] / 1000 + (
-            (total // VAL_EVERY - doc.get("validations", 0)) * (doc.get("val_s_median") or 0))
+        summary["documented_all_in_s_extrapolated"] = all_in(doc)
+    for name, row in stages.items():
+        if name.startswith("documented-jobs") and row.get("jobs"):
+            each = [all_in(job) for job in row["jobs"]]
+            if None not in each:  # the sweep ends with its last job
+                one = summary.get("documented_all_in_s_extrapolated")
+                summary[name] = {"all_in_s_extrapolated_each": each,
+                                 "time_vs_one_documented_run": max(each) / one if one else None}
     hf = stages.get("hf", {}).get("steady_ms_per_step")
     for name in ("documented", "jobs1", "whole", "eager", "compiled", "whole+compiled", "whole+bf16"):
         ms = stages.get(name, {}).get("steady_ms_per_step")
