@@ -370,8 +370,8 @@ def gpu_benchmark(args, settings: dict) -> None:
     def run_jobs(name: str, n: int, extra_env: dict | None = None) -> dict:
         return run(name, job_cmds(n), 300, cores_each=max(1, (os.cpu_count() or n) // n), extra_env=extra_env)
 
-    def jobs_with_mps(n: int) -> dict | None:
-        """N jobs sharing the GPU through NVIDIA's MPS: a daemon of their own (``PrivateMPS``, as
+    def under_mps(name: str, stage) -> dict | None:
+        """``stage(env)`` for jobs sharing the GPU through NVIDIA's MPS: a daemon of their own (``PrivateMPS``, as
         ``hydra/launcher=parallel`` starts for a sweep), started before and stopped after."""
         from glue_finetune.errors import UserError
         from glue_finetune.launchers import PrivateMPS
@@ -379,12 +379,15 @@ def gpu_benchmark(args, settings: dict) -> None:
         try:
             mps = PrivateMPS.start()
         except UserError as err:
-            print(f"jobs{n}+mps: skipped: {err}", flush=True)
+            print(f"{name}: skipped: {err}", flush=True)
             return None
         try:
-            return run_jobs(f"jobs{n}+mps", n, extra_env=mps.env)
+            return stage(mps.env)
         finally:
             mps.stop()
+
+    def jobs_with_mps(n: int) -> dict | None:
+        return under_mps(f"jobs{n}+mps", lambda env: run_jobs(f"jobs{n}+mps", n, extra_env=env))
 
     def documented_cmd(name: str, *overrides: str) -> list[str]:
         return project_cmd(name, f"+trainer.max_time=00:00:{int(args.documented_minutes):02d}:"
@@ -395,20 +398,10 @@ def gpu_benchmark(args, settings: dict) -> None:
         """N documented runs (seeds 1..N) at once under MPS, validations and checkpoints included, as
         ``python src/train.py -m seed=1,2,3,4 hydra/launcher=parallel hydra.launcher.ray.remote.jobs_per_gpu=4``
         runs them; each stopped at --documented-minutes and extrapolated as the documented stage is."""
-        from glue_finetune.errors import UserError
-        from glue_finetune.launchers import PrivateMPS
-
-        try:
-            mps = PrivateMPS.start()
-        except UserError as err:
-            print(f"documented-jobs{n}+mps: skipped: {err}", flush=True)
-            return None
-        try:
-            cmds = [documented_cmd(f"documented-jobs{n}-{i}", f"seed={i + 1}") for i in range(n)]
-            return run(f"documented-jobs{n}+mps", cmds, documented_s + 240,
-                       cores_each=max(1, (os.cpu_count() or n) // n), extra_env=mps.env)
-        finally:
-            mps.stop()
+        name = f"documented-jobs{n}+mps"
+        cmds = [documented_cmd(f"documented-jobs{n}-{i}", f"seed={i + 1}") for i in range(n)]
+        return under_mps(name, lambda env: run(name, cmds, documented_s + 240,
+                                               cores_each=max(1, (os.cpu_count() or n) // n), extra_env=env))
 
     def profiled(name: str, *overrides: str) -> dict:
         run_name = name.replace("+", "-")  # a file and directory name
