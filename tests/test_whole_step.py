@@ -100,10 +100,10 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, precision):
-    # selection by the dev loss, which is seldom lowest at the last step: the selected checkpoint is loaded and
-    # scored again at the end, through validation's graphs in the graphed run.
-    common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "predict_test=false",
-              "data.pad_to_multiple_of=8", "selection.metric=val/loss"]
+    # Stopped at step 35, after the validation at step 30: the selected checkpoint is loaded and scored again at the
+    # end, through validation's graphs in the graphed run.
+    common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "+trainer.max_steps=35",
+              "predict_test=false", "data.pad_to_multiple_of=8"]
     train(tiny_cfg(*common, "model.whole_step=true", output_dir=tmp_path / "graphed"))
     train(tiny_cfg(*common, "model.whole_step=false", output_dir=tmp_path / "eager"))
     graphed, eager = curves(tmp_path, "graphed"), curves(tmp_path, "eager")
@@ -114,9 +114,11 @@ def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, pre
         assert graphed[metric][::2] == eager[metric][::2]
         allowed = max(tolerance, 2 / 64) if metric == "val/acc" else tolerance
         assert graphed[metric][1::2] == pytest.approx(eager[metric][1::2], abs=allowed), metric
-    selected = [next(r for r in read_metrics(tmp_path / name / "metrics.csv") if r.get("selected/val/loss") is not None)
-                for name in ("graphed", "eager")]
+    selected = [next(r for r in read_metrics(tmp_path / name / "metrics.csv")
+                     if r.get("selected/val/loss") is not None) for name in ("graphed", "eager")]
     assert selected[0]["selected/val/loss"] == pytest.approx(selected[1]["selected/val/loss"], abs=tolerance)
+    # the graphed run's selected checkpoint (step 30 or before) scores as it did when it was validated
+    assert selected[0]["selected/val/loss"] == pytest.approx(min(graphed["val/loss"][1::2]), abs=1e-5)
     checkpoint = torch.load(tmp_path / "graphed" / "checkpoints" / "last.ckpt", weights_only=True)
     for group in checkpoint["optimizer_states"][0]["param_groups"]:  # plain values: it resumes anywhere
         assert isinstance(group["lr"], float) and group["capturable"] is False
@@ -209,15 +211,22 @@ class EvalGraphsOnCPU(L.Callback):
 def test_validation_through_the_graph_path_scores_as_plain_validation(tiny_cfg, tmp_path, caplog, precision):
     # The path a graphed run's validation takes (its own autocast, loss and logits out of CapturedSteps), here with
     # every capture failing as it does without CUDA: one warning, the same scores, training untouched.
+    # Stopped at step 35, after the validation at step 30: the selected checkpoint is loaded and scored again at the
+    # end, through the same path.
     common = ["model.whole_step=true", f"trainer.precision={precision}", "trainer.max_epochs=2",
-              "predict_test=false"]
+              "+trainer.max_steps=35", "predict_test=false"]
     cfg = tiny_cfg(*common, output_dir=tmp_path / "graph_path")
     with open_dict(cfg):
         cfg.callbacks.eval_graphs = {"_target_": "test_whole_step.EvalGraphsOnCPU"}
     train(cfg)
     train(tiny_cfg(*common, output_dir=tmp_path / "plain"))
     assert curves(tmp_path, "graph_path") == curves(tmp_path, "plain")
-    assert len(curves(tmp_path, "plain")["val/acc"]) == 8
+    selected = [{k: v for r in read_metrics(tmp_path / name / "metrics.csv") for k, v in r.items()
+                 if k.startswith("selected/")} for name in ("graph_path", "plain")]
+    assert selected[0] == selected[1]
+    # what the selected checkpoint scored when it was validated
+    assert selected[0]["selected/val/loss"] == pytest.approx(min(curves(tmp_path, "plain")["val/loss"][1::2]))
+    assert len(curves(tmp_path, "plain")["val/acc"]) == 6
     warnings = [r.getMessage() for r in caplog.records if "Could not capture" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith("Could not capture eval_forward"), warnings
 

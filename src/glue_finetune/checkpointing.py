@@ -214,14 +214,14 @@ class LatestCheckpoint(Checkpoint):
                 action = "skipped"
         action = trainer.strategy.broadcast(action)
         if action == "skipped":
-            self._note_skipped(trainer.global_step, path)
+            self._note_skipped(trainer.global_step)
             return path
         if action == "save":
             trainer.save_checkpoint(path, weights_only=False)  # the whole state: weights, optimizer, loops
         self.saved_step = trainer.global_step
         return path
 
-    def _note_skipped(self, step: int, path: Path) -> None:
+    def _note_skipped(self, step: int) -> None:
         if not self.skipped:
             log.warning("last.ckpt not saved at step %d: the disk was still writing the previous checkpoint. "
                         "Training goes on without waiting; last.ckpt keeps its earlier step until a validation "

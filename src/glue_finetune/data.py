@@ -96,11 +96,11 @@ def round_up(length: int, multiple: int | None) -> int:
 
 class ResidentRows:
     """A tokenized split padded once and kept on the training device, so a batch (training, or a dev set's) is
-    gathered there from its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a batch against 0.05
-    for the gather, on a CPU core), pinning and host-to-device copy of four tensors; one small copy of row numbers
-    instead. Padded on the right with the tokenizer's pad values, so a batch's rows cut to its length are exactly
-    what DataCollatorWithPadding builds for that batch (tested). Memory: rows x the longest row x 8 bytes per
-    input (SST-2: 67,349 x 72: 39 MB each)."""
+    gathered there from its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a
+    batch against 0.05 for the gather, on a CPU core), pinning and host-to-device copy of four tensors; one small
+    copy of row numbers instead. Padded on the right with the tokenizer's pad values, so a batch's rows cut to its
+    length are exactly what DataCollatorWithPadding builds for that batch (tested). Memory: rows x the longest row
+    x 8 bytes per input (SST-2's training set: 67,349 x 72: 39 MB each)."""
 
     PAD_VALUES = {"attention_mask": 0}
 
