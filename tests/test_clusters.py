@@ -196,14 +196,28 @@ def slurm_jobs(env: dict) -> list[tuple[str, str, str]]:
     return [tuple(line.split("|")) for line in out.split()]
 
 
+def slurm_state(env: dict) -> str:
+    """The queue with each job's state and reason, the node's state, and the end of SLURM's own logs."""
+    def out(*command: str) -> str:
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        return (result.stdout + result.stderr).strip()
+
+    logs = Path(env["SLURM_CONF"]).parent / "log"
+    tails = [f"{log.name}: ...{log.read_text()[-1500:]}" for log in sorted(logs.glob("*.log"))]
+    return "\n".join([f"squeue: {out('squeue', '-h', '-o', '%i %T %r %M')}",
+                      f"sinfo: {out('sinfo', '-h', '-N', '-o', '%N %T %E')}", *tails])
+
+
 def wait_for_sweep(proc: subprocess.Popen, env: dict, timeout: float, act=None) -> str:
     """Wait for the sweep to end. SLURM holds a requeued job ~2 minutes before it may start again (reason
     BeginTime); the wait starts it at once, as a busy cluster's queue would, whenever. ``act()`` runs each poll."""
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
+            queue = slurm_state(env)  # before the kill: what SLURM held the jobs in
             os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError("the sweep did not finish: " + proc.communicate()[0][-4000:])
+            raise AssertionError(f"the sweep did not finish in {timeout:.0f} s.\n{queue}\nsweep's output: "
+                                 + proc.communicate()[0][-3000:])
         for job_id, state, reason in slurm_jobs(env):
             if state == "PENDING" and reason == "BeginTime":
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, capture_output=True)
@@ -264,7 +278,7 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
             subprocess.run([*command, job_id], env=slurm, check=True)
             stopped[job] = job_id
 
-    output = wait_for_sweep(proc, slurm, timeout=600, act=stop_each_job_once_training)
+    output = wait_for_sweep(proc, slurm, timeout=300, act=stop_each_job_once_training)
     print(f"slurm, 2 jobs, each stopped and requeued once: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, output[-4000:]
     assert set(stopped) == {"0", "1"} and "2 job(s) finished, 0 failed" in output
@@ -293,7 +307,7 @@ def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(sl
                         "hydra.launcher.signal_delay_s=45", "hydra.launcher.max_num_timeout=6",
                         *tiny(sst2_dir, epochs=100_000), "+trainer.max_time=00:00:00:50",
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
-    output = wait_for_sweep(proc, slurm, timeout=600)
+    output = wait_for_sweep(proc, slurm, timeout=400)
     print(f"slurm, time-limit requeues: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, output[-4000:]
     log = (sweep / "0" / "train.log").read_text()
