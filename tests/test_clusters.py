@@ -210,17 +210,24 @@ def slurm_state(env: dict) -> str:
 
 def wait_for_sweep(proc: subprocess.Popen, env: dict, timeout: float, act=None) -> str:
     """Wait for the sweep to end. SLURM holds a requeued job ~2 minutes before it may start again (reason
-    BeginTime); the wait starts it at once, as a busy cluster's queue would, whenever. ``act()`` runs each poll."""
+    BeginTime); the wait starts it sooner, as a busy cluster's queue would, whenever. Not at once: slurmd revokes
+    the stopped job's credential with a resolution of one second, and refuses the restart of a job whose new
+    credential dates from that same second ("Job credential revoked"), so a job is held 2 s first. ``act()`` runs
+    each poll."""
     deadline = time.monotonic() + timeout
+    held_since: dict[str, float] = {}
     while proc.poll() is None:
         if time.monotonic() > deadline:
             queue = slurm_state(env)  # before the kill: what SLURM held the jobs in
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError(f"the sweep did not finish in {timeout:.0f} s.\n{queue}\nsweep's output: "
                                  + proc.communicate()[0][-3000:])
-        for job_id, state, reason in slurm_jobs(env):
-            if state == "PENDING" and reason == "BeginTime":
+        held = {job_id for job_id, state, reason in slurm_jobs(env) if state == "PENDING" and reason == "BeginTime"}
+        held_since = {job_id: held_since.get(job_id, time.monotonic()) for job_id in held}
+        for job_id, since in list(held_since.items()):
+            if time.monotonic() - since >= 2:
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, capture_output=True)
+                del held_since[job_id]
         if act is not None:
             act()
         time.sleep(0.5)
