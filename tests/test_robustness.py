@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 
 import lightning as L
@@ -320,3 +321,21 @@ def test_gradient_accumulation_logs_epochs_losses_and_dropout_per_micro_batch(ti
     assert epochs == {5: 0.5, 10: 1.0, 15: 1.5, 20: 2.0}  # in optimizer steps: 10 an epoch
     assert recorder.losses_in_mean == [10.0] * 4  # every micro-batch's loss is in the logged mean
     assert len(recorder.seeds) == 40 and len(set(recorder.seeds)) == 40  # each micro-batch its own dropout
+
+
+def test_metrics_csv_keeps_one_row_of_a_step_logged_twice_with_the_same_values(tmp_path):
+    from glue_finetune.tracking import CSVLogger
+
+    logger = CSVLogger(save_dir=str(tmp_path), name="", version="")
+    logger.log_metrics({"train/loss": 0.5, "train/lr": 1e-5}, step=10)
+    logger.log_metrics({"train/loss": 0.5, "train/lr": 1e-5}, step=10)  # what Lightning logs again at a stop
+    logger.log_metrics({"train/loss": 0.25, "train/lr": 1e-5}, step=10)  # other values: kept
+    logger.save()
+    logger.log_metrics({"train/loss": 0.25, "train/lr": 1e-5}, step=10)  # the same again, after a save
+    logger.log_metrics({"selected/val/acc": 0.9}, step=10)
+    logger.save()
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = [{k: v for k, v in r.items() if v} for r in csv.DictReader(f)]
+    assert rows == [{"step": "10", "train/loss": "0.5", "train/lr": "1e-05"},
+                    {"step": "10", "train/loss": "0.25", "train/lr": "1e-05"},
+                    {"step": "10", "selected/val/acc": "0.9"}]

@@ -82,6 +82,12 @@ def wandb_logger(
     return logger
 
 
+def as_written(row: dict) -> dict[str, str]:
+    """A metrics row as metrics.csv holds it (values as text, no empty cells): rows read back from the file compare
+    equal to the rows they were written from."""
+    return {key: str(value) for key, value in row.items() if value not in ("", None)}
+
+
 class AtomicExperimentWriter(ExperimentWriter):
     """Writes metrics.csv whole, to a temporary file then renamed over the old one, so a crash during a save
     leaves the previous file intact (Lightning's writer appends in place and deletes an existing file at start)."""
@@ -96,7 +102,12 @@ class AtomicExperimentWriter(ExperimentWriter):
     def save(self) -> None:
         if not self.metrics:
             return
-        self.rows += self.metrics
+        for row in self.metrics:
+            # Lightning can log a step's metrics a second time as a run stops mid-epoch (seen when a resumed run
+            # reached its trainer.max_time): the same values at the same step, which would read as a step trained
+            # twice. A row identical to the one before it says nothing new.
+            if not self.rows or as_written(row) != as_written(self.rows[-1]):
+                self.rows.append(row)
         self.metrics = []
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=sorted(set().union(*self.rows)))
