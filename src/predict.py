@@ -36,6 +36,7 @@ def main() -> None:
 
     from glue_finetune.files import write_text_atomically
     from glue_finetune.inference import Predictor, format_predictions, read_texts, texts_from_lines
+    from glue_finetune.tasks import text_lines
 
     try:
         if args.sentences and args.input:
@@ -54,7 +55,7 @@ def main() -> None:
         elif args.input:
             texts = read_texts(args.input, spec)
         else:
-            texts = texts_from_lines(sys.stdin.read().splitlines(), spec, "standard input")
+            texts = texts_from_lines(text_lines(sys.stdin.read()), spec, "standard input")
         table = format_predictions(predictor.predict(texts), spec)
     except UserError as err:
         fail(err)

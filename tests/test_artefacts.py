@@ -179,6 +179,32 @@ def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_pa
     assert json.loads(out.read_text())["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
 
 
+def test_evaluate_truncates_as_the_run_did_and_finds_its_relative_data_dir(sst2_dir, tmp_path, monkeypatch):
+    """A run trained with data.max_length=8 (most fixture sentences are longer) and started where its data.local_dir
+    was a relative path: evaluate, from another dir and without --max-length, scores it as its validation did."""
+    from glue_finetune.evaluation import evaluate
+    from glue_finetune.inference import trained_max_length
+
+    run_dir = tmp_path / "run"
+    train(compose_config(tiny_overrides("trainer.precision=32-true", "data.max_length=8",
+                                        f"data.local_dir={sst2_dir}"), run_dir))
+    (run_dir / ".hydra").mkdir()  # what the CLI leaves: the config as given, and the dir the run was started in
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"data": {"local_dir": sst2_dir.name, "max_length": 8}}))
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"cwd": str(sst2_dir.parent)}}}))
+    monkeypatch.chdir(tmp_path)
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert trained_max_length(run_dir) == trained_max_length(run_dir / "model") == 8
+    (run_dir / ".hydra" / "config.yaml").unlink()  # a checkpoint records its data module's max_length itself
+    assert trained_max_length(best) == 8 and trained_max_length(run_dir / "model") == 128
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"local_dir": sst2_dir.name, "max_length": 8}}))
+    accuracy, loss = best_scores(run_dir)
+    metrics, _ = evaluate(run_dir, precision="32")
+    assert metrics["val/loss"] == pytest.approx(loss, abs=1e-4) and metrics["val/acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert metrics["val/data"] == str(sst2_dir / "dev.tsv")
+    assert evaluate(run_dir, precision="32", max_length=128)[0]["val/loss"] != pytest.approx(loss, abs=1e-4)
+
+
 def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
     named = tmp_path / "named.tsv"  # a file of one's own: the text column and label, by name
     named.write_text("label\tsentence\npositive\tgood\nneutral\tmeh\n")

@@ -52,6 +52,21 @@ def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
     assert set(batch) >= {"input_ids", "attention_mask", "labels"}
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_rows_split_at_newlines_only_not_at_line_separators_inside_a_sentence(tmp_path, newline):
+    from glue_finetune.inference import read_labelled
+
+    sentences = ["a line\u2028separator", "a next-line\x85mark", "a form\x0cfeed", "plain"]
+    path = tmp_path / "dev.tsv"
+    path.write_bytes(newline.join(["sentence\tlabel", *(f"{s}\t{i % 2}" for i, s in enumerate(sentences))]).encode()
+                     + newline.encode())
+    assert check_glue_tsv(path, "validation")["sentence"] == sentences
+    assert read_labelled(path, TASKS["sst2"]) == ([(s,) for s in sentences], [0, 1, 0, 1])
+    own = tmp_path / "own.tsv"  # a header of one's own: read by evaluate.py's and predict.py's own reader
+    own.write_bytes(newline.join(["label\tsentence", *(f"{i % 2}\t{s}" for i, s in enumerate(sentences))]).encode())
+    assert read_labelled(own, TASKS["sst2"]) == ([(s,) for s in sentences], [0, 1, 0, 1])
+
+
 def test_eval_loaders_serve_the_dev_set(tiny_cfg):
     dm = datamodule(tiny_cfg, "data.eval_batch_size=8")
     assert sum(len(b["labels"]) for b in dm.val_dataloader()[0]) == 64

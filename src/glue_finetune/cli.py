@@ -16,7 +16,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL",
                         help="a run dir (uses its exported model/), an exported model dir, or a checkpoint (.ckpt)")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default: 64)")
-    parser.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default: 128)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="truncation length in tokens (default: the run's data.max_length, else 128)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                         help="auto (default): bf16 where the GPU or CPU computes it natively, else float32")

@@ -9,16 +9,18 @@ import yaml
 
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
-from glue_finetune.inference import Predictor, read_labelled
+from glue_finetune.inference import Predictor, read_labelled, run_dir_of
 from glue_finetune.tasks import TaskSpec, metric_prefix, read_glue_file
 
 
-def run_dir_of(model: Path) -> Path | None:
-    """The run dir a model comes from: the dir itself, the parent of its ``model/`` or of its ``checkpoints/``."""
-    for candidate in (model, model.parent, model.parent.parent):
-        if (candidate / ".hydra" / "config.yaml").is_file():
-            return candidate
-    return None
+def started_in(run_dir: Path) -> Path:
+    """The dir the run was started in (Hydra records it), against which the paths given to it were relative."""
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_yaml.is_file():
+        cwd = (yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("cwd")
+        if cwd:
+            return Path(cwd)
+    return Path.cwd()
 
 
 def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, list, list]]:
@@ -28,10 +30,12 @@ def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, l
                         "set: give one with --data path/to/dev.tsv")
     data = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()).get("data", {})
     folder = data.get("local_dir") or (Path(data["glue_dir"]) / spec.glue_name if data.get("glue_dir") else None)
+    if folder:
+        folder = started_in(run_dir) / Path(folder).expanduser()  # relative: to where the run was started
     sets = {}
     for split in spec.dev_splits:
         if folder:
-            path = spec.path(Path(folder).expanduser(), split)
+            path = spec.path(folder, split)
             if not path.is_file():
                 raise UserError(f"{path}: the run's dev set is gone; give another with --data")
             try:

@@ -17,9 +17,10 @@ import torch
 
 from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.logs import quiet_transformers
-from glue_finetune.tasks import TASKS, TaskSpec, read_glue_file
+from glue_finetune.tasks import TASKS, TaskSpec, read_glue_file, text_lines
 
 PRECISIONS = ("auto", "32", "bf16")
+DEFAULT_MAX_LENGTH = 128  # data.max_length's default: a model from elsewhere was most likely trained with it
 
 
 def encode(tokenizer, texts: list[list[str]], max_length: int) -> dict:
@@ -62,7 +63,8 @@ class Predictor:
     bf16, CPUs with AMX / AVX512-BF16), else float32. ``task`` defaults to the one the model records.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, max_length: int = 128, device: str | None = None,
+    def __init__(self, model, tokenizer, batch_size: int = 64, max_length: int = DEFAULT_MAX_LENGTH,
+                 device: str | None = None,
                  precision: str = "auto", task: TaskSpec | None = None):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -78,10 +80,11 @@ class Predictor:
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(self.device))
 
     @classmethod
-    def load(cls, source: str | Path, **kwargs) -> Predictor:
-        """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``)."""
+    def load(cls, source: str | Path, max_length: int | None = None, **kwargs) -> Predictor:
+        """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``).
+        ``max_length`` None: the length the model was trained with, where its run records it."""
         model, tokenizer = load_classifier(Path(source))
-        return cls(model, tokenizer, **kwargs)
+        return cls(model, tokenizer, max_length=max_length or trained_max_length(Path(source)), **kwargs)
 
     @torch.inference_mode()
     def logits(self, encoded: dict) -> torch.Tensor:
@@ -149,6 +152,33 @@ def resolve_model_dir(source: Path) -> Path:
                     "unfinished run has checkpoints/last.ckpt.")
 
 
+def trained_max_length(source: Path) -> int:
+    """The truncation length ``source`` was trained with, so that a model is scored on its inputs as validation
+    saw them: a checkpoint records its data module's ``max_length``; a run dir, or a model or checkpoint inside
+    one, its config (``data.max_length``). An exported model moved out of its run records none: 128."""
+    import yaml
+
+    if source.is_file():
+        try:
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
+            return int(checkpoint["datamodule_hyper_parameters"]["max_length"])
+        except Exception:  # not readable here: load_classifier reports it; no data module's record: the run's
+            pass
+    run_dir = run_dir_of(source)
+    if run_dir is None:
+        return DEFAULT_MAX_LENGTH
+    data = (yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}).get("data") or {}
+    return int(data.get("max_length") or DEFAULT_MAX_LENGTH)
+
+
+def run_dir_of(model: Path) -> Path | None:
+    """The run dir a model comes from: the dir itself, the parent of its ``model/`` or of its ``checkpoints/``."""
+    for candidate in (model, model.parent, model.parent.parent):
+        if (candidate / ".hydra" / "config.yaml").is_file():
+            return candidate
+    return None
+
+
 def load_classifier(source: Path):
     """(model, tokenizer) from a run dir, an exported model dir or a Lightning checkpoint of this project."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -193,7 +223,7 @@ def read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a UTF-8 byte-order mark is not text
+        return text_lines(path.read_text(encoding="utf-8-sig"))  # -sig: a UTF-8 byte-order mark is not text
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
 

@@ -233,6 +233,16 @@ def _which_task(header: list[str]) -> str | None:
     return None
 
 
+def text_lines(text: str) -> list[str]:
+    """A TSV's lines, split at newlines only (``\\n`` or ``\\r\\n``), as a file read line by line splits them (and
+    Hugging Face's GLUE loader). ``str.splitlines`` also splits at characters a sentence may hold (U+2028, U+0085,
+    form feeds, ...), which would cut its row in two."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     """A GLUE TSV of ``spec``'s ``split``, checked row by row, as columns with the Hub's names: the text columns,
     ``label`` (ids; floats for a regression task; -1 for test files) and ``idx``.
@@ -247,7 +257,7 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
-    lines = text.splitlines()
+    lines = text_lines(text)
     if not lines:
         raise DataFormatError(f"{path}: the file is empty (expected {spec.glue_name}'s {_describe(fmt)} and data rows)")
     rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
