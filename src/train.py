@@ -41,7 +41,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     except Preempted as err:
         if err.requeue is None:
-            log.warning("Preempted: %s. Run the same command again (same run dir) to continue.", err)
+            log.warning("Run %s. To continue from it: %s", err, getattr(err, "resume_with", "the same command"))
         else:
             log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
             err.requeue()  # last: everything is written (submitit's requeue exits the process itself)
@@ -57,4 +57,6 @@ if __name__ == "__main__":
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
         exit_now(stop.code)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
+        exit_now(130)
     exit_now(0)

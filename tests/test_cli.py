@@ -159,6 +159,13 @@ def train_on(data: Path) -> list[str]:
     return [*TINY_OVERRIDES, f"data={task}", f"data.local_dir={data}", f"hydra.run.dir={data / 'run'}"]
 
 
+def finished(run_dir: Path) -> Path:
+    """A run dir as a finished run leaves it, as far as a new run there can tell."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "job_done.json").write_text('{"result": 0.914}')
+    return run_dir
+
+
 # Every message the README's "Common errors" table quotes (by its start), and a command that prints it.
 COMMON_ERRORS = {
     "Could not load model": lambda tmp: run_cli(
@@ -186,6 +193,7 @@ COMMON_ERRORS = {
         tmp, "train.tsv", b"index\tsentence1\tsentence2\tlabel\n0\tA man.\t\t1\n", task="wnli"))),
     "selection.metric=": lambda tmp: run_cli(["selection.metric=val/mcc", "model=tiny", f"hydra.run.dir={tmp / 's'}"]),
     "data.task=ax": lambda tmp: run_cli(["data=ax", "model=tiny", f"hydra.run.dir={tmp / 'ax'}"]),
+    ".../my-run already holds a finished run": lambda tmp: run_cli(["model=tiny", f"hydra.run.dir={finished(tmp / 'my-run')}"]),
     "Could not override": lambda tmp: run_cli(["optimizre.lr=1e-5"]),
     "Could not find": lambda tmp: run_cli(["model=bert"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message

@@ -15,8 +15,8 @@ from test_train import read_metrics, run_cli
 def sweep(sst2_dir, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep")
     fixed = [o for o in tiny(sst2_dir, epochs=2) if not o.startswith("optimizer.lr")]
-    result = run_cli(["-m", "optimizer.lr=3e-3,1e-3,-1", "seed=1,2", *fixed, f"hydra.sweep.dir={sweep_dir}"])
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]  # the lr=-1 jobs fail
+    result = run_cli(["-m", "optimizer.lr=3e-3,1e-3,1e6", "seed=1,2", *fixed, f"hydra.sweep.dir={sweep_dir}"])
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]  # the lr=1e6 jobs diverge
     return sweep_dir
 
 
@@ -40,8 +40,8 @@ def test_report_lists_failed_jobs(sweep):
     result = run_cli([str(sweep)], script="src/report.py")
     report = json.loads((sweep / "report.json").read_text())
     failed = {j["setting"] for j in report["not_finished"]}
-    assert failed == {"optimizer.lr=-1"} and len(report["not_finished"]) == 2
-    assert "## Failed or unfinished jobs" in result.stdout and "optimizer.lr=-1 must be > 0" in result.stdout
+    assert failed == {"optimizer.lr=1000000.0"} and len(report["not_finished"]) == 2
+    assert "## Failed or unfinished jobs" in result.stdout and "The training loss became NaN or infinite" in result.stdout
     assert (sweep / "report.md").read_text().strip() == result.stdout.strip()
 
 

@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tiny_
     assert first != metrics(8, "c")
 
 
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1", "SIGUSR2"])
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])
 def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path, signum):
     import os
     import signal
@@ -81,12 +81,66 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     assert "Checkpoint saved at step" in output and (run_dir / "job_preempted.json").exists()
     stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert 0 < stopped_at < 30 * 20
+    assert f"Run stopped by {signum} at step {stopped_at}" in output and "Traceback" not in output
+    assert f"To continue from it: python src/train.py {' '.join(args[:-1])} hydra.run.dir={run_dir} resume=true" in output
 
     result = run_cli(args)  # the very same command
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30 * 20
+
+
+def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import UserError
+    from glue_finetune.sweep import run_job
+
+    calls = []
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    assert run_job(cfg, lambda c: calls.append(c) or 0.5) == 0.5  # an empty dir: a new run
+    (tmp_path / "job_done.json").unlink()
+    (tmp_path / "job_failed.json").write_text("{}")  # a failed run with no checkpoint: nothing to lose
+    assert run_job(cfg, lambda c: calls.append(c) or 0.5) == 0.5 and len(calls) == 2
+    assert not (tmp_path / "job_failed.json").exists()
+    (tmp_path / "job_done.json").unlink()
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    with pytest.raises(UserError, match=r"already holds an unfinished run \(last.ckpt\)\. To continue it, add resume=true"):
+        run_job(cfg, lambda c: calls.append(c))
+    (tmp_path / "job_done.json").write_text('{"result": 0.9}')
+    with pytest.raises(UserError, match=r"already holds a finished run \(result 0.9000\)\. To keep it"):
+        run_job(cfg, lambda c: calls.append(c))
+    assert len(calls) == 2 and (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == b"state"
+    cfg.resume = True  # ... which resume=true leaves as it is
+    assert run_job(cfg, lambda c: calls.append(c)) == 0.9 and len(calls) == 2
+
+    empty = OmegaConf.create({"paths": {"output_dir": str(tmp_path / "new")}, "resume": True, "ckpt_path": None})
+    with pytest.raises(UserError, match=r"resume=true, but .*new holds no run to continue"):
+        run_job(empty, lambda c: calls.append(c))  # resume=true in a new dir: the run's own dir was meant
+    assert len(calls) == 2
+
+
+def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
+    import os
+    import signal
+
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import Preempted
+    from glue_finetune.sweep import run_job
+
+    def exporting(cfg):  # SIGTERM while the run writes its artefacts, after training
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not stopped")
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    with pytest.raises(Preempted, match="stopped by SIGTERM outside the training steps") as stopped:
+        run_job(cfg, exporting)
+    assert (tmp_path / "job_preempted.json").exists() and not (tmp_path / "job_failed.json").exists()
+    assert stopped.value.resume_with.endswith(f"hydra.run.dir={tmp_path} resume=true")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before the run is back
 
 
 def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_scontrol(monkeypatch):

@@ -50,15 +50,33 @@ def test_parallel_launcher_runs_jobs_at_the_same_time(sst2_dir, tmp_path):
 
 
 def test_a_failed_job_does_not_stop_the_others_and_is_reported(sst2_dir, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = run_cli(["-m", "data.max_length=1000,32", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"])
+    sweep, broken = tmp_path / "sweep", tmp_path / "broken"
+    shutil.copytree(sst2_dir, broken)  # a malformed row: found when the job reads its data, not before the sweep
+    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
+    result = run_cli(["-m", f"data.local_dir={broken},{sst2_dir}", f"hydra.sweep.dir={sweep}",
+                      *(o for o in tiny(sst2_dir) if not o.startswith("data.local_dir="))])
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert (sweep / "0" / "job_failed.json").exists() and not (sweep / "0" / "job_done.json").exists()
     assert (sweep / "1" / "checkpoints" / "last.ckpt").exists() and read_metrics(sweep / "1" / "metrics.csv")
-    assert "1 job(s) of the sweep" in output and "job 0: data.max_length=1000" in output
+    assert "1 job(s) of the sweep" in output and f"job 0: data.local_dir={broken}" in output
+    assert "train.tsv:322: expected 2 tab-separated fields, found 1" in output
     assert f"log: {sweep / '0' / 'train.log'}" in output
     assert f"resume=true hydra.sweep.dir={sweep}" in output
+
+
+def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", *tiny(sst2_dir), "optimizer.lr=1e-4,-1", "data.max_length=64,1000",
+                      f"hydra.sweep.dir={sweep}"])
+    assert result.returncode == 2 and not sweep.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    start = next(i for i, line in enumerate(lines) if "Invalid config in 3 of 4 job(s) of the sweep; no job was" in line)
+    assert lines[start + 1 : start + 3] == [
+        "  - data.max_length=1000 must be between 1 and 512 (BERT's positions)  [job 1: optimizer.lr=0.0001,"
+        "data.max_length=1000; job 3: optimizer.lr=-1,data.max_length=1000]",
+        "  - optimizer.lr=-1 must be > 0  [job 2: optimizer.lr=-1,data.max_length=64; job 3: optimizer.lr=-1,"
+        "data.max_length=1000]"]
 
 
 def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
@@ -81,9 +99,15 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     before = read_metrics(sweep / "1" / "metrics.csv") if (sweep / "1" / "metrics.csv").exists() else []
     ckpt_step = int(torch.load(sweep / "1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
 
+    refused = run_cli(args)  # the same command without resume=true: would overwrite job 0's results
+    refused_output = refused.stdout + refused.stderr
+    assert refused.returncode == 2 and not (sweep / "2").exists(), refused_output[-3000:]
+    assert f"{sweep / '0'} already holds a finished run" in refused_output
+    assert f"add resume=true (same command, hydra.sweep.dir={sweep})" in refused_output
+
     result = run_cli([*args, "resume=true"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # Job 0 was not rerun: its checkpoints, metrics and marker are the very same files.
+    # Job 0 was not rerun (nor by the refused command): its checkpoints, metrics and marker are the same files.
     assert job0_files == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in job0_files}
     assert "Already finished" in (sweep / "0" / "train.log").read_text()
     # Job 1 continued from its checkpoint and its metrics.csv holds the whole run, once.

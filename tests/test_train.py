@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import lightning as L
 import pytest
@@ -159,16 +160,34 @@ def test_a_selected_checkpoint_older_than_the_final_weights_is_loaded_scored_and
         torch.testing.assert_close(tensor, selected[f"model.{key}"], rtol=0, atol=0, msg=key)
 
 
-def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkeypatch, tmp_path):
+def test_wandb_is_online_with_a_login_and_offline_without(no_wandb_login, monkeypatch, tmp_path, caplog):
+    from glue_finetune import tracking
+
     assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is True
+    probed = []
+    monkeypatch.setattr(tracking, "reachable", lambda url: probed.append(url) or True)  # no network here
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
-    netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
+    # `wandb login` stores the key under the installed wandb's default host, older versions' under api.wandb.ai
+    for host in (urlparse(tracking.wandb_base_url()).hostname, "api.wandb.ai"):
+        netrc.write_text(f"machine {host}\n  login user\n  password " + "x" * 40 + "\n")
+        netrc.chmod(0o600)
+        assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False, host
+    assert probed == [tracking.wandb_base_url()] * 2
+    monkeypatch.undo()
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with socket.socket() as server:  # a server that accepts connections: online
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is False
+    # Logged in, the server unreachable: offline at once, saying why, rather than minutes of retries and a failed run
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    with caplog.at_level(logging.WARNING):
+        assert wandb_logger(save_dir=str(tmp_path), project="p")._offline is True
+    assert "W&B: 127.0.0.1 is unreachable, so this run is logged offline" in caplog.text
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300,

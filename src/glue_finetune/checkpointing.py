@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import Future, wait
 from pathlib import Path
@@ -172,7 +173,7 @@ class LatestCheckpoint(Checkpoint):
     needs) and for the saves at the end and on a stop signal (which a resume needs).
     """
 
-    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
+    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")):
         self.dirpath = Path(dirpath)
         self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
         self.received: int | None = None
@@ -181,13 +182,22 @@ class LatestCheckpoint(Checkpoint):
         self.skipped: list[int] = []  # steps whose last.ckpt was skipped while the disk was busy
 
     def _note(self, signum, frame) -> None:
-        log.warning("Received %s: saving a checkpoint after this step.", signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            if self.received is not None:  # Ctrl-C twice: stop now, as Python would, without saving
+                self.restore_signal_handlers()
+                raise KeyboardInterrupt
+            log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again: stop at once, "
+                        "without saving).")
+        else:
+            log.warning("Received %s: saving a checkpoint after this step.", signal.Signals(signum).name)
         self.received = signum
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for signum in self.signals:
-            self.previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._note)
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # From the start of fit (the sanity check included), not only once the first step runs.
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            for signum in self.signals:
+                self.previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._note)
 
     def restore_signal_handlers(self) -> None:
         for signum, handler in self.previous.items():
@@ -253,6 +263,8 @@ class LatestCheckpoint(Checkpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
         self.restore_signal_handlers()
+        if self.received is not None:  # arrived during the last validation: stop here, as after any step
+            self.stop(trainer)
         if self.skipped and trainer.is_global_zero:
             log.info("last.ckpt was skipped at %d validation(s) while the disk was busy (steps %s); it holds the "
                      "final step.", len(self.skipped), ", ".join(map(str, self.skipped[:10]))
@@ -261,9 +273,15 @@ class LatestCheckpoint(Checkpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore_signal_handlers()
 
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # also when fit had no step left to train (resumed at its end: no on_train_end)
+            self.restore_signal_handlers()
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if self.received is None:
-            return
+        if self.received is not None:
+            self.stop(trainer)
+
+    def stop(self, trainer: L.Trainer) -> None:
         path = self.save(trainer)
         log.warning("Checkpoint saved at step %d: %s", trainer.global_step, path)
         signum, self.received = self.received, None

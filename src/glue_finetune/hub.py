@@ -31,17 +31,22 @@ def is_local_path(name_or_path: str) -> bool:
     return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../", "~"))
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the Hub endpoint (``HF_ENDPOINT`` if set); no retries."""
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
+def reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """One TCP connect to ``endpoint``'s host and port; no retries."""
+    url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hub endpoint (``HF_ENDPOINT`` if set); no retries."""
+    from huggingface_hub import constants
+
+    return reachable(constants.ENDPOINT, timeout)
 
 
 def go_offline_if_unreachable() -> bool:

@@ -7,10 +7,14 @@ job finished) or ``job_failed.json``. ``SweepSummary``, a Hydra callback, reads 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +77,61 @@ def run_where_the_sweep_started() -> None:
         os.chdir(start_dir)
 
 
+def previous_run(out: Path) -> str | None:
+    """What a run dir already holds of an earlier run that a new run there would overwrite, or None."""
+    if (done := read_json(out / DONE)) is not None:
+        return f"a finished run (result {done.get('result', float('nan')):.4f})"
+    checkpoints = sorted((out / "checkpoints").glob("*.ckpt"))
+    if checkpoints:
+        return "an unfinished run (" + ", ".join(p.name for p in checkpoints[:3]) + ")"
+    if (out / "model" / "config.json").is_file():
+        return "a run's exported model"
+    return None
+
+
+def refuse_to_overwrite(out: Path, multirun: bool) -> None:
+    """A new run in a dir that holds an earlier one would overwrite its checkpoints, model and metrics: refuse
+    before any work. (A failed run with no checkpoint holds nothing to lose: its dir is reused.)"""
+    if (found := previous_run(out)) is None:
+        return
+    if multirun:
+        sweep_dir = OmegaConf.select(HydraConfig.get(), "sweep.dir", default="<sweep dir>")
+        raise UserError(f"{out} already holds {found}. To skip the sweep's finished jobs and continue the others, "
+                        f"add resume=true (same command, hydra.sweep.dir={sweep_dir}); to start the sweep anew, "
+                        "give it another hydra.sweep.dir.")
+    keep = "keep it (and skip the run)" if found.startswith("a finished") else "continue it"
+    raise UserError(f"{out} already holds {found}. To {keep}, add resume=true; to start a new run, give it "
+                    "another hydra.run.dir (or none: a new dated dir).")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM outside the training steps (start-up, scoring, export), where last.ckpt's callback does not catch
+    it: stop as a preempted run (marker, the command that continues it, exit 75) rather than die unannounced.
+    During training the callback's own handler takes over and saves the step first."""
+    def stop(signum, frame):
+        raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def continue_command(out: Path) -> str:
+    """The command that continues this run (or this sweep) where it stopped."""
+    args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "resume=", "-m",
+                                                         "--multirun"))]
+    if in_multirun():
+        sweep_dir = OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent))
+        return shlex.join(["python", "src/train.py", "-m", *args, f"hydra.sweep.dir={sweep_dir}", "resume=true"])
+    return shlex.join(["python", "src/train.py", *args, f"hydra.run.dir={out}", "resume=true"])
+
+
 def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker.
 
@@ -93,9 +152,12 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
             write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
                                                  "failed_at": time.time()})
             raise
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
+    resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
+    if not resuming:
+        refuse_to_overwrite(out, multirun)
     try:
-        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
-        if cfg.get("resume") or requeued or (out / PREEMPTED).exists():
+        if resuming:
             if (done := read_json(out / DONE)) is not None:
                 log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
                 return done["result"]
@@ -104,11 +166,24 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
                 log.info("Resuming from %s", last)
                 with open_dict(cfg):
                     cfg.ckpt_path = str(last)
-        (out / FAILED).unlink(missing_ok=True)
-        result = train_fn(cfg)
+            elif not cfg.get("ckpt_path") and not multirun and not requeued:
+                raise UserError(
+                    f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
+                    "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
+                    "it was started with); or leave out resume=true to start a new run.")
+        for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
+            (out / marker).unlink(missing_ok=True)
+        with stop_on_sigterm():
+            result = train_fn(cfg)
     except Preempted as err:
         # Not a failure: the checkpoint is saved; the same command continues from it.
         write_json_atomically(out / PREEMPTED, {**record, "reason": str(err), "preempted_at": time.time()})
+        err.resume_with = continue_command(out)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps (start-up, scoring, export): what is saved stays
+        if (out / "checkpoints" / "last.ckpt").exists():
+            write_json_atomically(out / PREEMPTED, {**record, "reason": "Ctrl-C", "preempted_at": time.time()})
+        log.warning("Interrupted. To continue: %s", continue_command(out))
         raise
     except Exception as err:
         write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
@@ -123,6 +198,49 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     write_json_atomically(out / DONE, {**record, "result": result, "finished_at": time.time()})
     (out / PREEMPTED).unlink(missing_ok=True)
     return result
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+class SweepCheck(Callback):
+    """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``), and
+    every problem reported at once, so that a bad value in the last job of a sweep over GLUE's tasks (a task's
+    folder without its train.tsv, an out-of-range value) stops the sweep before the first job trains for hours.
+    Hydra composes each job before launching it, which catches a misspelled key or option, not a bad value.
+    Only the basic sweeper's grids: Optuna draws its values as it goes (and each trial checks its own)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if OmegaConf.select(config, "hydra.sweeper._target_", default=None) != BASIC_SWEEPER:
+            return
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        from glue_finetune.config import validate_config
+
+        loader = GlobalHydra.instance().config_loader()
+        params = [f"{key}={value}" for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
+        swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
+        for num, overrides in enumerate(jobs):
+            job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            try:
+                validate_config(job_config)
+            except ConfigError as err:
+                setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
+                for problem in err.problems:
+                    failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
+        if not failing:
+            return
+        bad_jobs = {job for where in failing.values() for job in where}
+        lines = [f"Invalid config in {len(bad_jobs)} of {len(jobs)} job(s) of the sweep; no job was started:"]
+        for problem, where in failing.items():
+            lines.append(f"  - {problem}  [{'every job' if len(where) == len(jobs) > 1 else '; '.join(where)}]")
+        log.error("\n".join(lines))
+        sys.exit(2)
 
 
 class SweepSummary(Callback):

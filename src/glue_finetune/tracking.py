@@ -27,20 +27,48 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from glue_finetune.config import override_tags
 from glue_finetune.files import write_text_atomically
+from glue_finetune.hub import reachable
 from glue_finetune.timing import run_started_at
 
 log = logging.getLogger(__name__)
 
 
-def wandb_credentials_present() -> bool:
-    """An API key in ``WANDB_API_KEY`` or in ~/.netrc for the W&B host (where ``wandb login`` stores it)."""
+def wandb_base_url() -> str:
+    """The W&B server a run would log to: ``WANDB_BASE_URL``, else the installed wandb's default (its default host
+    changed between versions)."""
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"]
+    import wandb
+
+    return str(wandb.Settings().base_url)
+
+
+def wandb_credentials_present(base_url: str) -> bool:
+    """An API key in ``WANDB_API_KEY``, or in ~/.netrc (where ``wandb login`` stores it) for the server's host or
+    the host wandb falls back to for it (older versions' logins: api.wandb.ai)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    hosts = [base_url]
+    with contextlib.suppress(Exception):  # wandb's own mapping; not in every version
+        from wandb.sdk.lib import urls
+
+        hosts.append(urls.forge_upstream_url(base_url))
     try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+        credentials = netrc.netrc(os.environ.get("NETRC"))
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+    return any(credentials.authenticators(urlparse(url).hostname or "") is not None for url in hosts)
+
+
+def wandb_offline_reason() -> str | None:
+    """Why a run logs offline when ``WANDB_MODE`` does not say: not logged in, or logged in but the server
+    unreachable (a compute node without network: wandb would retry for minutes, then fail the run); None: online."""
+    base_url = wandb_base_url()
+    if not wandb_credentials_present(base_url):
+        return "not logged in"
+    if not reachable(base_url):
+        return f"{urlparse(base_url).hostname} is unreachable"
+    return None
 
 
 def wandb_logger(
@@ -62,14 +90,12 @@ def wandb_logger(
             id = uuid.uuid4().hex[:8]  # W&B's own run-id format: 8 lowercase alphanumerics
             id_file.parent.mkdir(parents=True, exist_ok=True)
             id_file.write_text(id)
-    if offline is None:
-        offline = "WANDB_MODE" not in os.environ and not wandb_credentials_present()
+    if offline is None and "WANDB_MODE" not in os.environ:
+        why = wandb_offline_reason()
+        offline = why is not None
         if offline:
-            log.warning(
-                "W&B: not logged in, so this run is logged offline under %s. Upload it later with: wandb sync %s",
-                Path(save_dir) / "wandb",
-                Path(save_dir) / "wandb" / "offline-run-*",
-            )
+            log.warning("W&B: %s, so this run is logged offline under %s. Upload it later with: wandb sync %s",
+                        why, Path(save_dir) / "wandb", Path(save_dir) / "wandb" / "offline-run-*")
     import wandb
 
     # quiet: W&B's start lines that say where the run is stay; its end-of-run history block goes.
@@ -156,7 +182,7 @@ def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: s
     """A sweep report as a W&B run of its own (job_type "report") in the sweep's group: tables and plots."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_present() else "offline")
+    mode = os.environ.get("WANDB_MODE") or ("offline" if wandb_offline_reason() else "online")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
                      dir=str(directory), settings=wandb.Settings(quiet=True))
     columns = ["setting", "metric", "n", "best_mean", "best_std", "final_mean", "final_std"]
