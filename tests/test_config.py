@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, ROOT, compose_config
-from glue_finetune.config import validate_config
+from glue_finetune.config import SCHEDULER_NAMES, SCHEDULERS_NOT_BUILT, validate_config
 from glue_finetune.errors import ConfigError
 from glue_finetune.extras import installed
 
@@ -157,3 +157,117 @@ def test_local_dir_without_dev_split_is_rejected(tmp_path):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
     with pytest.raises(ConfigError, match="missing dev.tsv"):
         validate_config(compose_config([f"data.local_dir={tmp_path}"]))
+
+
+# Values that passed validation and then failed (or did nothing) once data and model had loaded: each is one line
+# of the config error, exactly this text, and the only one.
+SCHEDULER_LIST = "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt"
+INVALID_CASES = [
+    (["scheduler.name=cosine_warmup"],
+     f"scheduler.name='cosine_warmup': not a transformers schedule name; use one of {SCHEDULER_LIST} (cosine_warmup "
+     f"is an option of the scheduler group: scheduler=cosine_warmup, without .name)"),
+    (["scheduler.name=cosine_decay"],
+     f"scheduler.name='cosine_decay': not a transformers schedule name; use one of {SCHEDULER_LIST}"),
+    (["scheduler.name=reduce_lr_on_plateau"],
+     f"scheduler.name=reduce_lr_on_plateau: it steps on a monitored metric, not every optimizer step; use one of "
+     f"{SCHEDULER_LIST}"),
+    (["scheduler.name=warmup_stable_decay"],
+     f"scheduler.name=warmup_stable_decay: it needs num_decay_steps, which warmup_schedule does not pass; use one "
+     f"of {SCHEDULER_LIST}"),
+    (["trainer.val_check_interval=0.5"],
+     "trainer.val_check_interval=0.5: a fraction of an epoch needs trainer.check_val_every_n_epoch=1 (null, the "
+     "default here, counts steps across epochs: give an integer number of steps then)"),
+    (["trainer.val_check_interval=1.5", "trainer.check_val_every_n_epoch=1"],
+     "trainer.val_check_interval=1.5 must be an integer number of steps, or a fraction of an epoch in (0, 1] with "
+     "trainer.check_val_every_n_epoch=1"),
+    (["trainer.val_check_interval=500.0"],
+     "trainer.val_check_interval=500.0: write a number of steps as an integer (trainer.val_check_interval=500)"),
+    (["trainer.val_check_interval=-0.5"],
+     "trainer.val_check_interval=-0.5 must be > 0 (a number of steps, or a fraction of an epoch in (0, 1] with "
+     "trainer.check_val_every_n_epoch=1)"),
+    (["trainer.check_val_every_n_epoch=0"],
+     "trainer.check_val_every_n_epoch=0 must be null or an integer >= 1 (null: trainer.val_check_interval counts "
+     "steps across epochs)"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be null or an integer >= 1"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0 must be an integer >= 1"),
+    (["trainer.accumulate_grad_batches=1.5"], "trainer.accumulate_grad_batches=1.5 must be an integer >= 1"),
+    (["data.max_train_samples=0"],
+     "data.max_train_samples=0 must be null or an integer >= 1 (the first N training examples; null: all)"),
+    (["data.max_train_samples=-100"],
+     "data.max_train_samples=-100 must be null or an integer >= 1 (the first N training examples; null: all)"),
+    (["optimizer.weight_decay=-0.01"], "optimizer.weight_decay=-0.01 must be >= 0"),
+    (["optimizer=sgd", "optimizer.weight_decay=-1"], "optimizer.weight_decay=-1 must be >= 0"),
+    (["optimizer.betas=[0.9,1.0]"], "optimizer.betas=[0.9, 1.0] must be two numbers in [0, 1) (e.g. [0.9,0.999])"),
+    (["optimizer=adam", "optimizer.betas=[0.9]"],
+     "optimizer.betas=[0.9] must be two numbers in [0, 1) (e.g. [0.9,0.999])"),
+    (["optimizer.betas=[-0.1,0.999]"],
+     "optimizer.betas=[-0.1, 0.999] must be two numbers in [0, 1) (e.g. [0.9,0.999])"),
+    (["optimizer.eps=0"], "optimizer.eps=0 must be > 0 (e.g. 1e-8)"),
+    (["optimizer=adam", "optimizer.eps=-1e-8"], "optimizer.eps=-1e-08 must be > 0 (e.g. 1e-8)"),
+    (["seed=-1"], "seed=-1 must be between 0 and 4294967295 (2**32 - 1)"),
+    (["seed=4294967296"], "seed=4294967296 must be between 0 and 4294967295 (2**32 - 1)"),
+    (["data.num_workers=-1"], "data.num_workers=-1 must be an integer >= 0"),
+    (["+trainer.max_steps=0"], "trainer.max_steps=0 must be -1 (no limit, Lightning's default) or an integer >= 1"),
+    (["trainer=cpu", "+trainer.max_steps=-2"],
+     "trainer.max_steps=-2 must be -1 (no limit, Lightning's default) or an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("overrides,problem", INVALID_CASES, ids=[" ".join(c[0]) for c in INVALID_CASES])
+def test_invalid_value_is_one_clear_problem(overrides, problem):
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_config(["model=tiny", *overrides]))
+    assert err.value.problems == [problem]
+
+
+VALID_CASES = [
+    ["+trainer.max_steps=-1"], ["+trainer.max_steps=1"], ["seed=4294967295"], ["data.num_workers=0"],
+    ["data.max_train_samples=1"], ["data.max_train_samples=null"], ["trainer.log_every_n_steps=1"],
+    ["trainer.accumulate_grad_batches=2"], ["optimizer.weight_decay=0.01"], ["optimizer.betas=[0,0.98]"],
+    ["optimizer=sgd"],  # no betas, no eps
+    ["trainer.val_check_interval=0.25", "trainer.check_val_every_n_epoch=1"],
+    ["trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=2"],
+    ["trainer.val_check_interval=50", "trainer.check_val_every_n_epoch=1"],
+    *([f"scheduler={option}"] for option in options("scheduler")),
+    *([f"scheduler.name={name}"] for name in SCHEDULER_NAMES),
+]
+
+
+@pytest.mark.parametrize("overrides", VALID_CASES, ids=" ".join)
+def test_valid_boundary_values_pass(overrides):
+    validate_config(compose_config(["model=tiny", *overrides]))
+
+
+def test_scheduler_names_are_transformers_schedules_that_warmup_schedule_builds():
+    # validate_config runs before transformers is imported, so the names are written out: they must not drift.
+    from transformers import SchedulerType
+
+    from glue_finetune.optim import warmup_schedule
+
+    assert not set(SCHEDULER_NAMES) & set(SCHEDULERS_NOT_BUILT)
+    assert set(SCHEDULER_NAMES) | set(SCHEDULERS_NOT_BUILT) == {s.value for s in SchedulerType}
+    for name in [*SCHEDULER_NAMES, *SCHEDULERS_NOT_BUILT]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+        try:  # as the model steps it: every optimizer step, no metric
+            scheduler = warmup_schedule(optimizer, num_training_steps=10, name=name, warmup_ratio=0.1)
+            for _ in range(10):
+                optimizer.step()
+                scheduler.step()
+            built = True
+        except (TypeError, ValueError):
+            built = False
+        assert built == (name in SCHEDULER_NAMES), name
+
+
+def test_epoch_fractions_are_what_lightning_accepts(tmp_path):
+    # The problem lines say a fraction of an epoch needs trainer.check_val_every_n_epoch=1: Lightning's Trainer
+    # refuses it without, and takes it with.
+    from hydra.errors import InstantiationException
+
+    def trainer(*overrides):
+        node = compose_config(["trainer=cpu", *overrides], tmp_path).trainer
+        return instantiate(node, enable_progress_bar=False, logger=False, _convert_="all")
+
+    with pytest.raises(InstantiationException, match="MisconfigurationException.*val_check_interval"):
+        trainer("trainer.val_check_interval=0.5")
+    assert trainer("trainer.val_check_interval=0.5", "trainer.check_val_every_n_epoch=1").val_check_interval == 0.5

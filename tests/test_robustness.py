@@ -122,6 +122,34 @@ def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
     assert len(calls) == 2
 
 
+def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
+    import yaml
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import UserError
+    from glue_finetune.sweep import run_job
+
+    started = {"seed": 1, "resume": False, "ckpt_path": None, "run_name": "experiment=quick",
+               "paths": {"output_dir": str(tmp_path)}, "optimizer": {"lr": 1.5e-4}, "trainer": {"max_epochs": 1},
+               "data": {"local_dir": "/old/SST-2", "max_train_samples": 320}, "logger": {"wandb": {"project": "p"}}}
+    (tmp_path / "hparams.yaml").write_text(yaml.safe_dump(started))  # what the run recorded when it started
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    forgotten = OmegaConf.create({**started, "resume": True, "optimizer": {"lr": 2e-5}, "trainer": {"max_epochs": 10},
+                                  "data": {"local_dir": "/old/SST-2", "max_train_samples": None}})
+    with pytest.raises(UserError) as refused:
+        run_job(forgotten, lambda cfg: pytest.fail("trained"))
+    assert str(refused.value).splitlines()[1:4] == [
+        "  - data.max_train_samples: 320 (the run) -> null (now)",
+        "  - optimizer.lr: 0.00015 (the run) -> 2e-05 (now)",
+        "  - trainer.max_epochs: 1 (the run) -> 10 (now)"]
+    assert "It was started with the overrides: experiment=quick." in str(refused.value)
+    # Where the data is, how it is logged: may change; the run continues from its checkpoint.
+    moved = OmegaConf.create({**started, "resume": True, "data": {"local_dir": "/new/SST-2", "max_train_samples": 320},
+                              "logger": {"wandb": {"project": "other"}}})
+    assert run_job(moved, lambda cfg: cfg.ckpt_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+
+
 def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
     import os
     import signal

@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from concurrent.futures import Future, wait
 from pathlib import Path
@@ -192,12 +191,12 @@ class LatestCheckpoint(Checkpoint):
             log.warning("Received %s: saving a checkpoint after this step.", signal.Signals(signum).name)
         self.received = signum
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        # From the start of fit (the sanity check included), not only once the first step runs.
-        if stage == "fit" and threading.current_thread() is threading.main_thread():
-            for signum in self.signals:
-                self.previous[signum] = signal.getsignal(signum)
-                signal.signal(signum, self._note)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not earlier (setup): Lightning installs its own SIGTERM handler after setup, keeping the one it found, and
+        # puts that one back when fit ends; installed here, ours replaces Lightning's for the training steps.
+        for signum in self.signals:
+            self.previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._note)
 
     def restore_signal_handlers(self) -> None:
         for signum, handler in self.previous.items():
@@ -272,10 +271,6 @@ class LatestCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore_signal_handlers()
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":  # also when fit had no step left to train (resumed at its end: no on_train_end)
-            self.restore_signal_handlers()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         if self.received is not None:

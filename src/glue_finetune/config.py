@@ -6,7 +6,7 @@ import importlib.util
 from importlib.resources import files
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
 from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
@@ -122,6 +122,27 @@ def register_resolvers() -> None:
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
+MAX_SEED = 2**32 - 1  # what Lightning's seed_everything (and NumPy) accept, from 0
+
+# The names of transformers.SchedulerType that glue_finetune.optim.warmup_schedule builds (scheduler.name). Written
+# out because validate_config runs before any heavy import (transformers takes seconds, and brings torch);
+# tests/test_config.py checks both tuples against transformers.SchedulerType and warmup_schedule.
+SCHEDULER_NAMES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                   "inverse_sqrt")
+# SchedulerType's other names, and why warmup_schedule cannot build a schedule that trains with them.
+SCHEDULERS_NOT_BUILT = {
+    "reduce_lr_on_plateau": "it steps on a monitored metric, not every optimizer step",
+    "greedy": "it steps on a monitored metric, not every optimizer step",
+    "cosine_with_min_lr": "it needs min_lr or min_lr_rate, which warmup_schedule does not pass",
+    "cosine_warmup_with_min_lr": "it needs min_lr or min_lr_rate, which warmup_schedule does not pass",
+    "warmup_stable_decay": "it needs num_decay_steps, which warmup_schedule does not pass",
+}
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # src/train.py's config_path
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (conf/<group>/*.yaml); none where conf/ is not next to the package."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 WHOLE_STEP_SETTINGS = ("auto", True, False)
@@ -150,8 +171,11 @@ def whole_step_blockers(cfg: DictConfig) -> list[str]:
     return blockers
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Check the values a typo or a wrong path would break, and report every problem at once."""
+def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = True) -> None:
+    """Check the values a typo or a wrong path would break, and report every problem at once.
+
+    ``gpus_here`` / ``files_here``: the run goes on this machine's GPUs / reads its files from this machine's disks
+    (False where a launcher sends it elsewhere: a Ray cluster, SLURM's nodes; the launcher checks those)."""
     problems: list[str] = []
 
     def get(key: str):
@@ -170,13 +194,45 @@ def validate_config(cfg: DictConfig) -> None:
             return None
         return value
 
+    absent = object()
+
+    def integer(key: str, minimum: int, null_ok: bool = False, note: str = "") -> None:
+        """A key that must hold an integer >= minimum (or null, where null_ok); not checked where absent."""
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is absent or (value is None and null_ok):
+            return
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+              f"{key}={value!r} must be {'null or ' if null_ok else ''}an integer >= {minimum}{note}")
+
     seed = get("seed")
-    check(isinstance(seed, int) and not isinstance(seed, bool), f"seed={seed!r} must be an integer (0 is fine)")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        check(0 <= seed <= MAX_SEED, f"seed={seed} must be between 0 and {MAX_SEED} (2**32 - 1)")
+    else:
+        problems.append(f"seed={seed!r} must be an integer (0 is fine)")
     if (lr := number("optimizer.lr")) is not None:
         check(lr > 0, f"optimizer.lr={lr} must be > 0")
     for key in ("data.batch_size", "data.eval_batch_size"):
         if (size := number(key)) is not None:
             check(size >= 1 and float(size).is_integer(), f"{key}={size} must be an integer >= 1")
+    if (decay := number("optimizer.weight_decay")) is not None:
+        check(decay >= 0, f"optimizer.weight_decay={decay} must be >= 0")
+    if (eps := number("optimizer.eps")) is not None:  # Adam and AdamW's; SGD has none
+        check(eps > 0, f"optimizer.eps={eps} must be > 0 (e.g. 1e-8)")
+    if (betas := OmegaConf.select(cfg, "optimizer.betas", default=absent)) is not absent:  # Adam and AdamW's
+        betas = OmegaConf.to_container(betas) if isinstance(betas, ListConfig) else betas
+        check(isinstance(betas, list) and len(betas) == 2 and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas),
+              f"optimizer.betas={betas!r} must be two numbers in [0, 1) (e.g. [0.9,0.999])")
+    if (scheduler := get("scheduler")) is not None and "name" in scheduler:
+        name = scheduler.name
+        if isinstance(name, str) and name in SCHEDULERS_NOT_BUILT:
+            problems.append(f"scheduler.name={name}: {SCHEDULERS_NOT_BUILT[name]}; use one of "
+                            f"{', '.join(SCHEDULER_NAMES)}")
+        elif name not in SCHEDULER_NAMES:
+            option = (f" ({name} is an option of the scheduler group: scheduler={name}, without .name)"
+                      if isinstance(name, str) and name in group_options("scheduler") else "")
+            problems.append(f"scheduler.name={name!r}: not a transformers schedule name; use one of "
+                            f"{', '.join(SCHEDULER_NAMES)}{option}")
     if (ratio := number("scheduler.warmup_ratio")) is not None:
         check(0 <= ratio < 1, f"scheduler.warmup_ratio={ratio} must be in [0, 1)")
     if (max_length := number("data.max_length")) is not None:
@@ -184,6 +240,8 @@ def validate_config(cfg: DictConfig) -> None:
     if (multiple := get("data.pad_to_multiple_of")) is not None:
         check(isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1,
               f"data.pad_to_multiple_of={multiple!r} must be null or an integer >= 1 (e.g. 8)")
+    integer("data.max_train_samples", 1, null_ok=True, note=" (the first N training examples; null: all)")
+    integer("data.num_workers", 0)
     compile_mode = get("model.compile")
     check(compile_mode in (True, False, None) or compile_mode in COMPILE_MODES,
           f"model.compile={compile_mode!r}: use false, true or one of {', '.join(COMPILE_MODES)}")
@@ -207,19 +265,40 @@ def validate_config(cfg: DictConfig) -> None:
               f"selection.metric={metric!r}: use last or one of {spec.name}'s {', '.join(spec.logged_metrics)}")
     if (epochs := number("trainer.max_epochs")) is not None:
         check(epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")
+    if (max_steps := OmegaConf.select(cfg, "trainer.max_steps", default=absent)) is not absent:  # 0 trains nothing
+        check(isinstance(max_steps, int) and not isinstance(max_steps, bool) and (max_steps == -1 or max_steps >= 1),
+              f"trainer.max_steps={max_steps!r} must be -1 (no limit, Lightning's default) or an integer >= 1")
+    integer("trainer.check_val_every_n_epoch", 1, null_ok=True,
+            note=" (null: trainer.val_check_interval counts steps across epochs)")
+    epoch_fraction = "a fraction of an epoch in (0, 1] with trainer.check_val_every_n_epoch=1"
     if (interval := number("trainer.val_check_interval")) is not None:
-        check(interval > 0, f"trainer.val_check_interval={interval} must be > 0 (steps, or a fraction of an epoch)")
+        if interval <= 0:
+            problems.append(f"trainer.val_check_interval={interval} must be > 0 (a number of steps, or "
+                            f"{epoch_fraction})")
+        elif isinstance(interval, float) and interval > 1 and interval.is_integer():
+            problems.append(f"trainer.val_check_interval={interval}: write a number of steps as an integer "
+                            f"(trainer.val_check_interval={int(interval)})")
+        elif isinstance(interval, float) and interval > 1:
+            problems.append(f"trainer.val_check_interval={interval} must be an integer number of steps, or "
+                            f"{epoch_fraction}")
+        elif isinstance(interval, float) and get("trainer.check_val_every_n_epoch") is None:
+            # Lightning counts a float against an epoch's batches, which needs epochs counted too.
+            problems.append(f"trainer.val_check_interval={interval}: a fraction of an epoch needs "
+                            f"trainer.check_val_every_n_epoch=1 (null, the default here, counts steps across "
+                            f"epochs: give an integer number of steps then)")
+    integer("trainer.log_every_n_steps", 1, null_ok=True)
+    integer("trainer.accumulate_grad_batches", 1)
     precision = str(get("trainer.precision"))
     check(precision in PRECISIONS, f"trainer.precision={precision}: unknown; use one of {', '.join(PRECISIONS)}")
     accelerator, devices = str(get("trainer.accelerator")), get("trainer.devices")
-    if accelerator in ("gpu", "cuda") and isinstance(devices, int) and not isinstance(devices, bool):
+    if gpus_here and accelerator in ("gpu", "cuda") and isinstance(devices, int) and not isinstance(devices, bool):
         import torch
 
         available = torch.cuda.device_count()
         check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
               + (" (trainer=cpu trains on the CPU)" if available == 0 else ""))
 
-    if spec is not None and not spec.train_with:
+    if files_here and spec is not None and not spec.train_with:
         problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
 
     try:
@@ -227,7 +306,7 @@ def validate_config(cfg: DictConfig) -> None:
     except UserError as err:  # raised by a resolver, e.g. model=minilm without its package
         problems.append(f"model.name_or_path: {err}")
         name_or_path = None
-    if isinstance(name_or_path, str) and is_local_path(name_or_path):
+    if files_here and isinstance(name_or_path, str) and is_local_path(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_dir():
             problems.append(f"model.name_or_path={name_or_path}: no such directory")

@@ -122,6 +122,45 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+# What may differ when a run continues: where things are, how fast it runs, how it is logged, how long it may take.
+# Anything else (the model, the data, the optimisation, the length of the schedule) is what the run trains.
+MAY_CHANGE_ON_RESUME = ("resume", "ckpt_path", "run_name", "paths.", "logger.", "callbacks.progress_bar.",
+                        "trainer.enable_progress_bar", "trainer.max_time", "data.local_dir", "data.glue_dir",
+                        "data.num_workers", "model.compile", "model.whole_step", "matmul_precision")
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """A nested dict as {"a.b.": value}: each key ends with a dot, so "paths." also matches "paths.output_dir."."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()} \
+        if tree else {prefix: {}}
+
+
+def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
+    """A run continues as it was started: a setting that changes what it trains (a forgotten experiment=..., another
+    model) would otherwise mix two runs in one, or fail deep in loading the checkpoint. Compared with the resolved
+    config the run recorded when it started (``hparams.yaml``)."""
+    import yaml
+
+    try:
+        before = flatten({k: v for k, v in yaml.safe_load((out / "hparams.yaml").read_text()).items()})
+        now = flatten(OmegaConf.to_container(cfg, resolve=True))
+    except Exception:  # no record (logger-less runs of old versions), or a config that resolves only in a run
+        return
+    def shown(settings: dict, key: str) -> str:
+        return "(not set)" if key not in settings else "null" if settings[key] is None else str(settings[key])
+
+    changed = [f"{key[:-1]}: {shown(before, key)} (the run) -> {shown(now, key)} (now)"
+               for key in sorted(set(before) | set(now))
+               if before.get(key) != now.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)]
+    if changed:
+        raise UserError(f"resume=true continues the run in {out} as it was started, but these settings differ from "
+                        "it:\n" + "\n".join(f"  - {line}" for line in changed) + "\n"
+                        f"It was started with the overrides: {before.get('run_name.', '?')}. Give the same ones (a "
+                        "new hydra.run.dir or hydra.sweep.dir starts a new run with these).")
+
+
 def continue_command(out: Path) -> str:
     """The command that continues this run (or this sweep) where it stopped."""
     args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "resume=", "-m",
@@ -163,6 +202,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
                 return done["result"]
             last = out / "checkpoints" / "last.ckpt"
             if last.exists() and not cfg.get("ckpt_path"):
+                refuse_changed_settings(out, cfg)
                 log.info("Resuming from %s", last)
                 with open_dict(cfg):
                     cfg.ckpt_path = str(last)
@@ -219,6 +259,12 @@ class SweepCheck(Callback):
 
         from glue_finetune.config import validate_config
 
+        # Jobs on a Ray cluster or SLURM's nodes use those nodes' GPUs and disks: the launcher checks the GPUs
+        # (LauncherCheck), and their files may be where this machine does not see them.
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        remote = launcher.endswith("SlurmLauncher") or bool(OmegaConf.select(config, "hydra.launcher.ray.init.address",
+                                                                             default=None))
+        gpus_here, files_here = launcher.endswith("BasicLauncher"), not remote
         loader = GlobalHydra.instance().config_loader()
         params = [f"{key}={value}" for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
         parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
@@ -228,7 +274,7 @@ class SweepCheck(Callback):
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
-                validate_config(job_config)
+                validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
             except ConfigError as err:
                 setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
                 for problem in err.problems:
