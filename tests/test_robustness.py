@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from omegaconf import open_dict
 
+from glue_finetune.checkpointing import AtomicCheckpointIO
 from glue_finetune.errors import TrainingDivergedError
 from glue_finetune.training import train
 from test_train import column, read_metrics
@@ -223,14 +226,37 @@ def test_out_of_gpu_memory_is_one_message_saying_what_to_lower(tiny_cfg, monkeyp
 
 
 def test_gpu_runs_write_checkpoints_from_a_background_thread_unless_plugins_are_set(monkeypatch, tiny_cfg):
-    from glue_finetune.checkpointing import BackgroundCheckpointIO
+    from glue_finetune.checkpointing import AtomicCheckpointIO, BackgroundCheckpointIO
     from glue_finetune.training import trainer_plugins
 
     for var in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
         monkeypatch.delenv(var, raising=False)
     trainer = tiny_cfg("trainer=default").trainer
     assert [type(p) for p in trainer_plugins(trainer, on_gpu=True)["plugins"]] == [BackgroundCheckpointIO]
-    assert trainer_plugins(trainer, on_gpu=False) == {}
+    assert [type(p) for p in trainer_plugins(trainer, on_gpu=False)["plugins"]] == [AtomicCheckpointIO]
+
+
+def test_a_checkpoint_is_renamed_into_place_from_its_own_dir_and_its_hard_links_keep_theirs(tmp_path, monkeypatch):
+    """Lightning's save writes the file to $TMPDIR and moves it: from another file system that is a copy into the
+    old file, which a hard link to it (the selected checkpoint, when last.ckpt was linked to it) shares."""
+    import os
+    import tempfile
+
+    other_fs = Path("/dev/shm")
+    if not other_fs.is_dir() or other_fs.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a $TMPDIR on another file system than the run dir (/dev/shm)")
+    scratch = Path(tempfile.mkdtemp(dir=other_fs))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # $TMPDIR on another file system, as on many clusters
+    try:
+        best, last = tmp_path / "best-step10.ckpt", tmp_path / "last.ckpt"
+        AtomicCheckpointIO().save_checkpoint({"global_step": 10}, best)
+        os.link(best, last)  # what LatestCheckpoint does when both are of the same step
+        AtomicCheckpointIO().save_checkpoint({"global_step": 20}, last)
+        assert torch.load(best, weights_only=True) == {"global_step": 10}
+        assert torch.load(last, weights_only=True) == {"global_step": 20}
+        assert not list(scratch.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == [best.name, last.name]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_the_background_checkpoint_writer_keeps_one_save_in_flight_and_says_when_the_disk_is_slow(tmp_path, caplog):

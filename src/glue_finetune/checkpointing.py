@@ -35,11 +35,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.plugins.io import AsyncCheckpointIO
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning_utilities.core.apply_func import apply_to_collection
 
 from glue_finetune.errors import Preempted
+from glue_finetune.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,19 @@ def link_atomically(source: Path, target: Path) -> bool:
     except OSError:
         tmp.unlink(missing_ok=True)
         return False
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with each checkpoint written to a temporary file in its own directory and
+    renamed over the old one. Lightning's own atomic save writes the temporary file to $TMPDIR and moves it: where
+    $TMPDIR is another file system (a tmpfs /tmp, a run dir on NFS or Lustre), the move is a copy into the existing
+    file, so a crash or a full disk leaves it cut short, and a checkpoint hard-linked to it (last.ckpt and the
+    selected checkpoint of the same step) is overwritten with it."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if "://" in str(path):  # object storage (s3://, gs://): Lightning's upload
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        write_atomically(Path(path), lambda f: torch.save(checkpoint, f))
 
 
 class BackgroundCheckpointIO(AsyncCheckpointIO):
@@ -77,7 +91,7 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
     SLOW_WAIT_S = 1.0  # a wait longer than this is worth telling the user about (once)
 
     def __init__(self, checkpoint_io=None) -> None:
-        super().__init__(checkpoint_io)
+        super().__init__(checkpoint_io or AtomicCheckpointIO())
         self._copy_stream: torch.cuda.Stream | None = None
         self._in_flight: Future | None = None
         self.waited_s = 0.0

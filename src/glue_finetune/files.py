@@ -24,14 +24,23 @@ def current_umask() -> int:
 
 
 def write_text_atomically(path: Path, text: str) -> Path:
-    """Write to a temporary file beside ``path``, then rename. The temporary file is created private (0600);
-    it gets the mode a plain ``open(path, "w")`` would have given it before the rename."""
+    """Write to a temporary file beside ``path``, then rename (``write_atomically``)."""
+    return write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def write_atomically(path: Path, write) -> Path:
+    """``write(binary file)`` into a temporary file beside ``path``, then rename it over ``path``: readers see the
+    old file or the new one, never half of it, and a file hard-linked to the old one keeps its content (the rename
+    gives ``path`` a new inode). Beside, not in $TMPDIR: a rename across file systems is a copy into the old file.
+    The temporary file is created private (0600); it gets the mode a plain ``open(path, "w")`` would have given it
+    before the rename."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

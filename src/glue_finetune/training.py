@@ -117,15 +117,15 @@ def trainer_plugins(trainer_cfg: DictConfig, on_gpu: bool) -> dict:
     hpc_ckpt_*.ckpt and requeue on SIGUSR1; LatestCheckpoint does both, checkpointing.py)."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from glue_finetune.checkpointing import BackgroundCheckpointIO
+    from glue_finetune.checkpointing import AtomicCheckpointIO, BackgroundCheckpointIO
 
     in_slurm = SLURMEnvironment.detect()
     configured = trainer_cfg.get("plugins")
-    if not in_slurm and (configured or not on_gpu):
+    if configured and not in_slurm:
         return {}
     plugins = instantiate(configured, _convert_="all") if configured else []
-    if on_gpu and not configured:
-        plugins.append(BackgroundCheckpointIO())
+    if not configured:  # checkpoints renamed into place from their own dir (AtomicCheckpointIO), on a GPU in the background
+        plugins.append(BackgroundCheckpointIO() if on_gpu else AtomicCheckpointIO())
     if in_slurm:
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return {"plugins": plugins}
