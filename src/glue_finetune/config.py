@@ -300,6 +300,9 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
 
     if files_here and spec is not None and not spec.train_with:
         problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
+    if files_here and (ckpt_path := get("ckpt_path")) and not Path(str(ckpt_path)).expanduser().is_file():
+        problems.append(f"ckpt_path={ckpt_path}: no such file (a Lightning checkpoint, e.g. <run dir>/checkpoints/"
+                        f"last.ckpt; to continue a run in its own dir: hydra.run.dir=<run dir> resume=true)")
 
     try:
         name_or_path = get("model.name_or_path")

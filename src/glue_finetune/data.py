@@ -202,7 +202,7 @@ class GlueDataModule(L.LightningDataModule):
         return raw
 
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
-        with fetching(f"the tokenizer of {self.tokenizer_name!r}"):
+        with fetching(f"the tokenizer of {self.tokenizer_name!r}", self.tokenizer_name):
             return AutoTokenizer.from_pretrained(self.tokenizer_name)
 
     def tokenized(self) -> datasets.DatasetDict:

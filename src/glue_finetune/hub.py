@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from glue_finetune.errors import SourceUnavailableError
+from glue_finetune.errors import SourceUnavailableError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,25 @@ def check_cached_when_offline(model: str) -> None:
 
 
 @contextlib.contextmanager
-def fetching(what: str) -> Iterator[None]:
-    """Turn a failed Hub download into one clear message that names the offline alternatives."""
+def fetching(what: str, source: str | None = None) -> Iterator[None]:
+    """Turn a failed Hub download into one clear message that names the offline alternatives; and a failed load
+    from a local dir (``source``) into one that says what such a dir must hold (no network is involved there)."""
     try:
         yield
-    except (OSError, ConnectionError) as err:  # transformers raises OSError, datasets ConnectionError
+    except UserError:
+        raise
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        if source is not None and is_local_path(str(source)):
+            raise UserError(
+                f"Could not load {what} ({type(err).__name__}: {reason}). {source} must be a complete "
+                "Hugging Face model dir: config.json, the weights (model.safetensors or pytorch_model.bin) and the "
+                "tokenizer's files, as save_pretrained() writes them. A weights file of a few hundred bytes is a "
+                "Git LFS pointer, not the weights: run `git lfs pull` in that repository.") from err
+        if not isinstance(err, (OSError, ConnectionError)):  # transformers raises OSError, datasets ConnectionError
+            raise
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
             raise unavailable_offline(what) from err
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}") from err

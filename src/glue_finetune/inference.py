@@ -10,6 +10,7 @@ length (little padding), batched, on the GPU when there is one, in bf16 where th
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,6 +57,44 @@ def task_of(config) -> TaskSpec:
     return TASKS[task]
 
 
+def devices_here() -> list[str]:
+    """The devices this machine and this torch build can run on, as --device takes them."""
+    here = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        here += ["cuda", *(f"cuda:{i}" for i in range(count))] if count <= 4 else ["cuda", f"cuda:0 ... cuda:{count - 1}"]
+    if torch.backends.mps.is_available():
+        here.append("mps")
+    return here
+
+
+def torch_device(name: str | None) -> torch.device:
+    """``name`` (cpu, cuda, cuda:1, mps), checked against what is here, or by default the GPU when there is one,
+    else the CPU. A device that is not here is one UserError saying what is, not torch's AssertionError or
+    RuntimeError when the model is moved."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = ", ".join(devices_here())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name}: not a device name; the devices here: {here}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch has no CUDA (a CPU-only build)" if not torch.backends.cuda.is_built()
+                   else "no CUDA GPU is visible here (driver, CUDA_VISIBLE_DEVICES?)")
+            raise UserError(f"--device {name}: {why}; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: there are {torch.cuda.device_count()} GPU(s) here; the devices "
+                            f"here: {here}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {name}: no Apple GPU (MPS) here; the devices here: {here}")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: not supported; the devices here: {here}")
+    return device
+
+
 class Predictor:
     """A Hugging Face sequence classifier (or regressor) in eval mode, fed length-sorted batches.
 
@@ -70,7 +109,7 @@ class Predictor:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
         if batch_size < 1 or not 1 <= max_length <= 512:
             raise UserError(f"batch size {batch_size} must be >= 1 and max length {max_length} between 1 and 512")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.spec = task or task_of(model.config)
@@ -210,7 +249,7 @@ def load_checkpoint(path: Path):
     exported = path.parent.parent / "model"
     source = exported if (exported / "config.json").is_file() else hparams["name_or_path"]
     spec = TASKS[hparams.get("task", "sst2")]
-    with fetching(f"the config and tokenizer of {source}"), quiet_transformers():
+    with fetching(f"the config and tokenizer of {source}", str(source)), quiet_transformers():
         config = head_config(source, spec)
         tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_config(config)
@@ -219,9 +258,22 @@ def load_checkpoint(path: Path):
 
 
 # -- files ----------------------------------------------------------------------------------------------------------
-def read_lines(path: Path) -> list[str]:
+def readable_file(path: Path) -> Path:
+    """``path``, checked to be a file that can be read: a directory (a task's folder of GLUE files) or a missing
+    file is a UserError saying so, not the IsADirectoryError or FileNotFoundError of the first read."""
+    if path.is_dir():
+        files = sorted(p.name for p in path.glob("*.tsv"))
+        hint = f"give one of its files ({', '.join(files)})" if files else "give a file"
+        raise UserError(f"{path} is a directory, not a file: {hint}, e.g. {path / (files[0] if files else 'dev.tsv')}")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: not readable (permission denied)")
+    return path
+
+
+def read_lines(path: Path) -> list[str]:
+    readable_file(path)
     try:
         return text_lines(path.read_text(encoding="utf-8-sig"))  # -sig: a UTF-8 byte-order mark is not text
     except UnicodeDecodeError as err:
@@ -264,6 +316,7 @@ def read_texts(path: Path, spec: TaskSpec) -> list[tuple[str, ...]]:
     """Texts to predict: a .tsv file is one of the task's GLUE files or has a header naming its text columns
     (the Hub's names: ``sentence``; ``sentence1``/``sentence2``, ...); any other file has one example a line, the
     two sentences of a pair separated by a tab (blank lines skipped)."""
+    readable_file(path)
     if path.suffix == ".tsv":
         table = read_glue_format(path, spec, [*spec.test_splits, *spec.dev_splits]) or read_tsv(path, list(spec.text))
         return list(zip(*(table[c] for c in spec.text)))
@@ -291,6 +344,7 @@ def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], li
     text columns and ``label`` (an id, a label name, or a score for STS-B)."""
     from glue_finetune.tasks import parse_label
 
+    readable_file(path)
     table = read_glue_format(path, spec, [*spec.dev_splits, "train"] if "train" in spec.files else spec.dev_splits)
     if table is None:
         raw = read_tsv(path, [*spec.text, "label"])

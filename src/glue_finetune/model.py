@@ -70,7 +70,7 @@ class TextClassifier(L.LightningModule):
         self.automatic_optimization = not self.whole_step
         self.max_grad_norm = max_grad_norm
         self.spec = spec = TASKS[task]
-        with fetching(f"model {name_or_path!r}"), quiet_transformers():
+        with fetching(f"model {name_or_path!r}", name_or_path), quiet_transformers():
             config = head_config(name_or_path, spec)
             if pretrained:
                 self.model, loading = AutoModelForSequenceClassification.from_pretrained(

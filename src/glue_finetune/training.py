@@ -57,11 +57,31 @@ def with_csv_logger(loggers: list[Logger], output_dir: str, resume_step: int | N
     return loggers
 
 
+def instantiate_reporting(config: DictConfig, **kwargs):
+    """Hydra's instantiate, with a UserError raised by the constructor (a model dir that is not one) passed on as
+    itself, one message, rather than inside Hydra's "Error in call to target ..." wrapper."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
 def checkpoint_step(ckpt_path: str | None) -> int | None:
-    """The optimizer step a Lightning checkpoint was saved at."""
+    """The optimizer step a Lightning checkpoint was saved at; read before any work, so that a file that is not
+    one (cut short, another kind of file) is one message rather than a traceback once data and model are loaded."""
     if not ckpt_path:
         return None
-    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    try:
+        return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as err:  # pickle, zip, mmap and key errors alike
+        raise UserError(f"{ckpt_path}: not a readable Lightning checkpoint ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}). Continue from another "
+                        "one (ckpt_path=<run dir>/checkpoints/best-step<N>.ckpt), or start a new run in another "
+                        "dir.") from err
 
 
 def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
@@ -303,10 +323,10 @@ def train(cfg: DictConfig) -> float:
         if whole_step and on_gpu and cfg.data.get("pad_to_multiple_of") is None:
             data_settings["pad_to_multiple_of"] = STEP_GRAPH_PAD  # a few batch shapes, one CUDA graph each
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
-        datamodule: L.LightningDataModule = instantiate(cfg.data, **data_settings, _convert_="all")
+        datamodule: L.LightningDataModule = instantiate_reporting(cfg.data, **data_settings, _convert_="all")
         datamodule.prepare_data()  # fetch, check and tokenize now, so bad data fails before the model downloads
         clip = cfg.trainer.get("gradient_clip_val")
-        model: L.LightningModule = instantiate(
+        model: L.LightningModule = instantiate_reporting(
             cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
             whole_step=whole_step, max_grad_norm=clip if whole_step else None, _convert_="all"
         )
