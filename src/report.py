@@ -9,6 +9,7 @@ the markdown. --wandb also logs the tables and plots to W&B, in the sweep's grou
 """
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -37,8 +38,23 @@ def main() -> None:
 
         tasks = {job["task"] for job in summary["jobs"]}
         project = args.wandb_project or (f"glue-{tasks.pop()}" if len(tasks) == 1 else "glue")
-        log_report_to_wandb(summary, plots, project=project, group=str(args.dirs[0]), directory=out)
+        log_report_to_wandb(summary, plots, project=project, group=sweep_wandb_group(args.dirs[0]), directory=out)
     sys.exit(1 if summary["not_finished"] else 0)
+
+
+def sweep_wandb_group(sweep_dir: Path) -> str:
+    """The W&B group the sweep's jobs logged to (recorded in each job's hparams.yaml), so that the report joins
+    them; for jobs that recorded none, the group a sweep in this dir gets."""
+    import yaml
+
+    from glue_finetune.config import group_name
+
+    for hparams in sorted(Path(sweep_dir).glob("*/hparams.yaml")):
+        with contextlib.suppress(Exception):
+            group = ((yaml.safe_load(hparams.read_text()) or {}).get("logger") or {}).get("wandb", {}).get("group")
+            if group:
+                return str(group)
+    return group_name(Path(sweep_dir), Path.cwd())
 
 
 if __name__ == "__main__":

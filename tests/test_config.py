@@ -271,3 +271,14 @@ def test_epoch_fractions_are_what_lightning_accepts(tmp_path):
     with pytest.raises(InstantiationException, match="MisconfigurationException.*val_check_interval"):
         trainer("trainer.val_check_interval=0.5")
     assert trainer("trainer.val_check_interval=0.5", "trainer.check_val_every_n_epoch=1").val_check_interval == 0.5
+
+
+def test_a_sweeps_wandb_group_is_the_same_whether_its_dir_was_given_relative_or_made_absolute():
+    from pathlib import Path
+
+    from glue_finetune.config import group_name
+
+    start = Path("/work/repo")
+    assert group_name(Path("multirun/seeds"), start) == "multirun/seeds"  # as typed
+    assert group_name(Path("/work/repo/multirun/seeds"), start) == "multirun/seeds"  # as Ray's launchers pass it
+    assert group_name(Path("/scratch/seeds"), start) == group_name(Path("../../scratch/seeds"), start) == "/scratch/seeds"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -35,7 +36,18 @@ def sweep_group() -> str | None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    return str(HydraConfig.get().sweep.dir)
+    hydra_cfg = HydraConfig.get()
+    return group_name(Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.cwd)))
+
+
+def group_name(sweep_dir: Path, start_dir: Path) -> str:
+    """A sweep dir as a W&B group: relative to the dir the sweep was started in when inside it (multirun/seeds), else
+    absolute; the same name whether a launcher made the dir absolute (Ray's do) or not."""
+    absolute = Path(os.path.normpath(start_dir / sweep_dir))
+    try:
+        return str(absolute.relative_to(start_dir))
+    except ValueError:
+        return str(absolute)
 
 
 def override_tags() -> list[str]:
