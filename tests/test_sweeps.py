@@ -467,3 +467,21 @@ def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "cannot run inside a sweep" in output
     assert not list(tmp_path.glob("*/checkpoints")), "no training may start"
+
+
+def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import PREEMPTED_EXIT_CODE
+    from glue_finetune.sweep import SweepSummary
+
+    for job, marker in (("0", "job_done.json"), ("1", "job_preempted.json"), ("2", "job_preempted.json")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / marker).write_text("{}")
+    (tmp_path / "2" / "job_done.json").write_text('{"result": 0.9}')  # stopped once, then finished
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert stop.value.code == PREEMPTED_EXIT_CODE
+    assert f"Sweep {tmp_path}: 2 job(s) finished, 0 failed, 1 stopped before the end." in caplog.text
+    assert "Stopped job(s), each saved where it stopped: 1. To continue them" in caplog.text
+    assert f"resume=true hydra.sweep.dir={tmp_path}" in caplog.text

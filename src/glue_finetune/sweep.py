@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glue_finetune.files import write_text_atomically
-from glue_finetune.errors import ConfigError, Preempted, UserError
+from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
 from glue_finetune.timing import mark_run_start
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,14 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         done = sorted(sweep_dir.glob(f"*/{DONE}"))
         failed = [read_json(p) for p in sorted(sweep_dir.glob(f"*/{FAILED}"))]
-        log.info("Sweep %s: %d job(s) finished, %d failed.", sweep_dir, len(done), len(failed))
+        stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}")) if not (p.parent / DONE).exists()]
+        log.info("Sweep %s: %d job(s) finished, %d failed%s.", sweep_dir, len(done), len(failed),
+                 f", {len(stopped)} stopped before the end" if stopped else "")
+        if stopped and not failed:  # stopped by a signal (preempted), their checkpoints saved: not failures
+            log.warning("Stopped job(s), each saved where it stopped: %s. To continue them (finished jobs are "
+                        "skipped): rerun the same command with resume=true hydra.sweep.dir=%s",
+                        ", ".join(p.name for p in stopped), sweep_dir)
+            sys.exit(PREEMPTED_EXIT_CODE)
         if not failed:
             return
         lines = [f"{len(failed)} job(s) of the sweep in {sweep_dir} failed:"]
