@@ -66,3 +66,16 @@ def test_report_goes_to_the_sweeps_wandb_group(sweep):
     group = str(sweep).encode()
     assert b"\x32" + bytes([len(group)]) + group in run_file  # RunRecord.run_group
     assert b"report/val_acc" in run_file and b"report/settings" in run_file
+
+
+def test_a_finished_jobs_overrides_come_from_its_own_record_not_a_later_commands(tmp_path):
+    from glue_finetune.report import read_job
+
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.001\n- seed=1\n- resume=true\n")  # rerun's
+    (job / "job_done.json").write_text(json.dumps({"overrides": ["optimizer.lr=0.003", "seed=1"], "result": 0.8,
+                                                   "started_at": 0.0, "finished_at": 1.0}))
+    assert read_job(job).overrides == ["optimizer.lr=0.003", "seed=1"]
+    (job / "job_done.json").unlink()  # unfinished: what .hydra/ says is all there is
+    assert read_job(job).overrides == ["optimizer.lr=0.001", "seed=1", "resume=true"]

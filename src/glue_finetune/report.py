@@ -62,11 +62,14 @@ class Job:
 
 
 def read_job(job_dir: Path) -> Job:
-    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    done, failed = read_json(job_dir / DONE), read_json(job_dir / FAILED)
+    # A finished job's own record of its overrides: Hydra rewrites .hydra/ each time the sweep's command runs again
+    # (resume=true skips the job, but its .hydra/ then holds that later command's overrides).
+    overrides = done["overrides"] if done and isinstance(done.get("overrides"), list) else \
+        yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     config_file = job_dir / ".hydra" / "config.yaml"
     task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task", "sst2") \
         if config_file.exists() else "sst2"
-    done, failed = read_json(job_dir / DONE), read_json(job_dir / FAILED)
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
               "done" if done else "failed" if failed else "unfinished",
               error=failed["error"] if failed else None,
