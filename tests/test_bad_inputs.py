@@ -89,6 +89,8 @@ def test_local_dir_missing_and_model_dir_without_config(tiny_cfg, tmp_path):
         train(tiny_cfg(f"data.local_dir={tmp_path / 'nope'}", f"model.name_or_path={tmp_path}"))
     assert f"data.local_dir={tmp_path / 'nope'}: no such directory" in str(err.value)
     assert f"model.name_or_path={tmp_path}: no config.json there" in str(err.value)
+    with pytest.raises(ConfigError, match=f"data.local_dir={tmp_path} and data.glue_dir={tmp_path}: give one"):
+        train(tiny_cfg(f"data.local_dir={tmp_path}", f"data.glue_dir={tmp_path}"))
     assert len(err.value.problems) == 2
     assert_nothing_trained(tmp_path)
 

@@ -55,8 +55,10 @@ def test_report_plots_are_real_pictures(sweep):
 
 
 def test_report_on_a_dir_without_runs_says_so(tmp_path):
-    result = run_cli([str(tmp_path)], script="src/report.py")
+    result = run_cli([str(tmp_path), str(tmp_path / "typo")], script="src/report.py")
     assert result.returncode == 2 and "no run dirs" in result.stderr
+    result = run_cli([str(tmp_path / "typo")], script="src/report.py")
+    assert result.returncode == 2 and f"{tmp_path / 'typo'}: no such directory" in result.stderr
 
 
 def test_report_goes_to_the_sweeps_wandb_group(sweep):

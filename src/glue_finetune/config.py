@@ -310,7 +310,10 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
         check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
               + (" (trainer=cpu trains on the CPU)" if available == 0 else ""))
 
-    if files_here and spec is not None and not spec.train_with:
+    if get("data.local_dir") and get("data.glue_dir"):
+        problems.append(f"data.local_dir={get('data.local_dir')} and data.glue_dir={get('data.glue_dir')}: give one "
+                        "(local_dir: the task's folder; glue_dir: GLUE's folder of task folders, for sweeps over tasks)")
+    elif files_here and spec is not None and not spec.train_with:
         problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
     if files_here and (ckpt_path := get("ckpt_path")) and not Path(str(ckpt_path)).expanduser().is_file():
         problems.append(f"ckpt_path={ckpt_path}: no such file (a Lightning checkpoint, e.g. <run dir>/checkpoints/"

@@ -86,6 +86,8 @@ def find_jobs(directories: list[Path]) -> list[Job]:
     """Every run dir (one with .hydra/overrides.yaml) given, or directly under a sweep dir given."""
     jobs = []
     for d in directories:
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"{d}: no such directory (give a sweep dir, multirun/<date>/<time>, or run dirs)")
         if (d / ".hydra" / "overrides.yaml").exists():
             jobs.append(read_job(d))
         else:

@@ -237,10 +237,10 @@ def text_lines(text: str) -> list[str]:
     """A TSV's lines, split at newlines only (``\\n`` or ``\\r\\n``), as a file read line by line splits them (and
     Hugging Face's GLUE loader). ``str.splitlines`` also splits at characters a sentence may hold (U+2028, U+0085,
     form feeds, ...), which would cut its row in two."""
-    lines = text.split("\n")
-    if lines[-1] == "":
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    while lines and lines[-1] == "":  # the file's last newline, and blank lines an editor left after the last row
         lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return lines
 
 
 def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
