@@ -2,15 +2,17 @@
 
 Lightning's ``ModelCheckpoint(save_last=True)`` rewrites last.ckpt only when it saves a new best checkpoint, so a
 resumed run would go back to the best step and repeat the steps after it. ``LatestCheckpoint`` writes last.ckpt
-after every validation, at the end of training, and when the run is asked to stop. Lightning writes checkpoints
-atomically (temporary file, then rename), so an interrupted save leaves the previous file intact.
+after every validation, at the end of training, and when the run is asked to stop. ``AtomicCheckpointIO`` writes
+each checkpoint to a temporary file beside it, then renames it, so an interrupted save leaves the previous file
+intact.
 
 Signals, one story for a plain run and a SLURM job alike: the run finishes the current step, saves last.ckpt,
-writes ``job_preempted.json`` and exits with code 75; running the same command again (same run dir) continues
-from that step.
+writes ``job_preempted.json``, prints the command that continues it and exits with code 75; running the same
+command again (same run dir) continues from that step.
 
 - SIGTERM (``kill``, ``scancel``, preemption, ``scontrol requeue``): stop. SLURM itself requeues a preempted or
   ``scontrol requeue``-d job.
+- SIGINT (Ctrl-C): stop the same way; a second Ctrl-C stops at once, without saving.
 - SIGUSR2, and SIGUSR1: the warning SLURM sends before a time limit (``--signal``; the slurm launcher preset asks
   for SIGUSR2 through submitit's ``signal_delay_s``; SIGUSR1 is Lightning's convention in one's own sbatch
   scripts). Inside a SLURM job the run then also requeues the job, through submitit when submitit launched it
