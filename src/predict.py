@@ -19,11 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package, also without `pip install -e .`
 
-from glue_finetune.cli import add_model_arguments, exit_now, fail  # noqa: E402
+from glue_finetune.cli import (  # noqa: E402
+    add_model_arguments, check_model_path, check_writable, exit_now, fail, write_or_print)
 from glue_finetune.errors import UserError  # noqa: E402
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
@@ -32,10 +33,14 @@ def main() -> None:
     parser.add_argument("--input", "-i", type=Path, metavar="FILE",
                         help="a .tsv file (GLUE's, or a header naming the text columns) or a text file, one example a line")
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the TSV here instead of printing it")
-    args = parser.parse_args()
+    return parser
 
-    from glue_finetune.files import write_text_atomically
-    from glue_finetune.inference import Predictor, format_predictions, read_texts, texts_from_lines
+
+def main() -> None:
+    args = build_parser().parse_intermixed_args()  # options anywhere: before, between or after the sentences
+
+    from glue_finetune.inference import (Predictor, format_predictions, read_texts, readable_file, texts_from_lines,
+                                         torch_device)
     from glue_finetune.tasks import text_lines
 
     try:
@@ -43,6 +48,13 @@ def main() -> None:
             raise UserError("give sentences or --input, not both")
         if not (args.sentences or args.input) and sys.stdin.isatty():
             raise UserError("no sentences: give them as arguments, with --input FILE, or on standard input")
+        # What can be checked before the model is loaded: the paths and the device.
+        check_model_path(args.model)
+        if args.input:
+            readable_file(args.input, "--input")
+        if args.output:
+            check_writable(args.output)
+        torch_device(args.device)
         predictor = Predictor.load(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                    device=args.device, precision=args.precision)
         spec = predictor.spec
@@ -60,7 +72,7 @@ def main() -> None:
     except UserError as err:
         fail(err)
     if args.output:
-        write_text_atomically(args.output, table)
+        write_or_print(args.output, table, "predictions")
         print(f"{len(texts)} predictions written to {args.output}", file=sys.stderr)
     else:
         print(table, end="")

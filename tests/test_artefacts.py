@@ -199,10 +199,10 @@ def test_evaluate_truncates_as_the_run_did_and_finds_its_relative_data_dir(sst2_
     assert trained_max_length(best) == 8 and trained_max_length(run_dir / "model") == 128
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"local_dir": sst2_dir.name, "max_length": 8}}))
     accuracy, loss = best_scores(run_dir)
-    metrics, _ = evaluate(run_dir, precision="32")
+    metrics = evaluate(run_dir, precision="32")
     assert metrics["val/loss"] == pytest.approx(loss, abs=1e-4) and metrics["val/acc"] == pytest.approx(accuracy, abs=1e-6)
     assert metrics["val/data"] == str(sst2_dir / "dev.tsv")
-    assert evaluate(run_dir, precision="32", max_length=128)[0]["val/loss"] != pytest.approx(loss, abs=1e-4)
+    assert evaluate(run_dir, precision="32", max_length=128)["val/loss"] != pytest.approx(loss, abs=1e-4)
 
 
 def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
@@ -264,3 +264,121 @@ def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path)
     assert "no sentences to classify" in result.stderr and "Traceback" not in result.stderr
     not_a_model = run_cli([str(tmp_path), "fine"], script="src/predict.py")
     assert not_a_model.returncode == 2 and "not a run dir with an exported model" in not_a_model.stderr
+
+
+def load_script(name: str):
+    """src/<name>.py as a module (its parser and helpers, called in-process: no interpreter start, no imports)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "src" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_data_is_checked_first_and_a_task_folder_means_its_dev_file(finished_run, sst2_dir, tmp_path):
+    missing = run_cli([str(finished_run), "--data", str(tmp_path / "no_such.tsv")], script="src/evaluate.py")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"error: --data {tmp_path / 'no_such.tsv'}: no such file" in missing.stderr
+    # The task's folder, as data.local_dir takes it: its dev.tsv, scored as the file itself would be.
+    out = tmp_path / "folder.json"
+    result = run_cli([str(finished_run), "--data", str(sst2_dir), "--precision", "32", "--output", str(out)],
+                     script="src/evaluate.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(out.read_text())
+    assert metrics["val/data"] == str(sst2_dir / "dev.tsv") and metrics["val/examples"] == 64
+    assert metrics["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
+
+    labelled_file = load_script("evaluate").labelled_file
+    assert labelled_file(sst2_dir) == sst2_dir / "dev.tsv"
+    mnli = tmp_path / "MNLI"
+    mnli.mkdir()
+    (mnli / "dev_matched.tsv").write_text("x\n")
+    (mnli / "dev_mismatched.tsv").write_text("x\n")
+    with pytest.raises(UserError, match="2 dev sets .*give one, e.g. --data .*dev_matched.tsv"):
+        labelled_file(mnli)
+    with pytest.raises(UserError, match="is a directory with no GLUE dev file"):
+        labelled_file(finished_run / "checkpoints")
+    # The readers themselves: a missing file or a directory is a UserError, not FileNotFoundError/IsADirectoryError.
+    for read in (read_labelled, read_texts):
+        with pytest.raises(UserError, match="no_such.tsv: no such file"):
+            read(tmp_path / "no_such.tsv", TASKS["sst2"])
+        with pytest.raises(UserError, match=r"is a directory, not a file: give one of its files \(dev.tsv, test.tsv"):
+            read(sst2_dir, TASKS["sst2"])
+
+
+def test_predict_options_may_come_before_between_or_after_the_sentences(finished_run):
+    parse = load_script("predict").build_parser().parse_intermixed_args
+    for argv in (["RUN", "--device", "cpu", "good movie"], ["--device", "cpu", "RUN", "good movie"],
+                 ["RUN", "good movie", "--device", "cpu"]):
+        args = parse(argv)
+        assert (str(args.model), args.device, args.sentences) == ("RUN", "cpu", ["good movie"])
+    args = parse(["RUN", "a", "--precision", "32", "b", "--batch-size", "2", "c"])
+    assert args.sentences == ["a", "b", "c"] and (args.precision, args.batch_size) == ("32", 2)
+    assert load_script("evaluate").build_parser().parse_intermixed_args(["--device", "cpu", "RUN"]).device == "cpu"
+
+    sentences = ["a great movie", "awful , boring mess"]
+    result = run_cli([str(finished_run), "--device", "cpu", sentences[0], "--precision", "32", sentences[1]],
+                     script="src/predict.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_predictions(result.stdout, sentences)
+
+
+def test_a_device_that_is_not_here_is_one_clear_error(finished_run, monkeypatch):
+    from glue_finetune.inference import torch_device
+
+    assert torch_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="--device gpu: not a device name; the devices here: cpu"):
+        torch_device("gpu")
+    with pytest.raises(UserError, match="--device xla: not supported"):
+        torch_device("xla")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--device cuda: .*; use --device cpu"):
+            torch_device("cuda")
+        with pytest.raises(UserError, match="--device cuda"):  # Predictor itself: before the model is moved
+            Predictor.load(finished_run, device="cuda")
+        result = run_cli([str(finished_run), "--device", "cuda", "good"], script="src/predict.py")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "error: --device cuda:" in result.stderr and "use --device cpu" in result.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert torch_device("cuda:1") == torch.device("cuda:1") and torch_device(None) == torch.device("cuda")
+    with pytest.raises(UserError, match=r"--device cuda:2: there are 2 GPU\(s\) here; the devices here: cpu, cuda, "
+                                        "cuda:0, cuda:1"):
+        torch_device("cuda:2")
+
+
+def test_an_unwritable_output_fails_before_the_work_and_computed_results_are_never_lost(
+        finished_run, sst2_dir, tmp_path, monkeypatch, capsys):
+    from glue_finetune import cli
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = run_cli([str(finished_run), "--output", str(a_file / "metrics.json")], script="src/evaluate.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "val/acc" not in result.stdout
+    assert f"error: --output {a_file / 'metrics.json'}: {a_file} is a file, not a directory" in result.stderr
+    result = run_cli([str(finished_run), "good", "--output", str(tmp_path)], script="src/predict.py")
+    assert result.returncode == 2 and f"error: --output {tmp_path} is a directory" in result.stderr
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        cli.check_writable(a_file / "deeper" / "out.tsv")
+    cli.check_writable(tmp_path / "new" / "dir" / "out.tsv")  # created when written
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == [a_file]  # the check leaves nothing
+    if os.geteuid() != 0:  # root writes anywhere
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o500)
+        with pytest.raises(UserError, match="cannot write in"):
+            cli.check_writable(read_only / "out.tsv")
+
+    # Writing still fails at the end (a disk fills up): the metrics are printed, then the error.
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_text_atomically", disk_full)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", str(finished_run), "--precision", "32",
+                                      "--output", str(tmp_path / "metrics.json")])
+    with pytest.raises(SystemExit) as exit_:
+        load_script("evaluate").main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and "could not write the metrics (No space left on device)" in err
+    metrics = json.loads(out[out.index("{"):])
+    assert metrics["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)

@@ -7,9 +7,14 @@ they are, and --help lists only what the tool takes. Nothing heavy is imported h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import NoReturn
+
+from glue_finetune.errors import UserError
+from glue_finetune.files import write_text_atomically
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +28,50 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): bf16 where the GPU or CPU computes it natively, else float32")
 
 
-def fail(err: Exception, code: int = 2) -> NoReturn:
+def fail(err: Exception | str, code: int = 2) -> NoReturn:
     """Bad input: one line naming the problem, no traceback."""
     print(f"error: {err}", file=sys.stderr)
     sys.exit(code)
+
+
+def check_model_path(model: Path) -> None:
+    """Before anything is loaded or derived from it: the model path exists."""
+    if not model.exists():
+        raise UserError(f"{model}: no such file or directory (give a run dir, an exported model dir or a .ckpt)")
+
+
+def check_writable(path: Path, option: str = "--output", example: str = "out.tsv") -> None:
+    """Fail now, before a model is loaded and the work done, where ``path`` could not be written at the end:
+    a directory, a directory that is in fact a file, a directory that cannot be written (or created)."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory: give a file path, e.g. {option} {path / example}")
+    parent = path.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a directory; give a path in a writable directory")
+    if existing == parent:  # written as it will be: a temporary file beside it
+        try:
+            fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise UserError(f"{option} {path}: cannot write in {parent} ({err.strerror}); give a path in a "
+                            "writable directory") from None
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: cannot create {parent} ({existing} is not writable); give a path in a "
+                        "writable directory")
+
+
+def write_or_print(path: Path, text: str, what: str) -> None:
+    """Write ``text`` to ``path``; where that still fails (checked writable before the work, but a disk fills, a
+    permission changes), print it to standard output instead so that nothing computed is lost, then fail."""
+    try:
+        write_text_atomically(path, text)
+    except OSError as err:
+        print(text, end="", flush=True)
+        fail(f"{path}: could not write the {what} ({err.strerror or err}); they are printed above instead")
 
 
 TRAIN_USAGE = """\

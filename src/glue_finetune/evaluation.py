@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
 from glue_finetune.errors import UserError
-from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor, read_labelled, run_dir_of
 from glue_finetune.tasks import TaskSpec, metric_prefix, read_glue_file
 
@@ -56,11 +54,10 @@ def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, l
     return sets
 
 
-def evaluate(model: Path, data: Path | None = None, output: Path | None = None,
-             **predictor_args) -> tuple[dict, Path]:
-    """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev sets);
-    write the metrics as JSON to ``output`` and return them with the path. Metric names are those training logs
-    (``val/loss``, ``val/acc``, ``val_mismatched/acc``, ...)."""
+def evaluate(model: Path, data: Path | None = None, **predictor_args) -> dict:
+    """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev sets) and
+    return the metrics, named as training logs them (``val/loss``, ``val/acc``, ``val_mismatched/acc``, ...), with
+    the number of examples, the data, the model, device and precision."""
     predictor = Predictor.load(model, **predictor_args)
     spec = predictor.spec
     sets = {"val": (str(data), *read_labelled(data, spec))} if data is not None else \
@@ -71,9 +68,12 @@ def evaluate(model: Path, data: Path | None = None, output: Path | None = None,
         metrics.update({f"{prefix}/{k}": v for k, v in scores.items() if k != "examples"})
         metrics[f"{prefix}/examples"], metrics[f"{prefix}/data"] = scores["examples"], name
     metrics.update(model=str(model), device=str(predictor.device), precision="bf16" if predictor.bf16 else "32")
-    if output is None:
-        here = run_dir_of(model) or (model.parent if model.is_file() else model)
-        stem = Path(data).stem if data is not None else "dev"
-        output = here / (f"eval_{stem}_{model.stem}.json" if model.is_file() else f"eval_{stem}.json")
-    write_text_atomically(output, json.dumps(metrics, indent=2) + "\n")
-    return metrics, output
+    return metrics
+
+
+def default_output(model: Path, data: Path | None) -> Path:
+    """Where evaluate.py writes the metrics by default: eval_<data>.json in the run dir (else beside the model);
+    eval_<data>_<checkpoint>.json for a checkpoint."""
+    here = run_dir_of(model) or (model.parent if model.is_file() else model)
+    stem = Path(data).stem if data is not None else "dev"
+    return here / (f"eval_{stem}_{model.stem}.json" if model.is_file() else f"eval_{stem}.json")

@@ -258,17 +258,20 @@ def load_checkpoint(path: Path):
 
 
 # -- files ----------------------------------------------------------------------------------------------------------
-def readable_file(path: Path) -> Path:
+def readable_file(path: Path, option: str = "") -> Path:
     """``path``, checked to be a file that can be read: a directory (a task's folder of GLUE files) or a missing
-    file is a UserError saying so, not the IsADirectoryError or FileNotFoundError of the first read."""
+    file is a UserError saying so, not the IsADirectoryError or FileNotFoundError of the first read. ``option``
+    (--input, ...): the command-line option that gave the path, to name in the message."""
+    named = f"{option} {path}" if option else str(path)
     if path.is_dir():
         files = sorted(p.name for p in path.glob("*.tsv"))
         hint = f"give one of its files ({', '.join(files)})" if files else "give a file"
-        raise UserError(f"{path} is a directory, not a file: {hint}, e.g. {path / (files[0] if files else 'dev.tsv')}")
+        example = f"{option} " * bool(option) + str(path / (files[0] if files else "dev.tsv"))
+        raise UserError(f"{named} is a directory, not a file: {hint}, e.g. {example}")
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{named}: no such file")
     if not os.access(path, os.R_OK):
-        raise UserError(f"{path}: not readable (permission denied)")
+        raise UserError(f"{named}: not readable (permission denied)")
     return path
 
 
