@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT
 from test_train import column, read_metrics, run_cli
@@ -81,7 +82,12 @@ def test_ddp_resume_mid_epoch_warns_and_at_an_epoch_end_goes_on(sst2_dir, tiny_w
     first = run_cli([*args, f"+trainer.max_steps={stop_at}"], timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert final_step(run_dir) == stop_at
-    (run_dir / "job_done.json").unlink()  # as if the run had been stopped there (a signal under DDP reaches one rank)
+    # As if the run had been stopped there (a signal under DDP reaches one rank): a run started without the step
+    # limit that stopped it, which resume=true checks the run's recorded config against.
+    (run_dir / "job_done.json").unlink()
+    recorded = yaml.safe_load((run_dir / "hparams.yaml").read_text())
+    del recorded["trainer"]["max_steps"]
+    (run_dir / "hparams.yaml").write_text(yaml.safe_dump(recorded))
     resumed = run_cli([*args, "resume=true"], timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     log = (run_dir / "train.log").read_text()

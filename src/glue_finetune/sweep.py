@@ -122,11 +122,12 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-# What may differ when a run continues: where things are, how fast it runs, how it is logged, how long it may take.
+# What may differ when a run continues: where things are, how fast it runs, how it is logged, how long it may take,
+# and the precision the machine it continues on computes in (trainer=cpu: bf16 where the CPU has it natively).
 # Anything else (the model, the data, the optimisation, the length of the schedule) is what the run trains.
 MAY_CHANGE_ON_RESUME = ("resume", "ckpt_path", "run_name", "paths.", "logger.", "callbacks.progress_bar.",
-                        "trainer.enable_progress_bar", "trainer.max_time", "data.local_dir", "data.glue_dir",
-                        "data.num_workers", "model.compile", "model.whole_step", "matmul_precision")
+                        "trainer.enable_progress_bar", "trainer.max_time", "trainer.precision", "data.local_dir",
+                        "data.glue_dir", "data.num_workers", "model.compile", "model.whole_step", "matmul_precision")
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -202,7 +203,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
                 return done["result"]
             last = out / "checkpoints" / "last.ckpt"
             if last.exists() and not cfg.get("ckpt_path"):
-                refuse_changed_settings(out, cfg)
+                if not requeued:  # SLURM reruns the very command; only a person can change it
+                    refuse_changed_settings(out, cfg)
                 log.info("Resuming from %s", last)
                 with open_dict(cfg):
                     cfg.ckpt_path = str(last)
