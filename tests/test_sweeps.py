@@ -102,7 +102,9 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     refused = run_cli(args)  # the same command without resume=true: would overwrite job 0's results
     refused_output = refused.stdout + refused.stderr
     assert refused.returncode == 2 and not (sweep / "2").exists(), refused_output[-3000:]
-    assert f"{sweep / '0'} already holds a finished run" in refused_output
+    assert "2 job(s) would overwrite an earlier run; no job was started:" in refused_output
+    assert f"  - {sweep / '0'}: a finished run (result " in refused_output
+    assert f"  - {sweep / '1'}: an unfinished run (" in refused_output
     assert f"add resume=true (same command, hydra.sweep.dir={sweep})" in refused_output
 
     result = run_cli([*args, "resume=true"])

@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from glue_finetune.files import write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
@@ -273,6 +273,7 @@ class SweepCheck(Callback):
         swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
+        occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
@@ -281,14 +282,26 @@ class SweepCheck(Callback):
                 setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
                 for problem in err.problems:
                     failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
-        if not failing:
-            return
-        bad_jobs = {job for where in failing.values() for job in where}
-        lines = [f"Invalid config in {len(bad_jobs)} of {len(jobs)} job(s) of the sweep; no job was started:"]
-        for problem, where in failing.items():
-            lines.append(f"  - {problem}  [{'every job' if len(where) == len(jobs) > 1 else '; '.join(where)}]")
-        log.error("\n".join(lines))
-        sys.exit(2)
+            with read_write(job_config), open_dict(job_config):
+                job_config.hydra.job.num = num  # the job's dir is named by it (hydra.sweep.subdir)
+            job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
+            if not job_config.get("resume") and (found := previous_run(job_dir)):
+                occupied.append(f"{job_dir}: {found}")
+        lines = []
+        if failing:
+            bad_jobs = {job for where in failing.values() for job in where}
+            lines.append(f"Invalid config in {len(bad_jobs)} of {len(jobs)} job(s) of the sweep; no job was started:")
+            for problem, where in failing.items():
+                lines.append(f"  - {problem}  [{'every job' if len(where) == len(jobs) > 1 else '; '.join(where)}]")
+        if occupied:  # found here, before the launcher starts anything, rather than by each job on its own
+            lines.append(f"{len(occupied)} job(s) would overwrite an earlier run; no job was started:")
+            lines += [f"  - {where}" for where in occupied[:10]] + (["  - ..."] if len(occupied) > 10 else [])
+            lines.append(f"To skip the finished jobs and continue the others, add resume=true (same command, "
+                         f"hydra.sweep.dir={config.hydra.sweep.dir}); to start the sweep anew, give it another "
+                         "hydra.sweep.dir.")
+        if lines:
+            log.error("\n".join(lines))
+            sys.exit(2)
 
 
 class SweepSummary(Callback):
