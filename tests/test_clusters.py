@@ -302,19 +302,21 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
 
 
 def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(slurm, sst2_dir, tmp_path):
-    # A one-minute limit, the warning (SIGUSR2) 45 s before it: the job saves where it is, submitit requeues it,
+    # A two-minute limit, the warning (SIGUSR2) 45 s before it: the job saves where it is, submitit requeues it,
     # and it continues from that step, as many times as it takes (up to max_num_timeout). SLURM checks its time
-    # limits every ~30 s and may signal up to a minute early, so the warning comes 0-45 s into an attempt: the run
-    # trains for 50 s of training time in all (trainer.max_time, which a resumed run counts on from its checkpoint),
+    # limits every ~30 s and may signal up to a minute early (sbatch --signal), so the warning comes 15-105 s into
+    # an attempt: never in its first seconds, before the job's Python has its handler (with a one-minute limit it
+    # came at 0 s once in a few runs, and the signal's default action ended the job unrequeued). The run trains
+    # for 110 s of training time in all (trainer.max_time, which a resumed run counts on from its checkpoint),
     # longer than any attempt lasts before its warning whatever the machine's speed, so some warning finds it
     # training.
     sweep = tmp_path / "sweep"
     started = time.monotonic()
-    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=1",
+    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=2",
                         "hydra.launcher.signal_delay_s=45", "hydra.launcher.max_num_timeout=6",
-                        *tiny(sst2_dir, epochs=100_000), "+trainer.max_time=00:00:00:50",
+                        *tiny(sst2_dir, epochs=100_000), "+trainer.max_time=00:00:01:50",
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
-    output = wait_for_sweep(proc, slurm, timeout=400)
+    output = wait_for_sweep(proc, slurm, timeout=600)
     print(f"slurm, time-limit requeues: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, output[-4000:]
     log = (sweep / "0" / "train.log").read_text()
