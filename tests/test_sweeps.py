@@ -164,6 +164,42 @@ def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
     assert len(list(sweep.glob("*/job_done.json"))) == 5, "every trial has its own job dir"
 
 
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_optuna_trial_is_continued_by_the_next_invocation(sst2_dir, tmp_path, signum):
+    # SIGTERM: preempted, the trial saves where it is and the study records it failed. SIGKILL: the process dies
+    # with the trial running in the study for good, its last validation's checkpoint saved.
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    fixed = [o for o in tiny(sst2_dir, epochs=30) if not o.startswith("optimizer.lr")]
+    args = ["-m", "hparams_search=lr_optuna", *fixed, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(sweep.glob("*/checkpoints/last.ckpt")):  # the trial is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signum))
+    output = proc.communicate(timeout=60)[0]
+    [trial_dir] = [p.parent.parent for p in sweep.glob("*/checkpoints/last.ckpt")]
+    stopped_at = torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    if signum == "SIGTERM":
+        assert proc.returncode == 75 and (trial_dir / "job_preempted.json").exists(), output[-3000:]
+        assert f"python src/train.py {' '.join(args[:-1])} hydra.sweep.dir={sweep} resume=true" in output
+
+    result = run_cli([*args, "resume=true"])  # the command it printed: the stopped trial comes first
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [p.parent for p in sweep.glob("*/.hydra")] == [trial_dir], "the trial went on in its own dir"
+    assert f"Resuming from {trial_dir / 'checkpoints' / 'last.ckpt'}" in (trial_dir / "train.log").read_text()
+    assert done(trial_dir) and not (trial_dir / "job_preempted.json").exists()
+    assert 0 < stopped_at < torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    stopped, continued = study.trials
+    assert stopped.state == optuna.trial.TrialState.FAIL and continued.state == optuna.trial.TrialState.COMPLETE
+    assert continued.params == stopped.params and continued.value == done(trial_dir)["result"]
+
+
 def hydra_cfg(*overrides: str) -> dict:
     result = run_cli([*overrides, "--cfg", "all", "--resolve"])  # all: the launcher reads trainer.devices
     assert result.returncode == 0, result.stderr[-3000:]

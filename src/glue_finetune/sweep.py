@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -304,12 +305,80 @@ class SweepCheck(Callback):
             sys.exit(2)
 
 
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def continue_stopped_trials(config: DictConfig) -> None:
+    """An Optuna study run again: the trials an earlier invocation left stopped (by a signal or Ctrl-C, their
+    checkpoint saved) go first, each with its values, so in its own dir, where the job resumes from its checkpoint.
+
+    Left to itself the sweeper draws new values: it records a stopped trial as failed (or, when its process was
+    killed, as running for good), and the saved training is never finished. Here each such trial is queued in the
+    study (``enqueue_trial``: the sweeper's next ``ask`` returns its values) and a trial left running is marked
+    failed. A dir without a stop marker but with a checkpoint (its process was killed) is continued only with
+    resume=true, as in any sweep. Run one invocation of a study at a time: another one's running trial looks the same.
+    """
+    sweeper = config.hydra.sweeper
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    unfinished = sorted(p.parent.parent for p in sweep_dir.glob("*/checkpoints/last.ckpt")
+                        if not (p.parent.parent / DONE).exists() and not (p.parent.parent / FAILED).exists())
+    if not unfinished or not sweeper.get("storage"):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    import optuna
+    import yaml
+
+    killed = [d for d in unfinished if not (d / PREEMPTED).exists()]
+    if killed and not config.get("resume"):
+        log.warning("Trial dir(s) holding an unfinished run, stopped without saying so (a killed process): %s. "
+                    "To continue them first, add resume=true (same command).", ", ".join(d.name for d in killed))
+        unfinished = [d for d in unfinished if d not in killed]
+    searched = set(sweeper.get("params") or {})
+    parser = OverridesParser.create()
+    queue: list[tuple[Path, dict]] = []
+    for trial_dir in unfinished:
+        try:
+            overrides = parser.parse_overrides(yaml.safe_load((trial_dir / ".hydra" / "overrides.yaml").read_text()))
+        except (OSError, yaml.YAMLError, TypeError, ValueError):
+            log.warning("Not continuing %s: its .hydra/overrides.yaml is missing or unreadable.", trial_dir)
+            continue
+        params = {o.get_key_element(): o.value() for o in overrides if o.get_key_element() in searched}
+        if set(params) != searched:
+            log.warning("Not continuing %s: it searched %s, this study searches %s.", trial_dir,
+                        sorted(params), sorted(searched))
+            continue
+        queue.append((trial_dir, params))
+    if not queue:
+        return
+    storage = optuna.storages.get_storage(str(sweeper.storage))
+    try:
+        study = optuna.load_study(study_name=str(sweeper.study_name), storage=storage)
+    except KeyError:  # no such study in this storage (a renamed study): nothing of it to continue
+        return
+    set_state = getattr(storage, "set_trial_state_values", None) or storage.set_trial_state  # Optuna 3 / 2
+    waiting = [t.params or t.system_attrs.get("fixed_params") for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial_dir, params in queue:
+        for trial in running:
+            if trial.params == params:  # its process died mid-trial: it will not report
+                set_state(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        if params not in waiting:  # queued by an earlier invocation that stopped before running it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.enqueue_trial(params)
+    log.info("Continuing %d stopped trial(s) first, each from its checkpoint (they count in hydra.sweeper.n_trials): "
+             "%s", len(queue), ", ".join(d.name for d, _ in queue))
+
+
 class SweepSummary(Callback):
     """After a sweep: one line per failed job (overrides, error, log), and a non-zero exit if any failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        if OmegaConf.select(config, "hydra.sweeper._target_", default=None) == OPTUNA_SWEEPER:
+            continue_stopped_trials(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
