@@ -125,6 +125,36 @@ def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
     assert len(calls) == 2
 
 
+
+def test_a_continued_runs_time_counts_all_its_attempts(tmp_path):
+    import time
+
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import Preempted
+    from glue_finetune.report import read_job
+    from glue_finetune.sweep import run_job
+
+    def job(resume: bool):
+        return OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": resume, "ckpt_path": None})
+
+    def preempted(cfg):  # 1 s of training, saved, then a signal
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"state")
+        time.sleep(1.0)
+        raise Preempted("Run stopped by SIGTERM")
+
+    def out_of_memory(cfg):
+        time.sleep(0.5)
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(Preempted):
+        run_job(job(False), preempted)
+    with pytest.raises(RuntimeError):
+        run_job(job(True), out_of_memory)  # continued from the checkpoint, then failed
+    assert run_job(job(True), lambda cfg: time.sleep(0.5) or 0.9) == 0.9  # continued again, to the end
+    assert 2.0 <= read_job(tmp_path).train_seconds < 4.0, "the report's train time is every attempt's"
+
 def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
     import yaml
     from omegaconf import OmegaConf

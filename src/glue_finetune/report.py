@@ -73,7 +73,9 @@ def read_job(job_dir: Path) -> Job:
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
               "done" if done else "failed" if failed else "unfinished",
               error=failed["error"] if failed else None,
-              train_seconds=done["finished_at"] - done["started_at"] if done else None)
+              # every attempt of a job continued from its checkpoint (a preempted or failed one's), not only its last
+              train_seconds=done["finished_at"] - done["started_at"] + done.get("earlier_attempts_s", 0.0)
+              if done else None)
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)

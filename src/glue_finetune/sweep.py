@@ -173,6 +173,15 @@ def continue_command(out: Path) -> str:
     return shlex.join(["python", "src/train.py", *args, f"hydra.run.dir={out}", "resume=true"])
 
 
+def earlier_attempts_s(out: Path) -> float:
+    """The time this run's earlier attempts took, for an attempt that continues from their checkpoint: the newest
+    stop marker's own attempt plus what it counted before it (an attempt whose process was killed left none)."""
+    attempts = [record.get("earlier_attempts_s", 0.0) + record[end] - record["started_at"]
+                for marker, end in ((PREEMPTED, "preempted_at"), (FAILED, "failed_at"))
+                if (record := read_json(out / marker)) and end in record and "started_at" in record]
+    return max(attempts, default=0.0)  # each marker counts the ones before it: the newest counts the most
+
+
 def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker.
 
@@ -209,6 +218,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
                 log.info("Resuming from %s", last)
                 with open_dict(cfg):
                     cfg.ckpt_path = str(last)
+                record["earlier_attempts_s"] = earlier_attempts_s(out)
             elif not cfg.get("ckpt_path") and not multirun and not requeued:
                 raise UserError(
                     f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
