@@ -334,6 +334,31 @@ def test_the_run_says_where_its_time_went(tiny_cfg, tmp_path, monkeypatch, caplo
     assert "20 training steps" in line and "2 validations" in line and "export and predictions" in line
 
 
+
+def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(tiny_cfg, tmp_path, caplog, recwarn):
+    # 320 examples in batches of 16, 2 epochs: 40 steps, under the documented run's intervals of 500 steps (a small
+    # GLUE task with the default trainer: WNLI takes 400 steps).
+    short = ("trainer.max_epochs=2", "trainer.val_check_interval=500", "trainer.log_every_n_steps=500",
+             "predict_test=false")
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short))
+    messages = [r.getMessage() for r in caplog.records]
+    [warning] = [m for m in messages if m.startswith("This run takes")]
+    assert messages.index(warning) < messages.index("No checkpoint was saved: scoring the final weights instead.")
+    assert "40 training steps (20 per epoch)" in warning and "validates nothing during training" in warning
+    assert "logs no train/loss (trainer.log_every_n_steps=500)" in warning
+    assert "To validate and log once per epoch: trainer.val_check_interval=20 trainer.log_every_n_steps=20" in warning
+    assert not [w for w in recwarn if "smaller than the logging interval" in str(w.message)], "Lightning's, which miscounts"
+
+    caplog.clear()  # the settings it suggests: a validation and a train/loss per epoch, no warning
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "trainer.val_check_interval=20", "trainer.log_every_n_steps=20",
+                       output_dir=tmp_path / "fixed"))
+    assert not [r for r in caplog.records if r.getMessage().startswith("This run takes")]
+    rows = read_metrics(tmp_path / "fixed" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r.get("val/acc")] == [20, 40]
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [20, 40]
+
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
     """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one); it records what it wrote."""
 

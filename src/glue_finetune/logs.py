@@ -65,6 +65,9 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
     # torch, for the eager steps of the graphed whole step (model.whole_step): the first batch of each shape runs
     # eagerly with the optimizer already set up for capture, on purpose (step_graphs.py).
     warnings.filterwarnings("ignore", message=r"This instance was constructed with capturable=True")
+    # Lightning, when an epoch has fewer batches than log_every_n_steps: this project counts that interval across
+    # epochs, and train() says itself when a run is too short to log (warn_of_a_run_too_short_to_validate).
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

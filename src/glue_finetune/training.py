@@ -194,6 +194,31 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
         log.info("This CPU computes bf16 natively: trainer=cpu trains in bf16 mixed precision, 1.3-1.6x faster.")
 
 
+def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
+    """A run shorter than its validation interval validates nothing during training (and keeps its final weights),
+    one shorter than its logging interval logs no train/loss: the documented run's 500 steps applied to a small
+    task (WNLI: 400 steps in 10 epochs of batch 16). Said before training, with the interval that validates once
+    per epoch. Lightning's own warning on this (training batches fewer than log_every_n_steps) is silenced: it
+    counts one epoch, while this project's logging and validation intervals count steps across epochs."""
+    interval = cfg.trainer.get("val_check_interval")
+    by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
+    batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
+    per_epoch = max(1, batches // (cfg.trainer.get("accumulate_grad_batches") or 1))
+    steps = per_epoch * cfg.trainer.max_epochs
+    if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
+        steps = min(steps, max_steps)
+    misses = []
+    if by_steps and steps < interval:
+        misses.append(f"validates nothing during training (trainer.val_check_interval={interval}: no checkpoint "
+                      "to select, the final weights are kept)")
+    if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
+        misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
+    if misses:
+        log.warning("This run takes %d training steps (%d per epoch): it %s. To validate and log once per epoch: "
+                    "trainer.val_check_interval=%d trainer.log_every_n_steps=%d (or experiment=glue: run_glue.py's "
+                    "recipe for each task).", steps, per_epoch, " and ".join(misses), per_epoch, per_epoch)
+
+
 def selection_text(metric: str) -> str:
     if metric == "last":
         return "none (the final weights)"
@@ -347,6 +372,7 @@ def train(cfg: DictConfig) -> float:
         for logger in trainer.loggers:
             logger.log_hyperparams(hparams)
         describe_run(cfg, trainer, model, datamodule, output_dir)
+        warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule)
 
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
