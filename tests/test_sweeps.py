@@ -200,6 +200,27 @@ def test_a_stopped_optuna_trial_is_continued_by_the_next_invocation(sst2_dir, tm
     assert continued.params == stopped.params and continued.value == done(trial_dir)["result"]
 
 
+
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
+def test_failed_optuna_trials_are_recorded_the_study_goes_on_and_the_summary_says_what_a_rerun_does(sst2_dir,
+                                                                                                      tmp_path):
+    # Every trial fails at once (a bad value the search does not touch). Optuna 2 given a failed job's NaN crashed
+    # the sweep at the first trial, and a study without a finished trial crashed it at the end.
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
+    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, "data.max_length=1000", "hydra.sweeper.n_trials=2",
+                      f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert "Traceback" not in output and "No trial of study lr_search has finished" in output
+    assert "2 job(s) of the sweep" in output and "data.max_length=1000 must be between 1 and 512" in output
+    # a study does not rerun a failed trial: no "resume=true ... interrupted ones resume" here
+    assert "They stay failed in the study. Fix the cause, then run the same command again" in output
+    assert "resume=true" not in output
+
 def hydra_cfg(*overrides: str) -> dict:
     result = run_cli([*overrides, "--cfg", "all", "--resolve"])  # all: the launcher reads trainer.devices
     assert result.returncode == 0, result.stderr[-3000:]
@@ -258,6 +279,22 @@ def test_a_job_whose_process_dies_is_a_failed_job_and_the_others_finish(sst2_dir
     assert "1 job(s) finished, 1 failed" in output and "job 0: +callbacks.die._target_=os.abort" in output
     assert "the job's process died (WorkerCrashedError" in output and "jobs_per_gpu" in output
 
+
+
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_an_optuna_trial_whose_process_dies_is_a_failed_trial(sst2_dir, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
+    result = run_cli(["-m", "hparams_search=lr_optuna", "hydra/launcher=parallel", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.n_jobs=2", "+callbacks.die._target_=os.abort", *fixed,
+                      f"hydra.sweep.dir={sweep}"], timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert "0 job(s) finished, 2 failed" in output and "the job's process died (WorkerCrashedError" in output
 
 def test_ray_shares_follow_the_trainer_and_the_clusters_nodes():
     from glue_finetune.launchers import ray_shares

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import re
 import shutil
@@ -270,7 +269,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     """hydra-ray-launcher 1.2.2's ``_core.launch``, except for how results are collected. It returns
     ``[ray.get(run) for run in runs]``, so a job whose process died (killed by the OS for memory, a segfault) raises
     out of the sweep before the other results are read and before the sweep summary runs. Here each job is read on
-    its own, and a dead one leaves ``job_failed.json`` and counts as a failed job (NaN, as run_job returns for one),
+    its own, and a dead one leaves ``job_failed.json`` and counts as a failed job (as run_job fails one),
     so the others finish and the summary lists it. Set up the same way as the original (it cannot be subclassed:
     Hydra loads launchers only from the hydra_plugins package)."""
     import ray
@@ -278,7 +277,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
     from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
 
-    from glue_finetune.sweep import FAILED, write_json_atomically
+    from glue_finetune.sweep import FAILED, JobFailed, failed_job_result, write_json_atomically
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -315,8 +314,13 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
                     "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is the "
                              "usual cause: host memory, or GPU memory with several jobs per GPU (lower "
                              "hydra.launcher.ray.remote.jobs_per_gpu)"})
-            returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
-                                     _return_value=math.nan))
+            try:
+                returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
+                                         _return_value=failed_job_result(f"the job's process died ({error})",
+                                                                         launcher.config)))
+            except JobFailed as failure:  # Optuna's sweeper: a failed trial
+                returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
+                                         _return_value=failure))
     return returns
 
 

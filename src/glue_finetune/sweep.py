@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DONE = "job_done.json"
 FAILED = "job_failed.json"
 PREEMPTED = "job_preempted.json"
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -45,6 +46,27 @@ def read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+class JobFailed(Exception):
+    """A sweep job's failure, recorded in its dir and logged: how a job fails for the Optuna sweeper."""
+
+
+def optuna_sweep(config: DictConfig | None = None) -> bool:
+    """Whether Optuna's sweeper runs this sweep: from ``config`` (a sweep's whole config), else from the job's own."""
+    if config is not None:
+        return OmegaConf.select(config, "hydra.sweeper._target_", default=None) == OPTUNA_SWEEPER
+    return HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "sweeper._target_") == OPTUNA_SWEEPER
+
+
+def failed_job_result(error: str, config: DictConfig | None = None) -> float:
+    """What a failed sweep job returns to its sweeper: NaN for Hydra's basic sweeper, which raises the exception of
+    any job that raises one, ending the sweep; for Optuna's, a ``JobFailed`` raised, which it records as a failed
+    trial (up to ``hydra.sweeper.max_failure_rate``, 1.0 in hparams_search/lr_optuna.yaml). Optuna 2's ``tell``
+    given NaN marks the trial failed and raises, and the Hydra sweeper's handler then tells it again and crashes."""
+    if optuna_sweep(config):
+        raise JobFailed(error)
+    return float("nan")
 
 
 def in_multirun() -> bool:
@@ -247,7 +269,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
             log.error("Job failed: %s", err)
         else:
             log.exception("Job failed: %s", err)
-        return float("nan")  # a sweeper (Optuna) records the trial as failed
+        return failed_job_result(f"{type(err).__name__}: {err}")
     write_json_atomically(out / DONE, {**record, "result": result, "finished_at": time.time()})
     (out / PREEMPTED).unlink(missing_ok=True)
     return result
@@ -315,9 +337,6 @@ class SweepCheck(Callback):
             sys.exit(2)
 
 
-OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
-
-
 def continue_stopped_trials(config: DictConfig) -> None:
     """An Optuna study run again: the trials an earlier invocation left stopped (by a signal or Ctrl-C, their
     checkpoint saved) go first, each with its values, so in its own dir, where the job resumes from its checkpoint.
@@ -381,14 +400,41 @@ def continue_stopped_trials(config: DictConfig) -> None:
              "%s", len(queue), ", ".join(d.name for d, _ in queue))
 
 
+def survive_a_study_without_a_finished_trial() -> None:
+    """hydra-optuna-sweeper 1.2 ends its sweep by saving the study's best trial, and raises (Optuna's "Record does
+    not exist") when no trial has finished: a search whose trials all failed ended in a traceback, without the
+    summary saying why each failed. With this it says there is no best trial, and the summary follows."""
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+
+    sweep = _impl.OptunaSweeperImpl.sweep
+    if getattr(sweep, "survives_no_finished_trial", False):
+        return
+
+    def sweep_without_a_best_trial(self, arguments):
+        import optuna
+
+        try:
+            return sweep(self, arguments)
+        except ValueError:
+            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+                raise  # not the missing best trial
+            log.error("No trial of study %s has finished: no best parameters to save.", self.study_name)
+            return None
+
+    sweep_without_a_best_trial.survives_no_finished_trial = True
+    _impl.OptunaSweeperImpl.sweep = sweep_without_a_best_trial
+
+
 class SweepSummary(Callback):
     """After a sweep: one line per failed job (overrides, error, log), and a non-zero exit if any failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        if OmegaConf.select(config, "hydra.sweeper._target_", default=None) == OPTUNA_SWEEPER:
+        if optuna_sweep(config):
             continue_stopped_trials(config)
+            survive_a_study_without_a_finished_trial()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -409,9 +455,13 @@ class SweepSummary(Callback):
             lines.append(f"  job {Path(job['dir']).name}: {' '.join(job['overrides']) or '(no overrides)'}")
             lines.append(f"      {job['error']}")
             lines.append(f"      log: {job['log']}")
-        lines.append(
-            f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
-            "(finished jobs are skipped, interrupted ones resume from their last.ckpt)"
-        )
+        if optuna_sweep(config):
+            lines.append(  # a study does not rerun a trial: its failure is a result the sampler learns from
+                f"They stay failed in the study. Fix the cause, then run the same command again (hydra.sweep.dir="
+                f"{sweep_dir}): the study goes on with hydra.sweeper.n_trials new trials, stopped ones first.")
+        else:
+            lines.append(
+                f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
+                "(finished jobs are skipped, interrupted ones resume from their last.ckpt)")
         log.error("\n".join(lines))
         sys.exit(1)
