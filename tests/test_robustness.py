@@ -181,6 +181,14 @@ def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
     moved = OmegaConf.create({**started, "resume": True, "data": {"local_dir": "/new/SST-2", "max_train_samples": 320},
                               "logger": {"wandb": {"project": "other"}}})
     assert run_job(moved, lambda cfg: cfg.ckpt_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert not (tmp_path / "job_failed.json").exists(), "a refusal leaves the run dir as it was"
+
+    # Finished: resume=true keeps its result only for the settings it was run with (not for another lr's).
+    (tmp_path / "job_done.json").write_text('{"result": 0.9}')
+    with pytest.raises(UserError, match=r"(?s)differ from it:\n  - data.max_train_samples: 320 \(the run\)"):
+        run_job(forgotten, lambda cfg: pytest.fail("trained"))
+    assert not (tmp_path / "job_failed.json").exists()
+    assert run_job(moved, lambda cfg: pytest.fail("trained")) == 0.9
 
 
 def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
@@ -197,11 +205,12 @@ def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
         raise AssertionError("not stopped")
 
     cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    before = signal.getsignal(signal.SIGTERM)  # the default, or one an earlier test's library left (Ray's)
     with pytest.raises(Preempted, match="stopped by SIGTERM outside the training steps") as stopped:
         run_job(cfg, exporting)
     assert (tmp_path / "job_preempted.json").exists() and not (tmp_path / "job_failed.json").exists()
     assert stopped.value.resume_with.endswith(f"hydra.run.dir={tmp_path} resume=true")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before the run is back
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler before the run is back
 
 
 def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_scontrol(monkeypatch):

@@ -161,27 +161,43 @@ def flatten(tree, prefix: str = "") -> dict:
         if tree else {prefix: {}}
 
 
-def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
-    """A run continues as it was started: a setting that changes what it trains (a forgotten experiment=..., another
-    model) would otherwise mix two runs in one, or fail deep in loading the checkpoint. Compared with the resolved
-    config the run recorded when it started (``hparams.yaml``)."""
+def changed_settings(out: Path, cfg: DictConfig) -> list[str]:
+    """The settings of ``cfg`` that differ from those the run in ``out`` recorded when it started (``hparams.yaml``,
+    the resolved config), as "key: before (the run) -> now (now)" lines, less those that may change on resume."""
     import yaml
 
     try:
         before = flatten({k: v for k, v in yaml.safe_load((out / "hparams.yaml").read_text()).items()})
         now = flatten(OmegaConf.to_container(cfg, resolve=True))
     except Exception:  # no record (logger-less runs of old versions), or a config that resolves only in a run
-        return
+        return []
+
     def shown(settings: dict, key: str) -> str:
         return "(not set)" if key not in settings else "null" if settings[key] is None else str(settings[key])
 
-    changed = [f"{key[:-1]}: {shown(before, key)} (the run) -> {shown(now, key)} (now)"
-               for key in sorted(set(before) | set(now))
-               if before.get(key) != now.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)]
-    if changed:
+    return [f"{key[:-1]}: {shown(before, key)} (the run) -> {shown(now, key)} (now)"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)]
+
+
+def started_with(out: Path) -> str:
+    """The overrides the run in ``out`` was started with (its recorded ``run_name``)."""
+    import yaml
+
+    try:
+        return str(yaml.safe_load((out / "hparams.yaml").read_text()).get("run_name", "?"))
+    except Exception:
+        return "?"
+
+
+def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
+    """A run continues (or, finished, is kept) as it was started: a setting that changes what it trains (a
+    forgotten experiment=..., another model or task) would otherwise mix two runs in one, fail deep in loading the
+    checkpoint, or pass off the finished run's result as that of the settings given now."""
+    if changed := changed_settings(out, cfg):
         raise UserError(f"resume=true continues the run in {out} as it was started, but these settings differ from "
                         "it:\n" + "\n".join(f"  - {line}" for line in changed) + "\n"
-                        f"It was started with the overrides: {before.get('run_name.', '?')}. Give the same ones (a "
+                        f"It was started with the overrides: {started_with(out)}. Give the same ones (a "
                         "new hydra.run.dir or hydra.sweep.dir starts a new run with these).")
 
 
@@ -209,7 +225,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
 
     Every failure that reaches the job, a config error included, leaves ``job_failed.json`` in the run dir: a
     run dir holds ``job_done.json``, ``job_failed.json`` or ``job_preempted.json``, or the job is still running.
-    """
+    A refusal to use the dir (it holds another run; resume=true with settings other than the run's) leaves it as
+    it was, and ends a sweep (the basic sweeper's are found by ``SweepCheck`` before any job starts)."""
     mark_run_start()  # the run's time counts from here (from the process's start for its first run)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,26 +243,27 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
             raise
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
+    # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it).
     if not resuming:
         refuse_to_overwrite(out, multirun)
+    elif (done := read_json(out / DONE)) is not None:
+        if not requeued:  # its result stands for the settings given now: they must be the run's
+            refuse_changed_settings(out, cfg)
+        log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
+        return done["result"]
+    elif (last := out / "checkpoints" / "last.ckpt").exists() and not cfg.get("ckpt_path"):
+        if not requeued:  # SLURM reruns the very command; only a person can change it
+            refuse_changed_settings(out, cfg)
+        log.info("Resuming from %s", last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+        record["earlier_attempts_s"] = earlier_attempts_s(out)
+    elif not cfg.get("ckpt_path") and not multirun and not requeued:
+        raise UserError(
+            f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
+            "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
+            "it was started with); or leave out resume=true to start a new run.")
     try:
-        if resuming:
-            if (done := read_json(out / DONE)) is not None:
-                log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
-                return done["result"]
-            last = out / "checkpoints" / "last.ckpt"
-            if last.exists() and not cfg.get("ckpt_path"):
-                if not requeued:  # SLURM reruns the very command; only a person can change it
-                    refuse_changed_settings(out, cfg)
-                log.info("Resuming from %s", last)
-                with open_dict(cfg):
-                    cfg.ckpt_path = str(last)
-                record["earlier_attempts_s"] = earlier_attempts_s(out)
-            elif not cfg.get("ckpt_path") and not multirun and not requeued:
-                raise UserError(
-                    f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
-                    "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
-                    "it was started with); or leave out resume=true to start a new run.")
         for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
             (out / marker).unlink(missing_ok=True)
         with stop_on_sigterm():
@@ -278,6 +296,20 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
+def job_settings_changed(job_config: DictConfig, job_dir: Path) -> list[str]:
+    """``changed_settings`` for a sweep job before it runs: its config resolved as the job will resolve it (its
+    ``${hydra:...}`` values from its own hydra config, its output dir its job dir), without the hydra node."""
+    previous = HydraConfig.instance().cfg
+    with read_write(job_config), open_dict(job_config):
+        job_config.hydra.runtime.output_dir = str(job_dir)
+    HydraConfig.instance().set_config(job_config)
+    try:
+        task = OmegaConf.masked_copy(job_config, [key for key in job_config if key != "hydra"])
+        return changed_settings(job_dir, task)
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
 class SweepCheck(Callback):
     """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``), and
     every problem reported at once, so that a bad value in the last job of a sweep over GLUE's tasks (a task's
@@ -307,6 +339,7 @@ class SweepCheck(Callback):
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
+        mismatched: list[str] = []  # resume=true: jobs whose dir holds a run of other settings
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             try:
@@ -320,6 +353,11 @@ class SweepCheck(Callback):
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
             if not job_config.get("resume") and (found := previous_run(job_dir)):
                 occupied.append(f"{job_dir}: {found}")
+            elif job_config.get("resume") and previous_run(job_dir) and (changed := job_settings_changed(
+                    job_config, job_dir)):
+                setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
+                mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
+                                  f"{started_with(job_dir)}: " + "; ".join(changed))
         lines = []
         if failing:
             bad_jobs = {job for where in failing.values() for job in where}
@@ -332,6 +370,12 @@ class SweepCheck(Callback):
             lines.append(f"To skip the finished jobs and continue the others, add resume=true (same command, "
                          f"hydra.sweep.dir={config.hydra.sweep.dir}); to start the sweep anew, give it another "
                          "hydra.sweep.dir.")
+        if mismatched:  # e.g. a sweep's values given in another order: job 0 is now another job
+            lines.append(f"resume=true: {len(mismatched)} job(s) would continue or keep a run of other settings in "
+                         "their dir; no job was started:")
+            lines += [f"  - {where}" for where in mismatched[:10]] + (["  - ..."] if len(mismatched) > 10 else [])
+            lines.append("Give the sweep's command as it was first run (the same values, in the same order), or "
+                         "another hydra.sweep.dir for a new sweep.")
         if lines:
             log.error("\n".join(lines))
             sys.exit(2)
