@@ -68,6 +68,33 @@ def test_a_checkpoint_that_is_missing_or_not_one_is_named_before_the_data_is_rea
     assert_nothing_trained(tmp_path)
 
 
+
+def test_a_checkpoint_of_another_task_or_model_is_refused_before_the_data_is_read(tiny_cfg, tmp_path, monkeypatch):
+    import torch
+
+    from glue_finetune.data import GlueDataModule
+    from glue_finetune.errors import UserError
+
+    cfg = tiny_cfg()  # SST-2 with the tiny BERT
+    tiny_dir = str(cfg.model.name_or_path)
+
+    def checkpoint(task: str, model: str) -> str:  # what a run's checkpoint records of its task and base model
+        path = tmp_path / f"{task}.ckpt"
+        torch.save({"global_step": 7, "hyper_parameters": {"task": task, "name_or_path": model}}, path)
+        return str(path)
+
+    monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
+    # An MRPC run's checkpoint has a head of SST-2's shape: it used to load, train nothing and report its result.
+    with pytest.raises(UserError, match=r"mrpc.ckpt is a checkpoint of task mrpc with tiny-bert; this run is task "
+                                        r"sst2 with tiny-bert\. Continue from a checkpoint of this task and model"):
+        train(tiny_cfg(f"ckpt_path={checkpoint('mrpc', tiny_dir)}"))
+    with pytest.raises(UserError, match="checkpoint of task sst2 with all-MiniLM-L6-v2; this run is task sst2 with"):
+        train(tiny_cfg(f"ckpt_path={checkpoint('sst2', '/models/all-MiniLM-L6-v2')}"))
+    assert_nothing_trained(tmp_path)
+    # The same base model from a dir that moved: its checkpoint is this run's (read past the check, to the data).
+    with pytest.raises(pytest.fail.Exception, match="data read first"):
+        train(tiny_cfg(f"ckpt_path={checkpoint('sst2', '/moved/' + tiny_dir.rsplit('/', 1)[-1])}"))
+
 def test_a_model_dir_whose_weights_are_a_git_lfs_pointer_is_one_message_saying_so(tiny_cfg, tmp_path):
     import os
     import shutil

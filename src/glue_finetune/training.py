@@ -70,18 +70,31 @@ def instantiate_reporting(config: DictConfig, **kwargs):
         raise
 
 
-def checkpoint_step(ckpt_path: str | None) -> int | None:
+def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int | None:
     """The optimizer step a Lightning checkpoint was saved at; read before any work, so that a file that is not
-    one (cut short, another kind of file) is one message rather than a traceback once data and model are loaded."""
+    one (cut short, another kind of file), or one of another task or base model than ``cfg``'s, is one message
+    rather than a traceback once data and model are loaded (or, for a head of the same shape, a run that trains
+    nothing and reports the other run's checkpoint as its result)."""
     if not ckpt_path:
         return None
     try:
-        return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        step = int(checkpoint["global_step"])
     except Exception as err:  # pickle, zip, mmap and key errors alike
         raise UserError(f"{ckpt_path}: not a readable Lightning checkpoint ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}). Continue from another "
                         "one (ckpt_path=<run dir>/checkpoints/best-step<N>.ckpt), or start a new run in another "
                         "dir.") from err
+    saved = checkpoint.get("hyper_parameters") or {}
+    if cfg is not None and saved.get("task") and saved.get("name_or_path"):
+        # The base model by its name: a local model dir may move between the two runs.
+        theirs = (saved["task"], Path(str(saved["name_or_path"]).rstrip("/")).name)
+        ours = (str(cfg.data.task), Path(str(cfg.model.name_or_path).rstrip("/")).name)
+        if theirs != ours:
+            raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {theirs[1]}; this run "
+                            f"is task {ours[0]} with {ours[1]}. Continue from a checkpoint of this task and model, "
+                            f"or give the settings its run had (data={theirs[0]} and its model=).")
+    return step
 
 
 def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
@@ -336,7 +349,7 @@ def train(cfg: DictConfig) -> float:
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     use_only_allocated_cpus()
 
-    resume_step = checkpoint_step(cfg.get("ckpt_path"))
+    resume_step = checkpoint_step(cfg.get("ckpt_path"), cfg)
     if resume_step is not None:
         log.info("Continuing from step %d: %s", resume_step, cfg.ckpt_path)
     try:
