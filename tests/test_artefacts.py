@@ -276,6 +276,20 @@ def load_script(name: str):
     return module
 
 
+
+@pytest.mark.parametrize("script", ["predict", "evaluate"])
+def test_a_bad_length_or_batch_size_is_refused_as_the_arguments_are_read(script, capsys):
+    parser = load_script(script).build_parser()
+    for args, message in ((["--max-length", "0"], "argument --max-length: 0 must be between 1 and 512"),
+                          (["--max-length", "513"], "argument --max-length: 513 must be between 1 and 512"),
+                          (["--max-length", "64k"], "argument --max-length: '64k' is not a whole number"),
+                          (["--batch-size", "0"], "argument --batch-size: 0 must be >= 1")):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_intermixed_args(["run_dir", *args])  # 0 used to mean "the run's length", silently
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    args = parser.parse_intermixed_args(["run_dir", "--max-length", "512", "--batch-size", "1"])
+    assert (args.max_length, args.batch_size) == (512, 1)
+
 def test_evaluate_data_is_checked_first_and_a_task_folder_means_its_dev_file(finished_run, sst2_dir, tmp_path):
     missing = run_cli([str(finished_run), "--data", str(tmp_path / "no_such.tsv")], script="src/evaluate.py")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr

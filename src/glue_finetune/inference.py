@@ -107,8 +107,10 @@ class Predictor:
                  precision: str = "auto", task: TaskSpec | None = None):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
-        if batch_size < 1 or not 1 <= max_length <= 512:
-            raise UserError(f"batch size {batch_size} must be >= 1 and max length {max_length} between 1 and 512")
+        if batch_size < 1:
+            raise UserError(f"batch size {batch_size} must be >= 1")
+        if not 1 <= max_length <= 512:
+            raise UserError(f"max length {max_length} must be between 1 and 512 (BERT's positions)")
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -123,7 +125,7 @@ class Predictor:
         """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``).
         ``max_length`` None: the length the model was trained with, where its run records it."""
         model, tokenizer = load_classifier(Path(source))
-        return cls(model, tokenizer, max_length=max_length or trained_max_length(Path(source)), **kwargs)
+        return cls(model, tokenizer, max_length=trained_max_length(Path(source)) if max_length is None else max_length, **kwargs)
 
     @torch.inference_mode()
     def logits(self, encoded: dict) -> torch.Tensor:
