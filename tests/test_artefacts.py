@@ -214,7 +214,15 @@ def test_evaluate_names_a_bad_label_by_file_and_line(finished_run, tmp_path):
     bad.write_text("sentence\tlabel\ngood\t1\nmeh\tneutral\n")
     result = run_cli([str(finished_run), "--data", str(bad)], script="src/evaluate.py")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{bad}:3: label must be 0 or 1 (negative, positive), found 'neutral'" in result.stderr
+    assert f"{bad}:3: label 'neutral' is not one of the model's labels (0/negative, 1/positive)" in result.stderr
+    # SST-2's GLUE header is the generic one: label names are read as names (GLUE's own files hold ids)
+    names = tmp_path / "names.tsv"
+    names.write_text("sentence\tlabel\ngood\tpositive\nbad\tnegative\nfine\t1\n")
+    assert read_labelled(names, TASKS["sst2"]) == ([("good",), ("bad",), ("fine",)], [1, 0, 1])
+    scores = tmp_path / "scores.tsv"  # STS-B: the range in the message, not "not one of the model's labels"
+    scores.write_text("sentence1\tsentence2\tlabel\na\tb\t4.5\nc\td\t7\n")
+    with pytest.raises(UserError, match=f"{scores}:3: score must be a number from 0 to 5, found '7'"):
+        read_labelled(scores, TASKS["stsb"])
     unlabelled = tmp_path / "unlabelled.tsv"
     unlabelled.write_text("sentence\nok\n")
     with pytest.raises(UserError, match="no 'label' column"):

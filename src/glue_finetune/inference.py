@@ -350,7 +350,14 @@ def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], li
     from glue_finetune.tasks import parse_label
 
     readable_file(path)
-    table = read_glue_format(path, spec, [*spec.dev_splits, "train"] if "train" in spec.files else spec.dev_splits)
+    try:
+        table = read_glue_format(path, spec, [*spec.dev_splits, "train"] if "train" in spec.files else spec.dev_splits)
+    except UserError:  # the task's GLUE format, with a bad row
+        # SST-2's GLUE header (sentence, label) is also the generic one: a file of one's own with label names
+        # (negative/positive) is read as such, and a GLUE file's bad row is reported by the generic reader below.
+        if read_lines(path)[0].split("\t") != [*spec.text, "label"]:
+            raise
+        table = None
     if table is None:
         raw = read_tsv(path, [*spec.text, "label"])
         as_ids = replace(spec, label_strings=False)
@@ -358,8 +365,10 @@ def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], li
         for lineno, value in enumerate(raw["label"], start=2):
             try:
                 labels.append(spec.labels.index(value) if value in spec.labels else parse_label(value, as_ids, ""))
-            except DataFormatError:
-                wanted = "a score" if spec.is_regression else ", ".join(f"{i}/{n}" for i, n in enumerate(spec.labels))
+            except DataFormatError as err:
+                if spec.is_regression:  # "score must be a number from 0 to 5, found '7'"
+                    raise UserError(f"{path}:{lineno}{err}") from None
+                wanted = ", ".join(f"{i}/{n}" for i, n in enumerate(spec.labels))
                 raise UserError(f"{path}:{lineno}: label {value!r} is not one of the model's labels ({wanted})") from None
         table = {**raw, "label": labels}
     return list(zip(*(table[c] for c in spec.text))), table["label"]
