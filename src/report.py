@@ -26,11 +26,18 @@ def main() -> None:
     parser.add_argument("--wandb", action="store_true", help="also log the report to W&B (group = first dir)")
     parser.add_argument("--wandb-project", help="the W&B project (default: glue-<task>, or glue for several tasks)")
     args = parser.parse_args()
+    out = args.out or args.dirs[0]
+    if out.exists() and not out.is_dir():  # found before the runs are read
+        print(f"error: --out {out} is a file: give a directory for the report (it is created if missing)",
+              file=sys.stderr)
+        sys.exit(2)
     try:
-        out = args.out or args.dirs[0]
         summary, markdown, plots = write_report(args.dirs, out)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # a read-only place, a full disk
+        print(f"error: the report could not be written to {out}: {err}", file=sys.stderr)
         sys.exit(2)
     print(markdown)
     if args.wandb:

@@ -59,6 +59,10 @@ def test_report_on_a_dir_without_runs_says_so(tmp_path):
     assert result.returncode == 2 and "no run dirs" in result.stderr
     result = run_cli([str(tmp_path / "typo")], script="src/report.py")
     assert result.returncode == 2 and f"{tmp_path / 'typo'}: no such directory" in result.stderr
+    (tmp_path / "report.md").write_text("")  # --out naming a file: one line, no traceback
+    result = run_cli([str(tmp_path), "--out", str(tmp_path / "report.md")], script="src/report.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: --out {tmp_path / 'report.md'} is a file: give a directory" in result.stderr
 
 
 def test_report_goes_to_the_sweeps_wandb_group(sweep):

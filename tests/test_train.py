@@ -344,7 +344,8 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
         train(tiny_cfg(*short))
     messages = [r.getMessage() for r in caplog.records]
     [warning] = [m for m in messages if m.startswith("This run takes")]
-    assert messages.index(warning) < messages.index("No checkpoint was saved: scoring the final weights instead.")
+    assert messages.index(warning) < messages.index(
+        "No checkpoint was selected (no validation ran during training): scoring the final weights instead.")
     assert "40 training steps (20 per epoch)" in warning and "validates nothing during training" in warning
     assert "logs no train/loss (trainer.log_every_n_steps=500)" in warning
     assert "To validate and log once per epoch: trainer.val_check_interval=20 trainer.log_every_n_steps=20" in warning

@@ -262,7 +262,7 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
         if not path:
-            log.warning("No checkpoint was saved: scoring the final weights instead.")
+            log.warning("No checkpoint was selected (no validation ran during training): scoring the final weights instead.")
         elif not in_memory:
             model.load_state_dict(saved["state_dict"])
         del saved
