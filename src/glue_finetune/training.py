@@ -251,6 +251,8 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
     the final weights are kept and were validated at the last step) its scores are the ones that validation just
     computed: reused, not computed again. Otherwise the checkpoint (or the final weights) is scored.
     """
+    # Under DDP, rank 0 writes the checkpoints: every rank reads the selected one only once every rank is here.
+    trainer.strategy.barrier("score_selected_checkpoint")
     if selection == "last":
         last_ckpt = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
         path = str(last_ckpt) if last_ckpt and last_ckpt.exists() else ""  # its weights are those in memory
