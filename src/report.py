@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--wandb-project", help="the W&B project (default: glue-<task>, or glue for several tasks)")
     args = parser.parse_args()
     out = args.out or args.dirs[0]
-    if out.exists() and not out.is_dir():  # found before the runs are read
+    if args.out and out.exists() and not out.is_dir():  # found before the runs are read
         print(f"error: --out {out} is a file: give a directory for the report (it is created if missing)",
               file=sys.stderr)
         sys.exit(2)

@@ -17,8 +17,9 @@ from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 
 
-def whole_number(low: int, high: int | None = None):
-    """An argparse type: a whole number in [low, high], checked as the arguments are read (before any loading)."""
+def whole_number(low: int, high: int | None = None, why: str = ""):
+    """An argparse type: a whole number in [low, high], checked as the arguments are read (before any loading);
+    ``why`` explains the bounds in the message."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -27,8 +28,7 @@ def whole_number(low: int, high: int | None = None):
         if high is None and value < low:
             raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
         if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}"
-                                             + (" (BERT's positions)" if high == 512 else ""))
+            raise argparse.ArgumentTypeError(f"{value} must be between {low} and {high}{why}")
         return value
     return parse
 
@@ -37,7 +37,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL",
                         help="a run dir (uses its exported model/), an exported model dir, or a checkpoint (.ckpt)")
     parser.add_argument("--batch-size", type=whole_number(1), default=64, help="sentences per batch (default: 64)")
-    parser.add_argument("--max-length", type=whole_number(1, 512), default=None,
+    parser.add_argument("--max-length", type=whole_number(1, 512, " (BERT's positions)"), default=None,
                         help="truncation length in tokens (default: the run's data.max_length, else 128)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",

@@ -125,7 +125,9 @@ class Predictor:
         """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``).
         ``max_length`` None: the length the model was trained with, where its run records it."""
         model, tokenizer = load_classifier(Path(source))
-        return cls(model, tokenizer, max_length=trained_max_length(Path(source)) if max_length is None else max_length, **kwargs)
+        if max_length is None:
+            max_length = trained_max_length(Path(source))
+        return cls(model, tokenizer, max_length=max_length, **kwargs)
 
     @torch.inference_mode()
     def logits(self, encoded: dict) -> torch.Tensor:

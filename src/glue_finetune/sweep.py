@@ -161,16 +161,25 @@ def flatten(tree, prefix: str = "") -> dict:
         if tree else {prefix: {}}
 
 
-def changed_settings(out: Path, cfg: DictConfig) -> list[str]:
-    """The settings of ``cfg`` that differ from those the run in ``out`` recorded when it started (``hparams.yaml``,
-    the resolved config), as "key: before (the run) -> now (now)" lines, less those that may change on resume."""
+def recorded_config(out: Path) -> dict | None:
+    """The resolved config the run in ``out`` recorded when it started (``hparams.yaml``), or None."""
     import yaml
 
     try:
-        before = flatten({k: v for k, v in yaml.safe_load((out / "hparams.yaml").read_text()).items()})
+        recorded = yaml.safe_load((out / "hparams.yaml").read_text())
+    except Exception:  # no record (logger-less runs of old versions), or an unreadable one
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
+    """The settings of ``cfg`` that differ from those a run recorded (``recorded_config``), as "key: before (the
+    run) -> now (now)" lines, less those that may change on resume."""
+    try:
         now = flatten(OmegaConf.to_container(cfg, resolve=True))
-    except Exception:  # no record (logger-less runs of old versions), or a config that resolves only in a run
+    except Exception:  # a config that resolves only in a run
         return []
+    before = flatten(recorded)
 
     def shown(settings: dict, key: str) -> str:
         return "(not set)" if key not in settings else "null" if settings[key] is None else str(settings[key])
@@ -180,24 +189,14 @@ def changed_settings(out: Path, cfg: DictConfig) -> list[str]:
             if before.get(key) != now.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)]
 
 
-def started_with(out: Path) -> str:
-    """The overrides the run in ``out`` was started with (its recorded ``run_name``)."""
-    import yaml
-
-    try:
-        return str(yaml.safe_load((out / "hparams.yaml").read_text()).get("run_name", "?"))
-    except Exception:
-        return "?"
-
-
 def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
     """A run continues (or, finished, is kept) as it was started: a setting that changes what it trains (a
     forgotten experiment=..., another model or task) would otherwise mix two runs in one, fail deep in loading the
     checkpoint, or pass off the finished run's result as that of the settings given now."""
-    if changed := changed_settings(out, cfg):
+    if (recorded := recorded_config(out)) and (changed := changed_settings(recorded, cfg)):
         raise UserError(f"resume=true continues the run in {out} as it was started, but these settings differ from "
                         "it:\n" + "\n".join(f"  - {line}" for line in changed) + "\n"
-                        f"It was started with the overrides: {started_with(out)}. Give the same ones (a "
+                        f"It was started with the overrides: {recorded.get('run_name', '?')}. Give the same ones (a "
                         "new hydra.run.dir or hydra.sweep.dir starts a new run with these).")
 
 
@@ -296,7 +295,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
-def job_settings_changed(job_config: DictConfig, job_dir: Path) -> list[str]:
+def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path) -> list[str]:
     """``changed_settings`` for a sweep job before it runs: its config resolved as the job will resolve it (its
     ``${hydra:...}`` values from its own hydra config, its output dir its job dir), without the hydra node."""
     previous = HydraConfig.instance().cfg
@@ -305,7 +304,7 @@ def job_settings_changed(job_config: DictConfig, job_dir: Path) -> list[str]:
     HydraConfig.instance().set_config(job_config)
     try:
         task = OmegaConf.masked_copy(job_config, [key for key in job_config if key != "hydra"])
-        return changed_settings(job_dir, task)
+        return changed_settings(recorded, task)
     finally:
         HydraConfig.instance().cfg = previous
 
@@ -351,13 +350,15 @@ class SweepCheck(Callback):
             with read_write(job_config), open_dict(job_config):
                 job_config.hydra.job.num = num  # the job's dir is named by it (hydra.sweep.subdir)
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
-            if not job_config.get("resume") and (found := previous_run(job_dir)):
+            if not (found := previous_run(job_dir)):
+                continue
+            if not job_config.get("resume"):
                 occupied.append(f"{job_dir}: {found}")
-            elif job_config.get("resume") and previous_run(job_dir) and (changed := job_settings_changed(
-                    job_config, job_dir)):
+            elif (recorded := recorded_config(job_dir)) and (
+                    changed := job_settings_changed(recorded, job_config, job_dir)):
                 setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
                 mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
-                                  f"{started_with(job_dir)}: " + "; ".join(changed))
+                                  f"{recorded.get('run_name', '?')}: " + "; ".join(changed))
         lines = []
         if failing:
             bad_jobs = {job for where in failing.values() for job in where}

@@ -216,7 +216,7 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     interval = cfg.trainer.get("val_check_interval")
     by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
     batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
-    per_epoch = max(1, batches // (cfg.trainer.get("accumulate_grad_batches") or 1))
+    per_epoch = max(1, -(-batches // (cfg.trainer.get("accumulate_grad_batches") or 1)))  # as the model counts
     steps = per_epoch * cfg.trainer.max_epochs
     if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, max_steps)
@@ -264,7 +264,8 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
         if not path:
-            log.warning("No checkpoint was selected (no validation ran during training): scoring the final weights instead.")
+            log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
+                        "weights instead.")
         elif not in_memory:
             model.load_state_dict(saved["state_dict"])
         del saved
