@@ -85,3 +85,26 @@ def test_a_finished_jobs_overrides_come_from_its_own_record_not_a_later_commands
     assert read_job(job).overrides == ["optimizer.lr=0.003", "seed=1"]
     (job / "job_done.json").unlink()  # unfinished: what .hydra/ says is all there is
     assert read_job(job).overrides == ["optimizer.lr=0.001", "seed=1", "resume=true"]
+
+
+def fake_job(job_dir, lr: str, accs: list[float]) -> None:
+    """A finished job as the report reads it: its overrides, completion record and metrics.csv."""
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text(f"- optimizer.lr={lr}\n")
+    (job_dir / "job_done.json").write_text(json.dumps({"overrides": [f"optimizer.lr={lr}"], "result": accs[-1],
+                                                       "started_at": 0.0, "finished_at": 1.0}))
+    (job_dir / "metrics.csv").write_text("step,val/acc\n" + "".join(f"{10 * i},{a}\n" for i, a in enumerate(accs)))
+
+
+def test_jobs_of_several_sweeps_are_told_apart_by_their_sweep(tmp_path):
+    # Every sweep numbers its jobs from 0: a report over two sweeps names each job with its sweep's dir.
+    fake_job(tmp_path / "lr_a" / "0", "0.001", [0.5, 0.7])
+    fake_job(tmp_path / "lr_b" / "0", "0.003", [0.6, 0.8])
+    fake_job(tmp_path / "lr_b" / "1", "0.01", [0.4, 0.5])
+    out = tmp_path / "out"
+    result = run_cli([str(tmp_path / "lr_a"), str(tmp_path / "lr_b"), str(tmp_path / "lr_b" / "1"), "--out", str(out)],
+                     script="src/report.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = json.loads((out / "report.json").read_text())["jobs"]
+    assert [j["name"] for j in jobs] == ["lr_a/0", "lr_b/0", "1"]  # lr_b/1, given twice, is listed once
+    assert "| lr_a/0 | optimizer.lr=0.001 |" in result.stdout and "| lr_b/0 | optimizer.lr=0.003 |" in result.stdout

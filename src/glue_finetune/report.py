@@ -44,6 +44,7 @@ class Job:
     selected: dict[str, float] = field(default_factory=dict)  # the selected checkpoint's scores (val/...)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
+    name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
 
     @property
     def main(self) -> str:
@@ -97,7 +98,19 @@ def find_jobs(directories: list[Path]) -> list[Job]:
             if not found:
                 raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it")
             jobs += [read_job(p) for p in found]
-    return jobs
+    unique = {Path(j.dir).resolve(): j for j in reversed(jobs)}  # a job given twice (its sweep and itself) once
+    return [j for j in jobs if unique[Path(j.dir).resolve()] is j]
+
+
+def name_jobs(jobs: list[Job]) -> None:
+    """Each job by the end of its path that no other job shares: "3" within one sweep; "14-02-11/3" when the
+    report covers several sweeps, whose jobs are all numbered from 0."""
+    parts = [Path(j.dir).resolve().parts for j in jobs]
+    for job, own in zip(jobs, parts):
+        depth = 1
+        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
+            depth += 1
+        job.name = "/".join(own[-depth:])
 
 
 def label_settings(jobs: list[Job]) -> None:
@@ -148,6 +161,7 @@ def glue_table(jobs: list[Job]) -> dict | None:
 
 
 def summarize(jobs: list[Job]) -> dict:
+    name_jobs(jobs)
     label_settings(jobs)
     finished = [j for j in jobs if j.status == "done" and j.best]
     settings: dict[str, list[Job]] = {}
@@ -160,13 +174,13 @@ def summarize(jobs: list[Job]) -> dict:
         groups.append({"setting": setting, "metric": members[0].main, "n": len(members), "best_mean": best_mean,
                        "best_std": best_std, "final_mean": final_mean, "final_std": final_std})
     return {
-        "jobs": [{"dir": j.dir, "overrides": j.overrides, "task": j.task.name, "setting": j.setting,
+        "jobs": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "task": j.task.name, "setting": j.setting,
                   "status": j.status, "error": j.error, "metric": j.main,
                   "best": j.best[1] if j.best else None, "best_step": j.best[0] if j.best else None,
                   "final": j.final, "selected": j.selected, "train_seconds": j.train_seconds} for j in jobs],
         "groups": groups,
         "glue": glue_table(jobs),
-        "not_finished": [{"dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
+        "not_finished": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
                           "error": j.error, "log": str(Path(j.dir) / "train.log")}
                          for j in jobs if j.status != "done"],
     }
@@ -248,13 +262,13 @@ def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
         best = f"{j['best']:.4f} ({j['best_step']})" if j["best"] is not None else "-"
         seconds = f"{j['train_seconds']:.0f} s" if j["train_seconds"] is not None else "-"
         seed = next((o.partition("=")[2] for o in j["overrides"] if o.startswith("seed=")), "default")
-        lines.append(f"| {Path(j['dir']).name} | {j['setting']} | {seed} | {j['status']} | {j['metric']} | {best} | "
+        lines.append(f"| {j['name']} | {j['setting']} | {seed} | {j['status']} | {j['metric']} | {best} | "
                      f"{fmt(j['final'])} | {fmt(j['selected'].get(j['metric']))} | {seconds} |")
     if summary["not_finished"]:
         lines += ["", "## Failed or unfinished jobs", ""]
         for j in summary["not_finished"]:
             error = " — " + " ".join(j["error"].split()) if j["error"] else ""
-            lines.append(f"- job {Path(j['dir']).name} ({j['status']}): {' '.join(j['overrides'])}{error} (log: {j['log']})")
+            lines.append(f"- job {j['name']} ({j['status']}): {' '.join(j['overrides'])}{error} (log: {j['log']})")
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     return "\n".join(lines)
 

@@ -186,7 +186,7 @@ def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: s
     run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
                      dir=str(directory), settings=wandb.Settings(quiet=True))
     columns = ["setting", "metric", "n", "best_mean", "best_std", "final_mean", "final_std"]
-    job_columns = ["dir", "task", "status", "metric", "best", "best_step", "final"]
+    job_columns = ["name", "dir", "task", "status", "metric", "best", "best_step", "final"]
     tables = {
         "report/settings": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in summary["groups"]]),
         "report/jobs": wandb.Table(columns=[*job_columns, "overrides"],
