@@ -51,7 +51,7 @@ def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
     assert result["dataset"]["config"] == "sst2" and meta["datasets"] == ["glue"]
     # model=tiny is a local dir, not a Hub model: named in the text, never as base_model (the Hub validates it).
     assert "base_model" not in meta and meta["model-index"][0]["name"] == "tiny-bert-finetuned-sst2"
-    assert "fine-tuned version of `tiny-bert`" in body
+    assert "fine-tuned version of `tiny-bert`" in body and "debug run" not in body  # scored on the whole dev set
 
     table = [line for line in body.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(table) == len(evals)

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import lightning as L
 import pytest
 import torch
+import yaml
 from omegaconf import open_dict
 
 from conftest import README, REAL_SST2_DIR, ROOT, tiny_overrides, compose_config
@@ -91,6 +92,17 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
 
 def test_fast_dev_run_scores_the_final_weights(tiny_cfg):
     assert 0.0 <= train(tiny_cfg("debug=fast_dev_run")) <= 1.0
+
+
+def test_scores_of_part_of_the_dev_set_are_marked_as_such(tiny_cfg, tmp_path, sst2_dir, capsys):
+    # debug=limit's slice of the dev set: the result line and the card say how much, the card claims no results.
+    dev_size = len((sst2_dir / "dev.tsv").read_text().splitlines()) - 1
+    train(tiny_cfg("trainer.max_epochs=1", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
+                   "predict_test=false"))
+    assert f"on 16 of {dev_size:,} dev examples only)" in capsys.readouterr().out.splitlines()[-1]
+    _, front, body = (tmp_path / "README.md").read_text().split("---\n", 2)
+    assert "model-index" not in yaml.safe_load(front)
+    assert f"**A debug run: every score below covers 16 of {dev_size:,} dev examples only**" in body
 
 
 def test_selection_by_a_metric_keeps_its_highest_value(tiny_cfg, tmp_path):

@@ -68,11 +68,14 @@ def metric_title(name: str) -> str:
 
 def model_card(
     name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
-    hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "",
+    hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "", scored: str | None = None,
 ) -> str:
     """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
     each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
-    of each metric, hyperparameters, the results of every evaluation, framework versions."""
+    of each metric, hyperparameters, the results of every evaluation, framework versions.
+
+    ``scored``: how much of the dev set the scores cover when not all of it ("160 of 872 dev examples", a debug
+    run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's)."""
     results = [{
         "task": {"name": "Text Classification", "type": "text-classification"},
         "dataset": {"name": f"GLUE {spec.glue_name}", "type": "glue", "config": spec.name, "split": split,
@@ -88,7 +91,7 @@ def model_card(
         "tags": ["text-classification", "glue", spec.name],
         "datasets": ["glue"],
         "metrics": [METRIC_NAMES[m][1] for m in spec.metrics],
-        "model-index": [{"name": name, "results": results}],
+        **({} if scored else {"model-index": [{"name": name, "results": results}]}),
     }
     columns = [n for n in spec.logged_metrics]
     table = ["| Training Loss | Epoch | Step | " + " | ".join(metric_title(c) for c in columns) + " |",
@@ -104,10 +107,13 @@ def model_card(
     lines = [
         "---", yaml.safe_dump(front_matter, sort_keys=False).rstrip(), "---", "",
         f"# {name}", "",
+        *([f"**A debug run: every score below covers {scored} only** (the trainer's limit_val_batches, "
+           "limit_test_batches or fast_dev_run). Not a result on GLUE.", ""] if scored else []),
         "This model is a fine-tuned version of "
         + (f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`")
         + f" on the GLUE {spec.glue_name} dataset. It achieves the following results on the evaluation set "
-        f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}) with {chosen}:",
+        f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}{', ' + scored if scored else ''}) "
+        f"with {chosen}:",
         *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {selected[n]:.4f}" for n in columns], "",
         "The best value of each metric seen during training (not necessarily at the same step):",
         *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {best[n]:.4f}" for n in columns if n in best], "",

@@ -280,8 +280,20 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
     return scores, path
 
 
+def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
+    """How much of the dev set the selected checkpoint's scores cover when it is not all of it ("160 of 872 dev
+    examples": debug=limit, debug=fast_dev_run, trainer.limit_val_batches); None when they cover every example."""
+    batches = trainer.num_test_batches or trainer.num_val_batches  # test ran only if the final weights weren't kept
+    sizes = [len(datamodule.splits[split]) for split in datamodule.spec.dev_splits]
+    # every batch but a loader's last is full; under DDP each rank scores its share of the batches
+    scored = [min(size, int(n) * datamodule.eval_batch_size * trainer.world_size) for size, n in zip(sizes, batches)]
+    if not batches or scored == sizes:
+        return None
+    return f"{' + '.join(f'{n:,}' for n in scored)} of {' + '.join(f'{n:,}' for n in sizes)} dev examples"
+
+
 def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, selected: dict,
-                    output_dir: Path) -> list[Path]:
+                    output_dir: Path, scored: str | None = None) -> list[Path]:
     """Exported model with its model card, GLUE submission file(s); the card also goes to W&B when it is on.
     Returns the submission files written."""
     spec = datamodule.spec
@@ -301,6 +313,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         best=best_seen(rows, spec.logged_metrics, metric_direction),
         hyperparameters=card_hyperparameters(cfg, trainer),
         rows=evaluations(rows),
+        scored=scored,
     )
     # In the run dir for people, and in model/ so that the exported dir is a complete Hub model repo.
     for path in (output_dir / "README.md", export_dir / "README.md"):
@@ -399,16 +412,21 @@ def train(cfg: DictConfig) -> float:
         with times.phase("scoring"):
             selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
         main = datamodule.spec.main_metric
+        scored = dev_examples_scored(trainer, datamodule)
+        if scored:
+            log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches or "
+                        "fast_dev_run): a check of the pipeline, not a result. The model card says so.", scored)
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
-                written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir)
+                written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
             log_times(times, trainer)
         others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
         if trainer.is_global_zero:
-            print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'})")
+            print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'}"
+                  f"{'; on ' + scored + ' only' if scored else ''})")
         return selected[main]
     finally:
         finish_wandb()  # also after a failure, so the next job of a sweep starts its own W&B run
