@@ -155,3 +155,31 @@ def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
     assert unknown_option.returncode == 1
     assert "Could not find 'model/bert'" in unknown_option.stderr
     assert "bert_base_cased" in unknown_option.stderr and "minilm" in unknown_option.stderr  # the valid options
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_run_or_sweep_dir_that_cannot_be_written_is_one_message_naming_it(tmp_path, mode):
+    from test_train import run_cli
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    target = a_file / "runs"
+    args = ["model=tiny", "trainer=cpu", "data.local_dir=/nowhere"]
+    args = [*args, f"hydra.run.dir={target}"] if mode == "run" else ["-m", "seed=1,2", *args, f"hydra.sweep.dir={target}"]
+    result = run_cli(args, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
+    message = (f"Cannot write the {mode} dir {target}: {a_file} is a file, not a directory. "
+               f"Fix: hydra.{mode}.dir=/a/writable/dir")
+    assert message in result.stdout + result.stderr
+
+
+def test_a_dir_on_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch):
+    import os
+
+    from glue_finetune.files import unwritable
+
+    assert unwritable(tmp_path / "new" / "run") is None  # created when needed
+    assert unwritable(tmp_path) is None
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # what access(2) says on a read-only mount
+    monkeypatch.setattr(os, "statvfs", lambda path: type("statvfs", (), {"f_flag": os.ST_RDONLY})())
+    assert unwritable(tmp_path / "new" / "run") == f"cannot create it: {tmp_path} is on a read-only file system"

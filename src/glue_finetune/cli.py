@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 from glue_finetune.errors import UserError
-from glue_finetune.files import write_text_atomically
+from glue_finetune.files import unwritable, write_text_atomically
 
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
@@ -61,23 +60,8 @@ def check_writable(path: Path, option: str = "--output", example: str = "out.tsv
     a directory, a directory that is in fact a file, a directory that cannot be written (or created)."""
     if path.is_dir():
         raise UserError(f"{option} {path} is a directory: give a file path, e.g. {option} {path / example}")
-    parent = path.parent
-    existing = parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{option} {path}: {existing} is a file, not a directory; give a path in a writable directory")
-    if existing == parent:  # written as it will be: a temporary file beside it
-        try:
-            fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise UserError(f"{option} {path}: cannot write in {parent} ({err.strerror}); give a path in a "
-                            "writable directory") from None
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: cannot create {parent} ({existing} is not writable); give a path in a "
-                        "writable directory")
+    if problem := unwritable(path.parent):
+        raise UserError(f"{option} {path}: {problem}; give a path in a writable directory")
 
 
 def write_or_print(path: Path, text: str, what: str) -> None:

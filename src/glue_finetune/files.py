@@ -55,3 +55,26 @@ def apply_umask(directory: Path) -> None:
     for path in directory.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(mode)
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why files could not be written in ``directory`` (created if missing), or None if they could. Probed, nothing
+    left behind: a temporary file in it, or, where it does not exist yet, the access to its nearest existing parent."""
+    directory = Path(directory).absolute()
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if existing == directory:
+        try:
+            fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            return f"cannot write in {existing} ({err.strerror})"
+        return None
+    if not os.access(existing, os.W_OK | os.X_OK):  # also for root on a read-only file system
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        return f"cannot create it: {existing} is {'on a read-only file system' if read_only else 'not writable'}"
+    return None

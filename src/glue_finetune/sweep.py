@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from glue_finetune.files import write_text_atomically
+from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
 from glue_finetune.timing import mark_run_start
 
@@ -307,6 +307,25 @@ def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path) 
         return changed_settings(recorded, task)
     finally:
         HydraConfig.instance().cfg = previous
+
+
+class RunDirCheck(Callback):
+    """Before a run or a sweep: its dir can be created and written. Otherwise Hydra fails creating it with a
+    traceback; this names the dir, why, and the key that puts it elsewhere."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(Path(str(config.hydra.run.dir)), "hydra.run.dir", "outputs")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir", "multirun")
+
+    @staticmethod
+    def check(directory: Path, key: str, default_root: str) -> None:
+        if problem := unwritable(directory):
+            log.error("Cannot write the %s dir %s: %s. Fix: %s=/a/writable/dir, or run from a writable directory "
+                      "(by default %s go under ./%s/).", "run" if key == "hydra.run.dir" else "sweep", directory,
+                      problem, key, "runs" if key == "hydra.run.dir" else "sweeps", default_root)
+            sys.exit(2)
 
 
 class SweepCheck(Callback):
