@@ -71,6 +71,13 @@ def test_config_errors_are_reported_before_any_heavy_import(tmp_path):
     assert cfg_job.returncode == 0 and not modules & set(HEAVY)
 
 
+def test_cfg_of_a_sweep_is_one_line_with_the_command_that_shows_a_jobs_config():
+    result = run_cli(["-m", "seed=1,2", "--cfg", "job"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: --cfg (and --info) show the config of one run, not of a sweep" in result.stderr
+    assert "python src/train.py seed=1 --cfg job" in result.stderr
+
+
 def test_a_config_error_leaves_job_failed_json(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])

@@ -115,6 +115,17 @@ def train_help(conf_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def exit_if_cfg_of_a_sweep(args: list[str]) -> None:
+    """``-m ... --cfg job``: Hydra refuses the pair with a traceback ("Only one of --run, --multirun, --cfg ...").
+    One line instead, with the command that shows a job's config."""
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    cfg = any(a in ("-c", "--cfg", "--info", "-i") or a.startswith(("--cfg=", "--info=")) for a in args)
+    if multirun and cfg:
+        print("error: --cfg (and --info) show the config of one run, not of a sweep: drop -m and give each swept "
+              "key one of its values, e.g. python src/train.py seed=1 --cfg job", file=sys.stderr)
+        sys.exit(2)
+
+
 def exit_now(code: int | str | None = 0) -> NoReturn:
     """Exit as Python would, minus the interpreter's own teardown of every module and object, which takes
     1-1.5 s once torch, Lightning and transformers are loaded and does nothing a finished run needs: other
