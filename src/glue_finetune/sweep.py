@@ -300,7 +300,7 @@ def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path) 
     ``${hydra:...}`` values from its own hydra config, its output dir its job dir), without the hydra node."""
     previous = HydraConfig.instance().cfg
     with read_write(job_config), open_dict(job_config):
-        job_config.hydra.runtime.output_dir = str(job_dir)
+        job_config.hydra.runtime.output_dir = os.path.abspath(job_dir)  # as Hydra sets it
     HydraConfig.instance().set_config(job_config)
     try:
         task = OmegaConf.masked_copy(job_config, [key for key in job_config if key != "hydra"])
