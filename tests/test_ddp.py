@@ -52,6 +52,7 @@ def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(sst2_d
     for (step, a), (_, b) in zip(ddp_loss, single_loss):
         assert a == pytest.approx(b, rel=1e-5), f"step {step}: ddp {a} vs one process {b}"
     assert ddp.stdout.count("result:") == 1  # one process reports
+    assert (ddp.stdout + ddp.stderr).count("Fine-tuning tiny-bert") == 1  # the other prints its errors only
 
 
 def test_ddp_ranks_split_each_epochs_own_order():

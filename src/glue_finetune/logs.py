@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 
 PROJECT_LOGGERS = ("glue_finetune", "train", "__main__")
@@ -12,10 +14,26 @@ PROJECT_LOGGERS = ("glue_finetune", "train", "__main__")
 
 class ConsoleFilter(logging.Filter):
     """Hydra's console handler (conf/hydra/default.yaml) passes this project's INFO lines and everyone's warnings;
-    the file handler (``train.log``) keeps every INFO line, Lightning's included."""
+    the file handler (``train.log``) keeps every INFO line, Lightning's included. Under DDP every process runs the
+    same code: the processes other than rank 0 print their errors only, not a second copy of every line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if process_rank() != 0:
+            return record.levelno >= logging.ERROR
         return record.levelno >= logging.WARNING or record.name.split(".")[0] in PROJECT_LOGGERS
+
+
+def process_rank() -> int:
+    """This process's global rank: Lightning's, once Lightning is imported (its strategy sets it); before, the one
+    the launcher gave it (Lightning's DDP launcher sets LOCAL_RANK and NODE_RANK, torchrun RANK)."""
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", None)
+    if isinstance(rank, int):
+        return rank
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        if (value := os.environ.get(name, "0")).isdigit() and int(value) != 0:
+            return int(value)
+    return 0
 
 
 @contextlib.contextmanager
