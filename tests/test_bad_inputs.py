@@ -17,10 +17,13 @@ CONFIG_CASES = [
     ("data.eval_batch_size=-2", "data.eval_batch_size=-2 must be an integer >= 1"),
     ("scheduler.warmup_ratio=1.0", "scheduler.warmup_ratio=1.0 must be in [0, 1)"),
     ("scheduler.warmup_ratio=-0.1", "scheduler.warmup_ratio=-0.1 must be in [0, 1)"),
-    ("data.max_length=0", "data.max_length=0 must be between 1 and 512"),
-    ("data.max_length=513", "data.max_length=513 must be between 1 and 512"),
+    ("data.max_length=0", "data.max_length=0 must be an integer between 1 and 512"),
+    ("data.max_length=513", "data.max_length=513 must be an integer between 1 and 512"),
+    ("data.max_length=64.0", "data.max_length=64.0 must be an integer between 1 and 512"),
+    ("data.batch_size=16.0", "data.batch_size=16.0 must be an integer >= 1"),
     ("trainer.precision=fp8", "trainer.precision=fp8: unknown; use one of 32-true"),
-    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be >= 1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 must be an integer >= 1"),
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
     ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
     ("seed=abc", "seed='abc' must be an integer"),
@@ -51,6 +54,10 @@ def test_more_gpus_than_visible(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match=f"trainer.devices={n} but {n - 1} GPU\\(s\\) are visible"):
         train(tiny_cfg("trainer.accelerator=gpu", f"trainer.devices={n}"))
     assert_nothing_trained(tmp_path)
+    if n == 1:  # no GPU: the default accelerator (auto) with 2 devices would run 2 CPU processes, unasked
+        with pytest.raises(ConfigError, match="trainer.devices=2 but 0 GPU\\(s\\) are visible .*trainer=ddp "
+                                              "trainer.accelerator=cpu"):
+            train(tiny_cfg("trainer.accelerator=auto", "trainer.devices=2"))
 
 
 def test_a_checkpoint_that_is_missing_or_not_one_is_named_before_the_data_is_read(tiny_cfg, tmp_path, monkeypatch):

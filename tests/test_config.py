@@ -147,7 +147,8 @@ def test_validation_reports_every_problem_at_once(tmp_path):
         validate_config(cfg)
     message = str(err.value)
     for expected in ("optimizer.lr=0 must be > 0", "data.batch_size=0 must be an integer >= 1",
-                     "scheduler.warmup_ratio=1.5 must be in [0, 1)", "data.max_length=600 must be between 1 and 512",
+                     "scheduler.warmup_ratio=1.5 must be in [0, 1)",
+                     "data.max_length=600 must be an integer between 1 and 512",
                      "no such directory", "no config.json there"):
         assert expected in message
     assert len(err.value.problems) == 6

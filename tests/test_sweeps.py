@@ -73,7 +73,7 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2
     lines = (result.stdout + result.stderr).splitlines()
     start = next(i for i, line in enumerate(lines) if "Invalid config in 3 of 4 job(s) of the sweep; no job was" in line)
     assert lines[start + 1 : start + 3] == [
-        "  - data.max_length=1000 must be between 1 and 512 (BERT's positions)  [job 1: optimizer.lr=0.0001,"
+        "  - data.max_length=1000 must be an integer between 1 and 512 (BERT's positions)  [job 1: optimizer.lr=0.0001,"
         "data.max_length=1000; job 3: optimizer.lr=-1,data.max_length=1000]",
         "  - optimizer.lr=-1 must be > 0  [job 2: optimizer.lr=-1,data.max_length=64; job 3: optimizer.lr=-1,"
         "data.max_length=1000]"]
@@ -236,7 +236,7 @@ def test_failed_optuna_trials_are_recorded_the_study_goes_on_and_the_summary_say
     study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert "Traceback" not in output and "No trial of study lr_search has finished" in output
-    assert "2 job(s) of the sweep" in output and "data.max_length=1000 must be between 1 and 512" in output
+    assert "2 job(s) of the sweep" in output and "data.max_length=1000 must be an integer between 1 and 512" in output
     # a study does not rerun a failed trial: no "resume=true ... interrupted ones resume" here
     assert "They stay failed in the study. Fix the cause, then run the same command again" in output
     assert "resume=true" not in output

@@ -224,8 +224,7 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     if (lr := number("optimizer.lr")) is not None:
         check(lr > 0, f"optimizer.lr={lr} must be > 0")
     for key in ("data.batch_size", "data.eval_batch_size"):
-        if (size := number(key)) is not None:
-            check(size >= 1 and float(size).is_integer(), f"{key}={size} must be an integer >= 1")
+        integer(key, 1)
     if (decay := number("optimizer.weight_decay")) is not None:
         check(decay >= 0, f"optimizer.weight_decay={decay} must be >= 0")
     if (eps := number("optimizer.eps")) is not None:  # Adam and AdamW's; SGD has none
@@ -248,7 +247,8 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     if (ratio := number("scheduler.warmup_ratio")) is not None:
         check(0 <= ratio < 1, f"scheduler.warmup_ratio={ratio} must be in [0, 1)")
     if (max_length := number("data.max_length")) is not None:
-        check(1 <= max_length <= 512, f"data.max_length={max_length} must be between 1 and 512 (BERT's positions)")
+        check(isinstance(max_length, int) and 1 <= max_length <= 512,
+              f"data.max_length={max_length} must be an integer between 1 and 512 (BERT's positions)")
     if (multiple := get("data.pad_to_multiple_of")) is not None:
         check(isinstance(multiple, int) and not isinstance(multiple, bool) and multiple >= 1,
               f"data.pad_to_multiple_of={multiple!r} must be null or an integer >= 1 (e.g. 8)")
@@ -275,8 +275,7 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
         metric = get("selection.metric")
         check(metric == "last" or metric in spec.logged_metrics,
               f"selection.metric={metric!r}: use last or one of {spec.name}'s {', '.join(spec.logged_metrics)}")
-    if (epochs := number("trainer.max_epochs")) is not None:
-        check(epochs >= 1, f"trainer.max_epochs={epochs} must be >= 1")
+    integer("trainer.max_epochs", 1)
     if (max_steps := OmegaConf.select(cfg, "trainer.max_steps", default=absent)) is not absent:  # 0 trains nothing
         check(isinstance(max_steps, int) and not isinstance(max_steps, bool) and (max_steps == -1 or max_steps >= 1),
               f"trainer.max_steps={max_steps!r} must be -1 (no limit, Lightning's default) or an integer >= 1")
@@ -303,12 +302,16 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     precision = str(get("trainer.precision"))
     check(precision in PRECISIONS, f"trainer.precision={precision}: unknown; use one of {', '.join(PRECISIONS)}")
     accelerator, devices = str(get("trainer.accelerator")), get("trainer.devices")
-    if gpus_here and accelerator in ("gpu", "cuda") and isinstance(devices, int) and not isinstance(devices, bool):
+    if gpus_here and accelerator in ("gpu", "cuda", "auto") and isinstance(devices, int) and not isinstance(devices, bool):
         import torch
 
+        # auto with several devices and no GPU would start as many CPU processes (DDP over gloo), each printing
+        # and training a share: not what asking for devices on a GPU machine meant. CPU DDP is asked for by name.
         available = torch.cuda.device_count()
-        check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
-              + (" (trainer=cpu trains on the CPU)" if available == 0 else ""))
+        if accelerator != "auto" or (available == 0 and devices > 1):
+            check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
+                  + (" (trainer=cpu trains on the CPU; several CPU processes: trainer=ddp trainer.accelerator=cpu)"
+                     if available == 0 else ""))
 
     if get("data.local_dir") and get("data.glue_dir"):
         problems.append(f"data.local_dir={get('data.local_dir')} and data.glue_dir={get('data.glue_dir')}: give one "
