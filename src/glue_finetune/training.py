@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import export_model, model_card, model_name, write_glue_submission
-from glue_finetune.config import cpu_precision, preflight, whole_step_blockers
+from glue_finetune.config import check_constructor_keys, cpu_precision, preflight, whole_step_blockers
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor
@@ -358,6 +358,7 @@ def train(cfg: DictConfig) -> float:
     metric (val/acc, val/mcc, ...) of that checkpoint: what sweepers optimise."""
     times = RunTimes()  # from the process's (or sweep job's) start
     preflight(cfg)  # every config problem at once, and the network, before any download or training
+    check_constructor_keys(cfg)  # a key added with a typo (+trainer.max_step=10), before the data and model load
     silence_known_library_warnings(resuming=bool(cfg.get("ckpt_path")))
     route_lightning_logs_to_root()
     output_dir = Path(cfg.paths.output_dir)
