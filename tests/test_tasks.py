@@ -266,6 +266,11 @@ def test_report_on_a_sweep_over_tasks_prints_the_glue_table_and_zips_the_submiss
     assert "**GLUE score:" in report.stdout and "| RTE | 1 |" in report.stdout
     with zipfile.ZipFile(sweep / "glue_submission.zip") as archive:
         assert sorted(archive.namelist()) == ["CoLA.tsv", "RTE.tsv", "STS-B.tsv"]
+    # The server takes all 11 files: the report says which are missing, and why.
+    assert set(summary["submission_missing"]) == {"SST-2.tsv", "MRPC.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
+                                                  "AX.tsv", "QNLI.tsv", "WNLI.tsv"}
+    assert ("`glue_submission.zip` — incomplete: the server takes all 11 files; missing SST-2.tsv (no finished run "
+            "of SST-2);") in report.stdout
 
 
 @pytest.mark.slow

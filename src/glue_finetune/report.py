@@ -250,7 +250,11 @@ def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
     if summary["glue"]:
         lines += glue_markdown(summary["glue"])
         if zip_path:
-            lines += [f"Submission files for the GLUE server: `{zip_path.name}`", ""]
+            lines += [f"Submission files for the GLUE server: `{zip_path.name}`"
+                      + (f" — incomplete: the server takes all "
+                         f"{len(summary['submission_missing']) + len(summary['submission_files'])} files; "
+                         "missing " + "; ".join(f"{name} ({why})" for name, why in summary["submission_missing"].items())
+                         if summary["submission_missing"] else ""), ""]
     lines += ["## Settings (mean ± std over seeds)", "",
               "| setting | metric | n | best | final |", "|---|---|---|---|---|"]
     for g in summary["groups"]:
@@ -273,26 +277,30 @@ def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
     return "\n".join(lines)
 
 
-def write_submission_zip(jobs: list[Job], path: Path) -> Path | None:
+def write_submission_zip(jobs: list[Job], path: Path) -> tuple[list[str], dict[str, str]]:
     """Every task's submission file(s), from its job with the best selected main metric, under the names the GLUE
-    server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv)."""
+    server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv). Returns the files zipped (none: no zip), and
+    each file the server expects that is not in it, with why (the server takes a complete set)."""
     best: dict[str, Job] = {}
     for job in jobs:
         if job.status == "done" and job.main in job.selected:
             if job.task.name not in best or job.selected[job.main] > best[job.task.name].selected[job.main]:
                 best[job.task.name] = job
-    files = {}
-    for name, job in best.items():
+    files, missing = {}, {}
+    for name in RUN_GLUE_RESULTS:  # every task GLUE scores, in the task table's order
         spec = TASKS[name]
         for file_name in [*spec.submissions.values(), *(TASKS["ax"].submissions.values() if name == "mnli" else [])]:
-            if (Path(job.dir) / file_name).is_file():
-                files[file_name] = Path(job.dir) / file_name
-    if not files:
-        return None
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file_name, source in sorted(files.items()):
-            archive.write(source, arcname=file_name)
-    return path
+            if name not in best:
+                missing[file_name] = f"no finished run of {spec.glue_name}"
+            elif (Path(best[name].dir) / file_name).is_file():
+                files[file_name] = Path(best[name].dir) / file_name
+            else:
+                missing[file_name] = f"{spec.glue_name}'s best job wrote none (predict_test=false?)"
+    if files:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file_name, source in sorted(files.items()):
+                archive.write(source, arcname=file_name)
+    return sorted(files), missing
 
 
 def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, list[Path]]:
@@ -306,8 +314,11 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     else:
         plots = []
         log.warning('No plots: matplotlib is not installed (pip install -e ".[sweeps]"); the tables are complete.')
-    zip_path = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else None
-    summary["submission_zip"] = str(zip_path) if zip_path else None
+    zip_path = out_dir / "glue_submission.zip"
+    zipped, missing = write_submission_zip(jobs, zip_path) if summary["glue"] else ([], {})
+    zip_path = zip_path if zipped else None
+    summary.update(submission_zip=str(zip_path) if zip_path else None, submission_files=zipped,
+                   submission_missing=missing if zipped else {})
     markdown = to_markdown(summary, plots, zip_path)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2))
