@@ -166,6 +166,21 @@ def test_evaluate_scores_the_run_on_its_dev_set_as_training_did(finished_run):
     assert f"val/acc = {accuracy:.4f}" in result.stdout and str(finished_run / "eval_dev.json") in result.stdout
 
 
+def test_evaluate_names_its_default_output_after_the_data_so_other_files_keep_their_scores(tmp_path):
+    from glue_finetune.evaluation import default_output
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)  # what makes a dir a run dir
+    (run / ".hydra" / "config.yaml").write_text("{}\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert default_output(run, None) == run / "eval_dev.json"  # the run's own dev set(s)
+    assert default_output(run, tmp_path / "RTE" / "dev.tsv") == run / "eval_RTE-dev.json"  # not the run's own name
+    assert default_output(run, tmp_path / "mine.tsv") == run / "eval_mine.json"
+    assert default_output(run / "checkpoints" / "last.ckpt", tmp_path / "SST-2" / "dev_mismatched.tsv") == \
+        run / "eval_SST-2-dev_mismatched_last.json"
+
+
 def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_path):
     best = next((finished_run / "checkpoints").glob("best-*.ckpt"))
     labelled = tmp_path / "named.tsv"  # labels by name, a column more, another order

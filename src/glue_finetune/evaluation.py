@@ -71,9 +71,16 @@ def evaluate(model: Path, data: Path | None = None, **predictor_args) -> dict:
     return metrics
 
 
+GLUE_FILE_STEMS = ("dev", "dev_matched", "dev_mismatched", "train", "test", "test_matched", "test_mismatched")
+
+
 def default_output(model: Path, data: Path | None) -> Path:
     """Where evaluate.py writes the metrics by default: eval_<data>.json in the run dir (else beside the model);
-    eval_<data>_<checkpoint>.json for a checkpoint."""
+    eval_<data>_<checkpoint>.json for a checkpoint. <data> is "dev" for the run's own dev set(s), the file's name
+    for a file of one's own, and its folder's too for one of GLUE's file names (eval_RTE-dev.json: another task's
+    or another copy's dev.tsv must not overwrite the run's own eval_dev.json)."""
     here = run_dir_of(model) or (model.parent if model.is_file() else model)
-    stem = Path(data).stem if data is not None else "dev"
+    stem = "dev" if data is None else Path(data).stem
+    if data is not None and stem in GLUE_FILE_STEMS:
+        stem = f"{Path(data).absolute().parent.name}-{stem}"
     return here / (f"eval_{stem}_{model.stem}.json" if model.is_file() else f"eval_{stem}.json")
