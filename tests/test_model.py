@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -34,6 +36,19 @@ def test_pretrained_weights_are_fine_tuned_in_train_mode(tiny_cfg, tmp_path):
     build(tiny_cfg).model.save_pretrained(tmp_path)
     model = build(tiny_cfg, f"model.name_or_path={tmp_path}", "model.pretrained=true")
     assert all(m.training for m in model.model.modules())
+
+
+def test_a_model_fine_tuned_on_another_task_gets_a_new_head_and_keeps_its_encoder(tiny_cfg, tmp_path, caplog):
+    # Intermediate-task transfer: SST-2's 2-label classifier, then STS-B's single score.
+    caplog.set_level(logging.INFO, logger="glue_finetune")
+    sst2 = build(tiny_cfg).model
+    sst2.save_pretrained(tmp_path)
+    stsb = build(tiny_cfg, f"model.name_or_path={tmp_path}", "model.pretrained=true", "data=stsb").model
+    assert stsb.classifier.out_features == 1 and stsb.config.problem_type == "regression"
+    for name, weight in sst2.bert.state_dict().items():
+        assert torch.equal(stsb.bert.state_dict()[name], weight), f"{name} was not kept"
+    assert "has a classifier head of another size (classifier.bias (2,), classifier.weight (2, " in caplog.text
+    assert "STS-B gets a new one" in caplog.text
 
 
 def test_weight_decay_skips_biases_and_layer_norms(tiny_cfg):

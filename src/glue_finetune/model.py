@@ -73,13 +73,24 @@ class TextClassifier(L.LightningModule):
         with fetching(f"model {name_or_path!r}", name_or_path), quiet_transformers():
             config = head_config(name_or_path, spec)
             if pretrained:
+                # ignore_mismatched_sizes: a model fine-tuned on another task (MNLI's 3 labels, then RTE's 2: the
+                # usual intermediate-task transfer) gets a new head of the task's size, its encoder kept.
                 self.model, loading = AutoModelForSequenceClassification.from_pretrained(
-                    name_or_path, config=config, attn_implementation=attn_implementation, output_loading_info=True)
+                    name_or_path, config=config, attn_implementation=attn_implementation, output_loading_info=True,
+                    ignore_mismatched_sizes=True)
                 # A new classifier head is what fine-tuning expects; any other weight left at random is a problem.
                 missing = [k for k in loading["missing_keys"] if not k.startswith("classifier.")]
                 if missing:
                     log.warning("%d weight(s) of %s were not in %s and start random: %s", len(missing),
                                 type(self.model).__name__, name_or_path, ", ".join(missing[:10]))
+                mismatched = sorted(loading.get("mismatched_keys") or ())
+                if mismatched:
+                    log.info("%s has a classifier head of another size (%s): %s gets a new one, the rest of its "
+                             "weights are kept.", name_or_path, ", ".join(f"{k} {tuple(saved)}" for k, saved, _ in
+                                                                         mismatched), spec.glue_name)
+                    if any(not k.startswith("classifier.") for k, _, _ in mismatched):
+                        log.warning("Weights of %s other than its classifier head do not fit this model and start "
+                                    "random: %s", name_or_path, ", ".join(k for k, _, _ in mismatched))
             else:  # same architecture, random weights
                 self.model = AutoModelForSequenceClassification.from_config(
                     config, attn_implementation=attn_implementation)

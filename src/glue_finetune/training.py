@@ -263,7 +263,7 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
         # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
-        if not path:
+        if not path and not trainer.fast_dev_run:  # fast_dev_run saves no checkpoints, by design
             log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
                         "weights instead.")
         elif not in_memory:
