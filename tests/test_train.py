@@ -372,6 +372,14 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     assert [int(r["step"]) for r in rows if r.get("val/acc")] == [20, 40]
     assert [int(r["step"]) for r in rows if r.get("train/loss")] == [20, 40]
 
+    caplog.clear()  # debug=limit's slice of each epoch: counted, and said in the run's first lines
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "+trainer.limit_train_batches=5", output_dir=tmp_path / "limited"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Debug limits: trainer.limit_train_batches=5 (5 training batches per epoch)." in messages
+    assert "This run takes 10 training steps (5 per epoch)" in next(m for m in messages if m.startswith("This run"))
+
+
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
     """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one); it records what it wrote."""
 

@@ -86,6 +86,9 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
     # Lightning, when an epoch has fewer batches than log_every_n_steps: this project counts that interval across
     # epochs, and train() says itself when a run is too short to log (warn_of_a_run_too_short_to_validate).
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
+    # Lightning, under debug=overfit: it takes the batches in order, as overfitting asks for (the dev loader's
+    # length-sorted order reads to it as shuffled).
+    warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled (train|val) dataloader shuffling")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

@@ -202,9 +202,29 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
              "on %s in %s; checkpoint selected by %s. Run dir: %s", base_model_name(cfg)[0], parameters,
              spec.glue_name, f"{len(splits['train']):,}", dev, cfg.trainer.max_epochs, cfg.data.batch_size,
              trainer.strategy.root_device, trainer.precision, selection_text(cfg.selection.metric), output_dir)
+    if limits := debug_limits(cfg.trainer):
+        log.info("Debug limits: %s.", "; ".join(limits))
     if (cfg.trainer.get("accelerator") == "auto" and trainer.strategy.root_device.type == "cpu"
             and str(trainer.precision) == "32-true" and cpu_precision() != "32-true"):
         log.info("This CPU computes bf16 natively: trainer=cpu trains in bf16 mixed precision, 1.3-1.6x faster.")
+
+
+def debug_limits(trainer_cfg: DictConfig) -> list[str]:
+    """The Trainer's debugging limits a config sets (debug=limit, fast_dev_run, overfit), in words for the run's
+    first lines: its example counts are the data's, not what these let through."""
+    limits = []
+    if fast := trainer_cfg.get("fast_dev_run"):
+        limits.append(f"trainer.fast_dev_run={fast}: {1 if fast is True else fast} training and dev batch(es), no "
+                      "checkpoint selection, no loggers")
+    if overfit := trainer_cfg.get("overfit_batches"):
+        limits.append(f"trainer.overfit_batches={overfit}: the same training batches every epoch, as many dev batches")
+    for key, what in (("limit_train_batches", "training batches per epoch"), ("limit_val_batches", "dev batches per "
+                      "validation"), ("limit_test_batches", "dev batches when scoring the selected checkpoint")):
+        value = trainer_cfg.get(key)
+        if value is not None and value != 1.0:
+            limits.append(f"trainer.{key}={value} ({value if isinstance(value, int) else f'{value:.0%} of the'} "
+                          f"{what})")
+    return limits
 
 
 def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
@@ -216,6 +236,14 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     interval = cfg.trainer.get("val_check_interval")
     by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
     batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
+    if cfg.trainer.get("fast_dev_run"):  # one batch of each, validated whatever the intervals
+        return
+    # debug=limit's slice of each epoch, debug=overfit's batches
+    limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
     per_epoch = max(1, -(-batches // (cfg.trainer.get("accumulate_grad_batches") or 1)))  # as the model counts
     steps = per_epoch * cfg.trainer.max_epochs
     if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
