@@ -440,3 +440,18 @@ def test_a_run_counts_its_time_from_the_process_start():
     first, second = map(float, out.stdout.split())
     assert 0.5 <= first < 10, "the first run counts from the process's start (interpreter, imports)"
     assert second < 0.1, "a later run in the same process (a sweep's next job) counts from its own start"
+
+
+def test_a_run_from_another_runs_finished_checkpoint_says_nothing_is_left_and_selects_none_of_its(
+        tiny_cfg, tmp_path, caplog, capsys):
+    first = tmp_path / "first"
+    train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", output_dir=first))  # 20 steps, validated at 10, 20
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+                       output_dir=tmp_path / "second"))
+    assert ("The checkpoint this run continues from is at step 20, and this run ends at step 20: nothing is left to "
+            "train") in caplog.text
+    # Lightning carries the first run's best_model_path over: never this run's selection.
+    result = capsys.readouterr().out.splitlines()[-1]
+    assert "(selected: final weights)" in result and str(first) not in result

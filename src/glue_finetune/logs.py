@@ -89,6 +89,8 @@ def silence_known_library_warnings(resuming: bool = False) -> None:
     # Lightning, under debug=overfit: it takes the batches in order, as overfitting asks for (the dev loader's
     # length-sorted order reads to it as shuffled).
     warnings.filterwarnings("ignore", message=r"You requested to overfit but enabled (train|val) dataloader shuffling")
+    # Lightning, for a ckpt_path of another run: this run selects among its own checkpoints (training.py).
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     if resuming:  # the run's own checkpoints are there, as they should be (a fresh run still gets the warning)
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 

@@ -227,7 +227,8 @@ def debug_limits(trainer_cfg: DictConfig) -> list[str]:
     return limits
 
 
-def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
+def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule,
+                                        resume_step: int | None = None) -> None:
     """A run shorter than its validation interval validates nothing during training (and keeps its final weights),
     one shorter than its logging interval logs no train/loss: the documented run's 500 steps applied to a small
     task (WNLI: 400 steps in 10 epochs of batch 16). Said before training, with the interval that validates once
@@ -254,6 +255,11 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
                       "to select, the final weights are kept)")
     if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
+    if resume_step is not None and resume_step >= steps:
+        log.warning("The checkpoint this run continues from is at step %d, and this run ends at step %d: nothing is "
+                    "left to train, its weights are scored as they are. To train on: a larger trainer.max_epochs (or "
+                    "+trainer.max_steps).", resume_step, steps)
+        return
     if misses:
         log.warning("This run takes %d training steps (%d per epoch): it %s. To validate and log once per epoch: "
                     "trainer.val_check_interval=%d trainer.log_every_n_steps=%d (or experiment=glue: run_glue.py's "
@@ -287,6 +293,10 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
         in_memory = True
     else:
         path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if path and Path(path).parent != Path(trainer.checkpoint_callback.dirpath):
+            # Another run's, which Lightning carries over from a ckpt_path of that run until this run validates:
+            # a run selects among its own checkpoints.
+            path = ""
         # Memory-mapped: only the weights are read (as they are copied into the model), not the optimizer's state
         # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
@@ -430,7 +440,7 @@ def train(cfg: DictConfig) -> float:
         for logger in trainer.loggers:
             logger.log_hyperparams(hparams)
         describe_run(cfg, trainer, model, datamodule, output_dir)
-        warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule)
+        warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule, resume_step)
 
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
