@@ -246,7 +246,7 @@ def glue_markdown(glue: dict) -> list[str]:
 
 
 def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
-    lines = ["# Sweep report", ""]
+    lines = ["# Sweep report" if len(summary["jobs"]) > 1 else "# Run report", ""]
     if summary["glue"]:
         lines += glue_markdown(summary["glue"])
         if zip_path:

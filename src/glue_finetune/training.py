@@ -201,10 +201,12 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
     spec, splits = datamodule.spec, datamodule.splits
     dev = " + ".join(f"{len(splits[s]):,}" for s in spec.dev_splits)
+    selection = ("the final weights kept (selection.metric=last)" if cfg.selection.metric == "last" else
+                 f"checkpoint selected by {selection_text(cfg.selection.metric)}")
     log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %d epoch(s) of batch %d, "
-             "on %s in %s; checkpoint selected by %s. Run dir: %s", base_model_name(cfg)[0], parameters,
-             spec.glue_name, f"{len(splits['train']):,}", dev, cfg.trainer.max_epochs, cfg.data.batch_size,
-             trainer.strategy.root_device, trainer.precision, selection_text(cfg.selection.metric), output_dir)
+             "on %s in %s; %s. Run dir: %s", base_model_name(cfg)[0], parameters, spec.glue_name,
+             f"{len(splits['train']):,}", dev, cfg.trainer.max_epochs, cfg.data.batch_size,
+             trainer.strategy.root_device, trainer.precision, selection, output_dir)
     if limits := debug_limits(cfg.trainer):
         log.info("Debug limits: %s.", "; ".join(limits))
     if (cfg.trainer.get("accelerator") == "auto" and trainer.strategy.root_device.type == "cpu"
