@@ -213,6 +213,38 @@ def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before  # the handler before the run is back
 
 
+def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_path, monkeypatch, caplog):
+    # SLURM's SIGTERM (preemption, scontrol requeue) kills W&B's service too: closing the run then fails. The
+    # run's Preempted must still reach the entry point (exit 75, requeued), not become a failed job.
+    import sys
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import Preempted
+    from glue_finetune.sweep import run_job
+    from glue_finetune.tracking import finish_wandb
+
+    def lost(*args, **kwargs):
+        raise ConnectionResetError("Connection lost")
+
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(
+        run=SimpleNamespace(dir=str(tmp_path / "wandb" / "run-1" / "files")), finish=lost, teardown=lost))
+
+    def stopped(cfg):  # train()'s shape: W&B is closed in a finally
+        try:
+            raise Preempted("stopped by SIGTERM at step 7; checkpoint: last.ckpt")
+        finally:
+            finish_wandb()
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.tracking"), pytest.raises(Preempted):
+        run_job(cfg, stopped)
+    assert (tmp_path / "job_preempted.json").exists() and not (tmp_path / "job_failed.json").exists()
+    assert "W&B could not close its run (ConnectionResetError: Connection lost)" in caplog.text
+    assert f"stays in {tmp_path / 'wandb' / 'run-1'}: `wandb sync` uploads it" in caplog.text
+
+
 def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_scontrol(monkeypatch):
     import signal
     import subprocess

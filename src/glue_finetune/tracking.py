@@ -172,10 +172,20 @@ def finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is None:  # never imported, so no run to finish (importing it only to check costs a second)
         return
-    if wandb.run is not None:
-        wandb.finish()
-    # Stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way.
-    wandb.teardown()
+    run_dir = getattr(wandb.run, "dir", None)
+    # Never raises: this runs in a `finally`, where an error would replace the run's own outcome. SLURM's SIGTERM
+    # (preemption, scontrol requeue) reaches every process of the job, W&B's service too: finishing then fails
+    # with "Connection lost", and the Preempted that says "requeue me" must still reach the entry point.
+    try:
+        if wandb.run is not None:
+            wandb.finish()
+    except Exception as err:
+        log.warning("W&B could not close its run (%s: %s). What it logged stays in %s: `wandb sync` uploads it.",
+                    type(err).__name__, err, Path(run_dir).parent if run_dir else "the run's wandb/ dir")
+    try:  # stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way
+        wandb.teardown()
+    except Exception:  # the service is already gone
+        pass
 
 
 def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: str, directory: Path) -> None:
