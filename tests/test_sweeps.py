@@ -297,8 +297,35 @@ def test_a_job_whose_process_dies_is_a_failed_job_and_the_others_finish(sst2_dir
     assert result.returncode == 1, output[-3000:]
     assert (sweep / "1" / "job_done.json").exists() and (sweep / "0" / "job_failed.json").exists()
     assert "1 job(s) finished, 1 failed" in output and "job 0: +callbacks.die._target_=os.abort" in output
-    assert "the job's process died (WorkerCrashedError" in output and "jobs_per_gpu" in output
+    assert "the job's process died (WorkerCrashedError" in output
+    assert "the machine's memory (fewer jobs at once" in output and "jobs_per_gpu" not in output  # a CPU sweep
 
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, tmp_path):
+    # A signal makes the job save and exit 75, which Ray reports as a crashed worker: the sweep must still count
+    # it as stopped (exit 75, resume=true continues it), not as a failed job.
+    sweep = tmp_path / "sweep"
+    sweep_run = subprocess.Popen(
+        [sys.executable, "src/train.py", "-m", "seed=1", "hydra/launcher=parallel",
+         *tiny(sst2_dir, epochs=500), f"hydra.sweep.dir={sweep}"], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_MODE": "disabled"})
+    try:
+        deadline = time.monotonic() + 240
+        while not ((sweep / "0" / "metrics.csv").exists() and "train/loss" in (sweep / "0" / "metrics.csv").read_text()):
+            assert time.monotonic() < deadline and sweep_run.poll() is None, "the job did not start training"
+            time.sleep(0.5)
+        subprocess.run(["pkill", "-TERM", "-f", "ray::_run_job"], check=True)
+        output, _ = sweep_run.communicate(timeout=120)
+    finally:
+        sweep_run.kill()
+    assert sweep_run.returncode == 75, output[-3000:]
+    assert (sweep / "0" / "job_preempted.json").exists() and not (sweep / "0" / "job_failed.json").exists()
+    assert "0 job(s) finished, 0 failed, 1 stopped before the end" in output and "process died" not in output
+    # the worker's own hint names the sweep, not the Ray worker's command line
+    assert f"the sweep's command again, with resume=true hydra.sweep.dir={sweep}" in output
+    assert "--node-ip-address" not in output
 
 
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")
@@ -449,6 +476,17 @@ def test_the_local_ray_of_a_parallel_sweep_collects_no_metrics(monkeypatch):
     logs = Path("/tmp/ray/session_latest/logs")  # the session just started and shut down
     for process in ("raylet.out", "gcs_server.out"):
         assert "Disabled stats" in (logs / process).read_text(), process
+
+
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_ray_jobs_get_the_sweep_commands_wandb_and_hub_settings(monkeypatch):
+    # On a cluster the jobs run in the environment of the node's `ray start`: WANDB_MODE=disabled given to the
+    # sweep's command must reach them.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("UNRELATED_SETTING", "x")
+    env = prepared_for_ray(resolved_sweep_config(), monkeypatch).runtime_env.env_vars
+    assert env.WANDB_MODE == "disabled" and env.HF_HUB_OFFLINE == "1" and "UNRELATED_SETTING" not in env
 
 
 @pytest.mark.gpu

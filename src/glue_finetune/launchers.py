@@ -132,7 +132,9 @@ def prepare_ray(config: DictConfig) -> None:
     remote = ray_cfg.remote
     gpus, cpus = ray_shares(config.trainer, nodes, remote.get("num_gpus", "auto"), remote.get("num_cpus", "auto"),
                             jobs_per_gpu)
-    job_env = {}
+    # The sweep command's W&B and Hub settings (WANDB_MODE=offline, HF_HUB_OFFLINE=1, ...): on a cluster the jobs
+    # run in the environment of the node's `ray start`, not of this command.
+    job_env = forwarded_environment(os.environ)
     if jobs_per_gpu > 1:  # so that a job out of GPU memory can say it shares its GPU
         job_env["GLUE_FINETUNE_JOBS_PER_GPU"] = str(jobs_per_gpu)
     sharing_gpus = jobs_per_gpu > 1 and bool(gpus)
@@ -160,6 +162,15 @@ def prepare_ray(config: DictConfig) -> None:
         log.info("hydra.launcher.ray.remote.jobs_per_gpu=%d without NVIDIA's MPS: the jobs sharing a GPU take turns "
                  "on it (under MPS their kernels run side by side: 4 jobs 1.7x as fast on an H200, "
                  "docs/benchmarks.md).", jobs_per_gpu)
+
+
+FORWARDED_PREFIXES = ("WANDB_", "HF_")  # W&B's settings and key; the Hugging Face Hub's (offline, token, cache)
+FORWARDED_NAMES = ("TRANSFORMERS_OFFLINE",)
+
+
+def forwarded_environment(environ) -> dict[str, str]:
+    """The variables of the sweep's command that its jobs on Ray get too."""
+    return {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES) or k in FORWARDED_NAMES}
 
 
 def job_mps(mps: bool | str, address: str | None, job_env: dict) -> bool | None:
@@ -277,7 +288,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
     from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
 
-    from glue_finetune.sweep import FAILED, JobFailed, failed_job_result, write_json_atomically
+    from glue_finetune.sweep import FAILED, PREEMPTED, JobFailed, failed_job_result, read_json, write_json_atomically
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -298,26 +309,39 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             runs.append((list(overrides), job_dir, launch_job_on_ray(
                 launcher.hydra_context, launcher.ray_cfg.remote, sweep_config, launcher.task_function,
                 Singleton.get_state())))
-    started = time.time()
+    launched = time.time()
+    on_gpus = float(OmegaConf.select(launcher.ray_cfg, "remote.num_gpus", default=0) or 0) > 0
     returns = []
     for overrides, job_dir, run in runs:
         try:
             returns.append(ray.get(run))
         except ray.exceptions.RayError as err:
             error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
-            if not (job_dir / FAILED).exists():
-                job_dir.mkdir(parents=True, exist_ok=True)
-                write_json_atomically(job_dir / FAILED, {
-                    "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
-                    "started_at": started, "failed_at": time.time(),
-                    "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is the "
-                             "usual cause: host memory, or GPU memory with several jobs per GPU (lower "
-                             "hydra.launcher.ray.remote.jobs_per_gpu)"})
+            record = read_json(job_dir / PREEMPTED) or {}
+            if record.get("preempted_at", 0) >= launched:
+                # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
+                # crashed worker. The summary lists it as stopped, and resume=true continues it.
+                log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
+                result = f"stopped ({record.get('reason')})"
+            else:
+                result = f"the job's process died ({error})"
+                log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
+                if not (job_dir / FAILED).exists():
+                    job_dir.mkdir(parents=True, exist_ok=True)
+                    # When the job started, not when it was queued: its config is written as its process starts.
+                    config_file = job_dir / ".hydra" / "config.yaml"
+                    started = config_file.stat().st_mtime if config_file.exists() else launched
+                    write_json_atomically(job_dir / FAILED, {
+                        "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
+                        "started_at": max(started, launched), "failed_at": time.time(),
+                        "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is "
+                                 "the usual cause: " + ("host memory, or GPU memory with several jobs per GPU (lower "
+                                                        "hydra.launcher.ray.remote.jobs_per_gpu)" if on_gpus else
+                                                        "the machine's memory (fewer jobs at once: "
+                                                        "hydra.launcher.ray.remote.num_cpus=2 gives each job 2 cores)")})
             try:
                 returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
-                                         _return_value=failed_job_result(f"the job's process died ({error})",
-                                                                         launcher.config)))
+                                         _return_value=failed_job_result(result, launcher.config)))
             except JobFailed as failure:  # Optuna's sweeper: a failed trial
                 returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                                          _return_value=failure))

@@ -206,6 +206,8 @@ def continue_command(out: Path) -> str:
                                                          "--multirun"))]
     if in_multirun():
         sweep_dir = OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent))
+        if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit): not the command people ran
+            return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
         return shlex.join(["python", "src/train.py", "-m", *args, f"hydra.sweep.dir={sweep_dir}", "resume=true"])
     return shlex.join(["python", "src/train.py", *args, f"hydra.run.dir={out}", "resume=true"])
 
