@@ -106,5 +106,5 @@ def test_jobs_of_several_sweeps_are_told_apart_by_their_sweep(tmp_path):
                      script="src/report.py")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = json.loads((out / "report.json").read_text())["jobs"]
-    assert [j["name"] for j in jobs] == ["lr_a/0", "lr_b/0", "1"]  # lr_b/1, given twice, is listed once
+    assert [j["name"] for j in jobs] == ["lr_a/0", "lr_b/0", "lr_b/1"]  # lr_b/1, given twice, is listed once
     assert "| lr_a/0 | optimizer.lr=0.001 |" in result.stdout and "| lr_b/0 | optimizer.lr=0.003 |" in result.stdout

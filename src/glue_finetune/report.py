@@ -103,11 +103,12 @@ def find_jobs(directories: list[Path]) -> list[Job]:
 
 
 def name_jobs(jobs: list[Job]) -> None:
-    """Each job by the end of its path that no other job shares: "3" within one sweep; "14-02-11/3" when the
-    report covers several sweeps, whose jobs are all numbered from 0."""
+    """Each job by the end of its path that no other job shares: "3" within one sweep; "14-02-11/3" for every job
+    when the report covers several sweeps, whose jobs are all numbered from 0."""
     parts = [Path(j.dir).resolve().parts for j in jobs]
+    several_sweeps = len({own[:-1] for own in parts}) > 1
     for job, own in zip(jobs, parts):
-        depth = 1
+        depth = 2 if several_sweeps else 1
         while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
             depth += 1
         job.name = "/".join(own[-depth:])
