@@ -328,6 +328,34 @@ def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, 
     assert "--node-ip-address" not in output
 
 
+@needs_extra("hydra_plugins.hydra_ray_launcher")
+def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_the_queued_one(sst2_dir, tmp_path):
+    # 3 jobs, 2 at a time on 2 cores: Ctrl-C on the sweep's command while 2 train and the third waits.
+    sweep = tmp_path / "sweep"
+    sweep_run = subprocess.Popen(
+        [sys.executable, "src/train.py", "-m", "seed=1,2,3", "hydra/launcher=parallel",
+         "+hydra.launcher.ray.init.num_cpus=2", *tiny(sst2_dir, epochs=500), f"hydra.sweep.dir={sweep}"], cwd=ROOT,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_MODE": "disabled"})
+    try:
+        deadline = time.monotonic() + 240
+        training = lambda job: (sweep / job / "metrics.csv").exists() and "train/loss" in (
+            sweep / job / "metrics.csv").read_text()
+        while not (training("0") and training("1")):
+            assert time.monotonic() < deadline and sweep_run.poll() is None, "the jobs did not start training"
+            time.sleep(0.5)
+        sweep_run.send_signal(signal.SIGINT)
+        output, _ = sweep_run.communicate(timeout=120)
+    finally:
+        sweep_run.kill()
+    assert sweep_run.returncode == 75, output[-3000:]
+    for job in ("0", "1"):  # each saved after its current step, past its last validation
+        assert (sweep / job / "job_preempted.json").exists() and not (sweep / job / "job_failed.json").exists()
+        assert "stopped by SIGINT" in json.loads((sweep / job / "job_preempted.json").read_text())["reason"]
+    assert not (sweep / "2" / "job_failed.json").exists()  # never started: nothing to fail
+    assert "0 job(s) finished, 0 failed, 2 stopped before the end" in output
+    assert f"rerun the same command with resume=true hydra.sweep.dir={sweep}" in output
+
+
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")
 @needs_extra("hydra_plugins.hydra_ray_launcher")
 def test_an_optuna_trial_whose_process_dies_is_a_failed_trial(sst2_dir, tmp_path):

@@ -288,7 +288,8 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
     from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
 
-    from glue_finetune.sweep import FAILED, PREEMPTED, JobFailed, failed_job_result, read_json, write_json_atomically
+    from glue_finetune.sweep import (FAILED, PREEMPTED, JobFailed, failed_job_result, read_json, sweep_continue_command,
+                                     write_json_atomically)
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -312,13 +313,30 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     launched = time.time()
     on_gpus = float(OmegaConf.select(launcher.ray_cfg, "remote.num_gpus", default=0) or 0) > 0
     returns = []
+    interrupted = False
     for overrides, job_dir, run in runs:
         try:
-            returns.append(ray.get(run))
+            try:
+                returns.append(ray.get(run))
+                continue
+            except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
+                if interrupted:
+                    raise
+                interrupted = True
+                stop_jobs(runs, sweep_dir)
+                returns.append(ray.get(run))
+                continue
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            log.warning("Stopped waiting for the jobs. To continue the sweep: %s", sweep_continue_command(sweep_dir))
+            raise
         except ray.exceptions.RayError as err:
             error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             record = read_json(job_dir / PREEMPTED) or {}
-            if record.get("preempted_at", 0) >= launched:
+            if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and \
+                    record.get("preempted_at", 0) < launched:  # dropped before it started, or before a checkpoint
+                log.warning("Job %s: stopped before it saved a checkpoint; resume=true starts it.", job_dir.name)
+                result = "stopped by Ctrl-C before its first checkpoint"
+            elif record.get("preempted_at", 0) >= launched:
                 # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
                 # crashed worker. The summary lists it as stopped, and resume=true continues it.
                 log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
@@ -346,6 +364,21 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
                 returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                                          _return_value=failure))
     return returns
+
+
+def stop_jobs(runs: list, sweep_dir: Path) -> None:
+    """Ctrl-C on a Ray sweep: each running job is interrupted as Ctrl-C interrupts a run (it saves a checkpoint
+    after its current step and stops), and jobs not started yet are dropped; their results are then collected as
+    usual, so the summary lists the stopped jobs and how to continue them."""
+    import ray
+
+    log.warning("Ctrl-C: each running job saves a checkpoint after its current step and stops; jobs not started "
+                "yet are not started. Waiting for them (Ctrl-C again: stop waiting, the jobs are then killed).")
+    for _, _, run in runs:
+        try:
+            ray.cancel(run, force=False)  # a KeyboardInterrupt in the job's process, where it runs
+        except Exception as err:  # finished already
+            log.debug("ray.cancel: %s", err)
 
 
 def ray_shares(trainer: DictConfig, nodes: list[Node], num_gpus, num_cpus,

@@ -200,16 +200,24 @@ def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
                         "new hydra.run.dir or hydra.sweep.dir starts a new run with these).")
 
 
+def command_args() -> list[str]:
+    """The overrides of the command this process runs, less where it writes, resume and -m."""
+    return [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "resume=", "-m",
+                                                         "--multirun"))]
+
+
+def sweep_continue_command(sweep_dir) -> str:
+    """The command that continues a sweep: finished jobs are skipped, stopped ones continue from their checkpoint."""
+    if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit): not the command people ran
+        return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
+    return shlex.join(["python", "src/train.py", "-m", *command_args(), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
+
+
 def continue_command(out: Path) -> str:
     """The command that continues this run (or this sweep) where it stopped."""
-    args = [a for a in sys.argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "resume=", "-m",
-                                                         "--multirun"))]
     if in_multirun():
-        sweep_dir = OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent))
-        if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit): not the command people ran
-            return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
-        return shlex.join(["python", "src/train.py", "-m", *args, f"hydra.sweep.dir={sweep_dir}", "resume=true"])
-    return shlex.join(["python", "src/train.py", *args, f"hydra.run.dir={out}", "resume=true"])
+        return sweep_continue_command(OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent)))
+    return shlex.join(["python", "src/train.py", *command_args(), f"hydra.run.dir={out}", "resume=true"])
 
 
 def earlier_attempts_s(out: Path) -> float:
