@@ -369,13 +369,14 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     precision = str(get("trainer.precision"))
     check(precision in PRECISIONS, f"trainer.precision={precision}: unknown; use one of {', '.join(PRECISIONS)}")
     accelerator, devices = str(get("trainer.accelerator")), get("trainer.devices")
-    if gpus_here and accelerator in ("gpu", "cuda", "auto") and isinstance(devices, int) and not isinstance(devices, bool):
-        import torch
+    # auto with several devices and no GPU would start as many CPU processes (DDP over gloo), each printing and
+    # training a share: not what asking for devices meant. CPU DDP is asked for by name (trainer.accelerator=cpu).
+    if (gpus_here and isinstance(devices, int) and not isinstance(devices, bool)
+            and (accelerator in ("gpu", "cuda") or (accelerator == "auto" and devices > 1))):
+        import torch  # only here: the default (auto, 1 device) is checked without it, in a second
 
-        # auto with several devices and no GPU would start as many CPU processes (DDP over gloo), each printing
-        # and training a share: not what asking for devices on a GPU machine meant. CPU DDP is asked for by name.
         available = torch.cuda.device_count()
-        if accelerator != "auto" or (available == 0 and devices > 1):
+        if accelerator != "auto" or available == 0:
             check(devices <= available, f"trainer.devices={devices} but {available} GPU(s) are visible"
                   + (" (trainer=cpu trains on the CPU; several CPU processes: trainer=ddp trainer.accelerator=cpu)"
                      if available == 0 else ""))

@@ -281,8 +281,10 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     ``[ray.get(run) for run in runs]``, so a job whose process died (killed by the OS for memory, a segfault) raises
     out of the sweep before the other results are read and before the sweep summary runs. Here each job is read on
     its own, and a dead one leaves ``job_failed.json`` and counts as a failed job (as run_job fails one),
-    so the others finish and the summary lists it. Set up the same way as the original (it cannot be subclassed:
-    Hydra loads launchers only from the hydra_plugins package)."""
+    so the others finish and the summary lists it; a job stopped by a signal (its exit code 75 also reads to Ray
+    as a dead worker) counts as stopped. Ctrl-C stops the jobs at a checkpoint (``stop_jobs``) and collects them
+    as usual. Set up the same way as the original (it cannot be subclassed: Hydra loads launchers only from the
+    hydra_plugins package)."""
     import ray
     from hydra.core.singleton import Singleton
     from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -314,19 +316,23 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     on_gpus = float(OmegaConf.select(launcher.ray_cfg, "remote.num_gpus", default=0) or 0) > 0
     returns = []
     interrupted = False
+
+    def result_of(run):
+        nonlocal interrupted
+        try:
+            return ray.get(run)
+        except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
+            if interrupted:  # a second one: stop waiting
+                raise
+            interrupted = True
+            stop_jobs(runs)
+            return ray.get(run)
+
     for overrides, job_dir, run in runs:
         try:
-            try:
-                returns.append(ray.get(run))
-                continue
-            except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
-                if interrupted:
-                    raise
-                interrupted = True
-                stop_jobs(runs, sweep_dir)
-                returns.append(ray.get(run))
-                continue
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            returns.append(result_of(run))
+            continue
+        except KeyboardInterrupt:
             log.warning("Stopped waiting for the jobs. To continue the sweep: %s", sweep_continue_command(sweep_dir))
             raise
         except ray.exceptions.RayError as err:
@@ -366,7 +372,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     return returns
 
 
-def stop_jobs(runs: list, sweep_dir: Path) -> None:
+def stop_jobs(runs: list) -> None:
     """Ctrl-C on a Ray sweep: each running job is interrupted as Ctrl-C interrupts a run (it saves a checkpoint
     after its current step and stops), and jobs not started yet are dropped; their results are then collected as
     usual, so the summary lists the stopped jobs and how to continue them."""
