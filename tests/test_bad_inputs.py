@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,25 @@ def test_a_dir_on_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # what access(2) says on a read-only mount
     monkeypatch.setattr(os, "statvfs", lambda path: type("statvfs", (), {"f_flag": os.ST_RDONLY})())
     assert unwritable(tmp_path / "new" / "run") == f"cannot create it: {tmp_path} is on a read-only file system"
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to check as another user")
+def test_a_dir_under_one_the_user_may_not_search_is_named_not_a_traceback(tmp_path):
+    from glue_finetune.files import unwritable
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)  # root's: another user may not look inside
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # as nobody: the check a run dir under someone else's home gets
+        try:
+            os.setuid(65534)
+            said = str(unwritable(locked / "runs" / "run"))
+        except BaseException as err:  # what the check must not do
+            said = f"raised {type(err).__name__}: {err}"
+        os.write(write, said.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    said = os.read(read, 4096).decode()
+    assert said.startswith("cannot create it: ") and said.endswith("is not writable"), said

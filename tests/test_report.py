@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -108,3 +109,21 @@ def test_jobs_of_several_sweeps_are_told_apart_by_their_sweep(tmp_path):
     jobs = json.loads((out / "report.json").read_text())["jobs"]
     assert [j["name"] for j in jobs] == ["lr_a/0", "lr_b/0", "lr_b/1"]  # lr_b/1, given twice, is listed once
     assert "| lr_a/0 | optimizer.lr=0.001 |" in result.stdout and "| lr_b/0 | optimizer.lr=0.003 |" in result.stdout
+
+
+def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_path):
+    from glue_finetune.report import find_jobs, write_submission_zip
+
+    for name, task, acc, writes in (("0", "rte", 0.7, False), ("1", "rte", 0.6, True), ("2", "cola", 0.3, True)):
+        job = tmp_path / "sweep" / name
+        fake_job(job, "0.001", [acc])
+        (job / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\n")
+        (job / "metrics.csv").write_text(f"step,{'val/acc' if task == 'rte' else 'val/mcc'},selected/"
+                                         f"{'val/acc' if task == 'rte' else 'val/mcc'}\n10,{acc},\n10,,{acc}\n")
+        if writes:
+            (job / f"{'RTE' if task == 'rte' else 'CoLA'}.tsv").write_text(f"index\tprediction\n0\t{name}\n")
+    zipped, missing = write_submission_zip(find_jobs([tmp_path / "sweep"]), tmp_path / "glue.zip")
+    assert zipped == ["CoLA.tsv", "RTE.tsv"]  # RTE's best job (0.7) wrote none: the next one's file
+    with zipfile.ZipFile(tmp_path / "glue.zip") as archive:
+        assert archive.read("RTE.tsv").decode().endswith("0\t1\n")
+    assert missing["SST-2.tsv"] == "no finished run of SST-2" and len(missing) == 9

@@ -103,6 +103,40 @@ def test_scores_of_part_of_the_dev_set_are_marked_as_such(tiny_cfg, tmp_path, ss
     _, front, body = (tmp_path / "README.md").read_text().split("---\n", 2)
     assert "model-index" not in yaml.safe_load(front)
     assert f"**A debug run: every score below covers 16 of {dev_size:,} dev examples only**" in body
+    # Validation on a slice, scoring on all of it, even where the last validation's weights are the selected ones
+    # (selection.metric=last): a result, unmarked.
+    train(tiny_cfg("trainer.max_epochs=1", "+trainer.limit_val_batches=2", "predict_test=false",
+                   "selection.metric=last", output_dir=tmp_path / "validated_on_a_slice"))
+    assert "dev examples only" not in capsys.readouterr().out.splitlines()[-1]
+    _, front, _ = (tmp_path / "validated_on_a_slice" / "README.md").read_text().split("---\n", 2)
+    assert "model-index" in yaml.safe_load(front)
+
+
+def test_debug_limits_are_said_as_lightning_counts_them():
+    from omegaconf import OmegaConf
+
+    from glue_finetune.training import debug_limits
+
+    limits = debug_limits(OmegaConf.create({"limit_train_batches": 1.0, "limit_val_batches": 1,
+                                            "limit_test_batches": 0.25}))
+    assert limits == ["trainer.limit_val_batches=1 (1 dev batches per validation)",  # the int 1: one batch
+                      "trainer.limit_test_batches=0.25 (25% of the dev batches when scoring the selected checkpoint)"]
+
+
+def test_under_ddp_only_rank_zero_prints_its_lines_before_lightning_knows_the_rank(monkeypatch):
+    import sys
+
+    from glue_finetune.logs import ConsoleFilter, process_rank
+
+    monkeypatch.delitem(sys.modules, "lightning.fabric.utilities.rank_zero")  # as in a task's first second
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert process_rank() == 0
+    monkeypatch.setenv("SLURM_PROCID", "1")  # SLURM's second task of a DDP job
+    assert process_rank() == 1
+    info = logging.LogRecord("glue_finetune.training", logging.INFO, "", 0, "Fine-tuning ...", None, None)
+    error = logging.LogRecord("glue_finetune.training", logging.ERROR, "", 0, "failed", None, None)
+    assert not ConsoleFilter().filter(info) and ConsoleFilter().filter(error)
 
 
 def test_selection_by_a_metric_keeps_its_highest_value(tiny_cfg, tmp_path):
@@ -455,3 +489,10 @@ def test_a_run_from_another_runs_finished_checkpoint_says_nothing_is_left_and_se
     # Lightning carries the first run's best_model_path over: never this run's selection.
     result = capsys.readouterr().out.splitlines()[-1]
     assert "(selected: final weights)" in result and str(first) not in result
+
+    caplog.clear()  # its own last.ckpt at the end (stopped while scoring or exporting): no advice to change settings
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+                       output_dir=first))
+    assert "Training had finished at step 20: scoring and export follow." in caplog.text
+    assert "nothing is left to train" not in caplog.text

@@ -108,7 +108,7 @@ def model_card(
         "---", yaml.safe_dump(front_matter, sort_keys=False).rstrip(), "---", "",
         f"# {name}", "",
         *([f"**A debug run: every score below covers {scored} only** (the trainer's limit_val_batches, "
-           "limit_test_batches or fast_dev_run). Not a result on GLUE.", ""] if scored else []),
+           "limit_test_batches, overfit_batches or fast_dev_run). Not a result on GLUE.", ""] if scored else []),
         "This model is a fine-tuned version of "
         + (f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`")
         + f" on the GLUE {spec.glue_name} dataset. It achieves the following results on the evaluation set "

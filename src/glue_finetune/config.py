@@ -387,7 +387,8 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     elif files_here and spec is not None and not spec.train_with:
         problems += local_data_problems(spec, get("data.local_dir"), get("data.glue_dir"))
     if files_here and (ckpt_path := get("ckpt_path")) and Path(str(ckpt_path)).expanduser().is_dir():
-        found = sorted(Path(str(ckpt_path)).expanduser().glob("**/last.ckpt"))
+        given = Path(str(ckpt_path)).expanduser()
+        found = [p for p in (given / "checkpoints" / "last.ckpt", given / "last.ckpt") if p.is_file()]
         problems.append(f"ckpt_path={ckpt_path} is a directory: give a checkpoint file"
                         + (f", e.g. ckpt_path={found[0]}" if found else " (<run dir>/checkpoints/last.ckpt)"))
     elif files_here and ckpt_path and not Path(str(ckpt_path)).expanduser().is_file():

@@ -62,9 +62,10 @@ def unwritable(directory: Path) -> str | None:
     left behind: a temporary file in it, or, where it does not exist yet, the access to its nearest existing parent."""
     directory = Path(directory).absolute()
     existing = directory
-    while not existing.exists() and existing != existing.parent:
+    # os.path's, not Path's: they say False for a path under a directory one may not search (Path's raise)
+    while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
+    if not os.path.isdir(existing):
         return f"{existing} is a file, not a directory"
     if existing == directory:
         try:

@@ -34,7 +34,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from glue_finetune.errors import ConfigError, UserError
+from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,10 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             sweep_config.hydra.job.id = f"job_id_for_{idx}"
             sweep_config.hydra.job.num = idx
             job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
-            runs.append((list(overrides), job_dir, launch_job_on_ray(
+            # A stop record written during this launch tells a stopped job from a dead one (the record, not the
+            # clocks: a worker node's may differ from this one's).
+            earlier = read_json(job_dir / PREEMPTED)
+            runs.append((list(overrides), job_dir, earlier, launch_job_on_ray(
                 launcher.hydra_context, launcher.ray_cfg.remote, sweep_config, launcher.task_function,
                 Singleton.get_state())))
     launched = time.time()
@@ -325,10 +328,10 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             if interrupted:  # a second one: stop waiting
                 raise
             interrupted = True
-            stop_jobs(runs)
+            stop_jobs([r[-1] for r in runs])
             return ray.get(run)
 
-    for overrides, job_dir, run in runs:
+    for overrides, job_dir, earlier, run in runs:
         try:
             returns.append(result_of(run))
             continue
@@ -337,12 +340,13 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             raise
         except ray.exceptions.RayError as err:
             error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            record = read_json(job_dir / PREEMPTED) or {}
-            if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and \
-                    record.get("preempted_at", 0) < launched:  # dropped before it started, or before a checkpoint
+            record = read_json(job_dir / PREEMPTED)
+            stopped_now = record is not None and record != earlier
+            if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
+                # dropped before it started, or stopped before its first checkpoint
                 log.warning("Job %s: stopped before it saved a checkpoint; resume=true starts it.", job_dir.name)
                 result = "stopped by Ctrl-C before its first checkpoint"
-            elif record.get("preempted_at", 0) >= launched:
+            elif stopped_now:
                 # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
                 # crashed worker. The summary lists it as stopped, and resume=true continues it.
                 log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
@@ -369,10 +373,18 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             except JobFailed as failure:  # Optuna's sweeper: a failed trial
                 returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                                          _return_value=failure))
+    if interrupted:
+        # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
+        # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
+        from glue_finetune.sweep import SweepSummary
+
+        log.warning("Ctrl-C: the sweep stops here; resume=true continues it (finished jobs are kept).")
+        SweepSummary().on_multirun_end(config=launcher.config)  # exits 1 with failed jobs, 75 with stopped ones
+        sys.exit(PREEMPTED_EXIT_CODE)
     return returns
 
 
-def stop_jobs(runs: list) -> None:
+def stop_jobs(runs: list) -> None:  # Ray's object refs of the jobs
     """Ctrl-C on a Ray sweep: each running job is interrupted as Ctrl-C interrupts a run (it saves a checkpoint
     after its current step and stops), and jobs not started yet are dropped; their results are then collected as
     usual, so the summary lists the stopped jobs and how to continue them."""
@@ -380,7 +392,7 @@ def stop_jobs(runs: list) -> None:
 
     log.warning("Ctrl-C: each running job saves a checkpoint after its current step and stops; jobs not started "
                 "yet are not started. Waiting for them (Ctrl-C again: stop waiting, the jobs are then killed).")
-    for _, _, run in runs:
+    for run in runs:
         try:
             ray.cancel(run, force=False)  # a KeyboardInterrupt in the job's process, where it runs
         except Exception as err:  # finished already

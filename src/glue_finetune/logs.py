@@ -25,12 +25,13 @@ class ConsoleFilter(logging.Filter):
 
 def process_rank() -> int:
     """This process's global rank: Lightning's, once Lightning is imported (its strategy sets it); before, the one
-    the launcher gave it (Lightning's DDP launcher sets LOCAL_RANK and NODE_RANK, torchrun RANK)."""
+    the launcher gave it (Lightning's DDP launcher sets LOCAL_RANK and NODE_RANK, torchrun RANK, SLURM's tasks
+    SLURM_PROCID)."""
     rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
     rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", None)
     if isinstance(rank, int):
         return rank
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"):
         if (value := os.environ.get(name, "0")).isdigit() and int(value) != 0:
             return int(value)
     return 0

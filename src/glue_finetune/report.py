@@ -279,24 +279,25 @@ def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
 
 
 def write_submission_zip(jobs: list[Job], path: Path) -> tuple[list[str], dict[str, str]]:
-    """Every task's submission file(s), from its job with the best selected main metric, under the names the GLUE
-    server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv). Returns the files zipped (none: no zip), and
-    each file the server expects that is not in it, with why (the server takes a complete set)."""
-    best: dict[str, Job] = {}
-    for job in jobs:
-        if job.status == "done" and job.main in job.selected:
-            if job.task.name not in best or job.selected[job.main] > best[job.task.name].selected[job.main]:
-                best[job.task.name] = job
+    """Every task's submission file(s), each from the task's job with the best selected main metric that wrote it,
+    under the names the GLUE server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv). Returns the files
+    zipped (none: no zip), and each file the server expects that is not in it, with why (it takes a complete set)."""
+    ranked: dict[str, list[Job]] = {}  # task -> its finished jobs, best first
+    for job in sorted((j for j in jobs if j.status == "done" and j.main in j.selected),
+                      key=lambda j: j.selected[j.main], reverse=True):
+        ranked.setdefault(job.task.name, []).append(job)
     files, missing = {}, {}
     for name in RUN_GLUE_RESULTS:  # every task GLUE scores, in the task table's order
         spec = TASKS[name]
         for file_name in [*spec.submissions.values(), *(TASKS["ax"].submissions.values() if name == "mnli" else [])]:
-            if name not in best:
-                missing[file_name] = f"no finished run of {spec.glue_name}"
-            elif (Path(best[name].dir) / file_name).is_file():
-                files[file_name] = Path(best[name].dir) / file_name
+            written = [Path(j.dir) / file_name for j in ranked.get(name, []) if (Path(j.dir) / file_name).is_file()]
+            if written:
+                files[file_name] = written[0]
+            elif name in ranked:
+                missing[file_name] = (f"no {spec.glue_name} job wrote it: predict_test=false, or no test file in "
+                                      "its data")
             else:
-                missing[file_name] = f"{spec.glue_name}'s best job wrote none (predict_test=false?)"
+                missing[file_name] = f"no finished run of {spec.glue_name}"
     if files:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for file_name, source in sorted(files.items()):

@@ -226,7 +226,7 @@ def debug_limits(trainer_cfg: DictConfig) -> list[str]:
     for key, what in (("limit_train_batches", "training batches per epoch"), ("limit_val_batches", "dev batches per "
                       "validation"), ("limit_test_batches", "dev batches when scoring the selected checkpoint")):
         value = trainer_cfg.get(key)
-        if value is not None and value != 1.0:
+        if value is not None and not (isinstance(value, float) and value == 1.0):  # the int 1 is one batch
             limits.append(f"trainer.{key}={value} ({value if isinstance(value, int) else f'{value:.0%} of the'} "
                           f"{what})")
     return limits
@@ -261,9 +261,13 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
     if resume_step is not None and resume_step >= steps:
-        log.warning("The checkpoint this run continues from is at step %d, and this run ends at step %d: nothing is "
-                    "left to train, its weights are scored as they are. To train on: a larger trainer.max_epochs (or "
-                    "+trainer.max_steps).", resume_step, steps)
+        own = Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
+        if own:  # stopped after training (while scoring or exporting): what is left follows
+            log.info("Training had finished at step %d: scoring and export follow.", resume_step)
+        else:
+            log.warning("The checkpoint this run continues from is at step %d, and this run ends at step %d: nothing "
+                        "is left to train, its weights are scored as they are. To train on: a larger "
+                        "trainer.max_epochs (or +trainer.max_steps).", resume_step, steps)
         return
     if misses:
         log.warning("This run takes %d training steps (%d per epoch): it %s. To validate and log once per epoch: "
@@ -313,7 +317,10 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
             model.load_state_dict(saved["state_dict"])
         del saved
     last = model.last_validation
-    if in_memory and last and last["step"] == trainer.global_step:
+    # Reused only where scoring would see the same dev batches: with +trainer.limit_val_batches alone, validation
+    # saw a slice and scoring sees the whole dev set (whichever validation was selected).
+    same_batches = trainer.limit_val_batches == trainer.limit_test_batches and not trainer.overfit_batches
+    if in_memory and last and last["step"] == trainer.global_step and same_batches:
         scores = {name: value for name, value in last.items() if name != "step"}
         for logger in trainer.loggers:
             logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
@@ -458,8 +465,9 @@ def train(cfg: DictConfig) -> float:
         main = datamodule.spec.main_metric
         scored = dev_examples_scored(trainer, datamodule)
         if scored:
-            log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches or "
-                        "fast_dev_run): a check of the pipeline, not a result. The model card says so.", scored)
+            log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches, "
+                        "overfit_batches or fast_dev_run): a check of the pipeline, not a result. The model card says "
+                        "so.", scored)
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
                 written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored)
