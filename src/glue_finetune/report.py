@@ -316,9 +316,8 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     else:
         plots = []
         log.warning('No plots: matplotlib is not installed (pip install -e ".[sweeps]"); the tables are complete.')
-    zip_path = out_dir / "glue_submission.zip"
-    zipped, missing = write_submission_zip(jobs, zip_path) if summary["glue"] else ([], {})
-    zip_path = zip_path if zipped else None
+    zipped, missing = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else ([], {})
+    zip_path = out_dir / "glue_submission.zip" if zipped else None
     summary.update(submission_zip=str(zip_path) if zip_path else None, submission_files=zipped,
                    submission_missing=missing if zipped else {})
     markdown = to_markdown(summary, plots, zip_path)

@@ -324,17 +324,17 @@ class RunDirCheck(Callback):
     traceback; this names the dir, why, and the key that puts it elsewhere."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self.check(Path(str(config.hydra.run.dir)), "hydra.run.dir", "outputs")
+        self.check(config, "run", "outputs")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self.check(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir", "multirun")
+        self.check(config, "sweep", "multirun")
 
     @staticmethod
-    def check(directory: Path, key: str, default_root: str) -> None:
+    def check(config: DictConfig, kind: str, default_root: str) -> None:
+        directory = Path(str(config.hydra[kind].dir))
         if problem := unwritable(directory):
-            log.error("Cannot write the %s dir %s: %s. Fix: %s=/a/writable/dir, or run from a writable directory "
-                      "(by default %s go under ./%s/).", "run" if key == "hydra.run.dir" else "sweep", directory,
-                      problem, key, "runs" if key == "hydra.run.dir" else "sweeps", default_root)
+            log.error("Cannot write the %s dir %s: %s. Fix: hydra.%s.dir=/a/writable/dir, or run from a writable "
+                      "directory (by default %ss go under ./%s/).", kind, directory, problem, kind, kind, default_root)
             sys.exit(2)
 
 

@@ -238,12 +238,13 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     one shorter than its logging interval logs no train/loss: the documented run's 500 steps applied to a small
     task (WNLI: 400 steps in 10 epochs of batch 16). Said before training, with the interval that validates once
     per epoch. Lightning's own warning on this (training batches fewer than log_every_n_steps) is silenced: it
-    counts one epoch, while this project's logging and validation intervals count steps across epochs."""
+    counts one epoch, while this project's logging and validation intervals count steps across epochs. A run that
+    continues from a checkpoint at or past its last step is told instead that nothing is left to train."""
+    if cfg.trainer.get("fast_dev_run"):  # one batch of each, validated whatever the intervals
+        return
     interval = cfg.trainer.get("val_check_interval")
     by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
     batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
-    if cfg.trainer.get("fast_dev_run"):  # one batch of each, validated whatever the intervals
-        return
     # debug=limit's slice of each epoch, debug=overfit's batches
     limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
     if isinstance(limit, int) and not isinstance(limit, bool):
