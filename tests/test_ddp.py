@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_sst2
 from test_train import column, read_metrics, run_cli
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -27,6 +27,12 @@ def tiny_without_dropout(tmp_path_factory) -> Path:
     return model
 
 
+@pytest.fixture(scope="module")
+def sst2_odd_dev(tmp_path_factory) -> Path:
+    """33 dev sentences: on 2 ranks one scores 17 (3 batches of 8), the other 16 (2 batches)."""
+    return write_sst2(tmp_path_factory.mktemp("sst2_odd_dev"), n_dev=33)
+
+
 def common(sst2_dir: Path, model: Path) -> list[str]:
     # 320 training sentences: 10 steps an epoch at a global batch of 32; float32 for comparable numbers.
     return ["model=tiny", f"model.name_or_path={model}", "logger=csv", "optimizer.lr=3e-3", "trainer.max_epochs=2",
@@ -38,9 +44,11 @@ def final_step(run_dir: Path) -> int:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
 
 
-def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(sst2_dir, tiny_without_dropout, tmp_path):
-    # 2 processes x batch 16 against 1 process x batch 32: the same batches (length-grouped), the same updates.
-    args = common(sst2_dir, tiny_without_dropout)
+def test_ddp_on_two_processes_trains_and_scores_as_one_process_with_the_global_batch(sst2_odd_dev,
+                                                                                     tiny_without_dropout, tmp_path):
+    # 2 processes x batch 16 against 1 process x batch 32: the same batches (length-grouped), the same updates. The
+    # dev set's 33 sentences are each scored once: no rank pads its share by repeating one.
+    args = common(sst2_odd_dev, tiny_without_dropout)
     ddp = run_cli([*DDP, *args, f"hydra.run.dir={tmp_path / 'ddp'}"], timeout=300)
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     single = run_cli(["trainer=cpu", "data.batch_size=32", *args, f"hydra.run.dir={tmp_path / 'single'}"])
@@ -51,6 +59,9 @@ def test_ddp_on_two_processes_trains_as_one_process_with_the_global_batch(sst2_d
     assert ddp_loss[-1][1] < ddp_loss[0][1] - 0.005  # it learned something, across both epochs
     for (step, a), (_, b) in zip(ddp_loss, single_loss):
         assert a == pytest.approx(b, rel=1e-5), f"step {step}: ddp {a} vs one process {b}"
+    ddp_acc = column(read_metrics(tmp_path / "ddp" / "metrics.csv"), "val/acc")
+    assert ddp_acc == column(read_metrics(tmp_path / "single" / "metrics.csv"), "val/acc")
+    assert {round(acc * 33, 6) % 1 for _, acc in ddp_acc} == {0.0}  # fractions of 33 examples, not of 34
     assert ddp.stdout.count("result:") == 1  # one process reports
     assert (ddp.stdout + ddp.stderr).count("Fine-tuning tiny-bert") == 1  # the other prints its errors only
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import datasets
 import lightning as L
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
@@ -258,13 +259,24 @@ class GlueDataModule(L.LightningDataModule):
         (15 s per epoch for SST-2's 67,349 in the length-grouped sampler, against 2 ms for the list)."""
         return self.splits[split]["length"][:]
 
-    def _eval_order(self, split: str) -> list[int] | None:
+    def _eval_sampler(self, split: str):
         """Longest sentences first: batches of similar lengths carry little padding, and an out-of-memory error
-        shows on the first batch. Metrics and predictions do not depend on the order."""
-        if not self.sort_eval_by_length:
-            return None
-        lengths = self.lengths(split)
-        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        shows on the first batch. Metrics and predictions do not depend on the order.
+
+        On several devices each rank scores every world-th example of that order, each example once: Lightning's
+        own sampler would even the shares out by scoring up to N - 1 examples twice, and the metrics (gathered
+        across ranks) would count them twice. Ranks may then run one batch apart, which validation allows: without
+        gradients, DDP syncs buffers on a rank's first batch only."""
+        n = len(self.splits[split])
+        order = range(n)
+        if self.sort_eval_by_length:
+            lengths = self.lengths(split)
+            order = sorted(order, key=lambda i: -lengths[i])
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1 and n >= world:
+            return UnrepeatedDistributedSamplerWrapper(order, num_replicas=world, rank=self.trainer.global_rank,
+                                                       shuffle=False)
+        return order if self.sort_eval_by_length else None
 
     def _row_loader(self, split: str, batch_size: int, sampler) -> DataLoader:
         """A split's batches as row numbers: {"rows": LongTensor, "length": the batch's padded length, "split"}."""
@@ -309,7 +321,7 @@ class GlueDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per dev set, in the task table's order (MNLI: matched, then mismatched)."""
         loader = self._row_loader if self.resident_batches else self._loader
-        return [loader(split, self.eval_batch_size, self._eval_order(split)) for split in self.spec.dev_splits]
+        return [loader(split, self.eval_batch_size, self._eval_sampler(split)) for split in self.spec.dev_splits]
 
     def test_dataloader(self) -> list[DataLoader]:
         # GLUE's test labels are hidden: the labelled dev sets score the selected checkpoint.
