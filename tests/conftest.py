@@ -188,3 +188,28 @@ def tiny_cfg(sst2_dir, tmp_path):
         return compose_config(overrides, output_dir or tmp_path)
 
     return build
+
+
+def wandb_records(run_file: Path):
+    """The records of an offline W&B run file (``run-<id>.wandb``): W&B's log format is LevelDB's, 32 KiB blocks
+    of chunks each with a 7-byte header (CRC32, length, type: 1 whole, 2 first, 3 middle, 4 last)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    pos, block, chunks = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # a block's zero-filled tail
+            pos += left
+            continue
+        chunks += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunks)
+            chunks = b""
+            yield record

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, tiny_overrides, wandb_records
 from test_train import read_metrics, run_cli
 from glue_finetune.extras import installed
 
@@ -127,8 +127,9 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
 
 def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), "logger=wandb", f"hydra.sweep.dir={sweep}"],
-                     env={"WANDB_MODE": "offline"})
+    overrides = tiny_overrides("trainer.max_epochs=1", f"data.local_dir={sst2_dir}", "predict_test=false",
+                               "logger=wandb")
+    result = run_cli(["-m", "seed=1,2", *overrides, f"hydra.sweep.dir={sweep}"], env={"WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_files = [next((sweep / job / "wandb").glob("offline-run-*/run-*.wandb")) for job in ("0", "1")]
     run_ids = {f.stem.removeprefix("run-") for f in run_files}
@@ -144,6 +145,13 @@ def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path
         assert b"\x52" + bytes([len("model=tiny")]) + b"model=tiny" in record
         path_tag = f"data.local_dir={sst2_dir}"[:64].encode()  # W&B caps tags at 64 characters
         assert b"\x52" + bytes([len(path_tag)]) + path_tag not in record
+        # The run's command is the job's, `src/train.py seed=N ...`, not the sweep's `-m seed=1,2 ...`.
+        [environment] = [r.environment for r in wandb_records(f)
+                         if r.WhichOneof("record_type") == "environment" and r.environment.program]
+        assert environment.program == str(ROOT / "src" / "train.py") and environment.code_path == "src/train.py"
+        job_args = yaml.safe_load((f.parents[2] / ".hydra" / "overrides.yaml").read_text())  # as Hydra wrote them
+        assert list(environment.args) == job_args
+        assert job_args[0] == seed.decode() and len(job_args) == 1 + len(overrides)
 
 
 

@@ -50,16 +50,26 @@ def group_name(sweep_dir: Path, start_dir: Path) -> str:
         return str(absolute)
 
 
+def job_overrides() -> list[str] | None:
+    """The job's own command-line overrides (a sweep job's ``seed=2``, not the sweep's ``-m seed=1,2``), without
+    Hydra's; None outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
 def override_tags() -> list[str]:
     """The job's command-line overrides, as W&B tags (which W&B caps at 64 characters), without those that say
     where things are rather than what was run (paths, resume, launcher: the keys run names leave out too)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    overrides = job_overrides()
+    if overrides is None:
         return []
-    hydra_cfg = HydraConfig.get()
-    excluded = set(OmegaConf.select(hydra_cfg, "job.config.override_dirname.exclude_keys", default=[]) or [])
-    return [o[:64] for o in hydra_cfg.overrides.task if o.lstrip("+~").split("=", 1)[0] not in excluded]
+    excluded = set(OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys", default=[]) or [])
+    return [o[:64] for o in overrides if o.lstrip("+~").split("=", 1)[0] not in excluded]
 
 
 def slurm_gpus_per_node(accelerator: str, devices) -> int:

@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from glue_finetune.config import job_overrides
 from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
 from glue_finetune.timing import mark_run_start
@@ -71,10 +72,6 @@ def failed_job_result(error: str, config: DictConfig | None = None) -> float:
 
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def job_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def check_multirun_compatible(cfg: DictConfig) -> None:
@@ -242,7 +239,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     multirun = in_multirun()
     if multirun:
         run_where_the_sweep_started()
-    record = {"overrides": job_overrides(), "dir": str(out), "log": str(out / "train.log"), "started_at": time.time()}
+    record = {"overrides": job_overrides() or [], "dir": str(out), "log": str(out / "train.log"),
+              "started_at": time.time()}
     if multirun:
         try:
             check_multirun_compatible(cfg)

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.trainer.states import TrainerFn
 
-from glue_finetune.config import override_tags
+from glue_finetune.config import job_overrides, override_tags
 from glue_finetune.files import write_text_atomically
 from glue_finetune.hub import reachable
 from glue_finetune.timing import run_started_at
@@ -71,9 +71,36 @@ def wandb_offline_reason() -> str | None:
     return None
 
 
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
+
+
+class JobWandbLogger(WandbLogger):
+    """Lightning's WandbLogger whose W&B run records the job's own command: ``src/train.py <the job's overrides>``.
+
+    W&B takes the command from the process's ``sys.argv``, which for a job of a sweep is the sweep's
+    (``-m seed=1,2,3``), and under Ray or SLURM the worker's own; a run's page should say how to run that job
+    again. wandb's settings accept a program but no arguments, so ``sys.argv`` is the job's while W&B starts.
+    """
+
+    def __init__(self, *args, job_args: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._job_args = job_args
+
+    @property
+    def experiment(self):
+        if self._experiment is not None or self._job_args is None:
+            return super().experiment
+        process_argv = sys.argv
+        sys.argv = [str(TRAIN_SCRIPT) if TRAIN_SCRIPT.exists() else sys.argv[0], *self._job_args]
+        try:
+            return super().experiment
+        finally:
+            sys.argv = process_argv
+
+
 def wandb_logger(
     save_dir: str, offline: bool | None = None, id: str | None = None, tags: list[str] | None = None, **kwargs
-) -> WandbLogger:
+) -> JobWandbLogger:
     """Lightning's WandbLogger, online when logged in and offline otherwise, so a run never waits on a login.
 
     ``offline`` forces the mode; ``WANDB_MODE`` (online/offline/disabled) is respected as wandb defines it.
@@ -98,10 +125,15 @@ def wandb_logger(
                         why, Path(save_dir) / "wandb", Path(save_dir) / "wandb" / "offline-run-*")
     import wandb
 
+    job_args = job_overrides()
+    # The script's paths, for a Ray or SLURM worker whose own main module W&B would record (relative to the repo).
+    program = {"program": str(TRAIN_SCRIPT), "program_abspath": str(TRAIN_SCRIPT),
+               "program_relpath": str(TRAIN_SCRIPT.relative_to(TRAIN_SCRIPT.parents[1]))}
     # quiet: W&B's start lines that say where the run is stay; its end-of-run history block goes.
-    settings = kwargs.pop("settings", None) or wandb.Settings(quiet=True)
-    logger = WandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", settings=settings,
-                         **kwargs)
+    settings = kwargs.pop("settings", None) or wandb.Settings(
+        quiet=True, **(program if job_args is not None and TRAIN_SCRIPT.exists() else {}))
+    logger = JobWandbLogger(save_dir=save_dir, offline=offline, id=id, tags=tags, resume="allow", settings=settings,
+                            job_args=job_args, **kwargs)
     # Lightning passes anonymous=None, which W&B answers with a deprecation warning on every run.
     if logger._wandb_init.get("anonymous") is None:
         logger._wandb_init.pop("anonymous", None)

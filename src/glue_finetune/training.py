@@ -14,14 +14,13 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import export_model, model_card, model_name, write_glue_submission
-from glue_finetune.config import check_constructor_keys, cpu_precision, preflight, whole_step_blockers
+from glue_finetune.config import check_constructor_keys, cpu_precision, job_overrides, preflight, whole_step_blockers
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor
 from glue_finetune.results import best_seen, evaluations, read_metrics
 from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
-from glue_finetune.sweep import job_overrides
 from glue_finetune.tracking import CSVLogger, RunTimes, finish_wandb
 
 log = logging.getLogger(__name__)
@@ -355,7 +354,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
     base_model, on_hub = base_model_name(cfg)
     card = model_card(
         name=f"{base_model.rsplit('/', 1)[-1]}-finetuned-{spec.name}",
-        overrides=" ".join(job_overrides()),
+        overrides=" ".join(job_overrides() or []),
         base_model=base_model,
         on_hub=on_hub,
         spec=spec,
