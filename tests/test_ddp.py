@@ -109,3 +109,36 @@ def test_ddp_resume_mid_epoch_warns_and_at_an_epoch_end_goes_on(sst2_dir, tiny_w
     assert final_step(run_dir) == 20  # 2 epochs of 10 steps: an epoch's end is not mistaken for its middle
     steps = [step for step, _ in column(read_metrics(run_dir / "metrics.csv"), "val/loss")]
     assert steps == [5, 10, 15, 20]
+
+
+def test_ddp_stopped_by_a_signal_to_one_process_saves_and_stops_on_every_rank(sst2_dir, tiny_without_dropout,
+                                                                             tmp_path):
+    # `kill <pid>` (or a container's stop) reaches only the launching process, rank 0; rank 1 learns of it at the
+    # next step, and both stop there: saving is collective, so a rank stopping alone would hang the other.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [*DDP, *common(sst2_dir, tiny_without_dropout), "trainer.max_epochs=200", f"hydra.run.dir={run_dir}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():  # training is under way on both ranks
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, output[-3000:]
+    stopped_at = final_step(run_dir)
+    assert f"Run stopped by SIGTERM at step {stopped_at}" in output and "Traceback" not in output, output[-3000:]
+    assert 0 < stopped_at < 200 * 10
+    time.sleep(1)
+    others = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run_dir}"], capture_output=True, text=True).stdout
+    assert not others.split(), "rank 1 is still running"

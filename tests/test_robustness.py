@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -466,6 +467,49 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at, e
         a, b = (column(rows, metric) for rows in curves)
         assert [s for s, _ in a] == [s for s, _ in b]
         assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-6), metric
+
+
+class SignalDuringBatch(L.Callback):
+    """Test helper: a stop signal arrives while micro-batch ``batch`` (counted across epochs) trains."""
+
+    def __init__(self, batch: int, signum: str = "SIGUSR1"):
+        self.batch, self.signum, self.seen = batch, signum, 0
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.seen += 1
+        if self.seen == self.batch:
+            import signal
+
+            os.kill(os.getpid(), getattr(signal, self.signum))
+
+
+@pytest.mark.parametrize("batch,extra", [
+    (10, []),  # during step 10, which validates and logs: the validation and the rows come before the stop
+    (25, ["trainer.accumulate_grad_batches=2"]),  # mid-window: the window's optimizer step comes before the stop
+    (20, ["trainer.val_check_interval=15"]),  # an epoch's last step, logging and not validating
+    (13, []),  # an ordinary step
+], ids=["validation_step", "accumulation_window", "epoch_end", "mid_epoch"])
+def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_path, batch, extra):
+    from glue_finetune.errors import Preempted
+
+    overrides = ["trainer.max_epochs=2", "trainer.val_check_interval=10", "predict_test=false", *extra]
+    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
+    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
+    with open_dict(cfg):
+        cfg.callbacks.signal = {"_target_": "test_robustness.SignalDuringBatch", "batch": batch}
+    with pytest.raises(Preempted, match="stopped by SIGUSR1"):
+        train(cfg)
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+
+    whole, resumed = (weights(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("whole", "resumed"))
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
+    curves = [read_metrics(tmp_path / d / "metrics.csv") for d in ("whole", "resumed")]
+    for metric in ("val/acc", "val/loss", "train/loss", "val/loss_best"):
+        a, b = (column(rows, metric) for rows in curves)
+        assert [s for s, _ in b] == [s for s, _ in a], metric
+        assert [v for _, v in b] == pytest.approx([v for _, v in a], abs=1e-6), metric
 
 
 class RecordMicroBatches(L.Callback):

@@ -6,9 +6,11 @@ after every validation, at the end of training, and when the run is asked to sto
 each checkpoint to a temporary file beside it, then renames it, so an interrupted save leaves the previous file
 intact.
 
-Signals, one story for a plain run and a SLURM job alike: the run finishes the current step, saves last.ckpt,
-writes ``job_preempted.json``, prints the command that continues it and exits with code 75; running the same
-command again (same run dir) continues from that step.
+Signals, one story for a plain run and a SLURM job alike: the run finishes the current optimizer step (with its
+accumulated micro-batches, its logging and its validation when one is due), saves last.ckpt, writes
+``job_preempted.json``, prints the command that continues it and exits with code 75; running the same command
+again (same run dir) continues from that step as if it had never stopped. Under DDP the processes agree on the
+step to stop at, whichever of them got the signal.
 
 - SIGTERM (``kill``, ``scancel``, preemption, ``scontrol requeue``): stop. SLURM itself requeues a preempted or
   ``scontrol requeue``-d job.
@@ -195,6 +197,7 @@ class LatestCheckpoint(Checkpoint):
         self.previous: dict[int, object] = {}
         self.saved_step: int | None = None
         self.skipped: list[int] = []  # steps whose last.ckpt was skipped while the disk was busy
+        self.step_at_last_batch: int | None = None
 
     def _note(self, signum, frame) -> None:
         if signum == signal.SIGINT:
@@ -278,7 +281,7 @@ class LatestCheckpoint(Checkpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
         self.restore_signal_handlers()
-        if self.received is not None:  # arrived during the last validation: stop here, as after any step
+        if self.agreed_signal(trainer) is not None:  # arrived during the last step: stop here, as after any step
             self.stop(trainer)
         if self.skipped and trainer.is_global_zero:
             log.info("last.ckpt was skipped at %d validation(s) while the disk was busy (steps %s); it holds the "
@@ -288,16 +291,43 @@ class LatestCheckpoint(Checkpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore_signal_handlers()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if self.received is not None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        # Stop here, before the next batch, rather than at the end of the batch during which the signal came: by now
+        # the last step has done all it does (the module's logging, the validation due at it, with its checkpoint),
+        # so the resumed run repeats none of it and misses none of it. And only where an optimizer step just ended:
+        # the gradients of a half-accumulated window are not in checkpoints.
+        window_start = trainer.global_step != self.step_at_last_batch
+        self.step_at_last_batch = trainer.global_step
+        if window_start and self.agreed_signal(trainer) is not None:
+            # Lightning has counted this batch as ready (and read whether it ends the epoch); it never starts. The
+            # checkpoint records the loop as the last batch left it, a state Lightning resumes from as from a
+            # save after a validation: ready counts back to completed, and the epoch goes on past this batch.
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+            if progress.total.ready == progress.total.completed + 1:
+                progress.total.ready -= 1
+                progress.current.ready -= 1
+                progress.is_last_batch = False
             self.stop(trainer)
+
+    def agreed_signal(self, trainer: L.Trainer) -> int | None:
+        """The signal received, by this process or, under DDP, by any (the largest number if several): every
+        process stops at the same step, as saving is collective. A kill of the launching process reaches only
+        rank 0, and even a signal sent to all ranks arrives between their steps at slightly different times.
+        One small all-reduce per step, as Lightning's own SIGTERM check does under DDP."""
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            received = torch.tensor([self.received or 0], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
+            self.received = int(received.item()) or None
+        return self.received
 
     def stop(self, trainer: L.Trainer) -> None:
         path = self.save(trainer)
         log.warning("Checkpoint saved at step %d: %s", trainer.global_step, path)
         signum, self.received = self.received, None
+        # One requeue per job: under DDP every rank stops, rank 0 requeues.
+        requeue = slurm_requeue(signum, self.previous.get(signum)) if trainer.is_global_zero else None
         raise Preempted(f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; checkpoint: {path}",
-                        requeue=slurm_requeue(signum, self.previous.get(signum)))
+                        requeue=requeue)
 
 
 def slurm_requeue(signum: int, previous_handler):
