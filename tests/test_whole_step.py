@@ -200,11 +200,16 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_with_one_warning(monkeypatc
 class EvalGraphsOnCPU(L.Callback):
     """Test helper: validation's forward through CapturedSteps on a CPU, where every capture fails (no CUDA)."""
 
+    scored_through_graphs: list[bool] = []  # per test batch: whether the final scoring went through the graphs
+
     def on_validation_start(self, trainer, pl_module):
         from glue_finetune.step_graphs import CapturedSteps
 
         if pl_module.eval_graphs is None:
             pl_module.eval_graphs = CapturedSteps(pl_module.eval_forward)
+
+    def on_test_batch_start(self, trainer, pl_module, *args):
+        EvalGraphsOnCPU.scored_through_graphs.append(pl_module.eval_graphs is not None)
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
@@ -212,13 +217,16 @@ def test_validation_through_the_graph_path_scores_as_plain_validation(tiny_cfg, 
     # The path a graphed run's validation takes (its own autocast, loss and logits out of CapturedSteps), here with
     # every capture failing as it does without CUDA: one warning, the same scores, training untouched.
     # Stopped at step 35, after the validation at step 30: the selected checkpoint is loaded and scored again at the
-    # end, through the same path.
+    # end, eagerly: Lightning moves the module off the GPU and back between fit and test, and a graph replays the
+    # parameter addresses it captured.
     common = ["model.whole_step=true", f"trainer.precision={precision}", "trainer.max_epochs=2",
               "+trainer.max_steps=35", "predict_test=false"]
     cfg = tiny_cfg(*common, output_dir=tmp_path / "graph_path")
     with open_dict(cfg):
         cfg.callbacks.eval_graphs = {"_target_": "test_whole_step.EvalGraphsOnCPU"}
+    EvalGraphsOnCPU.scored_through_graphs = []
     train(cfg)
+    assert EvalGraphsOnCPU.scored_through_graphs and not any(EvalGraphsOnCPU.scored_through_graphs)
     train(tiny_cfg(*common, output_dir=tmp_path / "plain"))
     assert curves(tmp_path, "graph_path") == curves(tmp_path, "plain")
     selected = [{k: v for r in read_metrics(tmp_path / name / "metrics.csv") for k, v in r.items()

@@ -287,12 +287,11 @@ class TextClassifier(L.LightningModule):
         if self.eval_graphs is not None:
             log.info("Validation: %d batch shape(s) captured as CUDA graphs, %d batches replayed.",
                      self.eval_graphs.captures, self.eval_graphs.replays)
-        # Frees the training step's graphs (their pool holds a step's activations and gradients). Validation's stay
-        # for scoring the selected checkpoint, whose weights are copied into the same parameters (test loop).
+        # Frees the graphs and their memory pools. Validation's cannot serve the scoring of the selected checkpoint
+        # either: when fit ends Lightning moves the module to the CPU and the test loop moves it back, into new
+        # memory, and a graph replays the addresses it captured. Scoring runs eagerly, once.
         self.step_graphs = None
-
-    def on_test_end(self) -> None:
-        self.eval_graphs = None  # their memory, for prediction
+        self.eval_graphs = None
 
     def check_finite(self) -> None:
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
