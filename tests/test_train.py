@@ -176,6 +176,33 @@ def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(
     assert best_ckpt.samefile(tmp_path / "checkpoints" / "last.ckpt")
 
 
+def test_a_selected_checkpoint_deleted_before_the_end_leaves_the_final_weights_scored(tiny_cfg, tmp_path, monkeypatch,
+                                                                                      caplog):
+    from glue_finetune.model import TextClassifier
+
+    real_scores = TextClassifier._scores
+
+    def rising_loss(self, losses, collections):  # the first validation (step 10) stays the selected one
+        scores = real_scores(self, losses, collections)
+        if self.trainer.state.fn == "fit":
+            scores["val/loss"] = torch.tensor(float(self.global_step))
+        return scores
+
+    monkeypatch.setattr(TextClassifier, "_scores", rising_loss)
+    cfg = tiny_cfg("predict_test=false")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": 15}
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    (tmp_path / "checkpoints" / "best-step10.ckpt").unlink()  # e.g. to free disk space; last.ckpt names it best
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.training"):
+        result = train(tiny_cfg("predict_test=false", f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"))
+    assert f"The selected checkpoint {tmp_path / 'checkpoints' / 'best-step10.ckpt'} is gone" in caplog.text
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert result == pytest.approx(float(column(rows, "selected/val/acc")[-1][1]))
+    assert (tmp_path / "model" / "model.safetensors").exists()
+
+
 def test_a_selected_checkpoint_older_than_the_final_weights_is_loaded_scored_and_exported(tiny_cfg, tmp_path,
                                                                                           monkeypatch):
     from safetensors.torch import load_file

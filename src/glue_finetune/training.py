@@ -306,11 +306,15 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
             # Another run's, which Lightning carries over from a ckpt_path of that run until this run validates:
             # a run selects among its own checkpoints.
             path = ""
+        gone = bool(path) and not Path(path).is_file()  # deleted since (to free disk space, or lost in a crash)
+        if gone:
+            log.warning("The selected checkpoint %s is gone: scoring the final weights instead.", path)
+            path = ""
         # Memory-mapped: only the weights are read (as they are copied into the model), not the optimizer's state
         # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
-        if not path and not trainer.fast_dev_run:  # fast_dev_run saves no checkpoints, by design
+        if not path and not trainer.fast_dev_run and not gone:  # fast_dev_run saves no checkpoints, by design
             log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
                         "weights instead.")
         elif not in_memory:
