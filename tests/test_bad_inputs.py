@@ -107,7 +107,8 @@ def test_a_checkpoint_of_another_task_or_model_is_refused_before_the_data_is_rea
     monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
     # An MRPC run's checkpoint has a head of SST-2's shape: it used to load, train nothing and report its result.
     with pytest.raises(UserError, match=rf"mrpc.ckpt is a checkpoint of task mrpc with {tiny_dir}; this run is task "
-                                        rf"sst2 with {tiny_dir}\. Continue from a checkpoint of this task and model"):
+                                        rf"sst2 with {tiny_dir}\. Continue from a checkpoint of this task and model, "
+                                        rf"or give the settings its run had: data=mrpc model.name_or_path={tiny_dir}\.$"):
         train(tiny_cfg(f"ckpt_path={checkpoint('mrpc', tiny_dir)}"))
     with pytest.raises(UserError, match="checkpoint of task sst2 with /models/all-MiniLM-L6-v2; this run is task sst2"):
         train(tiny_cfg(f"ckpt_path={checkpoint('sst2', '/models/all-MiniLM-L6-v2')}"))

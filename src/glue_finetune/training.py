@@ -95,7 +95,7 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
             our_model = cfg.model.get("hub_id") or cfg.model.name_or_path
             raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {their_model}; this "
                             f"run is task {ours[0]} with {our_model}. Continue from a checkpoint of this task and "
-                            f"model, or give the settings its run had (data={theirs[0]} and its model=).")
+                            f"model, or give the settings its run had: data={theirs[0]} model.name_or_path={saved['name_or_path']}.")
     return step
 
 
