@@ -421,7 +421,8 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
         "No checkpoint was selected (no validation ran during training): scoring the final weights instead.")
     assert "40 training steps (20 per epoch)" in warning and "validates nothing during training" in warning
     assert "logs no train/loss (trainer.log_every_n_steps=500)" in warning
-    assert "To validate and log once per epoch: trainer.val_check_interval=20 trainer.log_every_n_steps=20" in warning
+    assert warning.endswith("To validate and log once per epoch: trainer.val_check_interval=20 "
+                            "trainer.log_every_n_steps=20 (or experiment=glue: run_glue.py's recipe for each task).")
     assert not [w for w in recwarn if "smaller than the logging interval" in str(w.message)], "Lightning's, which miscounts"
 
     caplog.clear()  # the settings it suggests: a validation and a train/loss per epoch, no warning
@@ -432,6 +433,15 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     rows = read_metrics(tmp_path / "fixed" / "metrics.csv")
     assert [int(r["step"]) for r in rows if r.get("val/acc")] == [20, 40]
     assert [int(r["step"]) for r in rows if r.get("train/loss")] == [20, 40]
+
+    caplog.clear()  # validating at each epoch's end (experiment=glue's way), logging every 500 steps
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1",
+                       output_dir=tmp_path / "per_epoch"))
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("This run takes")]
+    assert "validates nothing" not in warning
+    assert warning.endswith("it logs no train/loss (trainer.log_every_n_steps=500). To log once per epoch: "
+                            "trainer.log_every_n_steps=20.")
 
     caplog.clear()  # debug=limit's slice of each epoch: counted, and said in the run's first lines
     with caplog.at_level(logging.INFO, logger="glue_finetune.training"):

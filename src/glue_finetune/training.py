@@ -254,12 +254,14 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     steps = per_epoch * cfg.trainer.max_epochs
     if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, max_steps)
-    misses = []
+    misses, fixes = [], {}
     if by_steps and steps < interval:
         misses.append(f"validates nothing during training (trainer.val_check_interval={interval}: no checkpoint "
                       "to select, the final weights are kept)")
+        fixes["validate"] = f"trainer.val_check_interval={per_epoch}"
     if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
+        fixes["log"] = f"trainer.log_every_n_steps={per_epoch}"
     if resume_step is not None and resume_step >= steps:
         own = Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
         if own:  # stopped after training (while scoring or exporting): what is left follows
@@ -270,9 +272,10 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
                         "trainer.max_epochs (or +trainer.max_steps).", resume_step, steps)
         return
     if misses:
-        log.warning("This run takes %d training steps (%d per epoch): it %s. To validate and log once per epoch: "
-                    "trainer.val_check_interval=%d trainer.log_every_n_steps=%d (or experiment=glue: run_glue.py's "
-                    "recipe for each task).", steps, per_epoch, " and ".join(misses), per_epoch, per_epoch)
+        # experiment=glue (validation at each epoch's end) only where validation counts steps, i.e. not already on
+        recipe = " (or experiment=glue: run_glue.py's recipe for each task)" if "validate" in fixes else ""
+        log.warning("This run takes %d training steps (%d per epoch): it %s. To %s once per epoch: %s%s.", steps,
+                    per_epoch, " and ".join(misses), " and ".join(fixes), " ".join(fixes.values()), recipe)
 
 
 def selection_text(metric: str) -> str:
