@@ -104,6 +104,12 @@ def test_model_card_names_the_real_base_model(tmp_path):
     (minilm / "config.json").write_text('{"_name_or_path": "bert-base-cased"}')
     assert model_name(str(minilm)) == ("bert-base-cased", True)
     assert model_name("bert-base-cased") == ("bert-base-cased", True)
+    # A model this project exported, in a sweep job's dir ("0"): the title of its card, to fine-tune it further.
+    exported = tmp_path / "multirun" / "mnli" / "0" / "model"
+    exported.mkdir(parents=True)
+    (exported / "config.json").write_text('{"model_type": "bert"}')
+    (exported / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# tiny-bert-finetuned-mnli\n\nThis model")
+    assert model_name(str(exported)) == ("tiny-bert-finetuned-mnli", False)
 
 
 def test_submission_file_comes_from_the_exported_model(finished_run, sst2_dir):

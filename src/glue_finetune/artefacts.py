@@ -39,7 +39,8 @@ def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]
     """A model's name for people and cards, and whether it is a Hub id.
 
     ``hub_id`` if given (a local copy of a Hub model says which); a Hub id as such; for a local dir, the Hub id its
-    config.json records (``_name_or_path``), else the dir's own name (its parent's, for a dir called ``model``).
+    config.json records (``_name_or_path``), else the title of its model card (a model this project exported), else
+    the dir's own name (its parent's, for a dir called ``model``).
     """
     if hub_id:
         return hub_id, True
@@ -52,6 +53,12 @@ def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]
         recorded = ""
     if recorded and not is_local_path(recorded):
         return recorded, True
+    # A model this project exported (a run's model/, which a sweep's job dir names "0", "1", ...): its card's title.
+    card = path / "README.md"
+    lines = card.read_text().splitlines() if card.is_file() else []
+    titles = [line[2:].strip() for line in lines if line.startswith("# ")]
+    if titles:
+        return titles[0], False
     return (path.parent.name if path.name == "model" else path.name), False
 
 
