@@ -87,7 +87,8 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs, "no offline W&B run dir"
     assert (runs[0] / "files" / "README.md").read_text() == (tmp_path / "README.md").read_text(), "card not in W&B"
-    assert any("wandb sync" in r.getMessage() for r in caplog.records)
+    [offline] = [r.getMessage() for r in caplog.records if "wandb sync" in r.getMessage()]
+    assert f"wandb leet {tmp_path / 'wandb'};" in offline  # the dir wandb leet needs: not the cwd's ./wandb
 
 
 def test_fast_dev_run_scores_the_final_weights(tiny_cfg):

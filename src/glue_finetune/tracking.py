@@ -121,8 +121,9 @@ def wandb_logger(
         why = wandb_offline_reason()
         offline = why is not None
         if offline:
-            log.warning("W&B: %s, so this run is logged offline under %s. Upload it later with: wandb sync %s",
-                        why, Path(save_dir) / "wandb", Path(save_dir) / "wandb" / "offline-run-*")
+            log.warning("W&B: %s, so this run is logged offline under %s. Watch it in the terminal: wandb leet %s; "
+                        "upload it later: wandb sync %s", why, Path(save_dir) / "wandb", Path(save_dir) / "wandb",
+                        Path(save_dir) / "wandb" / "offline-run-*")
     import wandb
 
     job_args = job_overrides()
