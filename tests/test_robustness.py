@@ -36,7 +36,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_c
     cfg = tiny_cfg()
     with open_dict(cfg):
         cfg.callbacks.poison = {"_target_": "test_robustness.PoisonWeightsAfter", "step": 15}
-    with pytest.raises(TrainingDivergedError, match="became NaN or infinite at optimizer step 16") as err:
+    with pytest.raises(TrainingDivergedError, match="became NaN or infinite at optimizer step 16; training stopped at its next check, step 20") as err:
         train(cfg)
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert str(last) in str(err.value)

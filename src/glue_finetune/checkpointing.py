@@ -21,7 +21,7 @@ step to stop at, whichever of them got the signal.
   (its handler counts the requeues against ``max_num_timeout``), else with ``scontrol requeue``.
 
 This callback replaces the handlers Lightning installs for these signals, and Lightning's own SLURM
-auto-requeue is turned off (``slurm_environment`` in training.py), so exactly one thing saves and requeues.
+auto-requeue is turned off (``trainer_plugins`` in training.py), so exactly one thing saves and requeues.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class BackgroundCheckpointIO(AsyncCheckpointIO):
     """Lightning's ``AsyncCheckpointIO`` (the checkpoint cloned where it lives, then written by one background
-    thread, in the order saves were asked for), with two changes for GPU runs:
+    thread, in the order saves were asked for), with three changes for GPU runs:
 
     - the thread copies the clones to the host on a CUDA stream of its own. Lightning's thread copies on the
       default stream, where the copies (1.3 GB for bert-base with its Adam state) queue between the training

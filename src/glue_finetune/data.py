@@ -230,8 +230,9 @@ class GlueDataModule(L.LightningDataModule):
 
     # -- Lightning hooks -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        # Download, check and tokenize (Lightning runs this on one process per node). Other processes' setup()
-        # then reads datasets' cache; calling it again here (train() calls it early, then fit does) is a no-op.
+        # Download, check and tokenize. train() calls it early, on every process (under DDP each rank runs
+        # train()), so bad data fails before the model downloads; fit's own call is then a no-op. Ranks that map
+        # at once are safe: datasets writes each cache file whole, under a temporary name, then renames it.
         self.setup()
 
     def setup(self, stage: str | None = None) -> None:

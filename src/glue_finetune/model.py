@@ -300,7 +300,8 @@ class TextClassifier(L.LightningModule):
             candidates = [Path(cb.dirpath) / "last.ckpt" for cb in self.trainer.callbacks if getattr(cb, "dirpath", None)]
             last = next((str(p) for p in candidates if p.exists()), "")
             raise TrainingDivergedError(
-                f"The training loss became NaN or infinite at optimizer step {step}; training stopped there. "
+                f"The training loss became NaN or infinite at optimizer step {step}; training stopped at its next "
+                f"check, step {self.global_step}. "
                 + (f"The last good checkpoint is {last}. " if last else "No checkpoint was saved before it. ")
                 + "Try a lower optimizer.lr or a longer warm-up (scheduler.warmup_ratio)."
             )

@@ -202,12 +202,6 @@ for _spec in TASKS.values():
         assert len(_fmt.text) == len(_spec.text), _spec.name
 
 
-def get_task(name: str) -> TaskSpec:
-    if name not in TASKS:
-        raise KeyError(name)
-    return TASKS[name]
-
-
 def ax_file(local_dir: Path) -> Path | None:
     """GLUE's diagnostic set beside MNLI's files, as GLUE's download script lays them out (glue_data/diagnostic/),
     or in the MNLI folder itself."""
