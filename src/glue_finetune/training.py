@@ -309,7 +309,9 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
             # Another run's, which Lightning carries over from a ckpt_path of that run until this run validates:
             # a run selects among its own checkpoints.
             path = ""
-        gone = bool(path) and not Path(path).is_file()  # deleted since (to free disk space, or lost in a crash)
+        # Deleted since (to free disk space, or lost in a crash). Rank 0's answer, under DDP: every rank scores the
+        # same weights.
+        gone = trainer.strategy.broadcast(bool(path) and not Path(path).is_file())
         if gone:
             log.warning("The selected checkpoint %s is gone: scoring the final weights instead.", path)
             path = ""
