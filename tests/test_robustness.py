@@ -488,7 +488,8 @@ class SignalDuringBatch(L.Callback):
     (25, ["trainer.accumulate_grad_batches=2"]),  # mid-window: the window's optimizer step comes before the stop
     (20, ["trainer.val_check_interval=15"]),  # an epoch's last step, logging and not validating
     (13, []),  # an ordinary step
-], ids=["validation_step", "accumulation_window", "epoch_end", "mid_epoch"])
+    (10, ["model.whole_step=true"]),  # the whole-step path (manual optimization), at a validation step
+], ids=["validation_step", "accumulation_window", "epoch_end", "mid_epoch", "whole_step"])
 def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_path, batch, extra):
     from glue_finetune.errors import Preempted
 
