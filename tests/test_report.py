@@ -127,3 +127,37 @@ def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_
     with zipfile.ZipFile(tmp_path / "glue.zip") as archive:
         assert archive.read("RTE.tsv").decode().endswith("0\t1\n")
     assert missing["SST-2.tsv"] == "no finished run of SST-2" and len(missing) == 9
+
+
+def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | None = None,
+                  overrides: tuple[str, ...] = (), predict_test: bool = True) -> None:
+    """A finished job of a GLUE task as the report reads it, with its model card; ``scored``: the card's "covers 160
+    of 408 dev examples" of a run scored on part of the dev set."""
+    from glue_finetune.artefacts import model_card
+    from glue_finetune.tasks import TASKS
+
+    spec = TASKS[task]
+    fake_job(job_dir, "0.001", [selected[spec.main_metric]])
+    if overrides:
+        (job_dir / "job_done.json").write_text(json.dumps({"overrides": list(overrides), "started_at": 0.0,
+                                                           "finished_at": 1.0, "result": 0.0}))
+    (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\npredict_test: {predict_test}\n")
+    scores = {name: selected.get(name, 0.5) for name in spec.logged_metrics}
+    rows = [["step", spec.main_metric, *(f"selected/{n}" for n in scores)],
+            [10, selected[spec.main_metric], *[""] * len(scores)], [10, "", *scores.values()]]
+    (job_dir / "metrics.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
+    (job_dir / "README.md").write_text(model_card(
+        name=f"tiny-finetuned-{task}", base_model="tiny", spec=spec, selected=scores, selection="val/loss",
+        best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored))
+
+
+def test_the_glue_table_names_spearmans_correlation_and_the_card_keeps_hugging_faces_name(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "stsb", {"val/pearson": 0.88, "val/spearman": 0.87})
+    _, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert "| STS-B | 1 | Pearson 88.00 / Spearman 87.00 | 87.50 |" in markdown
+    card = (tmp_path / "sweep" / "0" / "README.md").read_text()
+    assert "name: Spearmanr\n" in card and "type: spearmanr\n" in card  # the model-index, as Hugging Face's cards
+
+

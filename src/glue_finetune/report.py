@@ -19,7 +19,7 @@ import yaml
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
 from glue_finetune.sweep import DONE, FAILED, read_json
-from glue_finetune.tasks import METRIC_NAMES, TASKS, TaskSpec, metric_prefix
+from glue_finetune.tasks import METRIC_LABELS, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def glue_markdown(glue: dict) -> list[str]:
              "| task | n | metrics | score | run_glue.py, bert-base-cased |", "|---|---|---|---|---|"]
     for r in glue["tasks"]:
         spec = TASKS[r["task"]]
-        metrics = " / ".join(f"{METRIC_NAMES[name.split('/')[-1]][0]}"
+        metrics = " / ".join(f"{METRIC_LABELS[name.split('/')[-1]]}"
                              f"{' (mm)' if name.startswith('val_mismatched') else ''} {value:.2f}"
                              for name, value in r["metrics"].items())
         reference = "/".join(f"{v:.2f}" for v in r["run_glue"]) if r["run_glue"] else "-"
