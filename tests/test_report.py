@@ -161,3 +161,12 @@ def test_the_glue_table_names_spearmans_correlation_and_the_card_keeps_hugging_f
     assert "name: Spearmanr\n" in card and "type: spearmanr\n" in card  # the model-index, as Hugging Face's cards
 
 
+def test_a_dir_of_sweeps_names_them_for_the_command(tmp_path):
+    day = tmp_path / "2026-12-06"  # Hydra's multirun/<date>/<time>/<job>
+    fake_job(day / "10-00-00" / "0", "0.001", [0.5, 0.7])
+    fake_job(day / "11-30-00" / "0", "0.003", [0.6, 0.8])
+    result = run_cli([str(day)], script="src/report.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {day} holds sweep dirs, not run dirs: name the sweeps to report on, e.g. `python src/report.py " \
+           f"{day / '10-00-00'} {day / '11-30-00'}`" in result.stderr
+    assert run_cli([str(day / "10-00-00"), str(day / "11-30-00")], script="src/report.py").returncode == 0

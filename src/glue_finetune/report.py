@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import statistics
 import zipfile
 from dataclasses import dataclass, field
@@ -95,8 +96,15 @@ def find_jobs(directories: list[Path]) -> list[Job]:
             jobs.append(read_job(d))
         else:
             found = sorted(p.parent.parent for p in d.glob("*/.hydra/overrides.yaml"))
+            # Hydra's multirun/<date>: one sweep dir per time, each holding its jobs
+            sweeps = sorted({p.parents[2] for p in d.glob("*/*/.hydra/overrides.yaml")}) if not found else []
+            if sweeps:
+                raise FileNotFoundError(
+                    f"{d} holds sweep dirs, not run dirs: name the sweeps to report on, e.g. `python src/report.py "
+                    f"{' '.join(shlex.quote(str(s)) for s in sweeps)}` (all of them in one report)")
             if not found:
-                raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it")
+                raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it (give a sweep dir, "
+                                        "multirun/<date>/<time>, or run dirs)")
             jobs += [read_job(p) for p in found]
     unique = {Path(j.dir).resolve(): j for j in reversed(jobs)}  # a job given twice (its sweep and itself) once
     return [j for j in jobs if unique[Path(j.dir).resolve()] is j]
