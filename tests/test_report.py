@@ -151,6 +151,27 @@ def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | 
         best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored))
 
 
+def test_a_report_without_a_submission_zip_says_why(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "mrpc", {"val/f1": 0.84, "val/acc": 0.73},
+                  overrides=("data=mrpc", "debug=limit"), predict_test=False)
+    fake_glue_job(tmp_path / "sweep" / "1", "rte", {"val/acc": 0.7})  # to write RTE.tsv, but did not
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "glue_submission.zip").write_bytes(b"an earlier report's")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], out)
+    assert summary["submission_zip"] is None and not (out / "glue_submission.zip").exists()
+    missing = json.loads((out / "report.json").read_text())["submission_missing"]
+    assert missing["MRPC.tsv"] == "the MRPC job ran with predict_test=false, as debug=limit sets"
+    assert missing["RTE.tsv"] == "the RTE jobs with predict_test=true found no test file for it in their data"
+    assert missing["CoLA.tsv"] == "no finished run of CoLA" and len(missing) == 11
+    assert "No GLUE submission zip: no job wrote a test-set prediction file; missing MRPC.tsv (the MRPC job ran with " \
+           "predict_test=false, as debug=limit sets); RTE.tsv (the RTE jobs with predict_test=true found no test " \
+           "file for it in their data); CoLA.tsv, SST-2.tsv, STS-B.tsv, QQP.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, " \
+           "QNLI.tsv, WNLI.tsv (no finished run of the task)" in markdown
+
+
 def test_the_glue_table_names_spearmans_correlation_and_the_card_keeps_hugging_faces_name(tmp_path):
     from glue_finetune.report import write_report
 

@@ -43,6 +43,7 @@ class Job:
     train_seconds: float | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → [(step, value)]
     selected: dict[str, float] = field(default_factory=dict)  # the selected checkpoint's scores (val/...)
+    predict_test: bool = True  # whether the job was to write its test-set predictions (the submission files)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
     name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
@@ -70,14 +71,15 @@ def read_job(job_dir: Path) -> Job:
     overrides = done["overrides"] if done and isinstance(done.get("overrides"), list) else \
         yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     config_file = job_dir / ".hydra" / "config.yaml"
-    task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task", "sst2") \
-        if config_file.exists() else "sst2"
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
+    task = config.get("data", {}).get("task", "sst2")
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
               "done" if done else "failed" if failed else "unfinished",
               error=failed["error"] if failed else None,
               # every attempt of a job continued from its checkpoint (a preempted or failed one's), not only its last
               train_seconds=done["finished_at"] - done["started_at"] + done.get("earlier_attempts_s", 0.0)
-              if done else None)
+              if done else None,
+              predict_test=bool(config.get("predict_test", True)))
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)
@@ -254,16 +256,25 @@ def glue_markdown(glue: dict) -> list[str]:
     return lines
 
 
-def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
+def submission_markdown(summary: dict) -> list[str]:
+    """Where the GLUE server's files are, or why there are none; each file it expects that is missing, and why."""
+    # the files of the tasks that ran first, with why; those of tasks not run in one list
+    not_run = [name for name, why in summary["submission_missing"].items() if why.startswith("no finished run of ")]
+    missing = "; ".join([*(f"{name} ({why})" for name, why in summary["submission_missing"].items()
+                           if name not in not_run),
+                         *([f"{', '.join(not_run)} (no finished run of the task)"] if not_run else [])])
+    if not summary["submission_zip"]:
+        return [f"No GLUE submission zip: no job wrote a test-set prediction file; missing {missing}", ""]
+    return [f"Submission files for the GLUE server: `{Path(summary['submission_zip']).name}`"
+            + (f" — incomplete: the server takes all "
+               f"{len(summary['submission_missing']) + len(summary['submission_files'])} files; missing {missing}"
+               if missing else ""), ""]
+
+
+def to_markdown(summary: dict, plots: list[Path]) -> str:
     lines = ["# Sweep report" if len(summary["jobs"]) > 1 else "# Run report", ""]
     if summary["glue"]:
-        lines += glue_markdown(summary["glue"])
-        if zip_path:
-            lines += [f"Submission files for the GLUE server: `{zip_path.name}`"
-                      + (f" — incomplete: the server takes all "
-                         f"{len(summary['submission_missing']) + len(summary['submission_files'])} files; "
-                         "missing " + "; ".join(f"{name} ({why})" for name, why in summary["submission_missing"].items())
-                         if summary["submission_missing"] else ""), ""]
+        lines += glue_markdown(summary["glue"]) + submission_markdown(summary)
     lines += ["## Settings (mean ± std over seeds)", "",
               "| setting | metric | n | best | final |", "|---|---|---|---|---|"]
     for g in summary["groups"]:
@@ -302,15 +313,27 @@ def write_submission_zip(jobs: list[Job], path: Path) -> tuple[list[str], dict[s
             if written:
                 files[file_name] = written[0]
             elif name in ranked:
-                missing[file_name] = (f"no {spec.glue_name} job wrote it: predict_test=false, or no test file in "
-                                      "its data")
+                missing[file_name] = not_written_why(spec, ranked[name])
             else:
                 missing[file_name] = f"no finished run of {spec.glue_name}"
     if files:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for file_name, source in sorted(files.items()):
                 archive.write(source, arcname=file_name)
+    else:  # an earlier report's zip would pass for these runs'
+        path.unlink(missing_ok=True)
     return sorted(files), missing
+
+
+def not_written_why(spec: TaskSpec, jobs: list[Job]) -> str:
+    """Why none of a task's finished jobs wrote one of its submission files: each was told not to (predict_test=false,
+    as the debug configs set), or those that were to write it found no test file for it in their data."""
+    if not any(j.predict_test for j in jobs):
+        debug = sorted({o for j in jobs for o in j.overrides if o.startswith("debug=")})
+        ran = "job ran" if len(jobs) == 1 else f"jobs ({len(jobs)}) ran"
+        set_by = f", as {' and '.join(debug)} set{'s' if len(debug) == 1 else ''}" if debug else ""
+        return f"the {spec.glue_name} {ran} with predict_test=false{set_by}"
+    return f"the {spec.glue_name} jobs with predict_test=true found no test file for it in their data"
 
 
 def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, list[Path]]:
@@ -327,8 +350,8 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     zipped, missing = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else ([], {})
     zip_path = out_dir / "glue_submission.zip" if zipped else None
     summary.update(submission_zip=str(zip_path) if zip_path else None, submission_files=zipped,
-                   submission_missing=missing if zipped else {})
-    markdown = to_markdown(summary, plots, zip_path)
+                   submission_missing=missing)
+    markdown = to_markdown(summary, plots)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2))
     return summary, markdown, plots
