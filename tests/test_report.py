@@ -151,6 +151,37 @@ def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | 
         best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored))
 
 
+def test_glue_rows_scored_on_part_of_the_dev_set_are_marked_and_left_out_of_the_score(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "rte", {"val/acc": 0.7})
+    fake_glue_job(tmp_path / "sweep" / "1", "mrpc", {"val/f1": 0.84, "val/acc": 0.73},
+                  scored="160 of 408 dev examples")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    glue = json.loads((tmp_path / "out" / "report.json").read_text())["glue"]
+    mrpc = next(r for r in glue["tasks"] if r["task"] == "mrpc")
+    assert mrpc["partial_dev"] == "160 of 408 dev examples" and glue["not_counted"] == ["MRPC"]
+    assert glue["glue_score"] == pytest.approx(70.0)  # RTE's alone
+    assert "| MRPC | 1 | F1 84.00 / Accuracy 73.00 | 78.50 † | 88.85/84.07 |" in markdown
+    assert "† Scored on part of the dev set only (MRPC on 160 of 408 dev examples" in markdown
+    assert "**GLUE score: 70.00** (mean of the task scores; a task's score is the mean of its metrics; not counted: " \
+           "MRPC (†); not every GLUE task is in these runs)" in markdown
+    assert "| 0.8400 (on 160 of 408 dev examples only) |" in markdown  # the jobs table too
+
+    (tmp_path / "sweep" / "0" / "job_done.json").unlink()  # every task on part of its dev set: no score at all
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert summary["glue"]["glue_score"] is None and "**No GLUE score**" in markdown and "GLUE score:" not in markdown
+
+    # a task with jobs on the whole dev set: its row is theirs alone, and counts
+    fake_glue_job(tmp_path / "sweep" / "2", "mrpc", {"val/f1": 0.9, "val/acc": 0.8})
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    mrpc = summary["glue"]["tasks"][0]
+    assert (mrpc["n"], mrpc["left_out"], mrpc["partial_dev"]) == (1, 1, None)
+    assert summary["glue"]["glue_score"] == pytest.approx(85.0)
+    assert "| MRPC | 1 | F1 90.00 / Accuracy 80.00 | 85.00 | 88.85/84.07 |" in markdown
+    assert "Left out of the table: 1 MRPC job(s) scored on part of the dev set only" in markdown
+
+
 def test_a_report_without_a_submission_zip_says_why(tmp_path):
     from glue_finetune.report import write_report
 
