@@ -127,3 +127,98 @@ def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_
     with zipfile.ZipFile(tmp_path / "glue.zip") as archive:
         assert archive.read("RTE.tsv").decode().endswith("0\t1\n")
     assert missing["SST-2.tsv"] == "no finished run of SST-2" and len(missing) == 9
+
+
+def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | None = None,
+                  overrides: tuple[str, ...] = (), predict_test: bool = True) -> None:
+    """A finished job of a GLUE task as the report reads it, with its model card; ``scored``: the card's "covers 160
+    of 408 dev examples" of a run scored on part of the dev set."""
+    from glue_finetune.artefacts import model_card
+    from glue_finetune.tasks import TASKS
+
+    spec = TASKS[task]
+    fake_job(job_dir, "0.001", [selected[spec.main_metric]])
+    if overrides:
+        (job_dir / "job_done.json").write_text(json.dumps({"overrides": list(overrides), "started_at": 0.0,
+                                                           "finished_at": 1.0, "result": 0.0}))
+    (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\npredict_test: {predict_test}\n")
+    scores = {name: selected.get(name, 0.5) for name in spec.logged_metrics}
+    rows = [["step", spec.main_metric, *(f"selected/{n}" for n in scores)],
+            [10, selected[spec.main_metric], *[""] * len(scores)], [10, "", *scores.values()]]
+    (job_dir / "metrics.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
+    (job_dir / "README.md").write_text(model_card(
+        name=f"tiny-finetuned-{task}", base_model="tiny", spec=spec, selected=scores, selection="val/loss",
+        best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored))
+
+
+def test_glue_rows_scored_on_part_of_the_dev_set_are_marked_and_left_out_of_the_score(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "rte", {"val/acc": 0.7})
+    fake_glue_job(tmp_path / "sweep" / "1", "mrpc", {"val/f1": 0.84, "val/acc": 0.73},
+                  scored="160 of 408 dev examples")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    glue = json.loads((tmp_path / "out" / "report.json").read_text())["glue"]
+    mrpc = next(r for r in glue["tasks"] if r["task"] == "mrpc")
+    assert mrpc["partial_dev"] == "160 of 408 dev examples" and glue["not_counted"] == ["MRPC"]
+    assert glue["glue_score"] == pytest.approx(70.0)  # RTE's alone
+    assert "| MRPC | 1 | F1 84.00 / Accuracy 73.00 | 78.50 † | 88.85/84.07 |" in markdown
+    assert "† Scored on part of the dev set only (MRPC on 160 of 408 dev examples" in markdown
+    assert "**GLUE score: 70.00** (mean of the task scores; a task's score is the mean of its metrics; not counted: " \
+           "MRPC (†); not every GLUE task is in these runs)" in markdown
+    assert "| 0.8400 (on 160 of 408 dev examples only) |" in markdown  # the jobs table too
+
+    (tmp_path / "sweep" / "0" / "job_done.json").unlink()  # every task on part of its dev set: no score at all
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert summary["glue"]["glue_score"] is None and "**No GLUE score**" in markdown and "GLUE score:" not in markdown
+
+    # a task with jobs on the whole dev set: its row is theirs alone, and counts
+    fake_glue_job(tmp_path / "sweep" / "2", "mrpc", {"val/f1": 0.9, "val/acc": 0.8})
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    mrpc = summary["glue"]["tasks"][0]
+    assert (mrpc["n"], mrpc["left_out"], mrpc["partial_dev"]) == (1, 1, None)
+    assert summary["glue"]["glue_score"] == pytest.approx(85.0)
+    assert "| MRPC | 1 | F1 90.00 / Accuracy 80.00 | 85.00 | 88.85/84.07 |" in markdown
+    assert "Left out of the table: 1 MRPC job(s) scored on part of the dev set only" in markdown
+
+
+def test_a_report_without_a_submission_zip_says_why(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "mrpc", {"val/f1": 0.84, "val/acc": 0.73},
+                  overrides=("data=mrpc", "debug=limit"), predict_test=False)
+    fake_glue_job(tmp_path / "sweep" / "1", "rte", {"val/acc": 0.7})  # to write RTE.tsv, but did not
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "glue_submission.zip").write_bytes(b"an earlier report's")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], out)
+    assert summary["submission_zip"] is None and not (out / "glue_submission.zip").exists()
+    missing = json.loads((out / "report.json").read_text())["submission_missing"]
+    assert missing["MRPC.tsv"] == "the MRPC job ran with predict_test=false, as debug=limit sets"
+    assert missing["RTE.tsv"] == "the RTE jobs with predict_test=true found no test file for it in their data"
+    assert missing["CoLA.tsv"] == "no finished run of CoLA" and len(missing) == 11
+    assert "No GLUE submission zip: no job wrote a test-set prediction file; missing MRPC.tsv (the MRPC job ran with " \
+           "predict_test=false, as debug=limit sets); RTE.tsv (the RTE jobs with predict_test=true found no test " \
+           "file for it in their data); CoLA.tsv, SST-2.tsv, STS-B.tsv, QQP.tsv, MNLI-m.tsv, MNLI-mm.tsv, AX.tsv, " \
+           "QNLI.tsv, WNLI.tsv (no finished run of the task)" in markdown
+
+
+def test_the_glue_table_names_spearmans_correlation_and_the_card_keeps_hugging_faces_name(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "stsb", {"val/pearson": 0.88, "val/spearman": 0.87})
+    _, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert "| STS-B | 1 | Pearson 88.00 / Spearman 87.00 | 87.50 |" in markdown
+    card = (tmp_path / "sweep" / "0" / "README.md").read_text()
+    assert "name: Spearmanr\n" in card and "type: spearmanr\n" in card  # the model-index, as Hugging Face's cards
+
+
+def test_a_dir_of_sweeps_names_them_for_the_command(tmp_path):
+    day = tmp_path / "2026-12-06"  # Hydra's multirun/<date>/<time>/<job>
+    fake_job(day / "10-00-00" / "0", "0.001", [0.5, 0.7])
+    fake_job(day / "11-30-00" / "0", "0.003", [0.6, 0.8])
+    result = run_cli([str(day)], script="src/report.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {day} holds sweep dirs, not run dirs: name the sweeps to report on, e.g. `python src/report.py " \
+           f"{day / '10-00-00'} {day / '11-30-00'}`" in result.stderr
+    assert run_cli([str(day / "10-00-00"), str(day / "11-30-00")], script="src/report.py").returncode == 0

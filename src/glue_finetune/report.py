@@ -1,14 +1,17 @@
 """Sweep report from run directories alone: a table per job, mean ± std per setting, curves with bands, and, when
 the jobs cover GLUE tasks, the GLUE table with its score and the submission zip.
 
-Reads each job's ``.hydra/config.yaml`` (its task), ``.hydra/overrides.yaml``, ``metrics.csv`` and completion
-marker; needs no W&B. Every number is the task's own metric (val/mcc for CoLA, val/pearson for STS-B, ...).
+Reads each job's ``.hydra/config.yaml`` (its task), ``.hydra/overrides.yaml``, ``metrics.csv``, completion
+marker and model card; needs no W&B. Every number is the task's own metric (val/mcc for CoLA, val/pearson for
+STS-B, ...).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shlex
 import statistics
 import zipfile
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ import yaml
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
 from glue_finetune.sweep import DONE, FAILED, read_json
-from glue_finetune.tasks import METRIC_NAMES, TASKS, TaskSpec, metric_prefix
+from glue_finetune.tasks import METRIC_LABELS, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "data.local_dir=", "data.glue_dir=
 # GLUE table: task → its metrics in the task table's order, ×100.
 RUN_GLUE_RESULTS = {"cola": (56.53,), "sst2": (92.32,), "mrpc": (88.85, 84.07), "stsb": (88.64, 88.48),
                     "qqp": (90.71, 87.49), "mnli": (83.91, 84.10), "qnli": (90.66,), "rte": (65.70,), "wnli": (56.34,)}
+# A run scored on part of the dev set (debug=limit, trainer.limit_val_batches, ...) says so first in its model card,
+# the run's one record of it: "**A debug run: every score below covers 160 of 408 dev examples only** ...".
+PART_OF_DEV_SET = re.compile(r"every score below covers (.+?) only")
 
 
 @dataclass
@@ -42,6 +48,8 @@ class Job:
     train_seconds: float | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → [(step, value)]
     selected: dict[str, float] = field(default_factory=dict)  # the selected checkpoint's scores (val/...)
+    partial_dev: str | None = None  # how much of the dev set those scores cover when not all of it ("160 of 408 ...")
+    predict_test: bool = True  # whether the job was to write its test-set predictions (the submission files)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
     name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
@@ -69,14 +77,18 @@ def read_job(job_dir: Path) -> Job:
     overrides = done["overrides"] if done and isinstance(done.get("overrides"), list) else \
         yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     config_file = job_dir / ".hydra" / "config.yaml"
-    task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task", "sst2") \
-        if config_file.exists() else "sst2"
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
+    task = config.get("data", {}).get("task", "sst2")
+    card = job_dir / "README.md"
+    partial = PART_OF_DEV_SET.search(card.read_text(errors="replace")) if done and card.is_file() else None
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
               "done" if done else "failed" if failed else "unfinished",
               error=failed["error"] if failed else None,
               # every attempt of a job continued from its checkpoint (a preempted or failed one's), not only its last
               train_seconds=done["finished_at"] - done["started_at"] + done.get("earlier_attempts_s", 0.0)
-              if done else None)
+              if done else None,
+              partial_dev=partial.group(1) if partial else None,
+              predict_test=bool(config.get("predict_test", True)))
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)
@@ -95,8 +107,15 @@ def find_jobs(directories: list[Path]) -> list[Job]:
             jobs.append(read_job(d))
         else:
             found = sorted(p.parent.parent for p in d.glob("*/.hydra/overrides.yaml"))
+            # Hydra's multirun/<date>: one sweep dir per time, each holding its jobs
+            sweeps = sorted({p.parents[2] for p in d.glob("*/*/.hydra/overrides.yaml")}) if not found else []
+            if sweeps:
+                raise FileNotFoundError(
+                    f"{d} holds sweep dirs, not run dirs: name the sweeps to report on, e.g. `python src/report.py "
+                    f"{' '.join(shlex.quote(str(s)) for s in sweeps)}` (all of them in one report)")
             if not found:
-                raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it")
+                raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it (give a sweep dir, "
+                                        "multirun/<date>/<time>, or run dirs)")
             jobs += [read_job(p) for p in found]
     unique = {Path(j.dir).resolve(): j for j in reversed(jobs)}  # a job given twice (its sweep and itself) once
     return [j for j in jobs if unique[Path(j.dir).resolve()] is j]
@@ -142,7 +161,10 @@ def task_score(spec: TaskSpec, selected: dict[str, float]) -> float | None:
 
 def glue_table(jobs: list[Job]) -> dict | None:
     """Per task: its selected checkpoint's metrics (mean over its finished jobs, e.g. seeds), its score; and the
-    GLUE score, the mean of the task scores. None unless the jobs cover GLUE tasks other than SST-2 alone."""
+    GLUE score, the mean of the task scores. None unless the jobs cover GLUE tasks other than SST-2 alone.
+
+    Scores on part of a dev set (a debug run's) are no result: a task's row leaves its jobs out where it has jobs
+    scored on the whole dev set, and is marked (``partial_dev``) where it has none; such rows are not in the score."""
     by_task: dict[str, list[Job]] = {}
     for job in jobs:
         if job.status == "done" and job.selected:
@@ -151,14 +173,19 @@ def glue_table(jobs: list[Job]) -> dict | None:
         return None
     rows = []
     for name in [t for t in TASKS if t in by_task]:
-        spec, members = TASKS[name], by_task[name]
+        spec = TASKS[name]
+        members = [j for j in by_task[name] if not j.partial_dev] or by_task[name]
         names = [f"{metric_prefix(split)}/{m}" for split in spec.dev_splits for m in spec.metrics]
         metrics = {m: 100 * statistics.mean(j.selected[m] for j in members) for m in names if m in members[0].selected}
         rows.append({"task": name, "glue_name": spec.glue_name, "n": len(members), "metrics": metrics,
                      "score": statistics.mean(task_score(spec, j.selected) for j in members),
-                     "run_glue": RUN_GLUE_RESULTS.get(name)})
-    return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in rows),
-            "complete": all(t in by_task for t in RUN_GLUE_RESULTS)}
+                     "run_glue": RUN_GLUE_RESULTS.get(name),
+                     "partial_dev": "; ".join(sorted({j.partial_dev for j in members if j.partial_dev})) or None,
+                     "left_out": len(by_task[name]) - len(members)})
+    counted = [r for r in rows if not r["partial_dev"]]
+    return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in counted) if counted else None,
+            "not_counted": [r["glue_name"] for r in rows if r["partial_dev"]],
+            "complete": {r["task"] for r in counted} >= set(RUN_GLUE_RESULTS)}
 
 
 def summarize(jobs: list[Job]) -> dict:
@@ -178,7 +205,8 @@ def summarize(jobs: list[Job]) -> dict:
         "jobs": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "task": j.task.name, "setting": j.setting,
                   "status": j.status, "error": j.error, "metric": j.main,
                   "best": j.best[1] if j.best else None, "best_step": j.best[0] if j.best else None,
-                  "final": j.final, "selected": j.selected, "train_seconds": j.train_seconds} for j in jobs],
+                  "final": j.final, "selected": j.selected, "partial_dev": j.partial_dev,
+                  "train_seconds": j.train_seconds} for j in jobs],
         "groups": groups,
         "glue": glue_table(jobs),
         "not_finished": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
@@ -236,26 +264,51 @@ def glue_markdown(glue: dict) -> list[str]:
              "| task | n | metrics | score | run_glue.py, bert-base-cased |", "|---|---|---|---|---|"]
     for r in glue["tasks"]:
         spec = TASKS[r["task"]]
-        metrics = " / ".join(f"{METRIC_NAMES[name.split('/')[-1]][0]}"
+        metrics = " / ".join(f"{METRIC_LABELS[name.split('/')[-1]]}"
                              f"{' (mm)' if name.startswith('val_mismatched') else ''} {value:.2f}"
                              for name, value in r["metrics"].items())
         reference = "/".join(f"{v:.2f}" for v in r["run_glue"]) if r["run_glue"] else "-"
-        lines.append(f"| {spec.glue_name} | {r['n']} | {metrics} | {r['score']:.2f} | {reference} |")
-    lines += ["", f"**GLUE score: {glue['glue_score']:.2f}** (mean of the task scores; a task's score is the mean of "
-              f"its metrics{'' if glue['complete'] else '; not every GLUE task is in these runs'})", ""]
+        mark = " †" if r["partial_dev"] else ""
+        lines.append(f"| {spec.glue_name} | {r['n']} | {metrics} | {r['score']:.2f}{mark} | {reference} |")
+    partial = [f"{r['glue_name']} on {r['partial_dev']}" for r in glue["tasks"] if r["partial_dev"]]
+    left_out = [f"{r['left_out']} {r['glue_name']} job(s)" for r in glue["tasks"] if r["left_out"]]
+    lines.append("")
+    if partial:
+        lines += [f"† Scored on part of the dev set only ({', '.join(partial)}: the trainer's limit_val_batches, "
+                  "limit_test_batches, overfit_batches or fast_dev_run, as the debug configs set): a check of the "
+                  "pipeline, not comparable with run_glue.py's results, and not in the GLUE score.", ""]
+    if left_out:
+        lines += [f"Left out of the table: {', '.join(left_out)} scored on part of the dev set only (the task's "
+                  "other jobs cover all of it).", ""]
+    if glue["glue_score"] is None:
+        lines += ["**No GLUE score**: every task here was scored on part of its dev set only (†).", ""]
+    else:
+        notes = [*(["not counted: " + ", ".join(glue["not_counted"]) + " (†)"] if glue["not_counted"] else []),
+                 *([] if glue["complete"] else ["not every GLUE task is in these runs"])]
+        lines += [f"**GLUE score: {glue['glue_score']:.2f}** (mean of the task scores; a task's score is the mean of "
+                  f"its metrics{''.join('; ' + n for n in notes)})", ""]
     return lines
 
 
-def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
+def submission_markdown(summary: dict) -> list[str]:
+    """Where the GLUE server's files are, or why there are none; each file it expects that is missing, and why."""
+    # the files of the tasks that ran first, with why; those of tasks not run in one list
+    not_run = [name for name, why in summary["submission_missing"].items() if why.startswith("no finished run of ")]
+    missing = "; ".join([*(f"{name} ({why})" for name, why in summary["submission_missing"].items()
+                           if name not in not_run),
+                         *([f"{', '.join(not_run)} (no finished run of the task)"] if not_run else [])])
+    if not summary["submission_zip"]:
+        return [f"No GLUE submission zip: no job wrote a test-set prediction file; missing {missing}", ""]
+    return [f"Submission files for the GLUE server: `{Path(summary['submission_zip']).name}`"
+            + (f" — incomplete: the server takes all "
+               f"{len(summary['submission_missing']) + len(summary['submission_files'])} files; missing {missing}"
+               if missing else ""), ""]
+
+
+def to_markdown(summary: dict, plots: list[Path]) -> str:
     lines = ["# Sweep report" if len(summary["jobs"]) > 1 else "# Run report", ""]
     if summary["glue"]:
-        lines += glue_markdown(summary["glue"])
-        if zip_path:
-            lines += [f"Submission files for the GLUE server: `{zip_path.name}`"
-                      + (f" — incomplete: the server takes all "
-                         f"{len(summary['submission_missing']) + len(summary['submission_files'])} files; "
-                         "missing " + "; ".join(f"{name} ({why})" for name, why in summary["submission_missing"].items())
-                         if summary["submission_missing"] else ""), ""]
+        lines += glue_markdown(summary["glue"]) + submission_markdown(summary)
     lines += ["## Settings (mean ± std over seeds)", "",
               "| setting | metric | n | best | final |", "|---|---|---|---|---|"]
     for g in summary["groups"]:
@@ -267,8 +320,9 @@ def to_markdown(summary: dict, plots: list[Path], zip_path: Path | None) -> str:
         best = f"{j['best']:.4f} ({j['best_step']})" if j["best"] is not None else "-"
         seconds = f"{j['train_seconds']:.0f} s" if j["train_seconds"] is not None else "-"
         seed = next((o.partition("=")[2] for o in j["overrides"] if o.startswith("seed=")), "default")
+        selected = fmt(j["selected"].get(j["metric"])) + (f" (on {j['partial_dev']} only)" if j["partial_dev"] else "")
         lines.append(f"| {j['name']} | {j['setting']} | {seed} | {j['status']} | {j['metric']} | {best} | "
-                     f"{fmt(j['final'])} | {fmt(j['selected'].get(j['metric']))} | {seconds} |")
+                     f"{fmt(j['final'])} | {selected} | {seconds} |")
     if summary["not_finished"]:
         lines += ["", "## Failed or unfinished jobs", ""]
         for j in summary["not_finished"]:
@@ -294,15 +348,27 @@ def write_submission_zip(jobs: list[Job], path: Path) -> tuple[list[str], dict[s
             if written:
                 files[file_name] = written[0]
             elif name in ranked:
-                missing[file_name] = (f"no {spec.glue_name} job wrote it: predict_test=false, or no test file in "
-                                      "its data")
+                missing[file_name] = not_written_why(spec, ranked[name])
             else:
                 missing[file_name] = f"no finished run of {spec.glue_name}"
     if files:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for file_name, source in sorted(files.items()):
                 archive.write(source, arcname=file_name)
+    else:  # an earlier report's zip would pass for these runs'
+        path.unlink(missing_ok=True)
     return sorted(files), missing
+
+
+def not_written_why(spec: TaskSpec, jobs: list[Job]) -> str:
+    """Why none of a task's finished jobs wrote one of its submission files: each was told not to (predict_test=false,
+    as the debug configs set), or those that were to write it found no test file for it in their data."""
+    if not any(j.predict_test for j in jobs):
+        debug = sorted({o for j in jobs for o in j.overrides if o.startswith("debug=")})
+        ran = "job ran" if len(jobs) == 1 else f"jobs ({len(jobs)}) ran"
+        set_by = f", as {' and '.join(debug)} set{'s' if len(debug) == 1 else ''}" if debug else ""
+        return f"the {spec.glue_name} {ran} with predict_test=false{set_by}"
+    return f"the {spec.glue_name} jobs with predict_test=true found no test file for it in their data"
 
 
 def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, list[Path]]:
@@ -319,8 +385,8 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     zipped, missing = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else ([], {})
     zip_path = out_dir / "glue_submission.zip" if zipped else None
     summary.update(submission_zip=str(zip_path) if zip_path else None, submission_files=zipped,
-                   submission_missing=missing if zipped else {})
-    markdown = to_markdown(summary, plots, zip_path)
+                   submission_missing=missing)
+    markdown = to_markdown(summary, plots)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2))
     return summary, markdown, plots

@@ -26,6 +26,8 @@ METRIC_NAMES = {
     "pearson": ("Pearson", "pearson"),
     "spearman": ("Spearmanr", "spearmanr"),
 }
+# How each metric is named for people (the report's tables): the cards' "Spearmanr" is scipy's function's name.
+METRIC_LABELS = {key: name for key, (name, _) in METRIC_NAMES.items()} | {"spearman": "Spearman"}
 
 
 @dataclass(frozen=True)
