@@ -457,16 +457,21 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at, e
     assert torch.load(last, weights_only=True)["global_step"] == stop_at
     train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
 
-    whole, resumed = (weights(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("whole", "resumed"))
-    assert whole.keys() == resumed.keys()
-    for name in whole:
-        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
-    curves = [read_metrics(tmp_path / d / "metrics.csv") for d in ("whole", "resumed")]
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
+
+
+def assert_same_run(whole: Path, resumed: Path) -> None:
+    """The final weights and every metrics row of the two runs agree (to float noise)."""
+    final = [weights(d / "checkpoints" / "last.ckpt") for d in (whole, resumed)]
+    assert final[0].keys() == final[1].keys()
+    for name in final[0]:
+        torch.testing.assert_close(final[1][name], final[0][name], atol=1e-6, rtol=0, msg=name)
+    curves = [read_metrics(d / "metrics.csv") for d in (whole, resumed)]
     # The best-so-far columns too: a resumed run goes on from the best values it had before the interruption.
     for metric in ("val/acc", "val/loss", "train/loss", "val/acc_best", "val/loss_best"):
         a, b = (column(rows, metric) for rows in curves)
-        assert [s for s, _ in a] == [s for s, _ in b]
-        assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-6), metric
+        assert [s for s, _ in b] == [s for s, _ in a], metric
+        assert [v for _, v in b] == pytest.approx([v for _, v in a], abs=1e-6), metric
 
 
 class SignalDuringBatch(L.Callback):
@@ -503,14 +508,7 @@ def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_pat
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
     train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
 
-    whole, resumed = (weights(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("whole", "resumed"))
-    for name in whole:
-        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
-    curves = [read_metrics(tmp_path / d / "metrics.csv") for d in ("whole", "resumed")]
-    for metric in ("val/acc", "val/loss", "train/loss", "val/loss_best"):
-        a, b = (column(rows, metric) for rows in curves)
-        assert [s for s, _ in b] == [s for s, _ in a], metric
-        assert [v for _, v in b] == pytest.approx([v for _, v in a], abs=1e-6), metric
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
 
 
 class RecordMicroBatches(L.Callback):
