@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from test_sweeps import tiny
 from test_train import read_metrics, run_cli
 
@@ -66,9 +70,13 @@ def test_report_on_a_dir_without_runs_says_so(tmp_path):
     assert f"error: --out {tmp_path / 'report.md'} is a file: give a directory" in result.stderr
 
 
-def test_report_goes_to_the_sweeps_wandb_group(sweep):
-    result = run_cli([str(sweep), "--wandb"], script="src/report.py", env={"WANDB_MODE": "offline"})
+def test_report_goes_to_the_sweeps_wandb_group(sweep, tmp_path):
+    # Not logged in: offline by itself, saying so and how to upload it (W&B's own lines say neither).
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+    result = subprocess.run([sys.executable, "src/report.py", str(sweep), "--wandb"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=300, env={**env, "NETRC": str(tmp_path / "no-netrc")})
     assert result.returncode == 1  # the failed jobs still count
+    assert f"so the report is logged offline under {sweep / 'wandb'}. Upload it later: wandb sync" in result.stderr
     run_file = next((sweep / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     group = str(sweep).encode()
     assert b"\x32" + bytes([len(group)]) + group in run_file  # RunRecord.run_group

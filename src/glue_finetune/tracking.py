@@ -225,7 +225,11 @@ def log_report_to_wandb(summary: dict, plots: list[Path], project: str, group: s
     """A sweep report as a W&B run of its own (job_type "report") in the sweep's group: tables and plots."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or ("offline" if wandb_offline_reason() else "online")
+    why = None if os.environ.get("WANDB_MODE") else wandb_offline_reason()
+    mode = os.environ.get("WANDB_MODE") or ("offline" if why else "online")
+    if why:
+        log.warning("W&B: %s, so the report is logged offline under %s. Upload it later: wandb sync %s", why,
+                    directory / "wandb", directory / "wandb" / "offline-run-*")
     run = wandb.init(project=project, group=group, job_type="report", name=f"report {group}", mode=mode,
                      dir=str(directory), settings=wandb.Settings(quiet=True))
     columns = ["setting", "metric", "n", "best_mean", "best_std", "final_mean", "final_std"]
