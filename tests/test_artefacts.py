@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -375,6 +376,19 @@ def test_evaluate_refuses_another_tasks_glue_file_naming_both_tasks_and_the_fix(
     with pytest.raises(UserError, match=r"task folders \(CoLA, SST-2, WNLI\); none is MRPC's, the model's task: "
                                         r"--data /path/to/MRPC$"):
         labelled_file(glue, TASKS["mrpc"])
+
+
+def test_evaluate_without_network_names_the_tasks_dev_set_as_evaluate_takes_it(finished_run, tmp_path):
+    run_dir = tmp_path / "hub-run"  # a run trained on the Hub's data: its dev set is the Hub's validation split
+    shutil.copytree(finished_run / "model", run_dir / "model")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"hub_dataset": "nyu-mll/glue"}}))
+    result = run_cli([str(run_dir)], script="src/evaluate.py",
+                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "Could not load dataset 'nyu-mll/glue' (sst2)" in result.stderr
+    assert "--data /path/to/SST-2   SST-2's folder of GLUE files (its dev.tsv)" in result.stderr
+    assert "data.local_dir" not in result.stderr and "model.name_or_path" not in result.stderr
 
 
 def test_predict_options_may_come_before_between_or_after_the_sentences(finished_run):

@@ -462,4 +462,5 @@ def preflight(cfg: DictConfig) -> None:
     validate_config(cfg)
     if needs_hub(cfg):
         go_offline_if_unreachable()
-        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")))
+        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),
+                                  TASKS.get(str(OmegaConf.select(cfg, "data.task", default=""))))
