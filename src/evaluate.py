@@ -10,9 +10,10 @@ task says which metrics (accuracy, F1, Matthews correlation, Pearson and Spearma
 --data is one of the task's GLUE files with labels (dev.tsv, train.tsv, dev_matched.tsv, ...), or a TSV whose
 header names the text columns (sentence; sentence1 and sentence2; ...) and `label` (an id, a label name, or a
 score for STS-B); a task's folder of GLUE files (as data.local_dir takes) means its dev.tsv (MNLI's folder holds two
-dev files: name one). Without --data, a run is scored on the dev set(s) it was validated on (its GLUE files, or the
-Hub's validation splits). The metrics go to --output (default: eval_<data>.json in the run dir, or in the
-checkpoint's run dir), checked writable before the model is loaded; were writing still to fail, they are printed.
+dev files: name one); another task's GLUE file is refused, naming whose it is. Without --data, a run is scored on
+the dev set(s) it was validated on (its GLUE files, or the Hub's validation splits). The metrics go to --output
+(default: eval_<data>.json in the run dir, or in the checkpoint's run dir), checked writable before the model is
+loaded; were writing still to fail, they are printed.
 """
 
 import argparse
@@ -39,18 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def labelled_file(data: Path) -> Path:
-    """--data as a file to read: a task's folder of GLUE files (what data.local_dir takes) means its dev file."""
-    from glue_finetune.inference import readable_file
+def labelled_file(data: Path, spec=None) -> Path:
+    """--data as a file to read: a task's folder of GLUE files (what data.local_dir takes) means its dev file. With
+    the model's task (``spec``), GLUE's folder of task folders points at the task's own, and another task's GLUE
+    file is refused now, before the model is loaded."""
+    from glue_finetune.inference import readable_file, refuse_another_tasks_file
+    from glue_finetune.tasks import TASKS
 
     if not data.is_dir():
-        return readable_file(data, "--data")
+        readable_file(data, "--data")
+        if spec is not None:
+            refuse_another_tasks_file(data, spec)
+        return data
     found = [data / name for name in DEV_FILES if (data / name).is_file()]
     if len(found) == 1:
-        return found[0]
+        return labelled_file(found[0], spec)
     if found:
         raise UserError(f"--data {data}: a folder with {len(found)} dev sets ({', '.join(p.name for p in found)}): "
                         f"give one, e.g. --data {found[0]}")
+    tasks = [t.glue_name for t in TASKS.values() if (data / t.glue_name).is_dir()]
+    if tasks:  # GLUE's folder of task folders (glue_data/, as data.glue_dir takes it)
+        if spec is not None and spec.glue_name in tasks:
+            folder = data / spec.glue_name
+            dev = folder if len(spec.dev_splits) == 1 else folder / spec.file_names[spec.dev_splits[0]]  # MNLI's
+            raise UserError(f"--data {data}: that folder holds GLUE's task folders: --data {dev}")
+        hint = (f"give the model's task's, e.g. --data {data / tasks[0]}" if spec is None else
+                f"none is {spec.glue_name}'s, the model's task: --data /path/to/{spec.glue_name}")
+        raise UserError(f"--data {data}: that folder holds GLUE's task folders ({', '.join(tasks)}); {hint}")
     raise UserError(f"--data {data} is a directory with no GLUE dev file ({', '.join(DEV_FILES)}): give a labelled "
                     f"file, e.g. --data {data / 'dev.tsv'}")
 
@@ -59,12 +75,12 @@ def main() -> None:
     args = build_parser().parse_intermixed_args()
 
     from glue_finetune.evaluation import default_output, evaluate
-    from glue_finetune.inference import torch_device
+    from glue_finetune.inference import model_task, torch_device
 
     try:
         # What can be checked before the model is loaded and scored: the paths and the device.
         check_model_path(args.model)
-        data = labelled_file(args.data) if args.data is not None else None
+        data = labelled_file(args.data, model_task(args.model)) if args.data is not None else None
         output = args.output or default_output(args.model, data)
         check_writable(output, example="metrics.json")
         torch_device(args.device)

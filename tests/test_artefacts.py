@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import yaml
 from hydra.utils import instantiate
 from transformers import AutoTokenizer, pipeline
 
-from conftest import ROOT, TINY_OVERRIDES, tiny_overrides, compose_config
+from conftest import ROOT, TINY_OVERRIDES, tiny_overrides, compose_config, write_glue_task
 from test_train import read_metrics, run_cli
 from glue_finetune.artefacts import export_model, model_name
 from glue_finetune.inference import Predictor, read_labelled, read_texts
@@ -348,6 +349,52 @@ def test_evaluate_data_is_checked_first_and_a_task_folder_means_its_dev_file(fin
             read(tmp_path / "no_such.tsv", TASKS["sst2"])
         with pytest.raises(UserError, match=r"is a directory, not a file: give one of its files \(dev.tsv, test.tsv"):
             read(sst2_dir, TASKS["sst2"])
+
+
+def test_evaluate_refuses_another_tasks_glue_file_naming_both_tasks_and_the_fix(finished_run, tmp_path):
+    glue = tmp_path / "glue_data"
+    sst2, cola, wnli = (write_glue_task(glue / spec.glue_name, spec.name, n_train=8, n_dev=8, n_test=2)
+                        for spec in (TASKS["sst2"], TASKS["cola"], TASKS["wnli"]))
+    # An SST-2 model on CoLA's folder: refused before the model is loaded, in one line
+    result = run_cli([str(finished_run), "--data", str(cola)], script="src/evaluate.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: --data {cola / 'dev.tsv'}: this is CoLA's dev.tsv; the model is "
+                                     f"SST-2's (data=sst2): use --data {sst2} (or a model trained with data=cola)")
+    # The reader, for models of other tasks: SST-2's file as CoLA's, WNLI's 0/1 as STS-B scores or RTE's labels
+    for own, other, theirs in (("sst2", wnli, "wnli"), ("cola", sst2, "sst2"), ("stsb", wnli, "wnli"),
+                               ("rte", wnli, "wnli"), ("mrpc", wnli, "wnli")):
+        spec = TASKS[own]
+        folder = glue / spec.glue_name if (glue / spec.glue_name).is_dir() else f"/path/to/{spec.glue_name}"
+        with pytest.raises(UserError) as err:
+            read_labelled(other / "train.tsv", spec)
+        assert str(err.value) == (f"--data {other / 'train.tsv'}: this is {other.name}'s train.tsv; the model is "
+                                  f"{spec.glue_name}'s (data={own}): use --data {folder} (or a model trained with "
+                                  f"data={theirs})")
+    # SST-2's header is also a single-sentence model's own: a CoLA model reads such a file outside SST-2's folder
+    mine = tmp_path / "mine.tsv"
+    mine.write_bytes((sst2 / "dev.tsv").read_bytes())
+    assert len(read_labelled(mine, TASKS["cola"])[1]) == 8
+    # GLUE's folder of task folders: the model's task's folder, where it is there
+    labelled_file = load_script("evaluate").labelled_file
+    with pytest.raises(UserError) as err:
+        labelled_file(glue, TASKS["sst2"])
+    assert str(err.value) == f"--data {glue}: that folder holds GLUE's task folders: --data {sst2}"
+    with pytest.raises(UserError, match=r"task folders \(CoLA, SST-2, WNLI\); none is MRPC's, the model's task: "
+                                        r"--data /path/to/MRPC$"):
+        labelled_file(glue, TASKS["mrpc"])
+
+
+def test_evaluate_without_network_names_the_tasks_dev_set_as_evaluate_takes_it(finished_run, tmp_path):
+    run_dir = tmp_path / "hub-run"  # a run trained on the Hub's data: its dev set is the Hub's validation split
+    shutil.copytree(finished_run / "model", run_dir / "model")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"hub_dataset": "nyu-mll/glue"}}))
+    result = run_cli([str(run_dir)], script="src/evaluate.py",
+                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "Could not load dataset 'nyu-mll/glue' (sst2)" in result.stderr
+    assert "--data /path/to/SST-2   SST-2's folder of GLUE files (its dev.tsv)" in result.stderr
+    assert "data.local_dir" not in result.stderr and "model.name_or_path" not in result.stderr
 
 
 def test_predict_options_may_come_before_between_or_after_the_sentences(finished_run):

@@ -188,9 +188,12 @@ COMMON_ERRORS = {
     ".../train.tsv:2: not valid UTF-8": lambda tmp: run_cli(train_on(bad_data(
         tmp, "train.tsv", b"sentence\tlabel\ncaf\xe9\t1\n"))),
     ".../dev.tsv: the file is empty": lambda tmp: run_cli(train_on(bad_data(tmp, "dev.tsv", b""))),
-    ".../train.tsv:1: header is": lambda tmp: run_cli([*TINY_OVERRIDES, "data=mrpc",
-                                                      f"data.local_dir={write_sst2(tmp / 'sst2-for-mrpc')}",
-                                                      f"hydra.run.dir={tmp / 'mrpc'}"]),
+    ".../train.tsv: this is SST-2's": lambda tmp: run_cli([*TINY_OVERRIDES, "data=mrpc",
+                                                          f"data.local_dir={write_sst2(tmp / 'sst2-for-mrpc')}",
+                                                          f"hydra.run.dir={tmp / 'mrpc'}"]),
+    "data.local_dir=.../glue_data holds": lambda tmp: run_cli([
+        "model=tiny", f"data.local_dir={write_sst2(tmp / 'glue_data' / 'SST-2').parent}",
+        f"hydra.run.dir={tmp / 'g'}"]),
     ".../dev.tsv:2: label must be one of": lambda tmp: run_cli(train_on(bad_data(
         tmp, "dev.tsv", b"index\tsentence1\tsentence2\tlabel\n3\tA man.\tA person.\tmaybe\n", task="rte"))),
     ".../train.tsv:2: score must be": lambda tmp: run_cli(train_on(bad_data(

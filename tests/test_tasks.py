@@ -18,7 +18,7 @@ from glue_finetune.config import validate_config
 from glue_finetune.errors import ConfigError, DataFormatError
 from glue_finetune.inference import encode
 from glue_finetune.metrics import task_metrics
-from glue_finetune.tasks import TASKS, read_glue_file
+from glue_finetune.tasks import TASKS, WrongTaskFile, glue_task_of, read_glue_file
 from glue_finetune.training import train
 from test_sweeps import needs_extra
 from test_train import column, read_metrics, run_cli
@@ -191,12 +191,29 @@ def test_exported_pair_model_works_in_pipeline_and_the_tools(glue_dir, tmp_path)
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
-def test_another_tasks_files_are_named_as_such(glue_dir, tmp_path):
-    with pytest.raises(DataFormatError, match=r"train.tsv:1: header is 'sentence\\tlabel', expected MRPC's header "
-                                              r".*this looks like SST-2's train.tsv \(data=sst2\)"):
-        read_glue_file(glue_dir / "SST-2" / "train.tsv", TASKS["mrpc"], "train")
-    with pytest.raises(DataFormatError, match=r"this looks like SST-2's train.tsv \(data=sst2\)"):
-        read_glue_file(glue_dir / "SST-2" / "train.tsv", TASKS["cola"], "train")
+def test_each_tasks_files_are_told_apart(glue_dir):
+    def rows(path: Path) -> list[list[str]]:
+        return [line.split("\t") for line in path.read_text(encoding="utf-8-sig").splitlines()]
+
+    for spec in (s for s in TASKS.values() if s.name != "ax"):
+        for split, name in spec.file_names.items():
+            shared = split == "test" and spec.name in ("cola", "sst2", "rte", "wnli")  # the same header and no labels
+            assert glue_task_of(rows(glue_dir / spec.glue_name / name)) == (None if shared else spec), name
+    assert glue_task_of([["sentence1", "sentence2", "label"], ["a", "b", "1"]]) is None  # a header of one's own
+    # RTE's header over labels of neither RTE's nor WNLI's: RTE's own file with a bad row, not another task's
+    assert glue_task_of([["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "maybe"]]) is None
+
+
+@pytest.mark.parametrize("own,other", [("mrpc", "SST-2"), ("cola", "SST-2"), ("sst2", "CoLA"), ("rte", "WNLI"),
+                                       ("wnli", "RTE"), ("stsb", "WNLI"), ("mnli", "RTE")])
+def test_another_tasks_files_are_named_as_such(glue_dir, own, other):
+    # By its header; by CoLA's rows, which have none; by the labels under a header two tasks share (RTE's, WNLI's).
+    spec, path = TASKS[own], glue_dir / other / "train.tsv"
+    theirs = next(s.name for s in TASKS.values() if s.glue_name == other)
+    with pytest.raises(WrongTaskFile) as err:
+        read_glue_file(path, spec, "train")
+    assert str(err.value) == (f"{path}: this is {other}'s train.tsv; the run is {spec.glue_name}'s (data={own}): use "
+                              f"data.local_dir={glue_dir / spec.glue_name} (or data={theirs})")
 
 
 @pytest.mark.parametrize("task,file,line,message", [
@@ -230,6 +247,18 @@ def test_mnli_without_its_mismatched_dev_set_is_refused_before_training(glue_dir
     with pytest.raises(ConfigError, match=r"missing dev_mismatched.tsv \(MNLI needs train.tsv, dev_matched.tsv, "
                                           r"dev_mismatched.tsv"):
         validate_config(compose_config(["data=mnli", f"data.local_dir={folder}", "model=tiny"]))
+
+
+def test_glues_folder_of_task_folders_as_a_tasks_folder_points_at_the_tasks_own(glue_dir, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir}", "model=tiny"]))
+    folders = ", ".join(s.glue_name for s in TASKS.values() if s.name != "ax")  # AX's file is in diagnostic/
+    assert err.value.problems == [f"data.local_dir={glue_dir} holds GLUE's task folders ({folders}), not CoLA's "
+                                  f"files: data.local_dir={glue_dir / 'CoLA'} or data.glue_dir={glue_dir}"]
+    (tmp_path / "SST-2").mkdir()
+    with pytest.raises(ConfigError, match=r"holds GLUE's task folders \(SST-2\), not CoLA's files: "
+                                          r"data.local_dir=/path/to/CoLA \(it has no CoLA folder\)"):
+        validate_config(compose_config(["data=cola", f"data.local_dir={tmp_path}", "model=tiny"]))
 
 
 def test_every_data_option_names_a_task_and_the_documented_run_selects_by_loss():

@@ -309,6 +309,23 @@ def test_without_network_or_local_copies_the_cli_fails_fast_and_clearly(tmp_path
     assert "Traceback" not in output
 
 
+MNLI_FILES = "train.tsv, dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv"
+
+
+@pytest.mark.parametrize("task,folder,files,model", [
+    ("cola", "CoLA", "train.tsv, dev.tsv, test.tsv", "bert_base_cased"),  # the model is missed first
+    ("mnli", "MNLI", MNLI_FILES, "bert_base_cased"),
+    ("mnli", "MNLI", MNLI_FILES, "tiny")])  # a local model: the data set is missed, as the data module loads it
+def test_without_network_the_local_copies_named_are_the_tasks(tmp_path, task, folder, files, model):
+    result = run_cli([f"data={task}", f"model={model}", f"hydra.run.dir={tmp_path / 'run'}"],
+                     env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HOME": str(tmp_path / "hf"),
+                          "HF_HUB_OFFLINE": "0"}, timeout=60)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and "Traceback" not in output, output[-3000:]
+    assert f"data.local_dir=/path/to/{folder} {folder}'s folder of GLUE files ({files})" in output
+    assert "SST-2" not in output
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_SST2_DIR.is_dir(), reason=f"real GLUE SST-2 TSVs not found at {REAL_SST2_DIR}")
 def test_minilm_reaches_80_percent_on_real_sst2(tmp_path):

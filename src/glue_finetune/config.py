@@ -432,6 +432,13 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
     else:
         return []
     needed = [name for split, name in spec.file_names.items() if not split.startswith("test")]
+    if local_dir and folder.is_dir() and not any((folder / name).is_file() for name in needed) and (
+            tasks := [t.glue_name for t in TASKS.values() if (folder / t.glue_name).is_dir()]):
+        # GLUE's folder of task folders (glue_data/) given as the task's folder
+        fix = (f"data.local_dir={folder / spec.glue_name} or data.glue_dir={local_dir}" if spec.glue_name in tasks
+               else f"data.local_dir=/path/to/{spec.glue_name} (it has no {spec.glue_name} folder)")
+        return [f"data.local_dir={local_dir} holds GLUE's task folders ({', '.join(tasks)}), not {spec.glue_name}'s "
+                f"files: {fix}"]
     if not folder.is_dir():
         return [f"{key}={local_dir or glue_dir}: no {'such directory' if local_dir else spec.glue_name + ' folder in it'} "
                 f"({folder}; it must hold {spec.glue_name}'s {', '.join(needed)})"]
@@ -455,4 +462,5 @@ def preflight(cfg: DictConfig) -> None:
     validate_config(cfg)
     if needs_hub(cfg):
         go_offline_if_unreachable()
-        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")))
+        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),
+                                  TASKS.get(str(OmegaConf.select(cfg, "data.task", default=""))))

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError
-from glue_finetune.hub import fetching
+from glue_finetune.hub import fetching, offline_hint
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
 from glue_finetune.tasks import TASKS, TaskSpec, ax_file, read_glue_file
@@ -194,7 +194,8 @@ class GlueDataModule(L.LightningDataModule):
                 self.source_digests["ax"] = hashlib.sha256(ax.read_bytes()).hexdigest()[:16]
             raw = datasets.DatasetDict(splits)
         else:
-            with fetching(f"dataset {self.hub_dataset!r} ({spec.name}) from the Hugging Face Hub"):
+            with fetching(f"dataset {self.hub_dataset!r} ({spec.name}) from the Hugging Face Hub",
+                          hint=offline_hint(spec)):
                 raw = datasets.load_dataset(self.hub_dataset, spec.name)
                 if spec.name == "mnli":
                     raw["ax"] = datasets.load_dataset(self.hub_dataset, "ax", split="test")

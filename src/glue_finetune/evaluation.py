@@ -44,10 +44,10 @@ def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, l
         else:
             import datasets
 
-            from glue_finetune.hub import fetching, go_offline_if_unreachable
+            from glue_finetune.hub import fetching, go_offline_if_unreachable, offline_hint
 
             go_offline_if_unreachable()
-            with fetching(f"dataset {data['hub_dataset']!r} ({spec.name})"):
+            with fetching(f"dataset {data['hub_dataset']!r} ({spec.name})", hint=offline_hint(spec, "--data")):
                 dev = datasets.load_dataset(data["hub_dataset"], spec.name, split=split)
             sets[metric_prefix(split)] = (f"{data['hub_dataset']}/{spec.name}:{split}",
                                           list(zip(*(dev[c] for c in spec.text))), list(dev["label"]))

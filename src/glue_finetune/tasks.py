@@ -220,13 +220,71 @@ def _describe(fmt: FileFormat) -> str:
     return f"no header line and {fmt.fields} tab-separated fields a row"
 
 
-def _which_task(header: list[str]) -> str | None:
-    """The task whose GLUE files start with this header, for a hint when a task's dir holds another's files."""
-    for spec in TASKS.values():
-        for split, fmt in spec.files.items():
-            if fmt.header and header[: len(fmt.header)] == list(fmt.header) and len(header) == len(fmt.header):
-                return f"{spec.glue_name}'s {spec.file_names[split]} (data={spec.name})"
-    return None
+IDENTIFY_ROWS = 100  # data rows a file's task is told by: enough to tell its labels, few to read
+
+
+class WrongTaskFile(DataFormatError):
+    """One of another GLUE task's files where ``own``'s were expected: ``other`` is the task it is of."""
+
+    def __init__(self, path: Path, own: TaskSpec, other: TaskSpec):
+        self.path, self.own, self.other = path, own, other
+        super().__init__(another_tasks_file(path, own, other, "data.local_dir"))
+
+
+def glue_task_of(rows: list[list[str]]) -> TaskSpec | None:
+    """Which GLUE task's file this is, from its rows (fields split at tabs, the header first): by its header, or
+    by CoLA's rows where it has none (source, a 0/1 label, the original judgement, the sentence). Where tasks share
+    a header (RTE's and WNLI's files: entailment/not_entailment against 0/1), by the labels of its first rows.
+    None when the rows fit no task's files, or several tasks' alike (SST-2's and CoLA's test.tsv)."""
+    if not rows:
+        return None
+    by_header: dict[str, list[FileFormat]] = {}
+    for exact in (True, False):  # MNLI's files hold more columns than it reads: theirs only if no other fits
+        for spec in TASKS.values():
+            for fmt in spec.files.values():
+                if fmt.exact != exact:
+                    continue
+                if fmt.header is None:
+                    fits = all(len(row) == fmt.fields and _label_fits(row[fmt.label], spec)
+                               and set(row[2]) <= set("*?") and row[3].strip() for row in rows[:IDENTIFY_ROWS])
+                else:
+                    fits = rows[0] == list(fmt.header) if exact else set(fmt.header) <= set(rows[0])
+                if fits:
+                    by_header.setdefault(spec.name, []).append(fmt)
+        if by_header:
+            break
+    if len(by_header) > 1:  # the same header: the task whose labels its rows hold
+        header = rows[0]
+        by_header = {name: formats for name, formats in by_header.items()
+                     if any(fmt.header and fmt.label is not None and all(
+                         len(row) == len(header) and _label_fits(row[header.index(fmt.label)], TASKS[name])
+                         for row in rows[1: IDENTIFY_ROWS + 1]) for fmt in formats)}
+    return TASKS[next(iter(by_header))] if len(by_header) == 1 else None
+
+
+def _label_fits(value: str, spec: TaskSpec) -> bool:
+    try:
+        parse_label(value, spec, "")
+    except DataFormatError:
+        return False
+    return True
+
+
+def another_tasks_file(path: Path, own: TaskSpec, other: TaskSpec, option: str) -> str:
+    """What to say when ``path`` is ``other``'s GLUE file but ``own``'s is wanted: whose file it is, whose the
+    run (``option`` data.local_dir) or the model (``option`` --data) is, and the fix: ``own``'s folder (beside
+    this one, as GLUE lays them out, where it is there) or the task the file is of."""
+    path = Path(path)
+    what = (f"this is {other.glue_name}'s {path.name}" if path.name in other.file_names.values()
+            else f"this is a file in {other.glue_name}'s GLUE format")
+    beside = path.absolute().parent.parent / own.glue_name
+    folder = beside if beside.is_dir() and beside != path.absolute().parent else Path("/path/to") / own.glue_name
+    if option == "--data":
+        target = folder if len(own.dev_splits) == 1 else folder / own.file_names[own.dev_splits[0]]
+        return (f"--data {path}: {what}; the model is {own.glue_name}'s (data={own.name}): use --data {target} "
+                f"(or a model trained with data={other.name})")
+    return (f"{path}: {what}; the run is {own.glue_name}'s (data={own.name}): use {option}={folder} "
+            f"(or data={other.name})")
 
 
 def text_lines(text: str) -> list[str]:
@@ -243,9 +301,9 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     """A GLUE TSV of ``spec``'s ``split``, checked row by row, as columns with the Hub's names: the text columns,
     ``label`` (ids; floats for a regression task; -1 for test files) and ``idx``.
 
-    Raises DataFormatError naming the file, the line and the expected format: not UTF-8, empty, another header
-    (naming the task whose files it looks like), a row with a missing field, an empty text, an unknown label, a
-    score out of range, an index that is not an integer.
+    Raises DataFormatError naming the file, the line and the expected format: not UTF-8, empty, another header, a
+    row with a missing field, an empty text, an unknown label, a score out of range, an index that is not an
+    integer; WrongTaskFile where a wrong header or label is that of another task's file (``glue_task_of``).
     """
     fmt = spec.files[split]
     try:
@@ -256,22 +314,25 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     lines = text_lines(text)
     if not lines:
         raise DataFormatError(f"{path}: the file is empty (expected {spec.glue_name}'s {_describe(fmt)} and data rows)")
-    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = whole = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+    def refuse_if_another_tasks() -> None:
+        other = glue_task_of(whole)
+        if other is not None and other.name != spec.name:
+            raise WrongTaskFile(path, spec, other)
+
     if fmt.header:
         header, first = rows[0], 2
         missing = [c for c in fmt.header if c not in header]
         if missing or (fmt.exact and header != list(fmt.header)):
-            other = _which_task(header)
-            raise DataFormatError(f"{path}:1: header is {lines[0]!r}, expected {spec.glue_name}'s {_describe(fmt)}"
-                                  + (f"; this looks like {other}" if other else ""))
+            refuse_if_another_tasks()
+            raise DataFormatError(f"{path}:1: header is {lines[0]!r}, expected {spec.glue_name}'s {_describe(fmt)}")
         position = {name: header.index(name) for name in header}
         width = len(header)
         rows = rows[1:]
     else:  # CoLA's train and dev files: no header
         position, width, first = {}, fmt.width(), 1
-        if rows and (other := _which_task(rows[0])):
-            raise DataFormatError(f"{path}:1: a header line {lines[0]!r}, but {spec.glue_name}'s {path.name} has "
-                                  f"{_describe(fmt)}; this looks like {other}")
+        refuse_if_another_tasks()
 
     def column(key: str | int) -> int:
         return key if isinstance(key, int) else position[key]
@@ -288,7 +349,11 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
                 raise DataFormatError(f"{path}:{lineno}: the {name} text is empty")
             columns[name].append(row[at])
         if fmt.label is not None:
-            labels.append(parse_label(row[column(fmt.label)], spec, f"{path}:{lineno}"))
+            try:
+                labels.append(parse_label(row[column(fmt.label)], spec, f"{path}:{lineno}"))
+            except DataFormatError:  # RTE's header over WNLI's 0/1 labels: which file it is says more
+                refuse_if_another_tasks()
+                raise
         if fmt.index is not None:
             value = row[column(fmt.index)]
             if not value.isdigit():
