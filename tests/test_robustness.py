@@ -446,18 +446,27 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_cfg, tmp_path, stop_at, e
     # 20 batches an epoch: step 20 ends epoch 1; step 30 is the middle of epoch 2, which must go on with the
     # batches the interrupted run had not trained on yet.
     overrides = ["trainer.max_epochs=3", "trainer.val_check_interval=10", "predict_test=false", *extra]
-    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
+    stopped_at = run_whole_and_stopped_then_resumed(
+        tiny_cfg, tmp_path, overrides, {"_target_": "test_robustness.StopBeforeStep", "step": stop_at},
+        RuntimeError, "killed")
+    assert stopped_at == stop_at
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
 
+
+def run_whole_and_stopped_then_resumed(tiny_cfg, tmp_path: Path, overrides: list[str], stopper: dict,
+                                       error: type, message: str) -> int:
+    """The run of ``overrides`` whole (``tmp_path/whole``), and stopped by the callback ``stopper`` with ``error``
+    then continued from its last.ckpt (``tmp_path/resumed``); the step it was stopped at."""
+    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
     cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
     with open_dict(cfg):
-        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": stop_at}
-    with pytest.raises(RuntimeError, match="killed"):
+        cfg.callbacks.stopper = stopper
+    with pytest.raises(error, match=message):
         train(cfg)
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["global_step"] == stop_at
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
     train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
-
-    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
+    return stopped_at
 
 
 def assert_same_run(whole: Path, resumed: Path) -> None:
@@ -499,15 +508,9 @@ def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_pat
     from glue_finetune.errors import Preempted
 
     overrides = ["trainer.max_epochs=2", "trainer.val_check_interval=10", "predict_test=false", *extra]
-    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
-    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
-    with open_dict(cfg):
-        cfg.callbacks.signal = {"_target_": "test_robustness.SignalDuringBatch", "batch": batch}
-    with pytest.raises(Preempted, match="stopped by SIGUSR1"):
-        train(cfg)
-    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
-    train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
-
+    run_whole_and_stopped_then_resumed(tiny_cfg, tmp_path, overrides,
+                                       {"_target_": "test_robustness.SignalDuringBatch", "batch": batch},
+                                       Preempted, "stopped by SIGUSR1")
     assert_same_run(tmp_path / "whole", tmp_path / "resumed")
 
 
