@@ -201,6 +201,25 @@ def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_pa
     assert json.loads(out.read_text())["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
 
 
+def test_offline_a_checkpoint_moved_out_of_its_run_names_the_run_dir_not_train_options(finished_run, sst2_dir,
+                                                                                        tmp_path):
+    """A checkpoint copied away from its run dir needs its Hub base model's config and tokenizer: offline, with no
+    cached copy, the message says to give the run dir instead, not train.py's data.local_dir / model options."""
+    best = next((finished_run / "checkpoints").glob("best-*.ckpt"))
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["name_or_path"] = "google-bert/bert-base-cased"  # as the documented run saves it
+    moved = tmp_path / "elsewhere" / "best.ckpt"
+    moved.parent.mkdir()
+    torch.save(checkpoint, moved)
+    result = run_cli([str(moved), "--data", str(sst2_dir)], script="src/evaluate.py",
+                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=120)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert "its config and tokenizer come from its base model 'google-bert/bert-base-cased'" in output, output[-3000:]
+    assert "give the run dir it was saved in" in output
+    assert "data.local_dir" not in output and "model.name_or_path" not in output
+
+
 def test_evaluate_truncates_as_the_run_did_and_finds_its_relative_data_dir(sst2_dir, tmp_path, monkeypatch):
     """A run trained with data.max_length=8 (most fixture sentences are longer) and started where its data.local_dir
     was a relative path: evaluate, from another dir and without --max-length, scores it as its validation did."""

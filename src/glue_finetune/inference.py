@@ -269,7 +269,12 @@ def load_checkpoint(path: Path):
     exported = path.parent.parent / "model"
     source = exported if (exported / "config.json").is_file() else hparams["name_or_path"]
     spec = TASKS[hparams.get("task", "sst2")]
-    with fetching(f"the config and tokenizer of {source}", str(source)), quiet_transformers():
+    # A bare checkpoint holds weights only: away from its run dir, its config and tokenizer come from the base model.
+    hint = None if isinstance(source, Path) else (
+        f"This checkpoint holds the weights only; its config and tokenizer come from its base model {source!r}. "
+        "Without network access, give the run dir it was saved in (or that run's model/ dir) instead, or keep the "
+        "checkpoint in its run's checkpoints/ folder.")
+    with fetching(f"the config and tokenizer of {source}", str(source), hint), quiet_transformers():
         config = head_config(source, spec)
         tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_config(config)
