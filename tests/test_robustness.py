@@ -71,7 +71,8 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     from test_train import run_cli
 
     run_dir = tmp_path / "run"
-    args = [*tiny(sst2_dir, epochs=30), f"hydra.run.dir={run_dir}"]
+    epochs = 8  # 160 steps: seconds past the first checkpoint (step 10) when the signal comes, and a short resume
+    args = [*tiny(sst2_dir, epochs=epochs), f"hydra.run.dir={run_dir}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,7 +85,7 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     assert proc.returncode == 75, output[-3000:]
     assert "Checkpoint saved at step" in output and (run_dir / "job_preempted.json").exists()
     stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert 0 < stopped_at < 30 * 20
+    assert 0 < stopped_at < epochs * 20
     assert f"Run stopped by {signum} at step {stopped_at}" in output and "Traceback" not in output
     assert f"To continue from it: python src/train.py {' '.join(args[:-1])} hydra.run.dir={run_dir} resume=true" in output
 
@@ -92,7 +93,7 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 30 * 20
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == epochs * 20
 
 
 def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):

@@ -199,7 +199,8 @@ def test_a_stopped_optuna_trial_is_continued_by_the_next_invocation(sst2_dir, tm
     # with the trial running in the study for good, its last validation's checkpoint saved.
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
-    fixed = [o for o in tiny(sst2_dir, epochs=30) if not o.startswith("optimizer.lr")]
+    # 160 steps: seconds past the first checkpoint (step 10) when the signal comes, and a short resume
+    fixed = [o for o in tiny(sst2_dir, epochs=8) if not o.startswith("optimizer.lr")]
     args = ["-m", "hparams_search=lr_optuna", *fixed, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
@@ -337,9 +338,6 @@ def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, 
 
 
 @needs_extra("hydra_plugins.hydra_ray_launcher")
-@pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired,
-                   reason="run after the whole suite's earlier files, the sweep has not stopped within 120 s of "
-                          "Ctrl-C (alone, and with this file alone, it stops in ~3 s); cause not yet found")
 def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_the_queued_one(sst2_dir, tmp_path):
     # 3 jobs, 2 at a time on 2 cores: Ctrl-C on the sweep's command while 2 train and the third waits.
     sweep = tmp_path / "sweep"
@@ -355,7 +353,17 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
             assert time.monotonic() < deadline and sweep_run.poll() is None, "the jobs did not start training"
             time.sleep(0.5)
         sweep_run.send_signal(signal.SIGINT)
-        output, _ = sweep_run.communicate(timeout=120)
+        try:
+            output, _ = sweep_run.communicate(timeout=60)  # it stops in ~3 s
+        except subprocess.TimeoutExpired:
+            # A known failure, seen in some runs of the whole suite and never alone (cause not confirmed): its
+            # reason names the jobs that went on and the sweep's last words.
+            sweep_run.kill()
+            output, _ = sweep_run.communicate()
+            still = [job for job in ("0", "1", "2") if (sweep / job).is_dir() and not any(
+                (sweep / job / record).exists() for record in ("job_preempted.json", "job_done.json"))]
+            pytest.xfail(f"the sweep had not stopped 60 s after Ctrl-C; jobs without a stop record: {still}; "
+                         f"its output ended: {output[-1500:]!r}")
     finally:
         sweep_run.kill()
         # Its jobs train for 500 epochs: none may outlive a failed test and slow the rest of the suite.
