@@ -142,3 +142,26 @@ def test_ddp_stopped_by_a_signal_to_one_process_saves_and_stops_on_every_rank(ss
     time.sleep(1)
     others = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run_dir}"], capture_output=True, text=True).stdout
     assert not others.split(), "rank 1 is still running"
+
+
+def test_a_signal_arriving_during_the_ranks_all_reduce_is_kept_for_the_next_step(monkeypatch, tmp_path):
+    # Each step the ranks all-reduce whether any received a stop signal; a rank waits there for the others, so a
+    # signal mostly arrives during that call. It is then not in this step's result (the other ranks have not heard
+    # of it, so no rank may stop on it yet), and must still be in the next step's, not cleared by this one's 0.
+    import signal
+    from types import SimpleNamespace
+
+    from glue_finetune.checkpointing import LatestCheckpoint
+
+    callback = LatestCheckpoint(str(tmp_path))
+    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    arrivals = [signal.SIGTERM]
+
+    def all_reduce(tensor, op):  # the other rank has received nothing; this one's signal comes while it waits
+        if arrivals:
+            callback._note(arrivals.pop(), None)
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    assert callback.agreed_signal(trainer) is None  # not agreed yet: stopping now would leave the other rank behind
+    assert callback.agreed_signal(trainer) == signal.SIGTERM  # the next step: every rank stops here

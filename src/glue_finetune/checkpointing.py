@@ -317,7 +317,12 @@ class LatestCheckpoint(Checkpoint):
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             received = torch.tensor([self.received or 0], device=trainer.strategy.root_device)
             torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
-            self.received = int(received.item()) or None
+            agreed = int(received.item())
+            if not agreed:
+                # A signal that came during the all-reduce (where a rank waits for the others, so most come then)
+                # is not in it: the other ranks have not heard of it yet. It stays noted for the next step's.
+                return None
+            self.received = agreed
         return self.received
 
     def stop(self, trainer: L.Trainer) -> None:
