@@ -392,8 +392,7 @@ def stop_jobs(runs: list) -> None:  # Ray's object refs of the jobs
 
     log.warning("Ctrl-C: each running job saves a checkpoint after its current step and stops; jobs not started "
                 "yet are not started. Waiting for them (Ctrl-C again: stop waiting, the jobs are then killed).")
-    # Last launched first: the queued jobs are dropped before any running one stops and frees its share, which
-    # Ray would otherwise hand to a queued job whose cancel then reaches it as it starts (and it trains on).
+    # Last launched first: the queued jobs are dropped before any running one stops and frees its share for them.
     for run in reversed(runs):
         try:
             ray.cancel(run, force=False)  # a KeyboardInterrupt in the job's process, where it runs
