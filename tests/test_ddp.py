@@ -86,27 +86,38 @@ def test_ddp_ranks_split_each_epochs_own_order():
     assert orders[0] != epoch0  # Lightning < 2.6 did not pass set_epoch on: every epoch repeated epoch 0
 
 
-@pytest.mark.parametrize("stop_at, warned", [(15, True), (10, False)])
-def test_ddp_resume_mid_epoch_warns_and_at_an_epoch_end_goes_on(sst2_dir, tiny_without_dropout, tmp_path,
-                                                                stop_at, warned):
+def test_ddp_resume_at_an_epoch_end_goes_on_and_mid_epoch_warns(sst2_dir, tiny_without_dropout, tmp_path):
+    # One run stopped three times over: at step 10 (epoch 1's end), then at 15 (the middle of epoch 2), then on to
+    # its end at 20. An epoch's end must not be mistaken for its middle; the middle is warned about.
     run_dir = tmp_path / "run"
     args = [*DDP, *common(sst2_dir, tiny_without_dropout), f"hydra.run.dir={run_dir}"]
-    first = run_cli([*args, f"+trainer.max_steps={stop_at}"], timeout=300)
+    warning = "Resuming in the middle of epoch 1 on 2 devices: the rest of the epoch trains on its first batches"
+
+    def stopped_as_if_by_a_signal(max_steps: int | None):
+        # As if the run had been stopped at its step limit (a signal under DDP reaches one rank): it is continued
+        # by a command whose step limit, if any, resume=true checks against the run's recorded config.
+        (run_dir / "job_done.json").unlink()
+        recorded = yaml.safe_load((run_dir / "hparams.yaml").read_text())
+        recorded["trainer"].pop("max_steps")
+        if max_steps is not None:
+            recorded["trainer"]["max_steps"] = max_steps
+        (run_dir / "hparams.yaml").write_text(yaml.safe_dump(recorded))
+
+    first = run_cli([*args, "+trainer.max_steps=10"], timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert final_step(run_dir) == stop_at
-    # As if the run had been stopped there (a signal under DDP reaches one rank): a run started without the step
-    # limit that stopped it, which resume=true checks the run's recorded config against.
-    (run_dir / "job_done.json").unlink()
-    recorded = yaml.safe_load((run_dir / "hparams.yaml").read_text())
-    del recorded["trainer"]["max_steps"]
-    (run_dir / "hparams.yaml").write_text(yaml.safe_dump(recorded))
-    resumed = run_cli([*args, "resume=true"], timeout=300)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert final_step(run_dir) == 10
+    stopped_as_if_by_a_signal(max_steps=15)
+    at_epoch_end = run_cli([*args, "+trainer.max_steps=15", "resume=true"], timeout=300)
+    assert at_epoch_end.returncode == 0, at_epoch_end.stdout[-3000:] + at_epoch_end.stderr[-3000:]
     log = (run_dir / "train.log").read_text()
-    assert f"Continuing from step {stop_at}" in log
-    assert ("Resuming in the middle of epoch 1 on 2 devices: the rest of the epoch trains on its first batches"
-            in log) == warned
-    assert final_step(run_dir) == 20  # 2 epochs of 10 steps: an epoch's end is not mistaken for its middle
+    assert "Continuing from step 10" in log and warning not in log
+    assert final_step(run_dir) == 15
+    stopped_as_if_by_a_signal(max_steps=None)
+    mid_epoch = run_cli([*args, "resume=true"], timeout=300)
+    assert mid_epoch.returncode == 0, mid_epoch.stdout[-3000:] + mid_epoch.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "Continuing from step 15" in log and warning in log
+    assert final_step(run_dir) == 20  # 2 epochs of 10 steps
     steps = [step for step, _ in column(read_metrics(run_dir / "metrics.csv"), "val/loss")]
     assert steps == [5, 10, 15, 20]
 
