@@ -58,8 +58,9 @@ def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tiny_
     assert first != metrics(8, "c")
 
 
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])
-def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path, signum):
+def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path):
+    # One run stopped four times, once by each signal a scheduler or a user sends (SIGTERM, the SLURM warnings
+    # SIGUSR1/SIGUSR2, Ctrl-C's SIGINT); each time the very same command continues it, and the last one finishes.
     import os
     import signal
     import subprocess
@@ -71,29 +72,38 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tm
     from test_train import run_cli
 
     run_dir = tmp_path / "run"
-    epochs = 8  # 160 steps: seconds past the first checkpoint (step 10) when the signal comes, and a short resume
+    last = run_dir / "checkpoints" / "last.ckpt"
+    epochs = 12  # 240 steps: each attempt is signalled a few steps past its first checkpoint, and the last finishes
     args = [*tiny(sst2_dir, epochs=epochs), f"hydra.run.dir={run_dir}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():  # training is under way
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-        time.sleep(0.05)
-    proc.send_signal(getattr(signal, signum))
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 75, output[-3000:]
-    assert "Checkpoint saved at step" in output and (run_dir / "job_preempted.json").exists()
-    stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert 0 < stopped_at < epochs * 20
-    assert f"Run stopped by {signum} at step {stopped_at}" in output and "Traceback" not in output
-    assert f"To continue from it: python src/train.py {' '.join(args[:-1])} hydra.run.dir={run_dir} resume=true" in output
 
-    result = run_cli(args)  # the very same command
+    def step_saved() -> int:
+        return torch.load(last, weights_only=True)["global_step"] if last.exists() else 0
+
+    stopped_at = 0
+    for attempt, signum in enumerate(("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")):
+        proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while step_saved() <= stopped_at:  # until this attempt has trained on and saved at a validation of its own
+            assert proc.poll() is None and time.monotonic() < deadline, (signum, proc.stdout.read()[-3000:])
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, signum))
+        output = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 75, (signum, output[-3000:])
+        assert "Checkpoint saved at step" in output and (run_dir / "job_preempted.json").exists(), signum
+        previous, stopped_at = stopped_at, step_saved()
+        assert previous < stopped_at < epochs * 20, (signum, previous, stopped_at)
+        assert f"Run stopped by {signum} at step {stopped_at}" in output and "Traceback" not in output, output[-3000:]
+        assert (f"To continue from it: python src/train.py {' '.join(args[:-1])} hydra.run.dir={run_dir} resume=true"
+                in output)
+        assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == attempt  # each one continued
+
+    result = run_cli(args)  # the very same command, once more
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == 4
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == epochs * 20
+    assert step_saved() == epochs * 20
 
 
 def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
