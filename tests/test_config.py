@@ -210,6 +210,9 @@ INVALID_CASES = [
     (["seed=-1"], "seed=-1 must be between 0 and 4294967295 (2**32 - 1)"),
     (["seed=4294967296"], "seed=4294967296 must be between 0 and 4294967295 (2**32 - 1)"),
     (["data.num_workers=-1"], "data.num_workers=-1 must be an integer >= 0"),
+    (["trainer.gradient_clip_val=-1.0"],  # clip_grad_norm_ would turn every gradient round: training backwards
+     "trainer.gradient_clip_val=-1.0 must be >= 0 (the largest gradient norm, as Hugging Face's max_grad_norm; 0 "
+     "or null: no clipping)"),
     (["+trainer.max_steps=0"], "trainer.max_steps=0 must be -1 (no limit, Lightning's default) or an integer >= 1"),
     (["trainer=cpu", "+trainer.max_steps=-2"],
      "trainer.max_steps=-2 must be -1 (no limit, Lightning's default) or an integer >= 1"),
@@ -228,6 +231,7 @@ VALID_CASES = [
     ["data.max_train_samples=1"], ["data.max_train_samples=null"], ["trainer.log_every_n_steps=1"],
     ["trainer.accumulate_grad_batches=2"], ["optimizer.weight_decay=0.01"], ["optimizer.betas=[0,0.98]"],
     ["optimizer=sgd"],  # no betas, no eps
+    ["trainer.gradient_clip_val=0"], ["trainer.gradient_clip_val=null"], ["trainer.gradient_clip_val=0.5"],
     ["trainer.val_check_interval=0.25", "trainer.check_val_every_n_epoch=1"],
     ["trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=2"],
     ["trainer.val_check_interval=50", "trainer.check_val_every_n_epoch=1"],

@@ -33,10 +33,13 @@ def test_the_whole_step_trains_exactly_as_lightnings_automatic_optimization(tiny
     assert whole["train/loss"][::2] == [10, 20, 30, 40]
     for metric in automatic:
         assert whole[metric] == pytest.approx(automatic[metric], rel=1e-6), metric
-    # and clipping did act: without it the run differs
-    train(tiny_cfg("model.whole_step=true", "trainer.precision=32-true", "trainer.max_epochs=2", f"optimizer.fused={fused}",
-                   "trainer.gradient_clip_val=null", "predict_test=false", output_dir=tmp_path / "unclipped"))
-    assert curves(tmp_path, "unclipped")["train/loss"][1:] != whole["train/loss"][1:]
+    # and clipping did act: without it (null, or 0 as in Lightning) the run differs
+    for unclipped in ("null", "0"):
+        train(tiny_cfg("model.whole_step=true", "trainer.precision=32-true", "trainer.max_epochs=2",
+                       f"optimizer.fused={fused}", f"trainer.gradient_clip_val={unclipped}", "predict_test=false",
+                       output_dir=tmp_path / f"unclipped-{unclipped}"))
+    assert curves(tmp_path, "unclipped-null")["train/loss"][1:] != whole["train/loss"][1:]
+    assert curves(tmp_path, "unclipped-0") == curves(tmp_path, "unclipped-null")
 
 
 def test_the_whole_step_stops_at_a_non_finite_loss(tiny_cfg, tmp_path):

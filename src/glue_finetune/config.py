@@ -376,6 +376,11 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
                             f"epochs: give an integer number of steps then)")
     integer("trainer.log_every_n_steps", 1, null_ok=True)
     integer("trainer.accumulate_grad_batches", 1)
+    # clip_grad_norm_ with a negative max_norm scales the gradients by a negative factor: the run would train
+    # against its loss without a word.
+    if (clip := number("trainer.gradient_clip_val")) is not None:
+        check(clip >= 0, f"trainer.gradient_clip_val={clip} must be >= 0 (the largest gradient norm, as Hugging "
+                         f"Face's max_grad_norm; 0 or null: no clipping)")
     precision = str(get("trainer.precision"))
     check(precision in PRECISIONS, f"trainer.precision={precision}: unknown; use one of {', '.join(PRECISIONS)}")
     accelerator, devices = str(get("trainer.accelerator")), get("trainer.devices")

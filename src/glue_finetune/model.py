@@ -69,6 +69,7 @@ class TextClassifier(L.LightningModule):
         self.whole_step = whole_step is True  # "auto" is resolved by train(); a model built without it runs eagerly
         self.automatic_optimization = not self.whole_step
         self.max_grad_norm = max_grad_norm
+        self.clips = max_grad_norm is not None and max_grad_norm > 0  # 0 or null: no clipping, as in Lightning
         self.spec = spec = TASKS[task]
         with fetching(f"model {name_or_path!r}", name_or_path), quiet_transformers():
             config = head_config(name_or_path, spec)
@@ -214,7 +215,7 @@ class TextClassifier(L.LightningModule):
             loss = self(batch).loss
         loss.backward()
         fused = getattr(optimizer, "_step_supports_amp_scaling", False)  # what GradScaler checks: fused=True
-        if self.max_grad_norm and fused and self.clip_in_fused_optimizer:
+        if self.clips and fused and self.clip_in_fused_optimizer:
             # A fused optimizer (Adam, AdamW with fused=True) clips as it reads each gradient: its kernel divides
             # the gradients by grad_scale, the input AMP's GradScaler unscales through. clip_grad_norm_'s factor
             # min(1, max_norm / (norm + 1e-6)) as that divisor saves a pass over the gradients (read and write
@@ -222,7 +223,7 @@ class TextClassifier(L.LightningModule):
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.trained_parameters if p.grad is not None],
                                                  foreach=True)
             optimizer.grad_scale = ((norm + 1e-6) / self.max_grad_norm).clamp_(min=1.0)
-        elif self.max_grad_norm:
+        elif self.clips:
             torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.max_grad_norm, foreach=True)
         try:
             optimizer.step()
@@ -391,7 +392,8 @@ class TextClassifier(L.LightningModule):
         # GradScaler unscales inside the fused step. bf16 has no scaler, so the gradients are true values and
         # clipping them directly is exact; fp16 still goes through Lightning (and its error).
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if gradient_clip_val and scaler is None and gradient_clip_algorithm in (None, "norm"):
+        if gradient_clip_val is not None and gradient_clip_val > 0 and scaler is None \
+                and gradient_clip_algorithm in (None, "norm"):
             torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
