@@ -59,6 +59,9 @@ def test_experiment_card_spells_out_the_defaults():
     defaults = OmegaConf.to_container(compose_config([]), resolve=False)
     card = OmegaConf.to_container(compose_config(["experiment=card"]), resolve=False)
     assert card == defaults
+    # ... and leaves a model chosen beside it alone (a value in its body would beat the group's)
+    chosen = OmegaConf.to_container(compose_config(["model=minilm"]), resolve=False)["model"]
+    assert OmegaConf.to_container(compose_config(["experiment=card", "model=minilm"]), resolve=False)["model"] == chosen
 
 
 def test_scheduler_warmup_is_six_percent_of_all_steps_and_steps_every_batch():
