@@ -655,8 +655,9 @@ def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
     result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), "trainer=ddp", "trainer.accelerator=cpu",
                       "trainer.devices=2", f"hydra.sweep.dir={tmp_path}"])
     output = result.stdout + result.stderr
-    assert result.returncode == 2 and "cannot run inside a sweep" in output
-    assert not list(tmp_path.glob("*/checkpoints")), "no training may start"
+    assert result.returncode == 2 and "cannot run inside a sweep" in output, output[-3000:]
+    assert "Invalid config in 2 of 2 job(s) of the sweep; no job was started" in output and "[every job]" in output
+    assert not list(tmp_path.glob("*/")), "no job may start (nor leave a failed job's dir)"
 
 
 def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog):

@@ -74,18 +74,25 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def check_multirun_compatible(cfg: DictConfig) -> None:
+def multirun_problem(cfg: DictConfig, launcher: str) -> str | None:
     """DDP re-launches the script once per GPU, which a sweep job run by Hydra's local or Ray launcher cannot
-    survive (Lightning dropped multirun support for it, PR #15737; Hydra #2070). SLURM starts the processes itself."""
+    survive (Lightning dropped multirun support for it, PR #15737; Hydra #2070). SLURM starts the processes itself.
+    ``launcher``: the sweep's ``hydra.launcher._target_``."""
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
-    launcher = str(OmegaConf.select(HydraConfig.get(), "launcher._target_", default=""))
     if "ddp" in strategy and devices != 1 and "submitit" not in launcher:
-        raise ConfigError([
-            f"trainer.strategy={strategy} with trainer.devices={devices} cannot run inside a sweep on this launcher. "
-            "Sweep with one GPU per job instead (`-m ... hydra/launcher=parallel trainer=gpu`), run each setting as "
-            "its own `python src/train.py trainer=ddp ...`, or sweep DDP jobs on SLURM (`hydra/launcher=slurm`)."
-        ])
+        return (f"trainer.strategy={strategy} with trainer.devices={devices} cannot run inside a sweep on this "
+                "launcher. Sweep with one GPU per job instead (`-m ... hydra/launcher=parallel trainer=gpu`), run each "
+                "setting as its own `python src/train.py trainer=ddp ...`, or sweep DDP jobs on SLURM "
+                "(`hydra/launcher=slurm`).")
+    return None
+
+
+def check_multirun_compatible(cfg: DictConfig) -> None:
+    """A job's own check (an Optuna trial's, whose values SweepCheck does not see in advance)."""
+    launcher = str(OmegaConf.select(HydraConfig.get(), "launcher._target_", default=""))
+    if problem := multirun_problem(cfg, launcher):
+        raise ConfigError([problem])
 
 
 def run_where_the_sweep_started() -> None:
@@ -368,12 +375,14 @@ class SweepCheck(Callback):
         mismatched: list[str] = []  # resume=true: jobs whose dir holds a run of other settings
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+            problems = [problem] if (problem := multirun_problem(job_config, launcher)) else []
             try:
                 validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
             except ConfigError as err:
-                setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
-                for problem in err.problems:
-                    failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
+                problems += err.problems
+            setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
+            for problem in problems:
+                failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
             with read_write(job_config), open_dict(job_config):
                 job_config.hydra.job.num = num  # the job's dir is named by it (hydra.sweep.subdir)
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
