@@ -72,6 +72,23 @@ def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
         assert f"- {framework} " in body
 
 
+def test_the_card_of_a_short_run_that_never_validated_says_what_it_trained_and_scored(tiny_cfg, tmp_path, caplog):
+    # 4 steps on 100 examples, no validation during training: the card must not claim 3 epochs on SST-2 and a
+    # checkpoint chosen by val/loss, nor show empty sections.
+    caplog.set_level("INFO", logger="glue_finetune")
+    train(tiny_cfg("+trainer.max_steps=4", "data.max_train_samples=100", "trainer.val_check_interval=500",
+                   "predict_test=false", output_dir=tmp_path))
+    assert "3 epoch(s) or 4 steps (trainer.max_steps), whichever ends first, of batch 16" in caplog.text
+    body = (tmp_path / "README.md").read_text().split("---\n", 2)[2]
+    assert "on the first 100 training examples of the GLUE SST-2 dataset" in body
+    assert "with the final weights (no validation ran during training, so no checkpoint was selected):" in body
+    for line in ("training_steps: 4", "max_train_samples: 100",
+                 "checkpoint_selection: none (no validation ran during training: the final weights)"):
+        assert f"- {line}\n" in body
+    assert "The best value of each metric" not in body and "| Training Loss |" not in body
+    assert "### Training results\n\nNo validation ran during training." in body
+
+
 def test_exported_model_loads_with_pipeline_and_matches_the_module(tiny_cfg, tmp_path):
     cfg = tiny_cfg()
     module = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all").eval()

@@ -76,13 +76,16 @@ def metric_title(name: str) -> str:
 def model_card(
     name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
     hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "", scored: str | None = None,
+    none_selected: bool = False, train_examples: int | None = None,
 ) -> str:
     """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
     each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
     of each metric, hyperparameters, the results of every evaluation, framework versions.
 
     ``scored``: how much of the dev set the scores cover when not all of it ("160 of 872 dev examples", a debug
-    run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's)."""
+    run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's).
+    ``none_selected``: no validation ran during training, so ``selection`` had nothing to choose from and these
+    are the final weights. ``train_examples``: the size of the training subset, when only part of it was used."""
     results = [{
         "task": {"name": "Text Classification", "type": "text-classification"},
         "dataset": {"name": f"GLUE {spec.glue_name}", "type": "glue", "config": spec.name, "split": split,
@@ -110,7 +113,15 @@ def model_card(
     head = ("a regression head (one output: the similarity score, 0 to 5)" if spec.is_regression else
             "a sequence-classification head; labels " + ", ".join(f"`{n}` ({i})" for i, n in enumerate(spec.labels)))
     chosen = ("the final weights" if selection == "last" else
-              f"the checkpoint with the {'lowest' if selection.endswith('loss') else 'highest'} `{selection}`")
+              "the final weights (no validation ran during training, so no checkpoint was selected)" if none_selected
+              else f"the checkpoint with the {'lowest' if selection.endswith('loss') else 'highest'} `{selection}`")
+    if none_selected:
+        hyperparameters = {**hyperparameters, "checkpoint_selection": "none (no validation ran during training: "
+                                                                      "the final weights)"}
+    data = (f"the first {train_examples:,} training examples of the GLUE {spec.glue_name} dataset"
+            if train_examples else f"the GLUE {spec.glue_name} dataset")
+    best_lines = [f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {best[n]:.4f}" for n in columns
+                  if n in best]
     lines = [
         "---", yaml.safe_dump(front_matter, sort_keys=False).rstrip(), "---", "",
         f"# {name}", "",
@@ -118,12 +129,12 @@ def model_card(
            "limit_test_batches, overfit_batches or fast_dev_run). Not a result on GLUE.", ""] if scored else []),
         "This model is a fine-tuned version of "
         + (f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`")
-        + f" on the GLUE {spec.glue_name} dataset. It achieves the following results on the evaluation set "
+        + f" on {data}. It achieves the following results on the evaluation set "
         f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}{', ' + scored if scored else ''}) "
         f"with {chosen}:",
         *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {selected[n]:.4f}" for n in columns], "",
-        "The best value of each metric seen during training (not necessarily at the same step):",
-        *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {best[n]:.4f}" for n in columns if n in best], "",
+        *(["The best value of each metric seen during training (not necessarily at the same step):",
+           *best_lines, ""] if best_lines else []),
         "## Model description", "",
         f"`{base_model}` with {head}.", "",
         "## Intended uses & limitations", "",
@@ -134,7 +145,7 @@ def model_card(
         "The following hyperparameters were used during training:",
         *[f"- {key}: {value}" for key, value in hyperparameters.items()], "",
         "### Training results", "",
-        *table, "",
+        *(table if rows else ["No validation ran during training."]), "",
         "### Framework versions", "",
         *[f"- {name} {version}" for name, version in framework_versions().items()], "",
     ]

@@ -115,6 +115,8 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
         "lr_scheduler_type": cfg.scheduler.name,
         "lr_scheduler_warmup_ratio": cfg.scheduler.warmup_ratio,
         "num_epochs": cfg.trainer.max_epochs,
+        "training_steps": trainer.global_step,  # what was trained (a step limit or a debug preset stops sooner)
+        **({"max_train_samples": cfg.data.max_train_samples} if cfg.data.get("max_train_samples") else {}),
         "max_grad_norm": cfg.trainer.get("gradient_clip_val"),
         "max_length": cfg.data.max_length,
         "devices": trainer.num_devices,
@@ -202,9 +204,12 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
     dev = " + ".join(f"{len(splits[s]):,}" for s in spec.dev_splits)
     selection = ("the final weights kept (selection.metric=last)" if cfg.selection.metric == "last" else
                  f"checkpoint selected by {selection_text(cfg.selection.metric)}")
-    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %d epoch(s) of batch %d, "
+    length = f"{cfg.trainer.max_epochs} epoch(s)"
+    if (max_steps := cfg.trainer.get("max_steps")) is not None and max_steps > 0:
+        length += f" or {max_steps:,} steps (trainer.max_steps), whichever ends first,"
+    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %s of batch %d, "
              "on %s in %s; %s. Run dir: %s", base_model_name(cfg)[0], parameters, spec.glue_name,
-             f"{len(splits['train']):,}", dev, cfg.trainer.max_epochs, cfg.data.batch_size,
+             f"{len(splits['train']):,}", dev, length, cfg.data.batch_size,
              trainer.strategy.root_device, trainer.precision, selection, output_dir)
     if limits := debug_limits(cfg.trainer):
         log.info("Debug limits: %s.", "; ".join(limits))
@@ -352,9 +357,10 @@ def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
 
 
 def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, selected: dict,
-                    output_dir: Path, scored: str | None = None) -> list[Path]:
+                    output_dir: Path, scored: str | None = None, none_selected: bool = False) -> list[Path]:
     """Exported model with its model card, GLUE submission file(s); the card also goes to W&B when it is on.
-    Returns the submission files written."""
+    ``none_selected``: selection.metric had no checkpoint to choose from (no validation ran during training), so
+    the final weights were scored. Returns the submission files written."""
     spec = datamodule.spec
     export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model")
     for logger in trainer.loggers:
@@ -369,6 +375,8 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         spec=spec,
         selected=selected,
         selection=cfg.selection.metric,
+        none_selected=none_selected,
+        train_examples=len(datamodule.splits["train"]) if cfg.data.get("max_train_samples") else None,
         best=best_seen(rows, spec.logged_metrics, metric_direction),
         hyperparameters=card_hyperparameters(cfg, trainer),
         rows=evaluations(rows),
@@ -479,7 +487,8 @@ def train(cfg: DictConfig) -> float:
                         "so.", scored)
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
-                written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored)
+                written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored,
+                                          none_selected=cfg.selection.metric != "last" and not selected_path)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
