@@ -340,12 +340,15 @@ def test_minilm_reaches_80_percent_on_real_sst2(tmp_path):
     acc = train(cfg)
     print(f"MiniLM, 2,000 SST-2 sentences, 1 epoch: dev acc {acc:.4f} in {time.monotonic() - start:.0f} s")
     assert acc >= 0.80
-    # The README quotes this run's figure; it must stay what the code gives (other CPUs round a little apart).
-    quoted = re.search(r"0\.80 dev accuracy \((0\.\d{4}) with the versions installed on [\d-]+, the same on every rerun\)",
+    # The README quotes this run's figures (one per CPU measured; CPUs' bf16 kernels round a little apart): they must
+    # stay what the code gives.
+    quoted = re.search(r"0\.80 dev accuracy \(with the versions installed on [\d-]+: ([^)]*)\)",
                        " ".join(README.read_text().split()))
     assert quoted, "the README's quick start no longer quotes its dev accuracy in the form this test reads"
-    quoted = float(quoted.group(1))
-    assert acc == pytest.approx(quoted, abs=0.01), f"README's quick-start figure is {quoted}, the run gives {acc:.4f}"
+    figures = [float(f) for f in re.findall(r"\b0\.\d{4}\b", quoted.group(1))]
+    assert figures, quoted.group(0)
+    assert min(figures) - 0.01 <= acc <= max(figures) + 0.01, \
+        f"README's quick-start figures are {figures}, the run gives {acc:.4f}"
 
 
 @pytest.mark.parametrize("validate_every", [20, 7])
