@@ -40,7 +40,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="truncation length in tokens (default: the run's data.max_length, else 128)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
-                        help="auto (default): bf16 where the GPU or CPU computes it natively, else float32")
+                        help="auto (default): float32 for a run that trained in float32 (as its validation scored "
+                             "it), else bf16 where the GPU or CPU computes it natively, else float32")
 
 
 def fail(err: Exception | str, code: int = 2) -> NoReturn:

@@ -128,6 +128,8 @@ class Predictor:
         model, tokenizer = load_classifier(Path(source))
         if max_length is None:
             max_length = trained_max_length(Path(source))
+        if kwargs.get("precision", "auto") == "auto" and trained_in_float32(Path(source)):
+            kwargs["precision"] = "32"  # as the run's validation scored it: its selected/val/* exactly
         return cls(model, tokenizer, max_length=max_length, **kwargs)
 
     @torch.inference_mode()
@@ -213,6 +215,20 @@ def trained_max_length(source: Path) -> int:
         return DEFAULT_MAX_LENGTH
     data = (yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}).get("data") or {}
     return int(data.get("max_length") or DEFAULT_MAX_LENGTH)
+
+
+def trained_in_float32(source: Path) -> bool:
+    """Whether the run ``source`` comes from trained and validated in float32 (``trainer.precision``, resolved in
+    the run's ``hparams.yaml``); False where no run records it."""
+    import yaml
+
+    run_dir = run_dir_of(source)
+    try:
+        recorded = yaml.safe_load((run_dir / "hparams.yaml").read_text()) if run_dir else None
+    except (OSError, yaml.YAMLError):
+        return False
+    trainer = recorded.get("trainer") if isinstance(recorded, dict) else None
+    return isinstance(trainer, dict) and str(trainer.get("precision", "")).startswith("32")
 
 
 def model_task(source: Path) -> TaskSpec | None:
