@@ -110,13 +110,17 @@ def test_jobs_of_several_sweeps_are_told_apart_by_their_sweep(tmp_path):
     fake_job(tmp_path / "lr_a" / "0", "0.001", [0.5, 0.7])
     fake_job(tmp_path / "lr_b" / "0", "0.003", [0.6, 0.8])
     fake_job(tmp_path / "lr_b" / "1", "0.01", [0.4, 0.5])
+    for job in ("lr_a/0", "lr_b/0", "lr_b/1"):  # the seed is not swept: the jobs' configs hold the default
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 42\n")
     out = tmp_path / "out"
     result = run_cli([str(tmp_path / "lr_a"), str(tmp_path / "lr_b"), str(tmp_path / "lr_b" / "1"), "--out", str(out)],
                      script="src/report.py")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = json.loads((out / "report.json").read_text())["jobs"]
     assert [j["name"] for j in jobs] == ["lr_a/0", "lr_b/0", "lr_b/1"]  # lr_b/1, given twice, is listed once
-    assert "| lr_a/0 | optimizer.lr=0.001 |" in result.stdout and "| lr_b/0 | optimizer.lr=0.003 |" in result.stdout
+    assert "| lr_a/0 | optimizer.lr=0.001 | 42 |" in result.stdout
+    assert "| lr_b/0 | optimizer.lr=0.003 | 42 |" in result.stdout
+    assert [j["seed"] for j in jobs] == [42, 42, 42]
 
 
 def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_path):

@@ -50,6 +50,7 @@ class Job:
     selected: dict[str, float] = field(default_factory=dict)  # the selected checkpoint's scores (val/...)
     partial_dev: str | None = None  # how much of the dev set those scores cover when not all of it ("160 of 408 ...")
     predict_test: bool = True  # whether the job was to write its test-set predictions (the submission files)
+    seed: int | str | None = None  # the job's seed: its override, else its config's (the default, 42)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
     name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
@@ -88,7 +89,8 @@ def read_job(job_dir: Path) -> Job:
               train_seconds=done["finished_at"] - done["started_at"] + done.get("earlier_attempts_s", 0.0)
               if done else None,
               partial_dev=partial.group(1) if partial else None,
-              predict_test=bool(config.get("predict_test", True)))
+              predict_test=bool(config.get("predict_test", True)),
+              seed=next((o.partition("=")[2] for o in overrides if o.startswith("seed=")), config.get("seed")))
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)
@@ -206,7 +208,7 @@ def summarize(jobs: list[Job]) -> dict:
                   "status": j.status, "error": j.error, "metric": j.main,
                   "best": j.best[1] if j.best else None, "best_step": j.best[0] if j.best else None,
                   "final": j.final, "selected": j.selected, "partial_dev": j.partial_dev,
-                  "train_seconds": j.train_seconds} for j in jobs],
+                  "train_seconds": j.train_seconds, "seed": j.seed} for j in jobs],
         "groups": groups,
         "glue": glue_table(jobs),
         "not_finished": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
@@ -319,7 +321,7 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
     for j in summary["jobs"]:
         best = f"{j['best']:.4f} ({j['best_step']})" if j["best"] is not None else "-"
         seconds = f"{j['train_seconds']:.0f} s" if j["train_seconds"] is not None else "-"
-        seed = next((o.partition("=")[2] for o in j["overrides"] if o.startswith("seed=")), "default")
+        seed = "?" if j["seed"] is None else j["seed"]  # no config to read it from: a run of an old version
         selected = fmt(j["selected"].get(j["metric"])) + (f" (on {j['partial_dev']} only)" if j["partial_dev"] else "")
         lines.append(f"| {j['name']} | {j['setting']} | {seed} | {j['status']} | {j['metric']} | {best} | "
                      f"{fmt(j['final'])} | {selected} | {seconds} |")
