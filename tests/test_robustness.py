@@ -106,6 +106,29 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
     assert step_saved() == epochs * 20
 
 
+def test_a_second_process_in_a_run_dir_in_use_is_refused_before_any_work(tmp_path, monkeypatch):
+    # Two commands started in the same second share Hydra's dated dir; the same command may run twice by mistake.
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import UserError
+    from glue_finetune.sweep import exclusive_run_dir, run_job
+
+    for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID", "NODE_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    calls = []
+    with exclusive_run_dir(tmp_path):  # another run, training in the dir
+        with pytest.raises(UserError, match=rf"Another process is running in {tmp_path}: a run started in the same "
+                                            r"second .* \(hydra.run.dir=<dir>\)"):
+            run_job(cfg, lambda c: calls.append(c) or 0.5)
+        assert not calls and not list(tmp_path.iterdir())  # nothing touched
+        monkeypatch.setenv("LOCAL_RANK", "1")  # DDP's rank 1 runs in its rank 0's dir
+        assert run_job(cfg, lambda c: calls.append(c) or 0.5) == 0.5
+    monkeypatch.delenv("LOCAL_RANK")
+    (tmp_path / "job_done.json").unlink()
+    assert run_job(cfg, lambda c: calls.append(c) or 0.5) == 0.5 and len(calls) == 2  # the other run has ended
+
+
 def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
     from omegaconf import OmegaConf
 

@@ -233,16 +233,54 @@ def earlier_attempts_s(out: Path) -> float:
     return max(attempts, default=0.0)  # each marker counts the ones before it: the newest counts the most
 
 
+def first_process_of_the_run() -> bool:
+    """False in DDP's other processes, which run the same command in their rank 0's run dir (Lightning's relaunch
+    sets LOCAL_RANK, torchrun RANK, srun SLURM_PROCID, a multi-node launch NODE_RANK)."""
+    return all(os.environ.get(var, "0") == "0" for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID", "NODE_RANK"))
+
+
+@contextlib.contextmanager
+def exclusive_run_dir(out: Path, multirun: bool = False):
+    """Hold the run dir for this process: two runs writing one dir would mix their checkpoints and metrics. Two
+    commands started in the same second get the same dated dir (Hydra's ``outputs/<date>/<time>``), and a command
+    may be run twice by mistake. An advisory lock on the dir itself (flock: released by the OS when the process
+    ends, however it ends); where the file system offers none (some network mounts), the run goes on unguarded."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            where = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            raise UserError(f"Another process is running in {out}: a run started in the same second gets the same "
+                            f"dated dir, or the same command is running twice. Wait for it to end, or give this "
+                            f"run a dir of its own ({where}=<dir>).") from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     """Run ``train_fn(cfg)`` as a (sweep) job: resume-aware, failure-isolated in sweeps, with a completion marker.
 
     Every failure that reaches the job, a config error included, leaves ``job_failed.json`` in the run dir: a
     run dir holds ``job_done.json``, ``job_failed.json`` or ``job_preempted.json``, or the job is still running.
-    A refusal to use the dir (it holds another run; resume=true with settings other than the run's) leaves it as
-    it was, and ends a sweep (the basic sweeper's are found by ``SweepCheck`` before any job starts)."""
+    A refusal to use the dir (another process is running in it; it holds another run; resume=true with settings
+    other than the run's) leaves it as it was, and ends a sweep (the basic sweeper's are found by ``SweepCheck``
+    before any job starts)."""
     mark_run_start()  # the run's time counts from here (from the process's start for its first run)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not first_process_of_the_run():
+        return run_job_in(out, cfg, train_fn)
+    with exclusive_run_dir(out, in_multirun()):
+        return run_job_in(out, cfg, train_fn)
+
+
+def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     multirun = in_multirun()
     if multirun:
         run_where_the_sweep_started()
