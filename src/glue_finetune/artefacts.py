@@ -115,9 +115,6 @@ def model_card(
     chosen = ("the final weights" if selection == "last" else
               "the final weights (no validation ran during training, so no checkpoint was selected)" if none_selected
               else f"the checkpoint with the {'lowest' if selection.endswith('loss') else 'highest'} `{selection}`")
-    if none_selected:
-        hyperparameters = {**hyperparameters, "checkpoint_selection": "none (no validation ran during training: "
-                                                                      "the final weights)"}
     data = (f"the first {train_examples:,} training examples of the GLUE {spec.glue_name} dataset"
             if train_examples else f"the GLUE {spec.glue_name} dataset")
     best_lines = [f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {best[n]:.4f}" for n in columns

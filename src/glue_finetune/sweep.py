@@ -274,9 +274,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     mark_run_start()  # the run's time counts from here (from the process's start for its first run)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not first_process_of_the_run():
-        return run_job_in(out, cfg, train_fn)
-    with exclusive_run_dir(out, in_multirun()):
+    held = exclusive_run_dir(out, in_multirun()) if first_process_of_the_run() else contextlib.nullcontext()
+    with held:
         return run_job_in(out, cfg, train_fn)
 
 

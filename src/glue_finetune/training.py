@@ -99,8 +99,9 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
     return step
 
 
-def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
-    """The run's hyperparameters under the names Hugging Face's model cards use."""
+def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, none_selected: bool = False) -> dict:
+    """The run's hyperparameters under the names Hugging Face's model cards use. ``none_selected``: as
+    ``write_artefacts``'s."""
     opt = cfg.optimizer
     optimizer = opt._target_.rsplit(".", 1)[-1]
     if "betas" in opt:
@@ -121,7 +122,8 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> dict:
         "max_length": cfg.data.max_length,
         "devices": trainer.num_devices,
         "precision": str(trainer.precision),
-        "checkpoint_selection": selection_text(cfg.selection.metric),
+        "checkpoint_selection": "none (no validation ran during training: the final weights)" if none_selected
+                                else selection_text(cfg.selection.metric),
     }
 
 
@@ -378,7 +380,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         none_selected=none_selected,
         train_examples=len(datamodule.splits["train"]) if cfg.data.get("max_train_samples") else None,
         best=best_seen(rows, spec.logged_metrics, metric_direction),
-        hyperparameters=card_hyperparameters(cfg, trainer),
+        hyperparameters=card_hyperparameters(cfg, trainer, none_selected),
         rows=evaluations(rows),
         scored=scored,
     )
