@@ -201,6 +201,9 @@ def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
                "paths": {"output_dir": str(tmp_path)}, "optimizer": {"lr": 1.5e-4}, "trainer": {"max_epochs": 1},
                "data": {"local_dir": "/old/SST-2", "max_train_samples": 320}, "logger": {"wandb": {"project": "p"}}}
     (tmp_path / "hparams.yaml").write_text(yaml.safe_dump(started))  # what the run recorded when it started
+    (tmp_path / ".hydra").mkdir()  # and the overrides it was started with, as Hydra records them
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["experiment=quick", "data.local_dir=/old/my SST-2", f"hydra.run.dir={tmp_path}"]))
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"state")
     forgotten = OmegaConf.create({**started, "resume": True, "optimizer": {"lr": 2e-5}, "trainer": {"max_epochs": 10},
@@ -211,7 +214,8 @@ def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
         "  - data.max_train_samples: 320 (the run) -> null (now)",
         "  - optimizer.lr: 0.00015 (the run) -> 2e-05 (now)",
         "  - trainer.max_epochs: 1 (the run) -> 10 (now)"]
-    assert "It was started with the overrides: experiment=quick." in str(refused.value)
+    # As they would be typed again (not Hydra's comma-joined run name), less where it wrote.
+    assert "It was started with the overrides: experiment=quick 'data.local_dir=/old/my SST-2'." in str(refused.value)
     # Where the data is, how it is logged: may change; the run continues from its checkpoint.
     moved = OmegaConf.create({**started, "resume": True, "data": {"local_dir": "/new/SST-2", "max_train_samples": 320},
                               "logger": {"wandb": {"project": "other"}}})

@@ -167,7 +167,8 @@ def test_resume_refuses_a_sweep_whose_jobs_hold_runs_of_other_settings(sst2_dir,
     output = swapped.stdout + swapped.stderr
     assert swapped.returncode == 2, output[-3000:]
     assert "resume=true: 2 job(s) would continue or keep a run of other settings in their dir; no job was" in output
-    assert f"  - {sweep / '0'} (job 0: seed=2), started with " in output and "seed: 1 (the run) -> 2 (now)" in output
+    assert f"  - {sweep / '0'} (job 0: seed=2), started with the overrides: seed=1 " in output
+    assert "seed: 1 (the run) -> 2 (now)" in output
     assert "Already finished" not in output and [done(sweep_here / job)["result"] for job in ("0", "1")] == results
     assert "dirpath" not in output  # only the seed differs: the jobs' dirs are the same dirs
     again = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])  # as first run

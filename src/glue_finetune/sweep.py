@@ -200,8 +200,21 @@ def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
     if (recorded := recorded_config(out)) and (changed := changed_settings(recorded, cfg)):
         raise UserError(f"resume=true continues the run in {out} as it was started, but these settings differ from "
                         "it:\n" + "\n".join(f"  - {line}" for line in changed) + "\n"
-                        f"It was started with the overrides: {recorded.get('run_name', '?')}. Give the same ones (a "
-                        "new hydra.run.dir or hydra.sweep.dir starts a new run with these).")
+                        f"It was started with {recorded_overrides(out, recorded)}. Give the same ones (a new "
+                        "hydra.run.dir or hydra.sweep.dir starts a new run with these).")
+
+
+def recorded_overrides(out: Path, recorded: dict) -> str:
+    """The overrides the run in ``out`` was started with, as they would be typed again (Hydra's
+    ``.hydra/overrides.yaml``, less where it wrote and resume), or its run name where Hydra left no record."""
+    import yaml
+
+    try:
+        overrides = yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())
+    except Exception:  # a run dir Hydra did not make
+        return f"the overrides: {recorded.get('run_name', '?')}"
+    typed = [o for o in overrides or [] if not str(o).startswith(("hydra.run.dir=", "hydra.sweep.dir=", "resume="))]
+    return f"the overrides: {shlex.join(typed)}" if typed else "no overrides"
 
 
 def command_args() -> list[str]:
@@ -431,7 +444,7 @@ class SweepCheck(Callback):
                     changed := job_settings_changed(recorded, job_config, job_dir)):
                 setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
                 mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
-                                  f"{recorded.get('run_name', '?')}: " + "; ".join(changed))
+                                  f"{recorded_overrides(job_dir, recorded)}; now " + "; ".join(changed))
         lines = []
         if failing:
             bad_jobs = {job for where in failing.values() for job in where}
