@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 # Light imports only up to here: --help, --cfg and config errors answer in about a second. Lightning, transformers
 # and datasets (seconds to import) are imported once the config has passed its checks.
-from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, train_help
+from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, train_help
 from glue_finetune.config import preflight
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
@@ -52,6 +52,7 @@ if __name__ == "__main__":
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print(train_help(Path(__file__).resolve().parents[1] / "conf"))
         sys.exit(0)
+    sys.argv[1:] = expand_home(sys.argv[1:])  # data.local_dir=~/glue/SST-2, which Hydra's grammar would reject
     exit_if_cfg_of_a_sweep(sys.argv[1:])
     exit_if_missing_extras(sys.argv[1:])  # e.g. hydra/launcher=parallel without Ray: name the extra to install
     try:

@@ -78,6 +78,19 @@ def test_cfg_of_a_sweep_is_one_line_with_the_command_that_shows_a_jobs_config():
     assert "python src/train.py seed=1 --cfg job" in result.stderr
 
 
+def test_a_home_dir_tilde_in_a_value_is_the_home_dir_as_the_shell_would_read_it(tmp_path):
+    # The shell leaves data.local_dir=~/... alone (not a variable name) and Hydra's grammar rejects an unquoted ~.
+    result = run_cli(["data.local_dir=~/glue/SST-2", "~trainer.deterministic", "--cfg", "job"],
+                     env={"HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"local_dir: {tmp_path}/glue/SST-2" in result.stdout
+    assert "deterministic" not in result.stdout  # ~key at an override's start still deletes the key
+    swept = run_cli(["-m", "data.local_dir=~/a,~/b", "model=tiny", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                    env={"HOME": str(tmp_path)})  # each of a sweep's values
+    assert swept.returncode == 2 and "Invalid config in 2 of 2 job(s)" in swept.stdout + swept.stderr
+    assert f"data.local_dir={tmp_path}/b: no such directory" in swept.stdout + swept.stderr
+
+
 def test_a_config_error_leaves_job_failed_json(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -114,6 +115,21 @@ def train_help(conf_dir: Path) -> str:
     lines += [f"  {group:<{width}}{options}  {GROUP_NOTES.get(group, '')}".rstrip() for group, options in groups.items()]
     lines += ["", "README.md describes every group and key. Hydra's own flags: python src/train.py --hydra-help"]
     return "\n".join(lines)
+
+
+def expand_home(args: list[str]) -> list[str]:
+    """``data.local_dir=~/glue/SST-2`` as the shell would read it were the key a variable name: a ``~`` that
+    starts a value (or a sweep's or list's item) and is followed by ``/`` or nothing is the home dir. The shell
+    leaves it alone (``data.local_dir`` is not a variable name), and Hydra's grammar rejects it with a lexer error
+    that does not say why. A ``~`` at an override's start (``~key``: delete the key) or in quotes is left as is."""
+    home = os.path.expanduser("~")
+    expanded = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if eq and not arg.startswith("-") and "'" not in value and '"' not in value:
+            value = re.sub(r"(?:^|(?<=[,\[]))~(?=/|,|\]|$)", lambda _: home, value)
+        expanded.append(key + eq + value)
+    return expanded
 
 
 def exit_if_cfg_of_a_sweep(args: list[str]) -> None:
