@@ -83,7 +83,8 @@ def test_the_card_of_a_short_run_that_never_validated_says_what_it_trained_and_s
     assert "on the first 100 training examples of the GLUE SST-2 dataset" in body
     assert "with the final weights (no validation ran during training, so no checkpoint was selected):" in body
     for line in ("training_steps: 4", "max_train_samples: 100",
-                 "checkpoint_selection: none (no validation ran during training: the final weights)"):
+                 "checkpoint_selection: none (the final weights: no validation ran during training, so no "
+                 "checkpoint was selected)"):
         assert f"- {line}\n" in body
     assert "The best value of each metric" not in body and "| Training Loss |" not in body
     assert "### Training results\n\nNo validation ran during training." in body

@@ -199,6 +199,9 @@ def test_a_selected_checkpoint_deleted_before_the_end_leaves_the_final_weights_s
     with caplog.at_level(logging.WARNING, logger="glue_finetune.training"):
         result = train(tiny_cfg("predict_test=false", f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"))
     assert f"The selected checkpoint {tmp_path / 'checkpoints' / 'best-step10.ckpt'} is gone" in caplog.text
+    card = (tmp_path / "README.md").read_text()  # says which weights it describes, and why
+    assert "with the final weights (the selected checkpoint, best-step10.ckpt, was deleted before the run scored " \
+           "it):" in card and "no validation ran" not in card.lower()
     rows = read_metrics(tmp_path / "metrics.csv")
     assert result == pytest.approx(float(column(rows, "selected/val/acc")[-1][1]))
     assert (tmp_path / "model" / "model.safetensors").exists()

@@ -76,7 +76,7 @@ def metric_title(name: str) -> str:
 def model_card(
     name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
     hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "", scored: str | None = None,
-    none_selected: bool = False, train_examples: int | None = None,
+    final_weights_because: str | None = None, train_examples: int | None = None,
 ) -> str:
     """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
     each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
@@ -84,8 +84,9 @@ def model_card(
 
     ``scored``: how much of the dev set the scores cover when not all of it ("160 of 872 dev examples", a debug
     run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's).
-    ``none_selected``: no validation ran during training, so ``selection`` had nothing to choose from and these
-    are the final weights. ``train_examples``: the size of the training subset, when only part of it was used."""
+    ``final_weights_because``: why these are the final weights though ``selection`` named a checkpoint to select
+    ("no validation ran during training, so no checkpoint was selected"). ``train_examples``: the size of the
+    training subset, when only part of it was used."""
     results = [{
         "task": {"name": "Text Classification", "type": "text-classification"},
         "dataset": {"name": f"GLUE {spec.glue_name}", "type": "glue", "config": spec.name, "split": split,
@@ -113,7 +114,7 @@ def model_card(
     head = ("a regression head (one output: the similarity score, 0 to 5)" if spec.is_regression else
             "a sequence-classification head; labels " + ", ".join(f"`{n}` ({i})" for i, n in enumerate(spec.labels)))
     chosen = ("the final weights" if selection == "last" else
-              "the final weights (no validation ran during training, so no checkpoint was selected)" if none_selected
+              f"the final weights ({final_weights_because})" if final_weights_because
               else f"the checkpoint with the {'lowest' if selection.endswith('loss') else 'highest'} `{selection}`")
     data = (f"the first {train_examples:,} training examples of the GLUE {spec.glue_name} dataset"
             if train_examples else f"the GLUE {spec.glue_name} dataset")

@@ -99,8 +99,8 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
     return step
 
 
-def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, none_selected: bool = False) -> dict:
-    """The run's hyperparameters under the names Hugging Face's model cards use. ``none_selected``: as
+def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_because: str | None = None) -> dict:
+    """The run's hyperparameters under the names Hugging Face's model cards use. ``final_weights_because``: as
     ``write_artefacts``'s."""
     opt = cfg.optimizer
     optimizer = opt._target_.rsplit(".", 1)[-1]
@@ -122,7 +122,7 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, none_selected: boo
         "max_length": cfg.data.max_length,
         "devices": trainer.num_devices,
         "precision": str(trainer.precision),
-        "checkpoint_selection": "none (no validation ran during training: the final weights)" if none_selected
+        "checkpoint_selection": f"none (the final weights: {final_weights_because})" if final_weights_because
                                 else selection_text(cfg.selection.metric),
     }
 
@@ -296,9 +296,11 @@ def base_model_name(cfg: DictConfig) -> tuple[str, bool]:
     return model_name(str(cfg.model.name_or_path), cfg.model.get("hub_id"))
 
 
-def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: str) -> tuple[dict, str]:
+def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
+                              selection: str) -> tuple[dict, str, str | None]:
     """The selected checkpoint's loss and metrics on every dev set (``val/loss``, ``val/acc``, ...), logged as
-    ``selected/...``, and its path; the model holds its weights afterwards.
+    ``selected/...``, its path, and why the final weights were scored instead where ``selection`` named a
+    checkpoint to select but none could be (None otherwise); the model holds the scored weights afterwards.
 
     When the selected checkpoint holds the weights already in memory (the last validation was the best one, or
     the final weights are kept and were validated at the last step) its scores are the ones that validation just
@@ -306,6 +308,7 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
     """
     # Under DDP, rank 0 writes the checkpoints: every rank reads the selected one only once every rank is here.
     trainer.strategy.barrier("score_selected_checkpoint")
+    final_weights_because = None
     if selection == "last":
         last_ckpt = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt" if trainer.checkpoint_callback else None
         path = str(last_ckpt) if last_ckpt and last_ckpt.exists() else ""  # its weights are those in memory
@@ -321,14 +324,17 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
         gone = trainer.strategy.broadcast(bool(path) and not Path(path).is_file())
         if gone:
             log.warning("The selected checkpoint %s is gone: scoring the final weights instead.", path)
+            final_weights_because = f"the selected checkpoint, {Path(path).name}, was deleted before the run scored it"
             path = ""
         # Memory-mapped: only the weights are read (as they are copied into the model), not the optimizer's state
         # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
-        if not path and not trainer.fast_dev_run and not gone:  # fast_dev_run saves no checkpoints, by design
-            log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
-                        "weights instead.")
+        if not path and not gone:
+            final_weights_because = "no validation ran during training, so no checkpoint was selected"
+            if not trainer.fast_dev_run:  # fast_dev_run saves no checkpoints, by design
+                log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
+                            "weights instead.")
         elif not in_memory:
             model.load_state_dict(saved["state_dict"])
         del saved
@@ -343,7 +349,7 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule, selection: 
     else:  # the model holds the selected weights: score them on every dev set
         tested = trainer.test(model, datamodule=datamodule, verbose=False)
         scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
-    return scores, path
+    return scores, path, final_weights_because
 
 
 def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
@@ -359,10 +365,11 @@ def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
 
 
 def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, selected: dict,
-                    output_dir: Path, scored: str | None = None, none_selected: bool = False) -> list[Path]:
+                    output_dir: Path, scored: str | None = None,
+                    final_weights_because: str | None = None) -> list[Path]:
     """Exported model with its model card, GLUE submission file(s); the card also goes to W&B when it is on.
-    ``none_selected``: selection.metric had no checkpoint to choose from (no validation ran during training), so
-    the final weights were scored. Returns the submission files written."""
+    ``final_weights_because``: why the final weights were scored where selection.metric named a checkpoint to
+    select (none was saved; it was deleted). Returns the submission files written."""
     spec = datamodule.spec
     export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model")
     for logger in trainer.loggers:
@@ -377,10 +384,10 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         spec=spec,
         selected=selected,
         selection=cfg.selection.metric,
-        none_selected=none_selected,
+        final_weights_because=final_weights_because,
         train_examples=len(datamodule.splits["train"]) if cfg.data.get("max_train_samples") else None,
         best=best_seen(rows, spec.logged_metrics, metric_direction),
-        hyperparameters=card_hyperparameters(cfg, trainer, none_selected),
+        hyperparameters=card_hyperparameters(cfg, trainer, final_weights_because),
         rows=evaluations(rows),
         scored=scored,
     )
@@ -480,7 +487,8 @@ def train(cfg: DictConfig) -> float:
         times.end_fit()
 
         with times.phase("scoring"):
-            selected, selected_path = score_selected_checkpoint(trainer, model, datamodule, cfg.selection.metric)
+            selected, selected_path, final_weights_because = score_selected_checkpoint(
+                trainer, model, datamodule, cfg.selection.metric)
         main = datamodule.spec.main_metric
         scored = dev_examples_scored(trainer, datamodule)
         if scored:
@@ -490,7 +498,7 @@ def train(cfg: DictConfig) -> float:
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
                 written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored,
-                                          none_selected=cfg.selection.metric != "last" and not selected_path)
+                                          final_weights_because)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
