@@ -156,24 +156,29 @@ def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path
 
 
 def test_resume_refuses_a_sweep_whose_jobs_hold_runs_of_other_settings(sst2_dir, tmp_path):
-    # A relative sweep dir, as users give it (multirun/... by default): the jobs record their dirs absolute.
-    sweep = Path(os.path.relpath(tmp_path / "sweep", ROOT))
-    first = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"])
+    # A sweep over data folders (clean vs noisy labels, say). A folder may move between a run and its resume, so
+    # data.local_dir is not compared on its own; swept, it is what tells the jobs apart.
+    clean, noisy = sst2_dir, shutil.copytree(sst2_dir, tmp_path / "noisy")
+    sweep = Path(os.path.relpath(tmp_path / "sweep", ROOT))  # relative, as users give it: jobs record it absolute
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith("data.local_dir=")]
+    first = run_cli(["-m", f"data.local_dir={clean},{noisy}", *fixed, f"hydra.sweep.dir={sweep}"])
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     sweep_here = ROOT / sweep
     results = [done(sweep_here / job)["result"] for job in ("0", "1")]
-    # The values in another order: job 0 is now seed 2, and its dir holds seed 1's finished run.
-    swapped = run_cli(["-m", "seed=2,1", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])
+    # The values in another order: job 0 is now the noisy folder's, and its dir holds the clean folder's run.
+    swapped = run_cli(["-m", f"data.local_dir={noisy},{clean}", *fixed, f"hydra.sweep.dir={sweep}", "resume=true"])
     output = swapped.stdout + swapped.stderr
     assert swapped.returncode == 2, output[-3000:]
     assert "resume=true: 2 job(s) would continue or keep a run of other settings in their dir; no job was" in output
-    assert f"  - {sweep / '0'} (job 0: seed=2), started with the overrides: seed=1 " in output
-    assert "seed: 1 (the run) -> 2 (now)" in output
+    assert f"  - {sweep / '0'} (job 0: data.local_dir={noisy}), started with the overrides: " \
+           f"data.local_dir={clean} " in output
+    assert f"data.local_dir: {clean} (the run) -> {noisy} (now)" in output
     assert "Already finished" not in output and [done(sweep_here / job)["result"] for job in ("0", "1")] == results
-    assert "dirpath" not in output  # only the seed differs: the jobs' dirs are the same dirs
-    again = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])  # as first run
+    assert "dirpath" not in output  # only the data folder differs: the jobs' dirs are the same dirs
+    again = run_cli(["-m", f"data.local_dir={clean},{noisy}", *fixed, f"hydra.sweep.dir={sweep}", "resume=true"])
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert all("Already finished" in (sweep_here / job / "train.log").read_text() for job in ("0", "1"))
+
 
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):

@@ -176,9 +176,10 @@ def recorded_config(out: Path) -> dict | None:
     return recorded if isinstance(recorded, dict) else None
 
 
-def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
+def changed_settings(recorded: dict, cfg: DictConfig, swept: tuple[str, ...] = ()) -> list[str]:
     """The settings of ``cfg`` that differ from those a run recorded (``recorded_config``), as "key: before (the
-    run) -> now (now)" lines, less those that may change on resume."""
+    run) -> now (now)" lines, less those that may change on resume; but a key a sweep varies (``swept``) is what
+    tells its jobs apart, whatever it is (a sweep over data.local_dir trains on each folder's data)."""
     try:
         now = flatten(OmegaConf.to_container(cfg, resolve=True))
     except Exception:  # a config that resolves only in a run
@@ -190,7 +191,8 @@ def changed_settings(recorded: dict, cfg: DictConfig) -> list[str]:
 
     return [f"{key[:-1]}: {shown(before, key)} (the run) -> {shown(now, key)} (now)"
             for key in sorted(set(before) | set(now))
-            if before.get(key) != now.get(key) and not key.startswith(MAY_CHANGE_ON_RESUME)]
+            if before.get(key) != now.get(key)
+            and (not key.startswith(MAY_CHANGE_ON_RESUME) or key.startswith(tuple(f"{k}." for k in swept)))]
 
 
 def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
@@ -360,7 +362,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
-def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path) -> list[str]:
+def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path,
+                         swept: tuple[str, ...]) -> list[str]:
     """``changed_settings`` for a sweep job before it runs: its config resolved as the job will resolve it (its
     ``${hydra:...}`` values from its own hydra config, its output dir its job dir), without the hydra node."""
     previous = HydraConfig.instance().cfg
@@ -369,7 +372,7 @@ def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path) 
     HydraConfig.instance().set_config(job_config)
     try:
         task = OmegaConf.masked_copy(job_config, [key for key in job_config if key != "hydra"])
-        return changed_settings(recorded, task)
+        return changed_settings(recorded, task, swept)
     finally:
         HydraConfig.instance().cfg = previous
 
@@ -418,7 +421,7 @@ class SweepCheck(Callback):
         loader = GlobalHydra.instance().config_loader()
         params = [f"{key}={value}" for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
         parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
-        swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+        swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
@@ -430,7 +433,7 @@ class SweepCheck(Callback):
                 validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
             except ConfigError as err:
                 problems += err.problems
-            setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
+            setting = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept)
             for problem in problems:
                 failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
             with read_write(job_config), open_dict(job_config):
@@ -441,8 +444,8 @@ class SweepCheck(Callback):
             if not job_config.get("resume"):
                 occupied.append(f"{job_dir}: {found}")
             elif (recorded := recorded_config(job_dir)) and (
-                    changed := job_settings_changed(recorded, job_config, job_dir)):
-                setting = ",".join(o for o in overrides if o.split("=", 1)[0] in swept)
+                    changed := job_settings_changed(recorded, job_config, job_dir, tuple(swept))):
+                setting = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept)
                 mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
                                   f"{recorded_overrides(job_dir, recorded)}; now " + "; ".join(changed))
         lines = []
