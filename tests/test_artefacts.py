@@ -324,6 +324,24 @@ def test_bad_input_files_are_named(tmp_path, name, content, message):
         read_texts(path, TASKS["sst2"])
 
 
+@pytest.mark.parametrize(
+    "task,content,message",
+    [
+        ("sst2", "", "the file is empty"),
+        ("sst2", "\n\n", "the file is empty"),
+        ("sst2", "index\tsentence\n0\tgreat movie\n", "SST-2's test file, which has no labels to score against"),
+        ("mrpc", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tA cat.\tThe cat.\n",
+         "MRPC's test file, which has no labels to score against"),
+    ],
+    ids=["empty", "blank-lines", "sst2-test-file", "mrpc-test-file"],
+)
+def test_files_without_labels_to_score_are_named_with_the_fix(tmp_path, task, content, message):
+    path = tmp_path / "test.tsv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        read_labelled(path, TASKS[task])
+
+
 def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

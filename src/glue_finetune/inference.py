@@ -412,9 +412,12 @@ def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], li
     except UserError:  # the task's GLUE format, with a bad row
         # SST-2's GLUE header (sentence, label) is also the generic one: a file of one's own with label names
         # (negative/positive) is read as such, and a GLUE file's bad row is reported by the generic reader below.
-        if read_lines(path)[0].split("\t") != [*spec.text, "label"]:
+        if read_lines(path)[:1] != ["\t".join([*spec.text, "label"])]:  # [:1]: an empty file has no header
             raise
         table = None
+    if table is None and spec.test_splits and read_glue_format(path, spec, spec.test_splits) is not None:
+        raise UserError(f"{path} is {spec.glue_name}'s test file, which has no labels to score against (GLUE keeps "
+                        "them). To predict it: python src/predict.py <run dir> --input " + str(path))
     if table is None:
         raw = read_tsv(path, [*spec.text, "label"])
         as_ids = replace(spec, label_strings=False)
