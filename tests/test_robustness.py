@@ -284,6 +284,36 @@ def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_p
     assert f"stays in {tmp_path / 'wandb' / 'run-1'}: `wandb sync` uploads it" in caplog.text
 
 
+def test_a_failed_run_is_failed_in_wandb_a_fresh_start_gets_its_own_wandb_run_and_a_continued_one_keeps_its(
+        tiny_cfg, tmp_path, monkeypatch):
+    from conftest import wandb_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    def attempt(stop_at: int | None = None, *extra: str) -> tuple[str, int]:
+        """One attempt in the run dir: its W&B run's id and the exit code W&B recorded for it."""
+        cfg = tiny_cfg("logger=wandb", "predict_test=false", *extra)
+        with open_dict(cfg):
+            if stop_at is not None:
+                cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": stop_at}
+        known = set((tmp_path / "wandb").glob("offline-run-*"))
+        try:
+            train(cfg)
+        except RuntimeError as err:
+            assert str(err) == "killed"
+        [new] = set((tmp_path / "wandb").glob("offline-run-*")) - known
+        run_file = next(new.glob("run-*.wandb"))  # run-<id>.wandb (the dir's name may have a suffix)
+        [exit_code] = [r.exit.exit_code for r in wandb_records(run_file) if r.WhichOneof("record_type") == "exit"]
+        return run_file.stem.removeprefix("run-"), exit_code
+
+    first, code = attempt(5)  # dies before its first checkpoint (step 10)
+    assert code == 1, "a failed run must not show as finished in W&B"
+    again, code = attempt(15)  # nothing to continue: started anew, in a W&B run of its own
+    assert again != first and code == 1
+    continued, code = attempt(None, f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}")
+    assert continued == again and code == 0  # continued from step 10's checkpoint: the same W&B run, finished
+
+
 def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_scontrol(monkeypatch):
     import signal
     import subprocess

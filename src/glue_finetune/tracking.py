@@ -26,6 +26,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.trainer.states import TrainerFn
 
 from glue_finetune.config import job_overrides, override_tags
+from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.hub import reachable
 from glue_finetune.timing import run_started_at
@@ -99,19 +100,25 @@ class JobWandbLogger(WandbLogger):
 
 
 def wandb_logger(
-    save_dir: str, offline: bool | None = None, id: str | None = None, tags: list[str] | None = None, **kwargs
+    save_dir: str, offline: bool | None = None, id: str | None = None, tags: list[str] | None = None,
+    continues_from: str | None = None, **kwargs
 ) -> JobWandbLogger:
     """Lightning's WandbLogger, online when logged in and offline otherwise, so a run never waits on a login.
 
     ``offline`` forces the mode; ``WANDB_MODE`` (online/offline/disabled) is respected as wandb defines it.
-    The run id is kept in ``<save_dir>/wandb/run_id``: a run resumed in the same dir continues the same W&B run.
+    The run id is kept in ``<save_dir>/wandb/run_id``: a run that continues from a checkpoint (``continues_from``,
+    the run's ckpt_path) in the same dir continues the same W&B run; one started anew there (a failed job with
+    no checkpoint, run again) gets a W&B run of its own, not the failed attempt's history with its own on top.
     ``tags=None`` tags the run with its command-line overrides, so a dashboard can filter and group by them.
     """
+    from glue_finetune.sweep import first_process_of_the_run
+
     if tags is None:
         tags = override_tags()
     if id is None:
         id_file = Path(save_dir) / "wandb" / "run_id"
-        if id_file.exists():
+        # DDP's other processes start after their rank 0 and log nothing: they read its id, never replace it.
+        if id_file.exists() and (continues_from or not first_process_of_the_run()):
             id = id_file.read_text().strip()
         else:
             id = uuid.uuid4().hex[:8]  # W&B's own run-id format: 8 lowercase alphanumerics
@@ -200,18 +207,22 @@ class CSVLogger(LightningCSVLogger):
         return self._experiment
 
 
-def finish_wandb() -> None:
-    """Close the current W&B run (if any), so the next job of a sweep in this process starts its own."""
+def finish_wandb(failure: BaseException | None = None) -> None:
+    """Close the current W&B run (if any), so the next job of a sweep in this process starts its own. A run that
+    ``failure`` ended is closed with the exit code the process ends with (2 bad input, 75 stopped to be continued,
+    1 otherwise), which W&B shows as failed: a dashboard filtered to finished runs holds only runs that finished."""
     wandb = sys.modules.get("wandb")
     if wandb is None:  # never imported, so no run to finish (importing it only to check costs a second)
         return
     run_dir = getattr(wandb.run, "dir", None)
+    exit_code = (0 if failure is None else PREEMPTED_EXIT_CODE if isinstance(failure, Preempted)
+                 else 2 if isinstance(failure, UserError) else 1)
     # Never raises: this runs in a `finally`, where an error would replace the run's own outcome. SLURM's SIGTERM
     # (preemption, scontrol requeue) reaches every process of the job, W&B's service too: finishing then fails
     # with "Connection lost", and the Preempted that says "requeue me" must still reach the entry point.
     try:
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)
     except Exception as err:
         log.warning("W&B could not close its run (%s: %s). What it logged stays in %s: `wandb sync` uploads it.",
                     type(err).__name__, err, Path(run_dir).parent if run_dir else "the run's wandb/ dir")

@@ -445,6 +445,7 @@ def train(cfg: DictConfig) -> float:
     resume_step = checkpoint_step(cfg.get("ckpt_path"), cfg)
     if resume_step is not None:
         log.info("Continuing from step %d: %s", resume_step, cfg.ckpt_path)
+    failure = None
     try:
         whole_step = whole_step_setting(cfg)
         on_gpu = uses_gpu(cfg)
@@ -508,5 +509,8 @@ def train(cfg: DictConfig) -> float:
             print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'}"
                   f"{'; on ' + scored + ' only' if scored else ''})")
         return selected[main]
+    except BaseException as err:
+        failure = err
+        raise
     finally:
-        finish_wandb()  # also after a failure, so the next job of a sweep starts its own W&B run
+        finish_wandb(failure)  # also after a failure (marked failed), so the next sweep job starts its own W&B run
