@@ -125,6 +125,42 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     assert done(sweep / "1") and done(sweep / "2")
 
 
+def test_the_summary_of_a_sweep_with_diverged_jobs_does_not_advise_rerunning_them(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import SweepSummary
+
+    for job, error in (("0", "TrainingDivergedError: The training loss became NaN or infinite at optimizer step 3"),
+                       ("1", "DataFormatError: train.tsv:322: expected 2 tab-separated fields, found 1")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "job_failed.json").write_text(json.dumps(
+            {"overrides": [f"optimizer.lr={job}"], "dir": str(tmp_path / job), "error": error,
+             "log": str(tmp_path / job / "train.log")}))
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {"_target_": "basic"}}})
+    with caplog.at_level(logging.ERROR, logger="glue_finetune.sweep"), pytest.raises(SystemExit):
+        SweepSummary().on_multirun_end(config)
+    assert f"rerun the same command with: resume=true hydra.sweep.dir={tmp_path}" in caplog.text  # for job 1
+    assert "Diverged job(s) 0: their settings diverge" in caplog.text and "another hydra.sweep.dir" in caplog.text
+    caplog.clear()
+    (tmp_path / "1" / "job_failed.json").unlink()  # only diverged jobs: nothing for resume=true to fix
+    with caplog.at_level(logging.ERROR, logger="glue_finetune.sweep"), pytest.raises(SystemExit):
+        SweepSummary().on_multirun_end(config)
+    assert "Diverged job(s) 0" in caplog.text and "resume=true" not in caplog.text
+
+
+def test_a_sweep_whose_jobs_were_stopped_continues_with_the_same_command(sst2_dir, tmp_path):
+    # A job stopped by a signal saved its checkpoint and job_preempted.json: as for a single run, the same command
+    # continues it, no resume=true needed (not "would overwrite an earlier run").
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"]
+    assert run_cli(args).returncode == 0
+    (sweep / "0" / "job_done.json").rename(sweep / "0" / "job_preempted.json")  # as a stop at its last step leaves
+    again = run_cli(args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"Resuming from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in (sweep / "0" / "train.log").read_text()
+    assert done(sweep / "0")
+
+
 def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = tiny_overrides("trainer.max_epochs=1", f"data.local_dir={sst2_dir}", "predict_test=false",

@@ -441,7 +441,7 @@ class SweepCheck(Callback):
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
             if not (found := previous_run(job_dir)):
                 continue
-            if not job_config.get("resume"):
+            if not job_config.get("resume") and not (job_dir / PREEMPTED).exists():  # a stopped job continues
                 occupied.append(f"{job_dir}: {found}")
             elif (recorded := recorded_config(job_dir)) and (
                     changed := job_settings_changed(recorded, job_config, job_dir, tuple(swept))):
@@ -594,8 +594,15 @@ class SweepSummary(Callback):
                 f"They stay failed in the study. Fix the cause, then run the same command again (hydra.sweep.dir="
                 f"{sweep_dir}): the study goes on with hydra.sweeper.n_trials new trials, stopped ones first.")
         else:
-            lines.append(
-                f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
-                "(finished jobs are skipped, interrupted ones resume from their last.ckpt)")
+            diverged = [Path(job["dir"]).name for job in failed if job["error"].startswith("TrainingDivergedError")]
+            if len(diverged) < len(failed):
+                lines.append(
+                    f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
+                    "(finished jobs are skipped, interrupted ones resume from their last.ckpt)")
+            if diverged:  # resume=true reruns them as they were, and a job's settings may not change in its dir
+                lines.append(
+                    f"Diverged job(s) {', '.join(diverged)}: their settings diverge (a result for a sweep over learning "
+                    "rates), and would again if rerun. Other settings, such as a lower optimizer.lr, go in a sweep of "
+                    "their own (another hydra.sweep.dir).")
         log.error("\n".join(lines))
         sys.exit(1)
