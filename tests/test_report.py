@@ -234,3 +234,36 @@ def test_a_dir_of_sweeps_names_them_for_the_command(tmp_path):
     assert f"error: {day} holds sweep dirs, not run dirs: name the sweeps to report on, e.g. `python src/report.py " \
            f"{day / '10-00-00'} {day / '11-30-00'}`" in result.stderr
     assert run_cli([str(day / "10-00-00"), str(day / "11-30-00")], script="src/report.py").returncode == 0
+
+
+def test_a_task_run_with_several_settings_is_reported_by_its_best_one_and_its_zip_follows(tmp_path):
+    from glue_finetune.report import write_report
+
+    sweep = tmp_path / "sweep"
+    # lr=1e-3 has the best single job (0.75) but the lower mean (0.625); lr=2e-3 the better mean (0.68).
+    for num, (lr, seed, acc) in enumerate([("1e-3", 1, 0.75), ("1e-3", 2, 0.5), ("2e-3", 1, 0.7), ("2e-3", 2, 0.66)]):
+        job = sweep / str(num)
+        fake_glue_job(job, "rte", {"val/acc": acc}, overrides=("data=rte", f"optimizer.lr={lr}", f"seed={seed}"))
+        (job / "RTE.tsv").write_text(f"index\tprediction\n0\tjob{num}\n")
+    fake_glue_job(sweep / "4", "mrpc", {"val/f1": 0.84, "val/acc": 0.73}, overrides=("data=mrpc", "seed=1"))
+    summary, markdown, _ = write_report([sweep], tmp_path / "out")
+    [rte] = [r for r in summary["glue"]["tasks"] if r["task"] == "rte"]
+    assert (rte["n"], rte["settings"], rte["setting"]) == (2, 2, "data=rte optimizer.lr=2e-3")
+    assert rte["metrics"]["val/acc"] == pytest.approx(68.0) and rte["score"] == pytest.approx(68.0)
+    assert "RTE: data=rte optimizer.lr=2e-3 (best of 2)" in markdown
+    with zipfile.ZipFile(tmp_path / "out" / "glue_submission.zip") as archive:
+        assert archive.read("RTE.tsv").decode().endswith("job2\n")  # the reported setting's best job, not job 0
+
+
+def test_a_setting_whose_runs_never_validated_is_reported_by_its_selected_scores(tmp_path):
+    from glue_finetune.report import write_report
+
+    for num, (seed, acc) in enumerate([(1, 0.4366), (2, 0.5634)]):  # WNLI: no validation during training
+        job = tmp_path / "sweep" / str(num)
+        fake_glue_job(job, "wnli", {"val/acc": acc}, overrides=("data=wnli", f"seed={seed}"))
+        (job / "metrics.csv").write_text(f"step,selected/val/acc,selected/val/loss\n8,{acc},0.69\n")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    [group] = summary["groups"]
+    assert group["n"] == 2 and group["best_mean"] is None
+    assert group["selected_mean"] == pytest.approx(0.5) and group["selected_std"] == pytest.approx((0.5634 - 0.4366) / 2 ** 0.5)
+    assert "| (all jobs alike) | val/acc | 2 | 0.5000 ± 0.0897 | - | - |" in markdown

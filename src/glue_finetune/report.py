@@ -165,6 +165,11 @@ def glue_table(jobs: list[Job]) -> dict | None:
     """Per task: its selected checkpoint's metrics (mean over its finished jobs, e.g. seeds), its score; and the
     GLUE score, the mean of the task scores. None unless the jobs cover GLUE tasks other than SST-2 alone.
 
+    A task run with several settings (a learning-rate sweep) is represented by one of them, the best by its jobs'
+    mean score on the dev set, as GLUE results are reported (BERT's: the best fine-tuning learning rate on dev),
+    not by a pool of every setting's jobs; its row names that setting and lists its jobs (``jobs``), whose best is
+    the one whose test predictions go in the submission zip.
+
     Scores on part of a dev set (a debug run's) are no result: a task's row leaves its jobs out where it has jobs
     scored on the whole dev set, and is marked (``partial_dev``) where it has none; such rows are not in the score."""
     by_task: dict[str, list[Job]] = {}
@@ -176,14 +181,20 @@ def glue_table(jobs: list[Job]) -> dict | None:
     rows = []
     for name in [t for t in TASKS if t in by_task]:
         spec = TASKS[name]
-        members = [j for j in by_task[name] if not j.partial_dev] or by_task[name]
+        scored = [j for j in by_task[name] if not j.partial_dev] or by_task[name]
+        by_setting: dict[str, list[Job]] = {}
+        for job in scored:
+            by_setting.setdefault(job.setting, []).append(job)
+        setting, members = max(by_setting.items(),
+                               key=lambda item: statistics.mean(task_score(spec, j.selected) for j in item[1]))
         names = [f"{metric_prefix(split)}/{m}" for split in spec.dev_splits for m in spec.metrics]
         metrics = {m: 100 * statistics.mean(j.selected[m] for j in members) for m in names if m in members[0].selected}
         rows.append({"task": name, "glue_name": spec.glue_name, "n": len(members), "metrics": metrics,
                      "score": statistics.mean(task_score(spec, j.selected) for j in members),
+                     "setting": setting, "settings": len(by_setting), "jobs": [j.dir for j in members],
                      "run_glue": RUN_GLUE_RESULTS.get(name),
                      "partial_dev": "; ".join(sorted({j.partial_dev for j in members if j.partial_dev})) or None,
-                     "left_out": len(by_task[name]) - len(members)})
+                     "left_out": len(by_task[name]) - len(scored)})
     counted = [r for r in rows if not r["partial_dev"]]
     return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in counted) if counted else None,
             "not_counted": [r["glue_name"] for r in rows if r["partial_dev"]],
@@ -193,15 +204,21 @@ def glue_table(jobs: list[Job]) -> dict | None:
 def summarize(jobs: list[Job]) -> dict:
     name_jobs(jobs)
     label_settings(jobs)
-    finished = [j for j in jobs if j.status == "done" and j.best]
+    # A finished job counts with its selected checkpoint's score, which a run that never validated during training
+    # (WNLI's default) has too; best and final are over the jobs that validated.
+    finished = [j for j in jobs if j.status == "done" and (j.best or j.main in j.selected)]
     settings: dict[str, list[Job]] = {}
     for job in finished:
         settings.setdefault(job.setting, []).append(job)
     groups = []
     for setting, members in settings.items():
-        best_mean, best_std = mean_std([j.best[1] for j in members])
-        final_mean, final_std = mean_std([j.final for j in members])
-        groups.append({"setting": setting, "metric": members[0].main, "n": len(members), "best_mean": best_mean,
+        selected_mean, selected_std = mean_std(scores) if (scores := [j.selected[j.main] for j in members
+                                                                      if j.main in j.selected]) else (None, None)
+        validated = [j for j in members if j.best]
+        best_mean, best_std = mean_std([j.best[1] for j in validated]) if validated else (None, None)
+        final_mean, final_std = mean_std([j.final for j in validated]) if validated else (None, None)
+        groups.append({"setting": setting, "metric": members[0].main, "n": len(members),
+                       "selected_mean": selected_mean, "selected_std": selected_std, "best_mean": best_mean,
                        "best_std": best_std, "final_mean": final_mean, "final_std": final_std})
     return {
         "jobs": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "task": j.task.name, "setting": j.setting,
@@ -282,6 +299,11 @@ def glue_markdown(glue: dict) -> list[str]:
     if left_out:
         lines += [f"Left out of the table: {', '.join(left_out)} scored on part of the dev set only (the task's "
                   "other jobs cover all of it).", ""]
+    chosen = [f"{r['glue_name']}: {r['setting']} (best of {r['settings']})" for r in glue["tasks"] if r["settings"] > 1]
+    if chosen:
+        lines += [f"Tasks run with several settings: each row is the setting with the best mean score on the dev set "
+                  f"(as GLUE results are reported), its jobs' mean; the submission zip takes that setting's best job. "
+                  f"{'; '.join(chosen)}.", ""]
     if glue["glue_score"] is None:
         lines += ["**No GLUE score**: every task here was scored on part of its dev set only (†).", ""]
     else:
@@ -312,10 +334,12 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
     if summary["glue"]:
         lines += glue_markdown(summary["glue"]) + submission_markdown(summary)
     lines += ["## Settings (mean ± std over seeds)", "",
-              "| setting | metric | n | best | final |", "|---|---|---|---|---|"]
+              "selected: the selected checkpoint's score on the dev set (what each run returns); best and final: the "
+              "best and the last of its validations during training.", "",
+              "| setting | metric | n | selected | best | final |", "|---|---|---|---|---|---|"]
     for g in summary["groups"]:
-        lines.append(f"| {g['setting']} | {g['metric']} | {g['n']} | {fmt(g['best_mean'], g['best_std'])} | "
-                     f"{fmt(g['final_mean'], g['final_std'])} |")
+        lines.append(f"| {g['setting']} | {g['metric']} | {g['n']} | {fmt(g['selected_mean'], g['selected_std'])} | "
+                     f"{fmt(g['best_mean'], g['best_std'])} | {fmt(g['final_mean'], g['final_std'])} |")
     lines += ["", "## Jobs", "", "| job | setting | seed | status | metric | best (step) | final | selected | train time |",
               "|---|---|---|---|---|---|---|---|---|"]
     for j in summary["jobs"]:
@@ -334,12 +358,16 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def write_submission_zip(jobs: list[Job], path: Path) -> tuple[list[str], dict[str, str]]:
+def write_submission_zip(jobs: list[Job], path: Path, glue: dict | None = None) -> tuple[list[str], dict[str, str]]:
     """Every task's submission file(s), each from the task's job with the best selected main metric that wrote it,
-    under the names the GLUE server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv). Returns the files
-    zipped (none: no zip), and each file the server expects that is not in it, with why (it takes a complete set)."""
+    under the names the GLUE server expects (CoLA.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv); with ``glue``
+    (``glue_table``'s), from the jobs of the setting each task's row reports. Returns the files zipped (none: no
+    zip), and each file the server expects that is not in it, with why (it takes a complete set)."""
+    reported = {Path(d) for row in (glue or {}).get("tasks", []) for d in row["jobs"]}
+    reported_tasks = {row["task"] for row in (glue or {}).get("tasks", [])}
     ranked: dict[str, list[Job]] = {}  # task -> its finished jobs, best first
-    for job in sorted((j for j in jobs if j.status == "done" and j.main in j.selected),
+    for job in sorted((j for j in jobs if j.status == "done" and j.main in j.selected
+                       and (j.task.name not in reported_tasks or Path(j.dir) in reported)),
                       key=lambda j: j.selected[j.main], reverse=True):
         ranked.setdefault(job.task.name, []).append(job)
     files, missing = {}, {}
@@ -384,7 +412,8 @@ def write_report(directories: list[Path], out_dir: Path) -> tuple[dict, str, lis
     else:
         plots = []
         log.warning('No plots: matplotlib is not installed (pip install -e ".[sweeps]"); the tables are complete.')
-    zipped, missing = write_submission_zip(jobs, out_dir / "glue_submission.zip") if summary["glue"] else ([], {})
+    zipped, missing = write_submission_zip(jobs, out_dir / "glue_submission.zip", summary["glue"]) \
+        if summary["glue"] else ([], {})
     zip_path = out_dir / "glue_submission.zip" if zipped else None
     summary.update(submission_zip=str(zip_path) if zip_path else None, submission_files=zipped,
                    submission_missing=missing)
