@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,6 +49,25 @@ def test_report_lists_failed_jobs(sweep):
     assert failed == {"optimizer.lr=1000000.0"} and len(report["not_finished"]) == 2
     assert "## Failed or unfinished jobs" in result.stdout and "The training loss became NaN or infinite" in result.stdout
     assert (sweep / "report.md").read_text().strip() == result.stdout.strip()
+
+
+def test_a_stopped_sweeps_report_lists_its_stopped_jobs_those_not_started_and_how_to_continue(sweep, tmp_path):
+    stopped = tmp_path / "sweep"
+    shutil.copytree(sweep, stopped)
+    for job in ("4", "5"):  # the sweep was stopped before its last two jobs started
+        shutil.rmtree(stopped / job)
+    (stopped / "3" / "job_done.json").unlink()  # and job 3 by a signal, its checkpoint saved
+    (stopped / "3" / "job_preempted.json").write_text(json.dumps({"reason": "Run stopped by SIGINT at step 17"}))
+    result = run_cli([str(stopped)], script="src/report.py")
+    assert result.returncode == 1, result.stderr[-2000:]
+    statuses = {j["name"]: j["status"] for j in json.loads((stopped / "report.json").read_text())["jobs"]}
+    assert statuses == {"0": "done", "1": "done", "2": "done", "3": "stopped", "4": "not started", "5": "not started"}
+    lines = result.stdout.splitlines()
+    [job3] = [line for line in lines if line.startswith("- job 3 (stopped): optimizer.lr=0.001 seed=2 ")]
+    assert job3.endswith(f" — Run stopped by SIGINT at step 17 (log: {stopped / '3' / 'train.log'})")
+    [job5] = [line for line in lines if line.startswith("- job 5 (not started): ")]
+    assert job5.startswith("- job 5 (not started): optimizer.lr=1000000.0 seed=2 ") and "log:" not in job5
+    assert f"the sweep's command again, with resume=true hydra.sweep.dir={stopped}" in result.stdout
 
 
 def test_report_plots_are_real_pictures(sweep):

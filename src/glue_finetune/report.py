@@ -21,7 +21,7 @@ import yaml
 
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
-from glue_finetune.sweep import DONE, FAILED, read_json
+from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json
 from glue_finetune.tasks import METRIC_LABELS, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Job:
     dir: str
     overrides: list[str]
     task: TaskSpec
-    status: str  # done | failed | unfinished
+    status: str  # done | failed | stopped (by a signal, to be continued) | unfinished (killed, or running) | not started
     error: str | None = None
     train_seconds: float | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → [(step, value)]
@@ -73,6 +73,7 @@ class Job:
 
 def read_job(job_dir: Path) -> Job:
     done, failed = read_json(job_dir / DONE), read_json(job_dir / FAILED)
+    stopped = read_json(job_dir / PREEMPTED) if not (done or failed) else None
     # A finished job's own record of its overrides: Hydra rewrites .hydra/ each time the sweep's command runs again
     # (resume=true skips the job, but its .hydra/ then holds that later command's overrides).
     overrides = done["overrides"] if done and isinstance(done.get("overrides"), list) else \
@@ -83,8 +84,8 @@ def read_job(job_dir: Path) -> Job:
     card = job_dir / "README.md"
     partial = PART_OF_DEV_SET.search(card.read_text(errors="replace")) if done and card.is_file() else None
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
-              "done" if done else "failed" if failed else "unfinished",
-              error=failed["error"] if failed else None,
+              "done" if done else "failed" if failed else "stopped" if stopped else "unfinished",
+              error=failed["error"] if failed else stopped.get("reason") if stopped else None,
               # every attempt of a job continued from its checkpoint (a preempted or failed one's), not only its last
               train_seconds=done["finished_at"] - done["started_at"] + done.get("earlier_attempts_s", 0.0)
               if done else None,
@@ -97,6 +98,30 @@ def read_job(job_dir: Path) -> Job:
     for row in rows:
         job.selected.update({k.removeprefix("selected/"): v for k, v in row.items() if k.startswith("selected/")})
     return job
+
+
+def jobs_not_started(sweep_dir: Path, started: list[Job]) -> list[Job]:
+    """The jobs of a sweep that have no dir yet (stopped before they started, or still to come), from the sweep's
+    ``multirun.yaml``; none for a sweeper that picks its jobs as it goes (Optuna) or jobs not in numbered dirs."""
+    try:
+        config = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]
+        if not config["sweeper"]["_target_"].endswith(".BasicSweeper") or config["sweep"]["subdir"] != \
+                "${hydra.job.num}":
+            return []
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{key}={value}" for key, value in (config["sweeper"].get("params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides([*params, *config["overrides"]["task"]])
+        planned = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # no multirun.yaml (not a sweep dir), or one this cannot read: the dirs found are the jobs
+        return []
+    have = {Path(job.dir).name for job in started}
+    default_task = started[0].task if started else TASKS["sst2"]
+    return [Job(str(sweep_dir / str(num)), overrides,
+                next((TASKS[o.partition("=")[2]] for o in overrides if o.startswith("data=")
+                      and o.partition("=")[2] in TASKS), default_task), "not started")
+            for num, overrides in enumerate(planned) if str(num) not in have]
 
 
 def find_jobs(directories: list[Path]) -> list[Job]:
@@ -118,7 +143,8 @@ def find_jobs(directories: list[Path]) -> list[Job]:
             if not found:
                 raise FileNotFoundError(f"{d}: no run dirs (with .hydra/overrides.yaml) in it (give a sweep dir, "
                                         "multirun/<date>/<time>, or run dirs)")
-            jobs += [read_job(p) for p in found]
+            started = [read_job(p) for p in found]
+            jobs += started + jobs_not_started(d, started)
     unique = {Path(j.dir).resolve(): j for j in reversed(jobs)}  # a job given twice (its sweep and itself) once
     return [j for j in jobs if unique[Path(j.dir).resolve()] is j]
 
@@ -229,8 +255,10 @@ def summarize(jobs: list[Job]) -> dict:
         "groups": groups,
         "glue": glue_table(jobs),
         "not_finished": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
-                          "error": j.error, "log": str(Path(j.dir) / "train.log")}
+                          "error": j.error, "log": str(Path(j.dir) / "train.log") if j.status != "not started" else None}
                          for j in jobs if j.status != "done"],
+        "sweeps_to_continue": sorted({str(Path(j.dir).parent) for j in jobs if j.status in ("stopped", "not started")
+                                      and (Path(j.dir).parent / "multirun.yaml").exists()}),
     }
 
 
@@ -353,7 +381,11 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
         lines += ["", "## Failed or unfinished jobs", ""]
         for j in summary["not_finished"]:
             error = " — " + " ".join(j["error"].split()) if j["error"] else ""
-            lines.append(f"- job {j['name']} ({j['status']}): {' '.join(j['overrides'])}{error} (log: {j['log']})")
+            log_file = f" (log: {j['log']})" if j["log"] else ""
+            lines.append(f"- job {j['name']} ({j['status']}): {' '.join(j['overrides'])}{error}{log_file}")
+        for sweep_dir in summary["sweeps_to_continue"]:
+            lines.append(f"- to continue the stopped jobs and run those not started (finished ones are skipped): "
+                         f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}")
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     return "\n".join(lines)
 
