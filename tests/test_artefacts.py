@@ -342,6 +342,18 @@ def test_files_without_labels_to_score_are_named_with_the_fix(tmp_path, task, co
         read_labelled(path, TASKS[task])
 
 
+def test_predictions_keep_one_row_per_example_and_scores_in_the_tasks_range():
+    from glue_finetune.inference import Prediction, format_predictions
+
+    sst2 = format_predictions([Prediction(("terrible\tplot",), "negative", 0, 0.9,
+                                          {"negative": 0.9, "positive": 0.1})], TASKS["sst2"])
+    assert sst2.splitlines()[1].split("\t") == ["negative", "0.9000", "0.1000", "terrible plot"]
+    stsb = format_predictions([Prediction(("A man.", "A man\rsings."), None, None, -0.0014, {}),
+                               Prediction(("a", "b"), None, None, 5.2, {})], TASKS["stsb"])
+    assert [line.split("\t") for line in stsb.splitlines()[1:]] == [["0.0000", "A man.", "A man sings."],
+                                                                   ["5.0000", "a", "b"]]  # as the submission file
+
+
 def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

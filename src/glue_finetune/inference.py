@@ -10,6 +10,7 @@ length (little padding), batched, on the GPU when there is one, in bf16 where th
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -435,13 +436,18 @@ def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], li
 
 
 def format_predictions(predictions: list[Prediction], spec: TaskSpec) -> str:
-    """TSV: one line per example, in input order: the label and one probability per label (or the score), then
-    the text column(s)."""
+    """TSV: one line per example, in input order: the label and one probability per label (or the score, clipped
+    to the task's range as GLUE's submission file has it: STS-B's 0 to 5), then the text column(s), a tab or line
+    break within a text written as a space (a row keeps its columns)."""
+    def texts(p: Prediction) -> list[str]:
+        return [" ".join(t.replace("\t", " ").splitlines()) for t in p.text]
+
     if spec.is_regression:
+        low, high = spec.score_range or (-math.inf, math.inf)
         lines = ["\t".join(["score", *spec.text])]
-        lines += ["\t".join([f"{p.score:.4f}", *p.text]) for p in predictions]
+        lines += ["\t".join([f"{min(max(p.score, low), high):.4f}", *texts(p)]) for p in predictions]
     else:
         lines = ["\t".join(["label", *[f"p_{name}" for name in spec.labels], *spec.text])]
-        lines += ["\t".join([p.label, *[f"{p.probabilities[n]:.4f}" for n in spec.labels], *p.text])
+        lines += ["\t".join([p.label, *[f"{p.probabilities[n]:.4f}" for n in spec.labels], *texts(p)])
                   for p in predictions]
     return "\n".join(lines) + "\n"
