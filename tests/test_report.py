@@ -287,3 +287,24 @@ def test_a_setting_whose_runs_never_validated_is_reported_by_its_selected_scores
     assert group["n"] == 2 and group["best_mean"] is None
     assert group["selected_mean"] == pytest.approx(0.5) and group["selected_std"] == pytest.approx((0.5634 - 0.4366) / 2 ** 0.5)
     assert "| (all jobs alike) | val/acc | 2 | 0.5000 ± 0.0897 | - | - |" in markdown
+
+
+def test_a_sweep_over_data_folders_reports_each_folder_as_a_setting(tmp_path):
+    from glue_finetune.report import find_jobs, label_settings
+
+    for num, (folder, seed) in enumerate([("clean", 1), ("clean", 2), ("noisy", 1), ("noisy", 2)]):
+        fake_job(tmp_path / "sweep" / str(num), "0.001", [0.8])
+        overrides = [f"data.local_dir=/data/{folder}/SST-2", f"seed={seed}"]
+        (tmp_path / "sweep" / str(num) / "job_done.json").write_text(json.dumps(
+            {"overrides": overrides, "result": 0.8, "started_at": 0.0, "finished_at": 1.0}))
+    fake_job(tmp_path / "other_machine" / "0", "0.001", [0.8])  # where the data is elsewhere: no setting of its own
+    (tmp_path / "other_machine" / "0" / "job_done.json").write_text(json.dumps(
+        {"overrides": ["data.local_dir=/scratch/SST-2", "seed=1"], "result": 0.8, "started_at": 0.0,
+         "finished_at": 1.0}))
+    jobs = find_jobs([tmp_path / "sweep"])
+    label_settings(jobs)
+    assert [j.setting for j in jobs] == [f"data.local_dir=/data/{folder}/SST-2"
+                                         for folder in ("clean", "clean", "noisy", "noisy")]
+    elsewhere = find_jobs([tmp_path / "sweep" / "0", tmp_path / "other_machine" / "0"])
+    label_settings(elsewhere)
+    assert [j.setting for j in elsewhere] == ["(all jobs alike)"] * 2

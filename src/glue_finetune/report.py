@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Overrides that say where or how a job ran, not what it trained: left out when grouping jobs into settings.
 NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "data.local_dir=", "data.glue_dir=", "resume=", "ckpt_path=", "logger",
                  "paths.")
+DATA_FOLDER = ("data.local_dir=", "data.glue_dir=")
 # run_glue.py's published bert-base-cased dev results (transformers' text-classification example README), for the
 # GLUE table: task → its metrics in the task table's order, ×100.
 RUN_GLUE_RESULTS = {"cola": (56.53,), "sst2": (92.32,), "mrpc": (88.85, 84.07), "stsb": (88.64, 88.48),
@@ -170,8 +171,17 @@ def label_settings(jobs: list[Job]) -> None:
             values.setdefault(key, []).append(value)
     # swept: more than one value, or set in some jobs only
     swept = {key for key, vs in values.items() if len(set(vs)) > 1 or len(vs) < len(jobs)}
+    # Where the data is differs between machines and is no setting; but one sweep's jobs given several data folders
+    # (clean and noisy labels, say) trained on different data.
+    by_sweep: dict[tuple[Path, str], set[str]] = {}
     for job in jobs:
-        kept = [o for o in job.overrides if o.partition("=")[0] in swept and not o.startswith(NOT_A_SETTING)]
+        for o in job.overrides:
+            if o.startswith(DATA_FOLDER):
+                by_sweep.setdefault((Path(job.dir).parent, o.partition("=")[0]), set()).add(o)
+    data_swept = {key for (_, key), seen in by_sweep.items() if len(seen) > 1}
+    for job in jobs:
+        kept = [o for o in job.overrides if o.partition("=")[0] in swept
+                and (not o.startswith(NOT_A_SETTING) or o.partition("=")[0] in data_swept)]
         job.setting = " ".join(kept) or "(all jobs alike)"
 
 
