@@ -106,6 +106,14 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     assert f"  - {sweep / '0'}: a finished run (result " in refused_output
     assert f"  - {sweep / '1'}: an unfinished run (" in refused_output
     assert f"add resume=true (same command, hydra.sweep.dir={sweep})" in refused_output
+    # A job stopped by a signal (its job_preempted.json written) is continued by the same command, as a single run
+    # is: not one that would be overwritten.
+    (sweep / "1" / "job_preempted.json").write_text(json.dumps({"reason": "Run stopped by SIGTERM"}))
+    refused = run_cli(args)
+    refused_output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, refused_output[-3000:]
+    assert "1 job(s) would overwrite an earlier run; no job was started:" in refused_output
+    assert f"  - {sweep / '1'}:" not in refused_output
 
     result = run_cli([*args, "resume=true"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -146,19 +154,6 @@ def test_the_summary_of_a_sweep_with_diverged_jobs_does_not_advise_rerunning_the
     with caplog.at_level(logging.ERROR, logger="glue_finetune.sweep"), pytest.raises(SystemExit):
         SweepSummary().on_multirun_end(config)
     assert "Diverged job(s) 0" in caplog.text and "resume=true" not in caplog.text
-
-
-def test_a_sweep_whose_jobs_were_stopped_continues_with_the_same_command(sst2_dir, tmp_path):
-    # A job stopped by a signal saved its checkpoint and job_preempted.json: as for a single run, the same command
-    # continues it, no resume=true needed (not "would overwrite an earlier run").
-    sweep = tmp_path / "sweep"
-    args = ["-m", "seed=1", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}"]
-    assert run_cli(args).returncode == 0
-    (sweep / "0" / "job_done.json").rename(sweep / "0" / "job_preempted.json")  # as a stop at its last step leaves
-    again = run_cli(args)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert f"Resuming from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in (sweep / "0" / "train.log").read_text()
-    assert done(sweep / "0")
 
 
 def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path):
