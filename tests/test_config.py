@@ -292,3 +292,31 @@ def test_a_sweeps_wandb_group_is_the_same_whether_its_dir_was_given_relative_or_
     assert group_name(Path("multirun/seeds"), start) == "multirun/seeds"  # as typed
     assert group_name(Path("/work/repo/multirun/seeds"), start) == "multirun/seeds"  # as Ray's launchers pass it
     assert group_name(Path("/scratch/seeds"), start) == group_name(Path("../../scratch/seeds"), start) == "/scratch/seeds"
+
+
+@pytest.mark.parametrize("swept_folder", [True, False], ids=["data-folders-swept", "data-folder-fixed"])
+def test_a_sweeps_jobs_are_named_and_tagged_by_a_data_folder_only_when_the_sweep_varies_it(tmp_path, swept_folder):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from glue_finetune.config import override_tags, run_name
+
+    job = ["data.local_dir=/data/noisy/SST-2", "seed=1"]  # one job's overrides
+    sweep = ["data.local_dir=/data/clean/SST-2,/data/noisy/SST-2" if swept_folder else job[0], "seed=1,2"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=job, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.sweep.dir, cfg.hydra.runtime.cwd = RunMode.MULTIRUN, "sweep", str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    (tmp_path / "sweep").mkdir()  # as Hydra's basic sweeper records the sweep before its jobs start
+    (tmp_path / "sweep" / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"sweeper": {"params": None}, "overrides": {"task": sweep}}}))
+    if swept_folder:  # what tells the jobs apart, in their W&B names and tags
+        assert run_name() == "data.local_dir=/data/noisy/SST-2,seed=1"
+        assert override_tags() == job
+    else:  # where the data is: left out, as in a run of its own
+        assert run_name() == "seed=1" and override_tags() == ["seed=1"]

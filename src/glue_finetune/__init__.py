@@ -3,6 +3,6 @@
 from glue_finetune.config import register_resolvers
 from glue_finetune.errors import UserError
 
-register_resolvers()  # conf/ uses ${package_path:...} and ${if_empty:...}; any import of the package enables them
+register_resolvers()  # conf/ uses ${package_path:...} and ${run_name:}; any import of the package enables them
 
 __all__ = ["UserError"]

@@ -25,10 +25,6 @@ def package_path(package: str, subpath: str = "") -> str:
     return str(Path(str(files(package))) / subpath)
 
 
-def if_empty(value: str, default: str) -> str:
-    return value if value else default
-
-
 def sweep_group() -> str | None:
     """The sweep dir, as the W&B group shared by a sweep's jobs; None outside a sweep."""
     from hydra.core.hydra_config import HydraConfig
@@ -50,6 +46,52 @@ def group_name(sweep_dir: Path, start_dir: Path) -> str:
         return str(absolute)
 
 
+def swept_where_keys() -> set[str]:
+    """The keys that say where things are (``override_dirname.exclude_keys``: left out of run names and tags) that
+    this job's sweep varies, as a sweep over data folders does: in its jobs' names and tags they tell the jobs apart.
+    From the sweep's ``multirun.yaml`` (Hydra's basic sweeper writes it before any job starts); none outside a
+    sweep, or where that file is not at hand."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return set()
+    hydra_cfg = HydraConfig.get()
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys or [])
+    try:
+        import yaml
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        sweep = yaml.safe_load((Path(str(hydra_cfg.runtime.cwd)) / str(hydra_cfg.sweep.dir) / "multirun.yaml")
+                               .read_text())["hydra"]
+        params = [f"{key}={value}" for key, value in (sweep["sweeper"].get("params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides([*params, *sweep["overrides"]["task"]])
+    except Exception:  # another sweeper's dir, or a worker where the sweep dir is not
+        return set()
+    return {o.key_or_group for o in parsed if o.is_sweep_override()} & excluded
+
+
+def run_name() -> str:
+    """The run's name (W&B's): its command-line overrides as Hydra's ``override_dirname`` joins them
+    (``optimizer.lr=3e-05,seed=1``), less those that say where things are unless the sweep varies them
+    (``swept_where_keys``); ``defaults`` when none are left."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "defaults"
+    hydra_cfg = HydraConfig.get()
+    name = hydra_cfg.job.override_dirname
+    if kept := swept_where_keys():
+        from hydra._internal.config_loader_impl import get_overrides_dirname
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        dirname = hydra_cfg.job.config.override_dirname
+        name = get_overrides_dirname(OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)),
+                                     [k for k in dirname.exclude_keys if k not in kept], dirname.item_sep,
+                                     dirname.kv_sep)
+    return name or "defaults"
+
+
 def job_overrides() -> list[str] | None:
     """The job's own command-line overrides (a sweep job's ``seed=2``, not the sweep's ``-m seed=1,2``), without
     Hydra's; None outside a Hydra app."""
@@ -69,6 +111,7 @@ def override_tags() -> list[str]:
     if overrides is None:
         return []
     excluded = set(OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys", default=[]) or [])
+    excluded -= swept_where_keys()
     return [o[:64] for o in overrides if o.lstrip("+~").split("=", 1)[0] not in excluded]
 
 
@@ -128,7 +171,7 @@ RESOLVERS = {
     "metric_mode": metric_mode,
     "task_recipe_epochs": task_recipe_epochs,
     "package_path": package_path,
-    "if_empty": if_empty,
+    "run_name": run_name,
     "sweep_group": sweep_group,
     "slurm_gpus_per_node": slurm_gpus_per_node,
     "slurm_tasks_per_node": slurm_tasks_per_node,
