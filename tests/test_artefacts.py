@@ -123,6 +123,11 @@ def test_model_card_names_the_real_base_model(tmp_path):
     (minilm / "config.json").write_text('{"_name_or_path": "bert-base-cased"}')
     assert model_name(str(minilm)) == ("bert-base-cased", True)
     assert model_name("bert-base-cased") == ("bert-base-cased", True)
+    # A snapshot in Hugging Face's cache: the repo it came from, not the model its config says it was made from.
+    snapshot = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "c9745ed1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text('{"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}')
+    assert model_name(str(snapshot)) == ("sentence-transformers/all-MiniLM-L6-v2", True)
     # A model this project exported, in a sweep job's dir ("0"): the title of its card, to fine-tune it further.
     exported = tmp_path / "multirun" / "mnli" / "0" / "model"
     exported.mkdir(parents=True)

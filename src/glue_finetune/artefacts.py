@@ -38,8 +38,8 @@ def export_model(model, tokenizer, directory: Path) -> Path:
 def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]:
     """A model's name for people and cards, and whether it is a Hub id.
 
-    ``hub_id`` if given (a local copy of a Hub model says which); a Hub id as such; for a local dir, the Hub id its
-    config.json records (``_name_or_path``), else the title of its model card (a model this project exported), else
+    ``hub_id`` if given (a local copy of a Hub model says which); a Hub id as such; for a local dir, the repo of a
+    snapshot in Hugging Face's cache, else the Hub id its config.json records (``_name_or_path``), else the title of its model card (a model this project exported), else
     the dir's own name (its parent's, for a dir called ``model``).
     """
     if hub_id:
@@ -47,6 +47,11 @@ def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]
     if not is_local_path(name_or_path):
         return name_or_path, True
     path = Path(name_or_path).expanduser().resolve()
+    # A snapshot in Hugging Face's cache (.../models--sentence-transformers--all-MiniLM-L6-v2/snapshots/<hash>): the
+    # repo it was downloaded from, which its config.json may not record (that one names the model it was made from).
+    cached = [part for part in path.parts if part.startswith("models--") and part.count("--") >= 2]
+    if cached:
+        return "/".join(cached[-1].removeprefix("models--").split("--", 1)), True
     try:
         recorded = json.loads((path / "config.json").read_text()).get("_name_or_path") or ""
     except (OSError, ValueError):
