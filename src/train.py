@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 # Light imports only up to here: --help, --cfg and config errors answer in about a second. Lightning, transformers
 # and datasets (seconds to import) are imported once the config has passed its checks.
-from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, train_help
+from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, explain_unknown_keys, train_help
 from glue_finetune.config import preflight
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
@@ -31,8 +31,14 @@ def train(cfg: DictConfig) -> float:
     return fit_and_evaluate(cfg)
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+composed = False  # whether Hydra composed the config (and called main)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    global composed
+    composed = True
     try:
         return run_job(cfg, train)  # train(cfg), plus resume=true and sweep-job bookkeeping
     except UserError as err:
@@ -50,7 +56,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
-        print(train_help(Path(__file__).resolve().parents[1] / "conf"))
+        print(train_help(CONF_DIR))
         sys.exit(0)
     sys.argv[1:] = expand_home(sys.argv[1:])  # data.local_dir=~/glue/SST-2, which Hydra's grammar would reject
     exit_if_cfg_of_a_sweep(sys.argv[1:])
@@ -58,6 +64,8 @@ if __name__ == "__main__":
     try:
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
+        if stop.code == 1 and not composed:  # Hydra refused the overrides: a mistyped key gets its closest one
+            explain_unknown_keys(sys.argv[1:], CONF_DIR)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
         exit_now(130)

@@ -91,6 +91,18 @@ def test_a_home_dir_tilde_in_a_value_is_the_home_dir_as_the_shell_would_read_it(
     assert f"data.local_dir={tmp_path}/b: no such directory" in swept.stdout + swept.stderr
 
 
+def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus_that_adds_it():
+    # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads.
+    result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100"])
+    assert result.returncode == 1 and "Could not override 'optimizer.lrr'" in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?",
+        "error: sed is not a key of the config; did you mean seed?",
+        "error: trainer.max_steps is an argument of lightning.pytorch.Trainer that the config does not set: add it "
+        "with +trainer.max_steps=100",
+        "error: trainer.max_step is not a key of the config; did you mean +trainer.max_steps?"]
+
+
 def test_a_config_error_leaves_job_failed_json(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])
@@ -221,7 +233,7 @@ COMMON_ERRORS = {
     "Cannot write the run dir": None,
     "trainer.max_step:": lambda tmp: run_cli(["+trainer.max_step=10", "model=tiny", f"hydra.run.dir={tmp / 'k'}"]),
     "optimizre: not a key": lambda tmp: run_cli(["+optimizre.lr=1e-3", "model=tiny", f"hydra.run.dir={tmp / 'o'}"]),
-    "Could not override": lambda tmp: run_cli(["optimizre.lr=1e-5"]),
+    "Could not override": lambda tmp: run_cli(["optimizer.lrr=1e-5"]),
     "Could not find": lambda tmp: run_cli(["model=bert"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message
 }

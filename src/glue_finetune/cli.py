@@ -132,6 +132,63 @@ def expand_home(args: list[str]) -> list[str]:
     return expanded
 
 
+def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
+    """After Hydra refused to compose the config: for each override of a key the config lacks, the closest key it
+    has. Hydra's own message ("Could not override 'optimizer.lrr'. To append to your config use +optimizer.lrr=1")
+    points at a + that would add a key nothing reads."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    def key_of(arg: str) -> str:
+        return arg.split("=", 1)[0].split("@", 1)[0]
+
+    def is_group(key: str) -> bool:
+        return key.startswith("hydra") or (conf_dir / key).is_dir()
+
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
+    try:  # the config as the groups chosen make it, without the overrides of single keys
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("train", overrides=[a for a in overrides if is_group(key_of(a))])
+    except Exception:  # a group or option Hydra has named already
+        return
+    for arg in (a for a in overrides if not is_group(key_of(a))):
+        key = key_of(arg)
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+        if not isinstance(node, DictConfig) or leaf in node:
+            continue
+        if (takes := constructor_arguments(node)) and leaf in takes:  # trainer.max_steps: Hydra's + is the fix
+            print(f"error: {key} is an argument of {node._target_} that the config does not set: add it with "
+                  f"+{arg}", file=sys.stderr)
+            continue
+        known = [str(k) for k in node if not str(k).startswith("_")] + [n for n in takes if n not in node]
+        close = difflib.get_close_matches(leaf, known, n=1)
+        # a constructor's argument the config does not set is added with a +
+        meant = close and ("" if close[0] in node else "+") + (f"{parent}." if parent else "") + close[0]
+        print(f"error: {key} is not a key of the config" + (f"; did you mean {meant}?" if close else
+              f" ({parent or 'its top level'} has {', '.join(known)})"), file=sys.stderr)
+
+
+def constructor_arguments(node) -> list[str]:
+    """The keyword arguments of the constructor a config node goes to (its ``_target_``); none for a node without
+    one, or a constructor that takes any keyword."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(str(node._target_))).parameters
+    except Exception:  # no _target_, or one that cannot be imported: validation names it once the config composes
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
 def exit_if_cfg_of_a_sweep(args: list[str]) -> None:
     """``-m ... --cfg job``: Hydra refuses the pair with a traceback ("Only one of --run, --multirun, --cfg ...").
     One line instead, with the command that shows a job's config."""
