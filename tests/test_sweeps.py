@@ -227,6 +227,13 @@ def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
     assert all(1e-5 <= t.params["optimizer.lr"] <= 1e-4 and 0 <= t.params["scheduler.warmup_ratio"] <= 0.2
                for t in trials)
     assert len(list(sweep.glob("*/job_done.json"))) == 5, "every trial has its own job dir"
+    # Run again with another setting (a smaller training set): its trials would be ranked against the study's as alike.
+    changed = run_cli([*base, "hydra.sweeper.n_trials=1", "data.max_train_samples=32"])
+    output = changed.stdout + changed.stderr
+    assert changed.returncode == 2, output[-3000:]
+    assert f"The Optuna study in {sweep} was started with other settings than these" in output
+    assert "  - data.max_train_samples: null (the run) -> 32 (now)" in output and "optimizer.lr" not in output
+    assert len(optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}").trials) == 5
 
 
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")

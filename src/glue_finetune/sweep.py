@@ -471,6 +471,37 @@ class SweepCheck(Callback):
             sys.exit(2)
 
 
+def refuse_a_changed_study(config: DictConfig) -> None:
+    """An Optuna study run again (the same sweep dir) goes on as it was started: another task, training-set size or
+    model would add trials that its sampler and its best trial weigh against the earlier ones as if alike. The
+    settings a trial recorded (``hparams.yaml``) against those the command gives now, less the searched ones."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    trials = sorted(sweep_dir.glob("*/hparams.yaml"), key=lambda p: p.stat().st_mtime)
+    if not trials or not (recorded := recorded_config(trials[0].parent)):
+        return
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:  # the config a trial gets, with the searched keys at their defaults (left out of the comparison)
+        job_config = GlobalHydra.instance().config_loader().load_sweep_config(
+            master_config=config, sweep_overrides=list(config.hydra.overrides.task))
+        with read_write(job_config), open_dict(job_config):
+            job_config.hydra.job.num = 0
+        changed = job_settings_changed(recorded, job_config, trials[0].parent, swept=())
+    except Exception as err:  # not to stand in the way of the study: each trial still checks its own config
+        log.warning("Could not compare this study's settings with its earlier trials' (%s: %s).", type(err).__name__,
+                    err)
+        return
+    searched = tuple(f"{key}:" for key in (OmegaConf.select(config, "hydra.sweeper.params") or {}))
+    changed = [line for line in changed if not line.startswith(searched)]
+    if changed:
+        log.error("\n".join([
+            f"The Optuna study in {sweep_dir} was started with other settings than these (against its trial "
+            f"{trials[0].parent.name}; no trial was started):", *(f"  - {line}" for line in changed),
+            "Give the study's command as it was first run to add trials to it, or another hydra.sweep.dir for a new "
+            "study."]))
+        sys.exit(2)
+
+
 def continue_stopped_trials(config: DictConfig) -> None:
     """An Optuna study run again: the trials an earlier invocation left stopped (by a signal or Ctrl-C, their
     checkpoint saved) go first, each with its values, so in its own dir, where the job resumes from its checkpoint.
@@ -567,6 +598,7 @@ class SweepSummary(Callback):
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         if optuna_sweep(config):
+            refuse_a_changed_study(config)
             continue_stopped_trials(config)
             survive_a_study_without_a_finished_trial()
 
