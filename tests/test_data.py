@@ -52,6 +52,22 @@ def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
     assert set(batch) >= {"input_ids", "attention_mask", "labels"}
 
 
+def test_a_limited_validation_scores_batches_spread_over_the_lengths_not_the_longest(tiny_cfg):
+    from types import SimpleNamespace
+
+    dm = datamodule(tiny_cfg, "data.eval_batch_size=8")  # 64 dev examples: 8 batches
+    lengths = dm.lengths("validation")
+    dm.trainer = SimpleNamespace(limit_val_batches=1.0, limit_test_batches=1.0, world_size=1, global_rank=0)
+    whole = list(dm._eval_sampler("validation"))
+    assert [lengths[i] for i in whole] == sorted(lengths, reverse=True)  # all of it: longest first
+    dm.trainer.limit_val_batches = 3  # +trainer.limit_val_batches=3, debug=limit: the first 3 batches are scored
+    limited = list(dm._eval_sampler("validation"))
+    assert sorted(limited) == sorted(whole) and limited[:8] == whole[:8]  # every example; the longest batch first
+    batches = [limited[i:i + 8] for i in range(0, 64, 8)]
+    assert batches[1:3] != [whole[8:16], whole[16:24]] and sorted(map(sorted, batches)) == sorted(
+        sorted(whole[i:i + 8]) for i in range(0, 64, 8))  # other batches, whole ones: still of similar lengths
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_rows_split_at_newlines_only_not_at_line_separators_inside_a_sentence(tmp_path, newline):
     from glue_finetune.inference import read_labelled

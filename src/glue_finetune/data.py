@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import logging
 import math
+import random
 import warnings
 from pathlib import Path
 
@@ -53,6 +54,17 @@ def load_glue_file(path: Path, spec: TaskSpec, split: str) -> datasets.Dataset:
         schema["label"] = datasets.Value("float32") if spec.is_regression else datasets.Value("int64")
     return datasets.Dataset.from_dict(read_glue_file(path, spec, split), features=schema)
 
+
+
+def spread_batches(order: list[int], batch_size: int) -> list[int]:
+    """``order`` (longest first) cut into batches, the longest batch kept first (an out-of-memory error still shows
+    on it) and the other full batches in a fixed shuffled order, the last, partial one last: the first N batches,
+    all that a limited validation scores, spread over the lengths rather than being the N longest."""
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    partial = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    rest = batches[1:]
+    random.Random(0).shuffle(rest)
+    return [i for batch in [*batches[:1], *rest, *partial] for i in batch]
 
 class EpochSeededSampler(Sampler[int]):
     """A random order of the training set that is a function of (seed, epoch) alone.
@@ -263,7 +275,8 @@ class GlueDataModule(L.LightningDataModule):
 
     def _eval_sampler(self, split: str):
         """Longest sentences first: batches of similar lengths carry little padding, and an out-of-memory error
-        shows on the first batch. Metrics and predictions do not depend on the order.
+        shows on the first batch. Metrics and predictions do not depend on the order. Where the trainer scores the
+        first batches only (limit_val_batches), those batches are spread over the lengths (``spread_batches``).
 
         On several devices each rank scores every world-th example of that order, each example once: Lightning's
         own sampler would even the shares out by scoring up to N - 1 examples twice, and the metrics (gathered
@@ -274,11 +287,21 @@ class GlueDataModule(L.LightningDataModule):
         if self.sort_eval_by_length:
             lengths = self.lengths(split)
             order = sorted(order, key=lambda i: -lengths[i])
+            if self.scores_some_batches_only():
+                order = spread_batches(order, self.eval_batch_size)
         world = self.trainer.world_size if self.trainer is not None else 1
         if world > 1 and n >= world:
             return UnrepeatedDistributedSamplerWrapper(order, num_replicas=world, rank=self.trainer.global_rank,
                                                        shuffle=False)
         return order if self.sort_eval_by_length else None
+
+    def scores_some_batches_only(self) -> bool:
+        """Whether the trainer scores the first batches of a dev set only (+trainer.limit_val_batches, the debug
+        configs' limits, fast_dev_run, which sets them)."""
+        trainer = self.trainer
+        return trainer is not None and any(
+            limit not in (None, 1.0) for limit in (getattr(trainer, "limit_val_batches", 1.0),
+                                                   getattr(trainer, "limit_test_batches", 1.0)))
 
     def _row_loader(self, split: str, batch_size: int, sampler) -> DataLoader:
         """A split's batches as row numbers: {"rows": LongTensor, "length": the batch's padded length, "split"}."""
