@@ -308,3 +308,17 @@ def test_a_sweep_over_data_folders_reports_each_folder_as_a_setting(tmp_path):
     elsewhere = find_jobs([tmp_path / "sweep" / "0", tmp_path / "other_machine" / "0"])
     label_settings(elsewhere)
     assert [j.setting for j in elsewhere] == ["(all jobs alike)"] * 2
+
+
+def test_glue_rows_trained_on_part_of_the_training_set_are_marked(tmp_path):
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "rte", {"val/acc": 0.7})
+    fake_glue_job(tmp_path / "sweep" / "1", "wnli", {"val/acc": 0.5})
+    (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").write_text("data:\n  task: rte\n  max_train_samples: 64\n")
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert "| RTE | 1 | Accuracy 70.00 | 70.00 ‡ | 65.70 |" in markdown
+    assert "| WNLI | 1 | Accuracy 50.00 | 50.00 |" in markdown
+    assert "‡ Trained on part of the training set (RTE on the first 64 training examples: data.max_train_samples)" \
+        in markdown
+    assert "with tasks trained on part of their training set (‡)" in markdown

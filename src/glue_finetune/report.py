@@ -52,6 +52,7 @@ class Job:
     partial_dev: str | None = None  # how much of the dev set those scores cover when not all of it ("160 of 408 ...")
     predict_test: bool = True  # whether the job was to write its test-set predictions (the submission files)
     seed: int | str | None = None  # the job's seed: its override, else its config's (the default, 42)
+    max_train_samples: int | None = None  # trained on the first N training examples only (data.max_train_samples)
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
     name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
@@ -92,7 +93,8 @@ def read_job(job_dir: Path) -> Job:
               if done else None,
               partial_dev=partial.group(1) if partial else None,
               predict_test=bool(config.get("predict_test", True)),
-              seed=next((o.partition("=")[2] for o in overrides if o.startswith("seed=")), config.get("seed")))
+              seed=next((o.partition("=")[2] for o in overrides if o.startswith("seed=")), config.get("seed")),
+              max_train_samples=(config.get("data") or {}).get("max_train_samples"))
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)
@@ -230,6 +232,7 @@ def glue_table(jobs: list[Job]) -> dict | None:
                      "setting": setting, "settings": len(by_setting), "jobs": [j.dir for j in members],
                      "run_glue": RUN_GLUE_RESULTS.get(name),
                      "partial_dev": "; ".join(sorted({j.partial_dev for j in members if j.partial_dev})) or None,
+                     "train_subset": sorted({j.max_train_samples for j in members if j.max_train_samples}),
                      "left_out": len(by_task[name]) - len(scored)})
     counted = [r for r in rows if not r["partial_dev"]]
     return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in counted) if counted else None,
@@ -325,11 +328,16 @@ def glue_markdown(glue: dict) -> list[str]:
                              f"{' (mm)' if name.startswith('val_mismatched') else ''} {value:.2f}"
                              for name, value in r["metrics"].items())
         reference = "/".join(f"{v:.2f}" for v in r["run_glue"]) if r["run_glue"] else "-"
-        mark = " †" if r["partial_dev"] else ""
+        mark = (" †" if r["partial_dev"] else "") + (" ‡" if r["train_subset"] else "")
         lines.append(f"| {spec.glue_name} | {r['n']} | {metrics} | {r['score']:.2f}{mark} | {reference} |")
     partial = [f"{r['glue_name']} on {r['partial_dev']}" for r in glue["tasks"] if r["partial_dev"]]
     left_out = [f"{r['left_out']} {r['glue_name']} job(s)" for r in glue["tasks"] if r["left_out"]]
+    subsets = [f"{r['glue_name']} on the first {' / '.join(f'{n:,}' for n in r['train_subset'])}"
+               for r in glue["tasks"] if r["train_subset"]]
     lines.append("")
+    if subsets:
+        lines += [f"‡ Trained on part of the training set ({', '.join(subsets)} training examples: "
+                  "data.max_train_samples): not comparable with run_glue.py's results, which train on all of it.", ""]
     if partial:
         lines += [f"† Scored on part of the dev set only ({', '.join(partial)}: the trainer's limit_val_batches, "
                   "limit_test_batches, overfit_batches or fast_dev_run, as the debug configs set): a check of the "
@@ -346,7 +354,9 @@ def glue_markdown(glue: dict) -> list[str]:
         lines += ["**No GLUE score**: every task here was scored on part of its dev set only (†).", ""]
     else:
         notes = [*(["not counted: " + ", ".join(glue["not_counted"]) + " (†)"] if glue["not_counted"] else []),
-                 *([] if glue["complete"] else ["not every GLUE task is in these runs"])]
+                 *([] if glue["complete"] else ["not every GLUE task is in these runs"]),
+                 *(["with tasks trained on part of their training set (‡)"]
+                   if any(r["train_subset"] and not r["partial_dev"] for r in glue["tasks"]) else [])]
         lines += [f"**GLUE score: {glue['glue_score']:.2f}** (mean of the task scores; a task's score is the mean of "
                   f"its metrics{''.join('; ' + n for n in notes)})", ""]
     return lines
