@@ -600,13 +600,17 @@ class RecordMicroBatches(L.Callback):
             self.losses_in_mean.append(float(pl_module.train_loss.weight))
 
 
-def test_gradient_accumulation_logs_epochs_losses_and_dropout_per_micro_batch(tiny_cfg, tmp_path):
+def test_gradient_accumulation_logs_epochs_losses_and_dropout_per_micro_batch(tiny_cfg, tmp_path, caplog):
     # 20 batches an epoch, 2 per optimizer step: 10 steps an epoch; the loss logged every 5 steps.
     cfg = tiny_cfg("trainer.accumulate_grad_batches=2", "trainer.max_epochs=2", "trainer.val_check_interval=10",
                    "trainer.log_every_n_steps=5", "predict_test=false")
     with open_dict(cfg):
         cfg.callbacks.record = {"_target_": "test_robustness.RecordMicroBatches"}
-    train(cfg)
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(cfg)
+    assert "2 epoch(s) of batch 16 × 2 accumulated (32 a step)" in caplog.text  # what a step trains on
+    card = (tmp_path / "README.md").read_text()
+    assert "- train_batch_size: 16\n- total_train_batch_size: 32\n" in card  # as Hugging Face's cards give it
     recorder = RecordMicroBatches.last
     rows = read_metrics(tmp_path / "metrics.csv")
     assert [s for s, _ in column(rows, "train/loss")] == [5, 10, 15, 20]  # once per logging step, not per micro-batch

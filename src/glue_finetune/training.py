@@ -110,6 +110,9 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_beca
     return {
         "learning_rate": opt.lr,
         "train_batch_size": cfg.data.batch_size,
+        # as Hugging Face's cards give it, where several processes or accumulation make a step's batch larger
+        **({"total_train_batch_size": total} if (total := total_train_batch_size(cfg, trainer)) != cfg.data.batch_size
+           else {}),
         "eval_batch_size": cfg.data.eval_batch_size,
         "seed": cfg.seed,
         "optimizer": optimizer,
@@ -199,6 +202,12 @@ def optimizer_is_capturable(optimizer_cfg: DictConfig) -> bool:
     return "capturable" in inspect.signature(get_class(optimizer_cfg._target_)).parameters
 
 
+def total_train_batch_size(cfg: DictConfig, trainer: L.Trainer) -> int:
+    """The examples of one optimizer step: the batch of each process, times the processes, times the batches
+    accumulated."""
+    return cfg.data.batch_size * trainer.world_size * (cfg.trainer.get("accumulate_grad_batches") or 1)
+
+
 def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path) -> None:
     """One line saying what is about to run (in place of Lightning's device lines and model summary)."""
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
@@ -209,9 +218,14 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
     length = f"{cfg.trainer.max_epochs} epoch(s)"
     if (max_steps := cfg.trainer.get("max_steps")) is not None and max_steps > 0:
         length += f" or {max_steps:,} steps (trainer.max_steps), whichever ends first,"
-    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %s of batch %d, "
+    batch = f"{cfg.data.batch_size}"
+    if (total := total_train_batch_size(cfg, trainer)) != cfg.data.batch_size:
+        accumulate = cfg.trainer.get("accumulate_grad_batches") or 1
+        batch += "".join([f" per process × {trainer.world_size} processes" if trainer.world_size > 1 else "",
+                          f" × {accumulate} accumulated" if accumulate > 1 else "", f" ({total} a step)"])
+    log.info("Fine-tuning %s (%.1f M parameters) on %s: %s training / %s dev examples, %s of batch %s, "
              "on %s in %s; %s. Run dir: %s", base_model_name(cfg)[0], parameters, spec.glue_name,
-             f"{len(splits['train']):,}", dev, length, cfg.data.batch_size,
+             f"{len(splits['train']):,}", dev, length, batch,
              trainer.strategy.root_device, trainer.precision, selection, output_dir)
     if limits := debug_limits(cfg.trainer):
         log.info("Debug limits: %s.", "; ".join(limits))
