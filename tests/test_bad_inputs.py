@@ -173,6 +173,24 @@ def test_bad_data_files(tiny_cfg, tmp_path, name, content, message):
     assert_nothing_trained(run_dir)
 
 
+def test_a_decoder_model_whose_tokenizer_has_no_padding_token_is_one_message_before_the_model_loads(tiny_cfg,
+                                                                                                  tmp_path):
+    from transformers import AutoTokenizer
+
+    from glue_finetune.config import package_path
+    from glue_finetune.errors import UserError
+
+    decoder = tmp_path / "decoder"  # a tokenizer without a padding token, as GPT-2's
+    tokenizer = AutoTokenizer.from_pretrained(package_path("glue_finetune", "assets/tiny-bert"))
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(decoder)
+    (decoder / "config.json").write_text((Path(package_path("glue_finetune", "assets/tiny-bert")) / "config.json")
+                                         .read_text())
+    with pytest.raises(UserError, match="has no padding token, .* a decoder model .* This project fine-tunes encoder"):
+        train(tiny_cfg(f"model.name_or_path={decoder}", "trainer.max_epochs=1"))
+    assert_nothing_trained(tmp_path)
+
+
 def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
     from test_train import run_cli
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from glue_finetune.errors import DataFormatError
+from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.hub import fetching, offline_hint
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
@@ -217,7 +217,13 @@ class GlueDataModule(L.LightningDataModule):
 
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
         with fetching(f"the tokenizer of {self.tokenizer_name!r}", self.tokenizer_name):
-            return AutoTokenizer.from_pretrained(self.tokenizer_name)
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        if tokenizer.pad_token is None:  # else a traceback from the first batch, after the model has loaded
+            raise UserError(f"The tokenizer of {self.tokenizer_name!r} has no padding token, which batches of "
+                            "sentences of different lengths need: a decoder model (GPT-2 and its kind). This project "
+                            "fine-tunes encoder models (BERT, RoBERTa, DeBERTa, ELECTRA, ...): give one as "
+                            "model.name_or_path.")
+        return tokenizer
 
     def tokenized(self) -> datasets.DatasetDict:
         """Token ids for every split, computed once per (data, tokenizer, max_length): ``datasets.map`` caches them
