@@ -39,8 +39,9 @@ def model_name(name_or_path: str, hub_id: str | None = None) -> tuple[str, bool]
     """A model's name for people and cards, and whether it is a Hub id.
 
     ``hub_id`` if given (a local copy of a Hub model says which); a Hub id as such; for a local dir, the repo of a
-    snapshot in Hugging Face's cache, else the Hub id its config.json records (``_name_or_path``), else the title of its model card (a model this project exported), else
-    the dir's own name (its parent's, for a dir called ``model``).
+    snapshot in Hugging Face's cache, else the Hub id its config.json records (``_name_or_path``), else the title of
+    its model card (a model this project exported), else the dir's own name (its parent's, for a dir called
+    ``model``).
     """
     if hub_id:
         return hub_id, True

@@ -46,6 +46,25 @@ def group_name(sweep_dir: Path, start_dir: Path) -> str:
         return str(absolute)
 
 
+def sweep_overrides(sweep_hydra, config_loader=None) -> list:
+    """The overrides a basic sweep expands into its jobs, parsed as its sweeper reads them: ``sweeper.params`` (a
+    config's own search space) then the command line's (``overrides.task``). ``sweep_hydra``: a sweep's hydra
+    config, its DictConfig or as ``recorded_sweep`` reads it back."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{key}={value}" for key, value in (sweep_hydra["sweeper"].get("params") or {}).items()]
+    return OverridesParser.create(config_loader=config_loader).parse_overrides(
+        [*params, *sweep_hydra["overrides"]["task"]])
+
+
+def recorded_sweep(sweep_dir: Path) -> dict:
+    """The hydra config a sweep recorded in its ``multirun.yaml`` (Hydra's basic sweeper writes it before any job
+    starts). Raises where there is none (another sweeper's dir, or a dir not at hand) or it is unreadable."""
+    import yaml
+
+    return yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text())["hydra"]
+
+
 def swept_where_keys() -> set[str]:
     """The keys that say where things are (``override_dirname.exclude_keys``: left out of run names and tags) that
     this job's sweep varies, as a sweep over data folders does: in its jobs' names and tags they tell the jobs apart.
@@ -59,13 +78,7 @@ def swept_where_keys() -> set[str]:
     hydra_cfg = HydraConfig.get()
     excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys or [])
     try:
-        import yaml
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        sweep = yaml.safe_load((Path(str(hydra_cfg.runtime.cwd)) / str(hydra_cfg.sweep.dir) / "multirun.yaml")
-                               .read_text())["hydra"]
-        params = [f"{key}={value}" for key, value in (sweep["sweeper"].get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides([*params, *sweep["overrides"]["task"]])
+        parsed = sweep_overrides(recorded_sweep(Path(str(hydra_cfg.runtime.cwd)) / str(hydra_cfg.sweep.dir)))
     except Exception:  # another sweeper's dir, or a worker where the sweep dir is not
         return set()
     return {o.key_or_group for o in parsed if o.is_sweep_override()} & excluded

@@ -55,7 +55,6 @@ def load_glue_file(path: Path, spec: TaskSpec, split: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict(read_glue_file(path, spec, split), features=schema)
 
 
-
 def spread_batches(order: list[int], batch_size: int) -> list[int]:
     """``order`` (longest first) cut into batches, the longest batch kept first (an out-of-memory error still shows
     on it) and the other full batches in a fixed shuffled order, the last, partial one last: the first N batches,
@@ -65,6 +64,7 @@ def spread_batches(order: list[int], batch_size: int) -> list[int]:
     rest = batches[1:]
     random.Random(0).shuffle(rest)
     return [i for batch in [*batches[:1], *rest, *partial] for i in batch]
+
 
 class EpochSeededSampler(Sampler[int]):
     """A random order of the training set that is a function of (seed, epoch) alone.

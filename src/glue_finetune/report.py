@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from glue_finetune.config import recorded_sweep, sweep_overrides
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
 from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json
@@ -44,7 +45,8 @@ class Job:
     dir: str
     overrides: list[str]
     task: TaskSpec
-    status: str  # done | failed | stopped (by a signal, to be continued) | unfinished (killed, or running) | not started
+    # done | failed | stopped (by a signal, to be continued) | unfinished (killed, or running) | not started
+    status: str
     error: str | None = None
     train_seconds: float | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric → [(step, value)]
@@ -107,16 +109,13 @@ def jobs_not_started(sweep_dir: Path, started: list[Job]) -> list[Job]:
     """The jobs of a sweep that have no dir yet (stopped before they started, or still to come), from the sweep's
     ``multirun.yaml``; none for a sweeper that picks its jobs as it goes (Optuna) or jobs not in numbered dirs."""
     try:
-        config = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]
+        config = recorded_sweep(sweep_dir)
         if not config["sweeper"]["_target_"].endswith(".BasicSweeper") or config["sweep"]["subdir"] != \
                 "${hydra.job.num}":
             return []
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        params = [f"{key}={value}" for key, value in (config["sweeper"].get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides([*params, *config["overrides"]["task"]])
-        planned = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        planned = [list(job) for batch in BasicSweeper.split_arguments(sweep_overrides(config), None) for job in batch]
     except Exception:  # no multirun.yaml (not a sweep dir), or one this cannot read: the dirs found are the jobs
         return []
     have = {Path(job.dir).name for job in started}
@@ -268,7 +267,8 @@ def summarize(jobs: list[Job]) -> dict:
         "groups": groups,
         "glue": glue_table(jobs),
         "not_finished": [{"name": j.name, "dir": j.dir, "overrides": j.overrides, "setting": j.setting, "status": j.status,
-                          "error": j.error, "log": str(Path(j.dir) / "train.log") if j.status != "not started" else None}
+                          "error": j.error,
+                          "log": str(Path(j.dir) / "train.log") if j.status != "not started" else None}
                          for j in jobs if j.status != "done"],
         "sweeps_to_continue": sorted({str(Path(j.dir).parent) for j in jobs if j.status in ("stopped", "not started")
                                       and (Path(j.dir).parent / "multirun.yaml").exists()}),

@@ -408,9 +408,8 @@ class SweepCheck(Callback):
             return
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from glue_finetune.config import validate_config
+        from glue_finetune.config import sweep_overrides, validate_config
 
         # Jobs on a Ray cluster or SLURM's nodes use those nodes' GPUs and disks: the launcher checks the GPUs
         # (LauncherCheck), and their files may be where this machine does not see them.
@@ -419,8 +418,7 @@ class SweepCheck(Callback):
                                                                              default=None))
         gpus_here, files_here = launcher.endswith("BasicLauncher"), not remote
         loader = GlobalHydra.instance().config_loader()
-        params = [f"{key}={value}" for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
-        parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
+        parsed = sweep_overrides(config.hydra, config_loader=loader)
         swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
@@ -445,7 +443,6 @@ class SweepCheck(Callback):
                 occupied.append(f"{job_dir}: {found}")
             elif (recorded := recorded_config(job_dir)) and (
                     changed := job_settings_changed(recorded, job_config, job_dir, tuple(swept))):
-                setting = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept)
                 mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
                                   f"{recorded_overrides(job_dir, recorded)}; now " + "; ".join(changed))
         lines = []
