@@ -54,14 +54,14 @@ def sweep_wandb_group(sweep_dir: Path) -> str:
     them; for jobs that recorded none, the group a sweep in this dir gets."""
     import yaml
 
-    from glue_finetune.config import group_name
+    from glue_finetune.config import group_name, recorded_group
 
     for hparams in sorted(Path(sweep_dir).glob("*/hparams.yaml")):
         with contextlib.suppress(Exception):
             group = ((yaml.safe_load(hparams.read_text()) or {}).get("logger") or {}).get("wandb", {}).get("group")
             if group:
                 return str(group)
-    return group_name(Path(sweep_dir), Path.cwd())
+    return recorded_group(Path(sweep_dir)) or group_name(Path(sweep_dir), Path.cwd())
 
 
 if __name__ == "__main__":

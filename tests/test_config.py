@@ -294,6 +294,27 @@ def test_a_sweeps_wandb_group_is_the_same_whether_its_dir_was_given_relative_or_
     assert group_name(Path("/scratch/seeds"), start) == group_name(Path("../../scratch/seeds"), start) == "/scratch/seeds"
 
 
+def test_a_new_sweep_gets_a_wandb_group_of_its_own_and_a_continued_one_keeps_its_group(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from glue_finetune.config import name_sweep_group, recorded_group
+
+    sweep = Path("multirun/seeds")  # as typed, relative to where the sweep starts
+    (tmp_path / sweep).mkdir(parents=True)
+    first = name_sweep_group(sweep, tmp_path)
+    assert first.startswith("multirun/seeds-") and len(first) == len("multirun/seeds-") + 6
+    assert name_sweep_group(sweep, tmp_path) == recorded_group(tmp_path / sweep) == first  # resume=true, next trials
+    # The dir deleted and made again (or a teammate's of the same name): not the old sweep's group.
+    shutil.rmtree(tmp_path / sweep)
+    (tmp_path / sweep).mkdir()
+    assert name_sweep_group(sweep, tmp_path) != first
+    # A dir whose jobs ran before groups were recorded keeps the name they logged under.
+    old = tmp_path / "multirun" / "old"
+    (old / "0" / ".hydra").mkdir(parents=True)
+    assert name_sweep_group(old, tmp_path) == "multirun/old" == recorded_group(old)
+
+
 @pytest.mark.parametrize("swept_folder", [True, False], ids=["data-folders-swept", "data-folder-fixed"])
 def test_a_sweeps_jobs_are_named_and_tagged_by_a_data_folder_only_when_the_sweep_varies_it(tmp_path, swept_folder):
     from hydra import compose, initialize_config_dir

@@ -98,7 +98,7 @@ def test_report_goes_to_the_sweeps_wandb_group(sweep, tmp_path):
     assert result.returncode == 1  # the failed jobs still count
     assert f"so the report is logged offline under {sweep / 'wandb'}. Upload it later: wandb sync" in result.stderr
     run_file = next((sweep / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
-    group = str(sweep).encode()
+    group = (sweep / ".wandb_group").read_text().strip().encode()  # the jobs' group
     assert b"\x32" + bytes([len(group)]) + group in run_file  # RunRecord.run_group
     assert b"report/val_acc" in run_file and b"report/settings" in run_file
 

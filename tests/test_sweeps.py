@@ -166,7 +166,9 @@ def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path
     run_ids = {f.stem.removeprefix("run-") for f in run_files}
     assert len(run_ids) == 2, "each job must have its own W&B run"
     assert run_ids == {(sweep / job / "wandb" / "run_id").read_text() for job in ("0", "1")}
-    group = str(sweep).encode()
+    group = (sweep / ".wandb_group").read_text().strip()  # the sweep dir and this sweep's id
+    assert group.startswith(f"{sweep}-"), group
+    group = group.encode()
     for f, seed in zip(run_files, (b"seed=1", b"seed=2")):
         record = f.read_bytes()
         # RunRecord.run_group (protobuf field 6) holds the sweep dir; RunRecord.tags (field 10) the overrides.

@@ -33,7 +33,38 @@ def sweep_group() -> str | None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     hydra_cfg = HydraConfig.get()
-    return group_name(Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.cwd)))
+    sweep_dir, start_dir = Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.cwd))
+    return recorded_group(start_dir / sweep_dir) or group_name(sweep_dir, start_dir)
+
+
+# A sweep's W&B group, written in its dir when the sweep starts (``name_sweep_group``) and read by its jobs.
+WANDB_GROUP_FILE = ".wandb_group"
+
+
+def recorded_group(sweep_dir: Path) -> str | None:
+    """The W&B group recorded in a sweep dir; None if none is (a dir the jobs' machine does not see, say)."""
+    try:
+        return (sweep_dir / WANDB_GROUP_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def name_sweep_group(sweep_dir: Path, start_dir: Path) -> str:
+    """At a sweep's start, before its jobs: the W&B group its jobs share, recorded in its dir. A new sweep gets the
+    dir's name and a short id of its own, so that a sweep in a dir deleted and made again, or a teammate's in a dir
+    of the same name (``multirun/seeds``), does not join the runs of another sweep; the same sweep continued
+    (``resume=true``, an Optuna study's next invocation) keeps its group. A dir already holding jobs from before
+    groups were recorded keeps the name they logged under."""
+    import secrets
+
+    sweep_dir = start_dir / sweep_dir
+    if group := recorded_group(sweep_dir):
+        return group
+    group = group_name(sweep_dir, start_dir)
+    if not any(sweep_dir.glob("*/.hydra")):
+        group = f"{group}-{secrets.token_hex(3)}"
+    (sweep_dir / WANDB_GROUP_FILE).write_text(group + "\n")
+    return group
 
 
 def group_name(sweep_dir: Path, start_dir: Path) -> str:

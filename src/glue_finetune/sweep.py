@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from glue_finetune.config import job_overrides
+from glue_finetune.config import job_overrides, name_sweep_group
 from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
 from glue_finetune.timing import mark_run_start
@@ -594,6 +594,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        name_sweep_group(Path(config.hydra.sweep.dir), Path.cwd())
         if optuna_sweep(config):
             refuse_a_changed_study(config)
             continue_stopped_trials(config)
