@@ -427,7 +427,10 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
         assert (sweep / job / "job_preempted.json").exists() and not (sweep / job / "job_failed.json").exists()
         assert "stopped by SIGINT" in json.loads((sweep / job / "job_preempted.json").read_text())["reason"]
     assert not (sweep / "2" / "job_failed.json").exists()  # never started: nothing to fail
-    assert "0 job(s) finished, 0 failed, 2 stopped before the end" in output
+    # The dropped job is counted and named, with the stopped ones, as a job the same command continues.
+    assert "0 job(s) finished, 0 failed, 2 stopped before the end, 1 stopped before their first checkpoint or " \
+           "not started." in output
+    assert "each saved where it stopped: 0, 1; to start from the beginning: 2. To continue them" in output
     assert f"rerun the same command with resume=true hydra.sweep.dir={sweep}" in output
 
 
@@ -722,3 +725,12 @@ def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path,
     assert f"Sweep {tmp_path}: 2 job(s) finished, 0 failed, 1 stopped before the end." in caplog.text
     assert "Stopped job(s), each saved where it stopped: 1. To continue them" in caplog.text
     assert f"resume=true hydra.sweep.dir={tmp_path}" in caplog.text
+    # Jobs a stopped Ray sweep dropped before they saved anything (no file says so: the launcher does).
+    caplog.clear()
+    (tmp_path / "1" / "job_done.json").write_text('{"result": 0.9}')
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}), unsaved=["3"])
+    assert stop.value.code == PREEMPTED_EXIT_CODE
+    assert f"Sweep {tmp_path}: 3 job(s) finished, 0 failed, 1 stopped before their first checkpoint or not " \
+           "started." in caplog.text
+    assert "Stopped job(s), to start from the beginning: 3. To continue them" in caplog.text

@@ -319,6 +319,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     on_gpus = float(OmegaConf.select(launcher.ray_cfg, "remote.num_gpus", default=0) or 0) > 0
     returns = []
     interrupted = False
+    unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
 
     def result_of(run):
         nonlocal interrupted
@@ -346,6 +347,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
                 # dropped before it started, or stopped before its first checkpoint
                 log.warning("Job %s: stopped before it saved a checkpoint; resume=true starts it.", job_dir.name)
                 result = "stopped by Ctrl-C before its first checkpoint"
+                unsaved.append(job_dir.name)
             elif stopped_now:
                 # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
                 # crashed worker. The summary lists it as stopped, and resume=true continues it.
@@ -379,7 +381,8 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
         from glue_finetune.sweep import SweepSummary
 
         log.warning("Ctrl-C: the sweep stops here; resume=true continues it (finished jobs are kept).")
-        SweepSummary().on_multirun_end(config=launcher.config)  # exits 1 with failed jobs, 75 with stopped ones
+        # exits 1 with failed jobs, 75 with stopped ones
+        SweepSummary().on_multirun_end(config=launcher.config, unsaved=unsaved)
         sys.exit(PREEMPTED_EXIT_CODE)
     return returns
 

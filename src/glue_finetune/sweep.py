@@ -600,17 +600,21 @@ class SweepSummary(Callback):
             continue_stopped_trials(config)
             survive_a_study_without_a_finished_trial()
 
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+    def on_multirun_end(self, config: DictConfig, unsaved: list[str] = (), **kwargs) -> None:
+        """``unsaved``: the jobs a stopped sweep left without a checkpoint (stopped before their first, or never
+        started); no file in the sweep dir says so, the launcher that stopped them does."""
         sweep_dir = Path(config.hydra.sweep.dir)
         done = sorted(sweep_dir.glob(f"*/{DONE}"))
         failed = [read_json(p) for p in sorted(sweep_dir.glob(f"*/{FAILED}"))]
         stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}")) if not (p.parent / DONE).exists()]
-        log.info("Sweep %s: %d job(s) finished, %d failed%s.", sweep_dir, len(done), len(failed),
-                 f", {len(stopped)} stopped before the end" if stopped else "")
-        if stopped and not failed:  # stopped by a signal (preempted), their checkpoints saved: not failures
-            log.warning("Stopped job(s), each saved where it stopped: %s. To continue them (finished jobs are "
-                        "skipped): rerun the same command with resume=true hydra.sweep.dir=%s",
-                        ", ".join(p.name for p in stopped), sweep_dir)
+        log.info("Sweep %s: %d job(s) finished, %d failed%s%s.", sweep_dir, len(done), len(failed),
+                 f", {len(stopped)} stopped before the end" if stopped else "",
+                 f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "")
+        if (stopped or unsaved) and not failed:  # stopped by a signal (preempted), not failures
+            which = ([f"each saved where it stopped: {', '.join(p.name for p in stopped)}"] if stopped else []) + (
+                [f"to start from the beginning: {', '.join(unsaved)}"] if unsaved else [])
+            log.warning("Stopped job(s), %s. To continue them (finished jobs are skipped): rerun the same command "
+                        "with resume=true hydra.sweep.dir=%s", "; ".join(which), sweep_dir)
             sys.exit(PREEMPTED_EXIT_CODE)
         if not failed:
             return
