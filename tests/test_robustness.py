@@ -98,12 +98,32 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
         assert (f"To continue from it: python src/train.py {' '.join(args[:-1])} hydra.run.dir={run_dir} resume=true"
                 in output)
         assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == attempt  # each one continued
+        if attempt == 0:
+            refused_leaves_the_runs_record(run_dir, args, "A command in the dir of a stopped run continues the run")
 
     result = run_cli(args)  # the very same command, once more
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == 4
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
     assert step_saved() == epochs * 20
+    refused_leaves_the_runs_record(run_dir, args, "resume=true continues the run", "resume=true")
+
+
+def refused_leaves_the_runs_record(run_dir: Path, args: list[str], refusal: str, *extra: str) -> None:
+    """A command refused in a run's dir (here: another learning rate) leaves Hydra's record of the run as it was:
+    evaluate.py, predict.py, report.py and resume read the run's data, lengths and overrides there."""
+    import yaml
+    from test_train import run_cli
+
+    record = {name: (run_dir / ".hydra" / name).read_bytes() for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    started_with = [a for a in args if not a.startswith("hydra.run.dir=")]
+    assert yaml.safe_load(record["overrides.yaml"]) == started_with  # the command that started the run (Hydra's)
+    result = run_cli([*(a for a in args if not a.startswith("optimizer.lr=")), "optimizer.lr=1e-4", *extra])
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert refusal in output and "optimizer.lr: 0.003 (the run) -> 0.0001 (now)" in output, output[-3000:]
+    assert f"It was started with the overrides: {' '.join(started_with)}." in output.replace("\n", " ")
+    assert {name: (run_dir / ".hydra" / name).read_bytes() for name in record} == record
 
 
 def test_a_second_process_in_a_run_dir_in_use_is_refused_before_any_work(tmp_path, monkeypatch):
@@ -228,6 +248,64 @@ def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
         run_job(forgotten, lambda cfg: pytest.fail("trained"))
     assert not (tmp_path / "job_failed.json").exists()
     assert run_job(moved, lambda cfg: pytest.fail("trained")) == 0.9
+
+
+def test_a_run_dir_moved_or_copied_is_the_same_run(tmp_path):
+    # Its checkpoint dirs and Lightning's root dir are under it: they move with it, and are not changed settings.
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import changed_settings
+
+    def run(out: str, lr: float = 2e-5) -> dict:
+        return {"paths": {"output_dir": out}, "trainer": {"default_root_dir": out}, "optimizer": {"lr": lr},
+                "callbacks": {"latest_checkpoint": {"dirpath": f"{out}/checkpoints"}}, "data": {"local_dir": "SST-2"}}
+
+    assert changed_settings(run("/old/run"), OmegaConf.create(run("/scratch/run"))) == []
+    assert changed_settings(run("/old/run"), OmegaConf.create(run("/old/run-2", lr=1e-4))) == [
+        "optimizer.lr: 2e-05 (the run) -> 0.0001 (now)"]  # /old/run-2 is not under /old/run: only lr differs
+    moved_elsewhere = run("/scratch/run")
+    moved_elsewhere["callbacks"]["latest_checkpoint"]["dirpath"] = "/old/run/checkpoints"  # given, not derived
+    assert changed_settings(run("/old/run"), OmegaConf.create(moved_elsewhere)) == [
+        "callbacks.latest_checkpoint.dirpath: /scratch/run/checkpoints (the run) -> /old/run/checkpoints (now)"]
+
+
+def test_a_moved_run_keeps_its_best_checkpoint_and_its_score(tmp_path):
+    # Lightning keeps neither from a checkpoint saved in another dirpath: the moved run's next validation would
+    # replace its best checkpoint whatever its score.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from glue_finetune.checkpointing import BestCheckpoint
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    saved = BestCheckpoint(dirpath=str(old), monitor="val/loss", mode="min", save_top_k=1)
+    saved.best_model_path = saved.kth_best_model_path = str(old / "best-step30.ckpt")
+    saved.best_model_score, saved.kth_value = torch.tensor(0.25), torch.tensor(0.25)
+    saved.best_k_models = {str(old / "best-step30.ckpt"): torch.tensor(0.25)}
+    state = saved.state_dict()
+    assert saved.state_key == ModelCheckpoint(dirpath=str(old), monitor="val/loss", mode="min", save_top_k=1).state_key
+
+    new.mkdir(parents=True)
+    (new / "best-step30.ckpt").write_bytes(b"moved with its run")
+    moved = BestCheckpoint(dirpath=str(new), monitor="val/loss", mode="min", save_top_k=1)
+    moved.load_state_dict(state)
+    assert moved.best_model_path == moved.kth_best_model_path == str(new / "best-step30.ckpt")
+    assert moved.best_model_score == 0.25 and moved.best_k_models == {str(new / "best-step30.ckpt"): 0.25}
+
+    other = BestCheckpoint(dirpath=str(tmp_path / "other"), monitor="val/loss", mode="min", save_top_k=1)
+    other.load_state_dict(state)  # ckpt_path of another run: its checkpoints are not here; Lightning's behaviour
+    assert other.best_model_score is None and other.best_model_path == str(old / "best-step30.ckpt")
+
+
+def test_a_new_run_in_a_dir_of_an_earlier_failed_one_records_its_own_command(tmp_path):
+    # A config error leaves its dir (job_failed.json, Hydra's record); a new run there is recorded as itself.
+    import yaml
+    from test_train import run_cli
+
+    for batch_size in (0, -1):
+        result = run_cli(["model=tiny", "trainer=cpu", f"data.batch_size={batch_size}", f"hydra.run.dir={tmp_path}"])
+        assert result.returncode == 2 and (tmp_path / "job_failed.json").exists(), result.stdout + result.stderr
+        assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text())[-1] == f"data.batch_size={batch_size}"
+        assert yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())["data"]["batch_size"] == batch_size
 
 
 def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):

@@ -63,6 +63,34 @@ def link_atomically(source: Path, target: Path) -> bool:
         return False
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, also for a run whose dir was moved or copied before it continued. Lightning
+    reloads which checkpoint is best, and its score, only from a checkpoint saved in the same ``dirpath``: from a
+    moved run's it would keep neither, so its next validation would replace the best checkpoint whatever its score.
+    The run's own checkpoints, found moved with it under the new dir, are tracked there. (A ``ckpt_path`` of another
+    run, whose checkpoints are not in this run's dir, is left to Lightning: this run selects among its own.)"""
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's: checkpoints stay interchangeable with Lightning's callback
+        key = super().state_key
+        return ModelCheckpoint.__qualname__ + key[len(type(self).__qualname__):]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        before = state_dict.get("dirpath")
+        best = state_dict.get("best_model_path")
+        if before and self.dirpath and best and Path(before) != Path(self.dirpath) \
+                and Path(best).parent == Path(before) and (Path(self.dirpath) / Path(best).name).is_file():
+            def moved(path):
+                return str(Path(self.dirpath) / Path(path).name) if path and Path(path).parent == Path(before) else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath, "best_model_path": moved(best),
+                          "kth_best_model_path": moved(state_dict.get("kth_best_model_path")),
+                          "last_model_path": moved(state_dict.get("last_model_path")),
+                          "best_k_models": {moved(path): score
+                                            for path, score in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's ``TorchCheckpointIO`` with each checkpoint written to a temporary file in its own directory and
     renamed over the old one. Lightning's own atomic save writes the temporary file to $TMPDIR and moves it: where

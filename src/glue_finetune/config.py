@@ -210,7 +210,22 @@ def task_recipe_epochs(task: str) -> int:
     return TASKS[task].recipe_epochs if task in TASKS else 3
 
 
+# Where Hydra records each command it runs (hydra.output_subdir); tools read a run's record there.
+HYDRA_RECORD = ".hydra"
+
+
+def hydra_record_subdir(*, _root_) -> str | None:
+    """``hydra.output_subdir``: Hydra writes its record of a command (``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``) into the run dir before the command can check the dir. In a dir that already holds a
+    record, a command refused there (a finished run, a run of other settings, one still running) would overwrite
+    the record of the run it holds, which evaluate.py, predict.py, report.py and resume read. There Hydra writes
+    nothing, and a command that starts a new run in the dir writes it (``sweep.write_hydra_record``)."""
+    out = OmegaConf.select(_root_, "hydra.runtime.output_dir", default=None, throw_on_missing=False)
+    return None if out and (Path(str(out)) / HYDRA_RECORD / "config.yaml").exists() else HYDRA_RECORD
+
+
 RESOLVERS = {
+    "hydra_record_subdir": hydra_record_subdir,
     "checkpoint_monitor": checkpoint_monitor,
     "metric_mode": metric_mode,
     "task_recipe_epochs": task_recipe_epochs,

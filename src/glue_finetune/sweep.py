@@ -185,6 +185,11 @@ def changed_settings(recorded: dict, cfg: DictConfig, swept: tuple[str, ...] = (
     except Exception:  # a config that resolves only in a run
         return []
     before = flatten(recorded)
+    # A run dir moved or copied: the values under it (checkpoint dirs, Lightning's root dir) move with it.
+    old_dir, new_dir = before.get("paths.output_dir."), now.get("paths.output_dir.")
+    if isinstance(old_dir, str) and isinstance(new_dir, str) and old_dir != new_dir:
+        before = {key: new_dir + value[len(old_dir):] if isinstance(value, str) and (
+            value == old_dir or value.startswith(old_dir.rstrip("/") + "/")) else value for key, value in before.items()}
 
     def shown(settings: dict, key: str) -> str:
         return "(not set)" if key not in settings else "null" if settings[key] is None else str(settings[key])
@@ -200,10 +205,30 @@ def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
     forgotten experiment=..., another model or task) would otherwise mix two runs in one, fail deep in loading the
     checkpoint, or pass off the finished run's result as that of the settings given now."""
     if (recorded := recorded_config(out)) and (changed := changed_settings(recorded, cfg)):
-        raise UserError(f"resume=true continues the run in {out} as it was started, but these settings differ from "
+        # Without resume=true: a stopped run's dir, which the same command continues.
+        how = "resume=true continues" if cfg.get("resume") else "A command in the dir of a stopped run continues"
+        raise UserError(f"{how} the run in {out} as it was started, but these settings differ from "
                         "it:\n" + "\n".join(f"  - {line}" for line in changed) + "\n"
                         f"It was started with {recorded_overrides(out, recorded)}. Give the same ones (a new "
                         "hydra.run.dir or hydra.sweep.dir starts a new run with these).")
+
+
+def write_hydra_record(out: Path, cfg: DictConfig) -> None:
+    """Hydra's record of this command (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, as Hydra writes
+    them) for a new run in a dir that held an earlier record, which Hydra left as it was (``hydra_record_subdir``)
+    in case this command was refused there. Rewritten as is where Hydra has just written it."""
+    from glue_finetune.config import HYDRA_RECORD
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.instance().cfg
+    if OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) != str(out.absolute()) or \
+            OmegaConf.to_container(hydra_cfg.hydra, resolve=False).get("output_subdir") != "${hydra_record_subdir:}":
+        return  # not this command's dir (a test's), or a record dir set by the command (hydra.output_subdir=null)
+    record = out / HYDRA_RECORD
+    record.mkdir(exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
+        write_text_atomically(record / name, OmegaConf.to_yaml(node))
 
 
 def recorded_overrides(out: Path, recorded: dict) -> str:
@@ -309,7 +334,9 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             raise
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
-    # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it).
+    continuing = False  # from this dir's own last.ckpt
+    # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it, and Hydra's
+    # record of the run it holds untouched: hydra_record_subdir).
     if not resuming:
         refuse_to_overwrite(out, multirun)
     elif (done := read_json(out / DONE)) is not None:
@@ -321,6 +348,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         if not requeued:  # SLURM reruns the very command; only a person can change it
             refuse_changed_settings(out, cfg)
         log.info("Resuming from %s", last)
+        continuing = True
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
         record["earlier_attempts_s"] = earlier_attempts_s(out)
@@ -329,6 +357,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
             "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
             "it was started with); or leave out resume=true to start a new run.")
+    if not continuing and first_process_of_the_run():
+        write_hydra_record(out, cfg)  # a new run in this dir: its command is the dir's record (a continued run's stays)
     try:
         for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
             (out / marker).unlink(missing_ok=True)
