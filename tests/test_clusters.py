@@ -122,6 +122,17 @@ def test_ray_cluster_sweep_runs_both_jobs_at_once_where_the_sweep_started(ray_he
     assert "2 job(s) finished, 0 failed" in output
 
 
+def test_a_parallel_sweep_runs_on_a_ray_of_its_own_beside_a_running_cluster(ray_head, sst2_dir, tmp_path):
+    # Ray joins a running `ray start` cluster by default, which refuses the settings of a Ray of one's own.
+    result = run(sweep_command("seed=1", "hydra/launcher=parallel", "+hydra.launcher.ray.init.num_cpus=1",
+                               *tiny(sst2_dir, epochs=1), f"hydra.sweep.dir={tmp_path / 'sweep'}"),
+                 dict(os.environ), timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Ray: 1 node(s), 1 CPU(s)" in output  # its own (the cluster's head has 2)
+    assert "1 job(s) finished, 0 failed" in output and "UserWarning: Callback" not in output
+
+
 def test_ray_cluster_refuses_a_share_no_node_has_before_any_job(ray_head, sst2_dir, tmp_path):
     result = run(sweep_command("seed=1,2", "hydra/launcher=ray_cluster", *[o for o in tiny(sst2_dir, epochs=1) if o != "trainer=cpu"], "trainer=gpu",
                                f"hydra.sweep.dir={tmp_path / 'sweep'}"), dict(os.environ), timeout=120)

@@ -77,6 +77,10 @@ class LauncherCheck(Callback):
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
+        except Exception as err:  # Hydra would make it a warning and launch jobs on shares nobody checked
+            log.exception("Could not set up %s for the sweep (%s: %s); no job was started.", target.rsplit(".", 1)[-1],
+                          type(err).__name__, err)
+            sys.exit(2)
 
 
 def absolute_sweep_dir(config: DictConfig) -> None:
@@ -103,6 +107,9 @@ def prepare_ray(config: DictConfig) -> None:
         # when it connects to a running cluster ("object_store_memory must not be provided").
         init["object_store_memory"] = None
     else:
+        # A Ray of this sweep's own (hydra/launcher=parallel), even where a cluster of `ray start` runs on this
+        # machine, which address null (and RAY_ADDRESS) would join with settings it refuses.
+        init["address"] = "local"
         # The Ray this starts serves this sweep alone, and nobody reads its metrics (Ray's dashboard). Collecting
         # them can crash its raylet a few seconds in (Ray 2.60: SIGSEGV in OpenTelemetry's MetricCollector), and
         # the sweep's own process then exits with it, summary and all: off, unless the config sets it.
@@ -144,6 +151,7 @@ def prepare_ray(config: DictConfig) -> None:
                     "the jobs train on CPU" if not gpus else "each job has a GPU of its own (jobs_per_gpu=1)")
     with read_write(ray_cfg), open_dict(ray_cfg):
         ray_cfg.init.object_store_memory = init.get("object_store_memory")
+        ray_cfg.init.address = init.get("address")
         remote.num_gpus, remote.num_cpus = gpus, cpus
         remote.pop("jobs_per_gpu", None)
         remote.pop("mps", None)
