@@ -734,3 +734,16 @@ def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path,
     assert f"Sweep {tmp_path}: 3 job(s) finished, 0 failed, 1 stopped before their first checkpoint or not " \
            "started." in caplog.text
     assert "Stopped job(s), to start from the beginning: 3. To continue them" in caplog.text
+    # With failed jobs too: the stopped ones are listed beside them (the same command continues both).
+    caplog.clear()
+    (tmp_path / "1" / "job_done.json").unlink()
+    (tmp_path / "1" / "job_preempted.json").write_text('{"reason": "stopped by SIGTERM at step 40"}')
+    (tmp_path / "4").mkdir()
+    (tmp_path / "4" / "job_failed.json").write_text(json.dumps(
+        {"dir": str(tmp_path / "4"), "overrides": ["seed=5"], "error": "RuntimeError: out of memory", "log": "x"}))
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}), unsaved=["3"])
+    assert stop.value.code == 1
+    assert "  job 4: seed=5\n      RuntimeError: out of memory" in caplog.text
+    assert ("Stopped, not failed:\n  job 1: stopped by SIGTERM at step 40; saved where it stopped\n  job 3: stopped "
+            "before its first checkpoint or not started") in caplog.text

@@ -653,6 +653,11 @@ class SweepSummary(Callback):
             lines.append(f"  job {Path(job['dir']).name}: {' '.join(job['overrides']) or '(no overrides)'}")
             lines.append(f"      {job['error']}")
             lines.append(f"      log: {job['log']}")
+        if stopped or unsaved:  # the same command continues them, with the failed ones
+            lines.append("Stopped, not failed:")
+            lines += [f"  job {p.name}: {(read_json(p / PREEMPTED) or {}).get('reason', 'stopped')}; saved where it "
+                      "stopped" for p in stopped]
+            lines += [f"  job {name}: stopped before its first checkpoint or not started" for name in unsaved]
         if optuna_sweep(config):
             lines.append(  # a study does not rerun a trial: its failure is a result the sampler learns from
                 f"They stay failed in the study. Fix the cause, then run the same command again (hydra.sweep.dir="
