@@ -40,6 +40,15 @@ CONFIG_CASES = [
                              "trainer.max_steps?"),
     ("+data.max_lenght=64", "data.max_lenght: glue_finetune.data.GlueDataModule takes no argument 'max_lenght'; did "
                             "you mean data.max_length?"),
+    ("+callbacks.model_checkpoint.save_top_kk=3", "callbacks.model_checkpoint.save_top_kk: glue_finetune.checkpointing."
+                                                  "BestCheckpoint takes no argument 'save_top_kk'; did you mean "
+                                                  "callbacks.model_checkpoint.save_top_k?"),
+    # Nothing would read it, and the run would go on without what was asked for (early stopping, a max mode).
+    ("+callbacks.early_stopping.patience=3", "callbacks.early_stopping: no callback of this name, and it has no "
+                                             "_target_, so nothing is built from it (the run would go on without "
+                                             "it); to add one, give its class too: +callbacks.early_stopping._target_="
+                                             "lightning.pytorch.callbacks.EarlyStopping"),
+    ("+selection.mode=max", "selection.mode: not a key of selection (it has metric), so nothing reads it"),
 ]
 
 

@@ -303,8 +303,34 @@ def unknown_top_level_keys(cfg: DictConfig) -> list[str]:
     return problems
 
 
+SELECTION_KEYS = ("metric",)
+
+
+def unread_nodes(cfg: DictConfig) -> list[str]:
+    """Keys added with + that nothing reads below the top level: a callback or logger without ``_target_``
+    (+callbacks.early_stopping.patience=3 builds nothing, and the run would go on without early stopping), and a
+    ``selection`` key other than ``selection.metric``."""
+    problems = []
+    for group in ("callbacks", "logger"):
+        node = cfg.get(group)
+        for name, entry in (node.items_ex(resolve=False) if isinstance(node, DictConfig) else ()):
+            if isinstance(entry, DictConfig) and "_target_" not in entry:
+                example = "lightning.pytorch.callbacks.EarlyStopping" if group == "callbacks" else "<module.Class>"
+                problems.append(f"{group}.{name}: no {group[:-1] if group == 'callbacks' else group} of this name, and "
+                                f"it has no _target_, so nothing is built from it (the run would go on without it); "
+                                f"to add one, give its class too: +{group}.{name}._target_={example}")
+    selection = cfg.get("selection")
+    for key in (selection.keys() if isinstance(selection, DictConfig) else ()):
+        if key not in SELECTION_KEYS:
+            problems.append(f"selection.{key}: not a key of selection (it has {', '.join(SELECTION_KEYS)}), so nothing "
+                            "reads it; selection.metric=val/acc selects by the highest accuracy (README, \"Checkpoint "
+                            "selection\")")
+    return problems
+
+
 def check_constructor_keys(cfg: DictConfig) -> None:
-    """Every key of data, model, optimizer, scheduler and trainer is an argument of the constructor it goes to
+    """Every key of data, model, optimizer, scheduler, trainer and of each callback and logger is an argument of the
+    constructor it goes to
     (``_target_``): a key added with a typo (+trainer.max_step=10) is one message naming the closest argument,
     before the data and model load, rather than Hydra's TypeError once they have. Imports the constructors, so
     runs after ``preflight``."""
@@ -314,8 +340,12 @@ def check_constructor_keys(cfg: DictConfig) -> None:
     from hydra.utils import get_object
 
     problems = []
-    for node in ("data", "model", "optimizer", "scheduler", "trainer"):
-        conf = cfg.get(node)
+    nodes = [(node, cfg.get(node)) for node in ("data", "model", "optimizer", "scheduler", "trainer")]
+    for group in ("callbacks", "logger"):  # each entry its own constructor (+callbacks.model_checkpoint.save_top_kk)
+        entries = cfg.get(group)
+        nodes += [(f"{group}.{name}", entry) for name, entry in
+                  (entries.items_ex(resolve=False) if isinstance(entries, DictConfig) else ())]
+    for node, conf in nodes:
         if not isinstance(conf, DictConfig) or "_target_" not in conf:
             continue
         try:
@@ -395,6 +425,7 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
               f"{key}={value!r} must be {'null or ' if null_ok else ''}an integer >= {minimum}{note}")
 
     problems += unknown_top_level_keys(cfg)
+    problems += unread_nodes(cfg)
     seed = get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         check(0 <= seed <= MAX_SEED, f"seed={seed} must be between 0 and {MAX_SEED} (2**32 - 1)")
