@@ -49,6 +49,9 @@ CONFIG_CASES = [
                                              "it); to add one, give its class too: +callbacks.early_stopping._target_="
                                              "lightning.pytorch.callbacks.EarlyStopping"),
     ("+selection.mode=max", "selection.mode: not a key of selection (it has metric), so nothing reads it"),
+    # Hugging Face Trainer habits, with Hydra's + as its error advised
+    ("+learning_rate=2e-5", "learning_rate: not a key of this project's config, so nothing reads it; learning_rate "
+                            "is Hugging Face's name; here it is optimizer.lr"),
 ]
 
 

@@ -93,14 +93,17 @@ def test_a_home_dir_tilde_in_a_value_is_the_home_dir_as_the_shell_would_read_it(
 
 def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus_that_adds_it():
     # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads.
-    result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100"])
+    result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100",
+                      "num_train_epochs=3"])
     assert result.returncode == 1 and "Could not override 'optimizer.lrr'" in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
         "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?",
         "error: sed is not a key of the config; did you mean seed?",
         "error: trainer.max_steps is an argument of lightning.pytorch.Trainer that the config does not set: add it "
         "with +trainer.max_steps=100",
-        "error: trainer.max_step is not a key of the config; did you mean +trainer.max_steps?"]
+        "error: trainer.max_step is not a key of the config; did you mean +trainer.max_steps?",
+        # Hugging Face Trainer's names, typed from habit
+        "error: num_train_epochs is Hugging Face's name; here it is trainer.max_epochs"]
 
 
 def test_a_config_error_leaves_job_failed_json(tmp_path):

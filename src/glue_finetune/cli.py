@@ -142,6 +142,8 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, OmegaConf
 
+    from glue_finetune.config import habit_hint
+
     def key_of(arg: str) -> str:
         return arg.split("=", 1)[0].split("@", 1)[0]
 
@@ -164,6 +166,9 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
         if (takes := constructor_arguments(node)) and leaf in takes:  # trainer.max_steps: Hydra's + is the fix
             print(f"error: {key} is an argument of {node._target_} that the config does not set: add it with "
                   f"+{arg}", file=sys.stderr)
+            continue
+        if not parent and (hint := habit_hint(leaf)):  # learning_rate=2e-5, num_train_epochs=3, ...
+            print(f"error: {hint}", file=sys.stderr)
             continue
         known = [str(k) for k in node if not str(k).startswith("_")] + [n for n in takes if n not in node]
         close = difflib.get_close_matches(leaf, known, n=1)

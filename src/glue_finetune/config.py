@@ -286,6 +286,29 @@ def top_level_keys() -> set[str]:
 NOT_CONFIG_KEYS = ("hydra", "experiment", "debug", "hparams_search")  # groups that set other keys, not their own
 
 
+# Hugging Face's TrainingArguments and run_glue.py's names, typed from habit, and what they are here.
+TRAINER_HABITS = {
+    "learning_rate": "optimizer.lr", "num_train_epochs": "trainer.max_epochs",
+    "per_device_train_batch_size": "data.batch_size", "per_device_eval_batch_size": "data.eval_batch_size",
+    "max_seq_length": "data.max_length", "warmup_ratio": "scheduler.warmup_ratio",
+    "warmup_steps": "scheduler.warmup_ratio (a fraction of all steps)", "weight_decay": "optimizer.weight_decay",
+    "adam_beta1": "optimizer.betas", "adam_beta2": "optimizer.betas", "adam_epsilon": "optimizer.eps",
+    "lr_scheduler_type": "scheduler.name, or scheduler=linear_warmup|cosine_warmup|constant",
+    "max_grad_norm": "trainer.gradient_clip_val", "gradient_accumulation_steps": "trainer.accumulate_grad_batches",
+    "eval_steps": "trainer.val_check_interval", "logging_steps": "trainer.log_every_n_steps",
+    "max_steps": "+trainer.max_steps", "metric_for_best_model": "selection.metric",
+    "resume_from_checkpoint": "ckpt_path, or resume=true in the run's dir", "output_dir": "hydra.run.dir",
+    "model_name_or_path": "model.name_or_path", "task_name": "data (data=mrpc)",
+    "max_train_samples": "data.max_train_samples", "max_eval_samples": "+trainer.limit_val_batches (batches)",
+    "fp16": "trainer.precision=16-mixed", "bf16": "trainer.precision=bf16-mixed",
+}
+
+
+def habit_hint(key: str) -> str:
+    """For a Hugging Face Trainer name, this project's: "learning_rate is optimizer.lr here"; else ""."""
+    return f"{key} is Hugging Face's name; here it is {TRAINER_HABITS[key]}" if key in TRAINER_HABITS else ""
+
+
 def unknown_top_level_keys(cfg: DictConfig) -> list[str]:
     """A key added with + that no part of the project reads (+optimizre.lr=1e-3 would train with the default lr)."""
     import difflib
@@ -297,6 +320,9 @@ def unknown_top_level_keys(cfg: DictConfig) -> list[str]:
     for key in cfg:
         if key != "hydra" and key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            if hint := habit_hint(str(key)):
+                problems.append(f"{key}: not a key of this project's config, so nothing reads it; {hint}")
+                continue
             problems.append(f"{key}: not a key of this project's config (added with +{key}...?), so nothing reads "
                             f"it; {'did you mean ' + close[0] + '? ' if close else ''}the top-level keys are "
                             f"{', '.join(sorted(known))}")
