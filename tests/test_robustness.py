@@ -361,6 +361,19 @@ def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_p
     assert "W&B could not close its run (ConnectionResetError: Connection lost)" in caplog.text
     assert f"stays in {tmp_path / 'wandb' / 'run-1'}: `wandb sync` uploads it" in caplog.text
 
+    # Offline, with the service stopped before it wrote anything (SLURM's SIGTERM reaches it too): said, not
+    # promised to `wandb sync`.
+    offline = tmp_path / "wandb" / "offline-run-20261207_010000-abc"
+    (offline / "files").mkdir(parents=True)
+    (offline / "run-abc.wandb").write_bytes(b":W&B\x00\x00\x01")  # the header alone
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(dir=str(offline / "files")),
+                                                              finish=lost, teardown=lost))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.tracking"):
+        finish_wandb(Preempted("stopped by SIGTERM"))
+    assert f"so this attempt is missing from {offline}; metrics.csv in the run dir holds all its rows" in caplog.text
+    assert "wandb sync" not in caplog.text
+
 
 def test_a_failed_run_is_failed_in_wandb_a_fresh_start_gets_its_own_wandb_run_and_a_continued_one_keeps_its(
         tiny_cfg, tmp_path, monkeypatch):

@@ -207,6 +207,9 @@ class CSVLogger(LightningCSVLogger):
         return self._experiment
 
 
+EMPTY_WANDB_FILE_BYTES = 64  # a run-<id>.wandb file with its header and no record
+
+
 def finish_wandb(failure: BaseException | None = None) -> None:
     """Close the current W&B run (if any), so the next job of a sweep in this process starts its own. A run that
     ``failure`` ended is closed with the exit code the process ends with (2 bad input, 75 stopped to be continued,
@@ -224,8 +227,17 @@ def finish_wandb(failure: BaseException | None = None) -> None:
         if wandb.run is not None:
             wandb.finish(exit_code=exit_code)
     except Exception as err:
-        log.warning("W&B could not close its run (%s: %s). What it logged stays in %s: `wandb sync` uploads it.",
-                    type(err).__name__, err, Path(run_dir).parent if run_dir else "the run's wandb/ dir")
+        where = Path(run_dir).parent if run_dir else None
+        records = sum(f.stat().st_size for f in where.glob("run-*.wandb")) if where and where.is_dir() else None
+        if records is not None and records < EMPTY_WANDB_FILE_BYTES and where.name.startswith("offline-run-"):
+            # Offline, W&B's service writes the run's records out late: stopped with the job, it wrote none.
+            log.warning("W&B could not close its run (%s: %s): its service was stopped before it wrote this "
+                        "attempt's records (SLURM signals every process of a job it stops, W&B's too), so this "
+                        "attempt is missing from %s; metrics.csv in the run dir holds all its rows.",
+                        type(err).__name__, err, where)
+        else:
+            log.warning("W&B could not close its run (%s: %s). What it logged stays in %s: `wandb sync` uploads it.",
+                        type(err).__name__, err, where or "the run's wandb/ dir")
     try:  # stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way
         wandb.teardown()
     except Exception:  # the service is already gone
