@@ -17,9 +17,9 @@ from omegaconf import DictConfig
 # and datasets (seconds to import) are imported once the config has passed its checks.
 from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, explain_unknown_keys, train_help
 from glue_finetune.config import preflight
-from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
+from glue_finetune.errors import Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
-from glue_finetune.sweep import run_job
+from glue_finetune.sweep import run_job, stop_or_requeue
 
 log = logging.getLogger("train")
 
@@ -46,12 +46,7 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", err)
         sys.exit(2)
     except Preempted as err:
-        if err.requeue is None:
-            log.warning("Run %s. To continue from it: %s", err, getattr(err, "resume_with", "the same command"))
-        else:
-            log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
-            err.requeue()  # last: everything is written (submitit's requeue exits the process itself)
-        sys.exit(PREEMPTED_EXIT_CODE)
+        return stop_or_requeue(err)  # exits 75 (after requeueing a SLURM job warned of its time limit)
 
 
 if __name__ == "__main__":

@@ -330,6 +330,32 @@ def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before  # the handler before the run is back
 
 
+def test_a_slurm_job_past_its_requeues_ends_as_a_stopped_job_of_its_sweep(caplog):
+    # submitit refuses a requeue past hydra.launcher.max_num_timeout by raising: the job must then return (a
+    # stopped job of the sweep, listed by its summary) rather than end the whole sweep with submitit's error.
+    import math
+
+    from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted
+    from glue_finetune.sweep import stop_or_requeue
+
+    class UncompletedJobError(RuntimeError):  # submitit.core.utils'
+        pass
+
+    def timed_out_too_often():
+        raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    stopped = Preempted("stopped by SIGUSR2 at step 120", requeue=timed_out_too_often)
+    stopped.resume_with = "the sweep's command again, with resume=true hydra.sweep.dir=multirun/s"
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.sweep"):
+        assert math.isnan(stop_or_requeue(stopped))
+    assert ("The SLURM job was not requeued (Job not requeued because: timed-out too many times). It is saved where "
+            "it stopped; to continue it: the sweep's command again, with resume=true") in caplog.text
+    requeued = []
+    with pytest.raises(SystemExit) as exit_:  # requeued: the process ends, stopped
+        stop_or_requeue(Preempted("stopped by SIGUSR2 at step 120", requeue=lambda: requeued.append(1)))
+    assert exit_.value.code == PREEMPTED_EXIT_CODE and requeued == [1]
+
+
 def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_path, monkeypatch, caplog):
     # SLURM's SIGTERM (preemption, scontrol requeue) kills W&B's service too: closing the run then fails. The
     # run's Preempted must still reach the entry point (exit 75, requeued), not become a failed job.

@@ -70,6 +70,26 @@ def failed_job_result(error: str, config: DictConfig | None = None) -> float:
     return float("nan")
 
 
+def stop_or_requeue(err: Preempted) -> float:
+    """How a run stopped by a signal ends: it says how to continue it and exits 75; inside a SLURM job warned of its
+    time limit, the job is requeued first (submitit's handler then exits the process itself). A job submitit will
+    not requeue again (past ``hydra.launcher.max_num_timeout``) ends as a stopped job of its sweep, saved where it
+    stopped: the sweep goes on, and its summary says how to continue it (submitit's error would end the sweep
+    with a traceback)."""
+    resume_with = getattr(err, "resume_with", "the same command")
+    if err.requeue is None:
+        log.warning("Run %s. To continue from it: %s", err, resume_with)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
+    try:
+        err.requeue()  # last: everything is written
+    except Exception as refused:  # submitit's UncompletedJobError: "timed-out too many times"
+        log.warning("The SLURM job was not requeued (%s). It is saved where it stopped; to continue it: %s",
+                    str(refused).rstrip("."), resume_with)
+        return failed_job_result(f"stopped ({err}); not requeued: {refused}")
+    sys.exit(PREEMPTED_EXIT_CODE)
+
+
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
