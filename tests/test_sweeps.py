@@ -188,6 +188,21 @@ def test_wandb_offline_sweep_has_one_run_per_job_in_one_group(sst2_dir, tmp_path
 
 
 
+def test_a_sweep_whose_job_still_runs_in_its_dir_is_refused_before_any_job(sst2_dir, tmp_path):
+    # An earlier invocation's job, still running (on SLURM: each job would wait in the queue, then be refused).
+    from glue_finetune.sweep import exclusive_run_dir
+
+    sweep = tmp_path / "sweep"
+    (sweep / "1").mkdir(parents=True)
+    with exclusive_run_dir(sweep / "1", multirun=True):
+        result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert ("1 job(s) of this sweep are still running in their dir (a job of an earlier invocation of the same "
+            f"sweep, say); no job was started:\n  - {sweep / '1'} (job 1: seed=2)") in output
+    assert not (sweep / "0").exists()
+
+
 def test_resume_refuses_a_sweep_whose_jobs_hold_runs_of_other_settings(sst2_dir, tmp_path):
     # A sweep over data folders (clean vs noisy labels, say). A folder may move between a run and its resume, so
     # data.local_dir is not compared on its own; swept, it is what tells the jobs apart.

@@ -299,6 +299,26 @@ def first_process_of_the_run() -> bool:
     return all(os.environ.get(var, "0") == "0" for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID", "NODE_RANK"))
 
 
+def in_use(directory: Path) -> bool:
+    """Whether a process holds the run dir (``exclusive_run_dir``); False where it cannot be told (no such dir, a
+    file system without locks)."""
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock, if it was taken
+    return False
+
+
 @contextlib.contextmanager
 def exclusive_run_dir(out: Path, multirun: bool = False):
     """Hold the run dir for this process: two runs writing one dir would mix their checkpoints and metrics. Two
@@ -473,6 +493,7 @@ class SweepCheck(Callback):
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
+        running: list[str] = []  # jobs whose dir a process holds: a job of an earlier invocation, still running
         mismatched: list[str] = []  # resume=true: jobs whose dir holds a run of other settings
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
@@ -487,6 +508,9 @@ class SweepCheck(Callback):
             with read_write(job_config), open_dict(job_config):
                 job_config.hydra.job.num = num  # the job's dir is named by it (hydra.sweep.subdir)
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
+            if in_use(job_dir):
+                running.append(f"{job_dir} (job {num}{': ' + setting if setting else ''})")
+                continue
             if not (found := previous_run(job_dir)):
                 continue
             if not job_config.get("resume") and not (job_dir / PREEMPTED).exists():  # a stopped job continues
@@ -501,6 +525,12 @@ class SweepCheck(Callback):
             lines.append(f"Invalid config in {len(bad_jobs)} of {len(jobs)} job(s) of the sweep; no job was started:")
             for problem, where in failing.items():
                 lines.append(f"  - {problem}  [{'every job' if len(where) == len(jobs) > 1 else '; '.join(where)}]")
+        if running:  # each would be refused in its dir (on SLURM, after waiting in the queue)
+            lines.append(f"{len(running)} job(s) of this sweep are still running in their dir (a job of an earlier "
+                         "invocation of the same sweep, say); no job was started:")
+            lines += [f"  - {where}" for where in running[:10]] + (["  - ..."] if len(running) > 10 else [])
+            lines.append("Wait for them to end, or stop them (Ctrl-C on their command, scancel, ray stop), then run "
+                         "this command again.")
         if occupied:  # found here, before the launcher starts anything, rather than by each job on its own
             lines.append(f"{len(occupied)} job(s) would overwrite an earlier run; no job was started:")
             lines += [f"  - {where}" for where in occupied[:10]] + (["  - ..."] if len(occupied) > 10 else [])
