@@ -320,6 +320,10 @@ def test_run_files_have_the_modes_the_umask_asks_for(sst2_dir, tmp_path, umask):
         ("noheader.tsv", "great movie\t1\n", "has no 'sentence' column"),
         ("ragged.tsv", "sentence\tlabel\ngood\t1\nbad\t0\textra\n", ":3: expected 2 tab-separated fields, found 3"),
         ("header-only.tsv", "sentence\tlabel\n", "no data rows"),
+        # A table given as lines: its header would be classified, its labels joined to the sentences.
+        ("dev.txt", "sentence\tlabel\ngreat movie\t1\n", "header names the columns sentence, label, not one example a "
+                                                       "line; it is tab-separated: name it .tsv"),
+        ("dev.csv", "sentence,label\n\"great, movie\",1\n", "it is comma-separated: give it as a .tsv"),
     ],
 )
 def test_bad_input_files_are_named(tmp_path, name, content, message):

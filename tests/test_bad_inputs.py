@@ -173,6 +173,17 @@ DATA_CASES = [
 ]
 
 
+def test_a_folder_of_csv_files_is_told_glue_files_are_tab_separated(tiny_cfg, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.csv", "dev.csv"):
+        (data / name).write_text("sentence,label\ngood,1\n")
+    with pytest.raises(ConfigError) as err:
+        train(tiny_cfg(f"data.local_dir={data}"))
+    assert (f"data.local_dir={data}: missing train.tsv, dev.tsv (SST-2 needs train.tsv, dev.tsv in {data}); it has "
+            "train.csv, dev.csv: GLUE's files are tab-separated .tsv, with GLUE's header") in str(err.value)
+
+
 @pytest.mark.parametrize("name,content,message", DATA_CASES, ids=[f"{c[0]}:{c[2][:25]}" for c in DATA_CASES])
 def test_bad_data_files(tiny_cfg, tmp_path, name, content, message):
     data = write_sst2(tmp_path / "data", n_train=32, n_dev=8, n_test=4)

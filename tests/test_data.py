@@ -120,8 +120,11 @@ def test_sentences_are_read_verbatim(tmp_path, tiny_cfg):
         (b"", "train.tsv: the file is empty"),
         (b"sentence\tlabel\n", "train.tsv: no data rows"),
         (b"text\tlabel\ngood\t1\n", "train.tsv:1: header is 'text\\tlabel', expected SST-2's header 'sentence\\tlabel'"),
+        (b"sentence,label\n\"good, really\",1\n", "header is 'sentence,label', expected SST-2's header 'sentence\\tlabel'"
+                                                  "; this file reads as comma-separated: GLUE's files separate columns by tabs"),
     ],
-    ids=["extra-field", "missing-field", "label-2", "label-word", "non-utf8", "empty", "header-only", "bad-header"],
+    ids=["extra-field", "missing-field", "label-2", "label-word", "non-utf8", "empty", "header-only", "bad-header",
+         "comma-separated"],
 )
 def test_malformed_train_rows_are_named_by_file_and_line(tmp_path, content, problem):
     path = tmp_path / "train.tsv"

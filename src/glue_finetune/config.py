@@ -607,8 +607,10 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
         return [f"{key}={local_dir or glue_dir}: no {'such directory' if local_dir else spec.glue_name + ' folder in it'} "
                 f"({folder}; it must hold {spec.glue_name}'s {', '.join(needed)})"]
     missing = [name for name in needed if not (folder / name).is_file()]
+    csvs = [Path(name).with_suffix(".csv").name for name in missing if (folder / name).with_suffix(".csv").is_file()]
     return [f"{key}={local_dir or glue_dir}: missing {', '.join(missing)} ({spec.glue_name} needs "
-            f"{', '.join(needed)} in {folder})"] if missing else []
+            f"{', '.join(needed)} in {folder})" + (f"; it has {', '.join(csvs)}: GLUE's files are tab-separated "
+                                                   ".tsv, with GLUE's header" if csvs else "")] if missing else []
 
 
 def needs_hub(cfg: DictConfig) -> bool:

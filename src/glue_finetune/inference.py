@@ -333,7 +333,10 @@ def read_tsv(path: Path, columns: list[str]) -> dict[str, list[str]]:
                         f"{', '.join(columns)})")
     header = lines[0].split("\t")
     if missing := [c for c in columns if c not in header]:
-        raise UserError(f"{path}:1: header {lines[0]!r} has no {', '.join(repr(c) for c in missing)} column")
+        commas = "\t" not in lines[0] and "," in lines[0]
+        raise UserError(f"{path}:1: header {lines[0]!r} has no {', '.join(repr(c) for c in missing)} column"
+                        + ("; this file reads as comma-separated: give a tab-separated file (GLUE's .tsv format)"
+                           if commas else ""))
     table: dict[str, list[str]] = {c: [] for c in columns}
     for lineno, fields in enumerate(csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE), start=2):
         if len(fields) != len(header):
@@ -367,7 +370,15 @@ def read_texts(path: Path, spec: TaskSpec) -> list[tuple[str, ...]]:
     if path.suffix == ".tsv":
         table = read_glue_format(path, spec, [*spec.test_splits, *spec.dev_splits]) or read_tsv(path, list(spec.text))
         return list(zip(*(table[c] for c in spec.text)))
-    return texts_from_lines(read_lines(path), spec, str(path))
+    lines = read_lines(path)
+    # A table given as lines would have its header classified and its other columns joined to the text.
+    first = next((line for line in lines if line.strip()), "")
+    columns = [c.strip().strip('"') for c in first.split("\t" if "\t" in first else ",")]
+    if len(columns) > 1 and set(spec.text) <= set(columns):
+        kind = "tab-separated: name it .tsv" if "\t" in first else "comma-separated: give it as a .tsv (tab-separated)"
+        raise UserError(f"{path}:1: this file is a table whose header names the columns {', '.join(columns)}, not "
+                        f"one example a line; it is {kind}, whose {', '.join(spec.text)} column(s) are then read")
+    return texts_from_lines(lines, spec, str(path))
 
 
 def texts_from_lines(lines: list[str], spec: TaskSpec, source: str) -> list[tuple[str, ...]]:

@@ -326,7 +326,10 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
         missing = [c for c in fmt.header if c not in header]
         if missing or (fmt.exact and header != list(fmt.header)):
             refuse_if_another_tasks()
-            raise DataFormatError(f"{path}:1: header is {lines[0]!r}, expected {spec.glue_name}'s {_describe(fmt)}")
+            commas = "\t" not in lines[0] and "," in lines[0]
+            raise DataFormatError(f"{path}:1: header is {lines[0]!r}, expected {spec.glue_name}'s {_describe(fmt)}"
+                                  + ("; this file reads as comma-separated: GLUE's files separate columns by tabs"
+                                     if commas else ""))
         position = {name: header.index(name) for name in header}
         width = len(header)
         rows = rows[1:]
