@@ -109,6 +109,41 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
     refused_leaves_the_runs_record(run_dir, args, "resume=true continues the run", "resume=true")
 
 
+def test_ctrl_c_twice_stops_at_once_as_a_stopped_run_to_continue_from_its_last_checkpoint(sst2_dir, tmp_path):
+    # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed, and no stop record was written.
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    from test_sweeps import tiny
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "src/train.py", *tiny(sst2_dir, epochs=50), f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.05)
+        time.sleep(0.5)  # training on past it
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    stop = json.loads((run_dir / "job_preempted.json").read_text())
+    assert stop["reason"] == "Ctrl-C" and not (run_dir / "job_failed.json").exists()
+    assert "To continue: python src/train.py" in output and "Traceback" not in output
+
+
 def refused_leaves_the_runs_record(run_dir: Path, args: list[str], refusal: str, *extra: str) -> None:
     """A command refused in a run's dir (here: another learning rate) leaves Hydra's record of the run as it was:
     evaluate.py, predict.py, report.py and resume read the run's data, lengths and overrides there."""

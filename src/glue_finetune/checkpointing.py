@@ -226,11 +226,13 @@ class LatestCheckpoint(Checkpoint):
         self.saved_step: int | None = None
         self.skipped: list[int] = []  # steps whose last.ckpt was skipped while the disk was busy
         self.step_at_last_batch: int | None = None
+        self.stopped_at_once = False  # by a second Ctrl-C
 
     def _note(self, signum, frame) -> None:
         if signum == signal.SIGINT:
             if self.received is not None:  # Ctrl-C twice: stop now, as Python would, without saving
                 self.restore_signal_handlers()
+                self.stopped_at_once = True
                 raise KeyboardInterrupt
             log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again: stop at once, "
                         "without saving).")

@@ -409,9 +409,12 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         write_json_atomically(out / PREEMPTED, {**record, "reason": str(err), "preempted_at": time.time()})
         err.resume_with = continue_command(out)
         raise
-    except KeyboardInterrupt:  # Ctrl-C outside the training steps (start-up, scoring, export): what is saved stays
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps (start-up, scoring, export), or twice: what is
+        # saved stays
         if (out / "checkpoints" / "last.ckpt").exists():
             write_json_atomically(out / PREEMPTED, {**record, "reason": "Ctrl-C", "preempted_at": time.time()})
+        else:  # an earlier attempt's stop no longer describes the dir
+            (out / PREEMPTED).unlink(missing_ok=True)
         log.warning("Interrupted. To continue: %s", continue_command(out))
         raise
     except Exception as err:

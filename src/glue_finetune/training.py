@@ -499,6 +499,10 @@ def train(cfg: DictConfig) -> float:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
+        except SystemExit:  # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed
+            if any(getattr(c, "stopped_at_once", False) for c in trainer.callbacks):
+                raise KeyboardInterrupt from None  # Ctrl-C twice: stopped, to be continued from last.ckpt (exit 130)
+            raise
         times.end_fit()
 
         with times.phase("scoring"):
