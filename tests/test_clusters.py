@@ -279,6 +279,22 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
                               *tiny(sst2_dir, epochs=1)), slurm, timeout=120)
     assert wrong.returncode == 2 and "hydra.launcher.partition=gpu is not a SLURM partition here; sinfo lists: debug" \
         in wrong.stdout + wrong.stderr
+    # Requests sbatch accepts and SLURM never schedules (the job would pend for good): more nodes than the
+    # partition has, a time limit over the partition's (the default 240 min, against a 60-minute partition).
+    created = subprocess.run(["scontrol", "create", "PartitionName=short", "Nodes=ALL", "MaxTime=60"], env=slurm,
+                             capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    try:
+        pending = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=short",
+                                    "hydra.launcher.nodes=2", *tiny(sst2_dir, epochs=1)), slurm, timeout=120)
+    finally:
+        subprocess.run(["scontrol", "delete", "PartitionName=short"], env=slurm, capture_output=True)
+    output = pending.stdout + pending.stderr
+    assert pending.returncode == 2, output[-3000:]
+    assert ("SLURM would queue these jobs and never start them:\n  - hydra.launcher.nodes=2: partition short has 1 "
+            "node(s)\n  - hydra.launcher.timeout_min=240 is over partition short's time limit (60 min): "
+            "hydra.launcher.timeout_min=60") in output
+    assert not slurm_jobs(slurm)
 
 
 def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_their_step(slurm, sst2_dir, tmp_path):

@@ -50,6 +50,7 @@ class Node:
     cpus: float
     gpus: float
     memory_gb: float | None = None
+    count: int = 1  # nodes of this kind
 
 
 def trainer_gpus(trainer: DictConfig, cluster_has_gpus: bool) -> int:
@@ -445,7 +446,7 @@ def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         raise UserError("hydra/launcher=slurm submits jobs with sbatch, which is not on this machine's PATH: run the "
                         "sweep on a node of the SLURM cluster (a login node), or use hydra/launcher=parallel here.")
-    result = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%N"], capture_output=True, text=True,
+    result = subprocess.run(["sinfo", "--noheader", "--format=%P|%c|%m|%G|%N|%D"], capture_output=True, text=True,
                             timeout=60)
     if result.returncode != 0:
         raise UserError(f"sinfo could not reach SLURM ({(result.stderr or result.stdout).strip()}): is slurmctld "
@@ -453,12 +454,13 @@ def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
     partitions: dict[str, list[Node]] = {}
     default = None
     for line in result.stdout.splitlines():
-        name, cpus, memory_mb, gres, nodelist = line.strip().split("|")
+        name, cpus, memory_mb, gres, nodelist, count = line.strip().split("|")
         if name.endswith("*"):
             name = default = name[:-1]
         gpus = sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[^:,(]+)?:(\d+)", gres))
         memory = float(re.sub(r"\D", "", memory_mb) or 0) / 1024
-        partitions.setdefault(name, []).append(Node(nodelist, float(re.sub(r"\D", "", cpus) or 0), gpus, memory))
+        partitions.setdefault(name, []).append(Node(nodelist, float(re.sub(r"\D", "", cpus) or 0), gpus, memory,
+                                                    int(re.sub(r"\D", "", count) or 1)))
     if partition is None:
         if default is None:
             raise UserError("SLURM has no default partition: set hydra.launcher.partition to one of "
@@ -470,9 +472,43 @@ def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
     return partition, partitions[partition]
 
 
+def slurm_time_limit_min(partition: str) -> float | None:
+    """The partition's time limit in minutes (scontrol's MaxTime), None where it has none or it cannot be read."""
+    result = subprocess.run(["scontrol", "show", "partition", partition, "--oneliner"], capture_output=True,
+                            text=True, timeout=60)
+    match = re.search(r"\bMaxTime=(\S+)", result.stdout) if result.returncode == 0 else None
+    if not match or match.group(1) in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days, _, clock = match.group(1).rpartition("-")  # [days-]hours:minutes:seconds, or minutes
+    parts = [float(x) for x in clock.split(":")] if clock else []
+    if len(parts) == 1:
+        parts = [0.0, parts[0], 0.0]
+    parts = [0.0] * (3 - len(parts)) + parts
+    return float(days or 0) * 1440 + parts[0] * 60 + parts[1] + parts[2] / 60
+
+
 def check_slurm(config: DictConfig) -> None:
     launcher = config.hydra.launcher
     partition, nodes = slurm_nodes(launcher.get("partition"))
+    # Requests SLURM accepts and then never schedules: the job would wait in the queue for good.
+    problems = []
+    asked_nodes = launcher.get("nodes") or 1
+    if asked_nodes > sum(n.count for n in nodes):
+        problems.append(f"hydra.launcher.nodes={asked_nodes}: partition {partition} has "
+                        f"{sum(n.count for n in nodes)} node(s)")
+    elif asked_nodes > 1 and OmegaConf.select(config, "trainer.num_nodes", default=1) != asked_nodes:
+        problems.append(f"hydra.launcher.nodes={asked_nodes} gives each job {asked_nodes} nodes, but the trainer runs "
+                        f"on trainer.num_nodes={OmegaConf.select(config, 'trainer.num_nodes', default=1)}: add "
+                        f"+trainer.num_nodes={asked_nodes} (jobs of several nodes are untried here)")
+    limit = slurm_time_limit_min(partition)
+    timeout = launcher.get("timeout_min")
+    if limit is not None and timeout is not None and timeout > limit:
+        problems.append(f"hydra.launcher.timeout_min={timeout} is over partition {partition}'s time limit "
+                        f"({limit:g} min): hydra.launcher.timeout_min={int(limit)} (a job stopped by its time limit is "
+                        "requeued and continues from where it stopped)")
+    if problems:
+        raise UserError("SLURM would queue these jobs and never start them:\n" +
+                        "\n".join(f"  - {problem}" for problem in problems))
     tasks = launcher.get("tasks_per_node") or 1
     cpus = (launcher.get("cpus_per_task") or 1) * tasks
     gpus = launcher.get("gpus_per_node") or 0
