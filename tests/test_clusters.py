@@ -291,6 +291,12 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
         subprocess.run(["scontrol", "delete", "PartitionName=short"], env=slurm, capture_output=True)
     output = pending.stdout + pending.stderr
     assert pending.returncode == 2, output[-3000:]
+    # A data folder this machine sees (a shared file system): checked before any job is submitted.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_data = run(sweep_command("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(empty, epochs=1)), slurm, timeout=120)
+    assert no_data.returncode == 2 and f"data.local_dir={empty}: missing train.tsv, dev.tsv" in \
+        no_data.stdout + no_data.stderr
     assert ("SLURM would queue these jobs and never start them:\n  - hydra.launcher.nodes=2: partition short has 1 "
             "node(s)\n  - hydra.launcher.timeout_min=240 is over partition short's time limit (60 min): "
             "hydra.launcher.timeout_min=60") in output

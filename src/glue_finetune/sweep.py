@@ -485,11 +485,13 @@ class SweepCheck(Callback):
         from glue_finetune.config import sweep_overrides, validate_config
 
         # Jobs on a Ray cluster or SLURM's nodes use those nodes' GPUs and disks: the launcher checks the GPUs
-        # (LauncherCheck), and their files may be where this machine does not see them.
+        # (LauncherCheck), and their files are checked here only where this machine sees them (a shared file
+        # system, as usual); a path it does not see is left to the job on its node.
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
         remote = launcher.endswith("SlurmLauncher") or bool(OmegaConf.select(config, "hydra.launcher.ray.init.address",
                                                                              default=None))
-        gpus_here, files_here = launcher.endswith("BasicLauncher"), not remote
+        gpus_here = launcher.endswith("BasicLauncher")
+        unseen: set[str] = set()  # paths of a remote sweep's jobs that this machine does not see
         loader = GlobalHydra.instance().config_loader()
         parsed = sweep_overrides(config.hydra, config_loader=loader)
         swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
@@ -501,6 +503,10 @@ class SweepCheck(Callback):
         for num, overrides in enumerate(jobs):
             job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
             problems = [problem] if (problem := multirun_problem(job_config, launcher)) else []
+            files_here = True
+            if remote and (missing := paths_not_here(job_config)):
+                unseen.update(missing)
+                files_here = False
             try:
                 validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
             except ConfigError as err:
@@ -522,6 +528,9 @@ class SweepCheck(Callback):
                     changed := job_settings_changed(recorded, job_config, job_dir, tuple(swept))):
                 mismatched.append(f"{job_dir} (job {num}{': ' + setting if setting else ''}), started with "
                                   f"{recorded_overrides(job_dir, recorded)}; now " + "; ".join(changed))
+        if unseen:
+            log.warning("Not seen from this machine, so left to each job to check on its node: %s.",
+                        ", ".join(sorted(unseen)))
         lines = []
         if failing:
             bad_jobs = {job for where in failing.values() for job in where}
@@ -549,6 +558,22 @@ class SweepCheck(Callback):
         if lines:
             log.error("\n".join(lines))
             sys.exit(2)
+
+
+def paths_not_here(job_config: DictConfig) -> list[str]:
+    """The local paths a job reads (its data folder, a model dir, ckpt_path) that do not exist on this machine."""
+    from glue_finetune.hub import is_local_path
+
+    paths = []
+    for key in ("data.local_dir", "data.glue_dir", "ckpt_path", "model.name_or_path"):
+        try:
+            value = OmegaConf.select(job_config, key, default=None)
+        except Exception:  # a resolver that fails here (a package not installed): validation names it
+            continue
+        if isinstance(value, str) and (key != "model.name_or_path" or is_local_path(value)) \
+                and not Path(value).expanduser().exists():
+            paths.append(f"{key}={value}")
+    return paths
 
 
 def refuse_a_changed_study(config: DictConfig) -> None:
