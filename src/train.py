@@ -7,6 +7,7 @@
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, exp
 from glue_finetune.config import preflight
 from glue_finetune.errors import Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
-from glue_finetune.sweep import run_job, stop_or_requeue
+from glue_finetune.sweep import failed_job_result, run_job, stop_or_requeue
 
 log = logging.getLogger("train")
 
@@ -44,6 +45,8 @@ def main(cfg: DictConfig) -> float:
     except UserError as err:
         # Bad input, not a bug: one message with the fix, no traceback.
         log.error("%s", err)
+        if os.environ.get("SUBMITIT_FOLDER"):  # a SLURM job of a sweep: an exit leaves submitit no result to report,
+            return failed_job_result(str(err))  # and the sweep would wait on it
         sys.exit(2)
     except Preempted as err:
         return stop_or_requeue(err)  # exits 75 (after requeueing a SLURM job warned of its time limit)

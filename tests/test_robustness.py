@@ -788,3 +788,34 @@ def test_metrics_csv_keeps_one_row_of_a_step_logged_twice_with_the_same_values(t
     assert rows == [{"step": "10", "train/loss": "0.5", "train/lr": "1e-05"},
                     {"step": "10", "train/loss": "0.25", "train/lr": "1e-05"},
                     {"step": "10", "selected/val/acc": "0.9"}]
+
+
+def test_a_job_refused_inside_a_slurm_job_ends_with_a_result_rather_than_an_exit(monkeypatch, caplog):
+    # submitit reports a job by the result it pickles: a job that exits leaves none, and the sweep waits on it.
+    import importlib.util
+    import math
+
+    from omegaconf import OmegaConf
+
+    from conftest import ROOT
+    from glue_finetune.errors import UserError
+
+    spec = importlib.util.spec_from_file_location("train_entry_point", ROOT / "src" / "train.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+
+    def refused(cfg, train_fn):
+        raise UserError("Another process is running in multirun/s/0")
+
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a basic sweep's job (an earlier test's config aside)
+    monkeypatch.setattr(entry, "run_job", refused)
+    monkeypatch.setenv("SUBMITIT_FOLDER", "multirun/s/.submitit/12_0")
+    with caplog.at_level(logging.ERROR):
+        assert math.isnan(entry.main.__wrapped__(OmegaConf.create({})))
+    assert "Another process is running in multirun/s/0" in caplog.text
+    monkeypatch.delenv("SUBMITIT_FOLDER")
+    with pytest.raises(SystemExit) as exit_:  # anywhere else: one message, exit 2
+        entry.main.__wrapped__(OmegaConf.create({}))
+    assert exit_.value.code == 2
