@@ -66,5 +66,8 @@ if __name__ == "__main__":
             explain_unknown_keys(sys.argv[1:], CONF_DIR)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
+        from glue_finetune.launchers import explain_an_interrupted_slurm_sweep
+
+        explain_an_interrupted_slurm_sweep()  # on a SLURM sweep's command: its jobs go on
         exit_now(130)
     exit_now(0)

@@ -303,6 +303,31 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
     assert not slurm_jobs(slurm)
 
 
+def test_ctrl_c_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how_to_collect_them(slurm, sst2_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=500),
+                                          f"hydra.sweep.dir={sweep}"), cwd=ROOT,
+                            env={**slurm, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not any(state == "RUNNING" for _, state, _ in slurm_jobs(slurm)):
+            assert proc.poll() is None and time.monotonic() < deadline, slurm_state(slurm)
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+        jobs = slurm_jobs(slurm)
+        subprocess.run(["scancel", *(job for job, _, _ in jobs)], env=slurm, capture_output=True)
+    assert proc.returncode == 130, output[-3000:]
+    [array] = {job.split("_")[0] for job, _, _ in jobs}  # still running when the command had ended
+    assert (f"Stopped waiting for the sweep's SLURM jobs; they go on running on the cluster (squeue --me). To stop "
+            f"them: scancel {array}. Once they have ended, this collects them") in output
+    assert f"hydra.sweep.dir={sweep} resume=true" in output
+
+
 def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_their_step(slurm, sst2_dir, tmp_path):
     # Two jobs side by side (1 CPU each), each stopped mid-training once: job 0 by `scontrol requeue` (SIGTERM, as
     # a preemption with PreemptMode=REQUEUE: SLURM requeues it), job 1 by `scancel --signal=USR1` (the time-limit

@@ -67,9 +67,27 @@ def trainer_gpus(trainer: DictConfig, cluster_has_gpus: bool) -> int:
     return count
 
 
+SLURM_SWEEP: list[Path] = []  # the dir of the SLURM sweep this process launches, for a Ctrl-C while it waits
+
+
+def explain_an_interrupted_slurm_sweep() -> None:
+    """Ctrl-C on a SLURM sweep's command stops its waiting, not its jobs: say so, and how to collect them."""
+    from glue_finetune.sweep import sweep_continue_command
+
+    if not SLURM_SWEEP:
+        return
+    sweep_dir = SLURM_SWEEP[0]
+    arrays = sorted({p.name.split("_")[0] for p in (sweep_dir / ".submitit").glob("*") if p.is_dir()})
+    log.warning("Stopped waiting for the sweep's SLURM jobs; they go on running on the cluster (squeue --me). To stop "
+                "them: scancel %s. Once they have ended, this collects them (finished jobs are kept, stopped ones "
+                "continue): %s", " ".join(arrays) or "<job id>", sweep_continue_command(sweep_dir))
+
+
 class LauncherCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if target == SLURM_LAUNCHER:
+            SLURM_SWEEP[:] = [Path(str(config.hydra.sweep.dir))]
         try:
             if target == RAY_LAUNCHER:
                 prepare_ray(config)
