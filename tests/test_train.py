@@ -109,8 +109,11 @@ def test_scores_of_part_of_the_dev_set_are_marked_as_such(tiny_cfg, tmp_path, ss
     train(tiny_cfg("trainer.max_epochs=1", "+trainer.limit_val_batches=2", "predict_test=false",
                    "selection.metric=last", output_dir=tmp_path / "validated_on_a_slice"))
     assert "dev examples only" not in capsys.readouterr().out.splitlines()[-1]
-    _, front, _ = (tmp_path / "validated_on_a_slice" / "README.md").read_text().split("---\n", 2)
+    _, front, body = (tmp_path / "validated_on_a_slice" / "README.md").read_text().split("---\n", 2)
     assert "model-index" in yaml.safe_load(front)
+    # ... but the checkpoint was selected, and the best values and training results were seen, on the slice.
+    assert (f"The validations during training scored 16 of {dev_size:,} dev examples only (the trainer's "
+            "limit_val_batches): the checkpoint was selected on them") in body
 
 
 def test_debug_limits_are_said_as_lightning_counts_them():

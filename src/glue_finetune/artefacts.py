@@ -82,7 +82,7 @@ def metric_title(name: str) -> str:
 def model_card(
     name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
     hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "", scored: str | None = None,
-    final_weights_because: str | None = None, train_examples: int | None = None,
+    final_weights_because: str | None = None, train_examples: int | None = None, validated_on: str | None = None,
 ) -> str:
     """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
     each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
@@ -92,7 +92,8 @@ def model_card(
     run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's).
     ``final_weights_because``: why these are the final weights though ``selection`` named a checkpoint to select
     ("no validation ran during training, so no checkpoint was selected"). ``train_examples``: the size of the
-    training subset, when only part of it was used."""
+    training subset, when only part of it was used. ``validated_on``: how much of the dev set the validations
+    during training covered, where less than the results above (``trainer.limit_val_batches``)."""
     results = [{
         "task": {"name": "Text Classification", "type": "text-classification"},
         "dataset": {"name": f"GLUE {spec.glue_name}", "type": "glue", "config": spec.name, "split": split,
@@ -137,6 +138,9 @@ def model_card(
         f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}{', ' + scored if scored else ''}) "
         f"with {chosen}:",
         *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {selected[n]:.4f}" for n in columns], "",
+        *([f"The validations during training scored {validated_on} only (the trainer's limit_val_batches): the "
+           "checkpoint was selected on them, and the best values and the training results below are theirs.", ""]
+          if validated_on else []),
         *(["The best value of each metric seen during training (not necessarily at the same step):",
            *best_lines, ""] if best_lines else []),
         "## Model description", "",

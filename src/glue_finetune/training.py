@@ -366,10 +366,12 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
     return scores, path, final_weights_because
 
 
-def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
+def dev_examples_scored(trainer: L.Trainer, datamodule, during_training: bool = False) -> str | None:
     """How much of the dev set the selected checkpoint's scores cover when it is not all of it ("160 of 872 dev
-    examples": debug=limit, debug=fast_dev_run, trainer.limit_val_batches); None when they cover every example."""
-    batches = trainer.num_test_batches or trainer.num_val_batches  # test ran only if the final weights weren't kept
+    examples": debug=limit, debug=fast_dev_run, trainer.limit_val_batches); None when they cover every example.
+    ``during_training``: how much the validations during training covered, which selected the checkpoint."""
+    # test ran only if the final weights weren't kept
+    batches = trainer.num_val_batches if during_training else trainer.num_test_batches or trainer.num_val_batches
     sizes = [len(datamodule.splits[split]) for split in datamodule.spec.dev_splits]
     # every batch but a loader's last is full; under DDP each rank scores its share of the batches
     scored = [min(size, int(n) * datamodule.eval_batch_size * trainer.world_size) for size, n in zip(sizes, batches)]
@@ -380,7 +382,7 @@ def dev_examples_scored(trainer: L.Trainer, datamodule) -> str | None:
 
 def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, selected: dict,
                     output_dir: Path, scored: str | None = None,
-                    final_weights_because: str | None = None) -> list[Path]:
+                    final_weights_because: str | None = None, validated_on: str | None = None) -> list[Path]:
     """Exported model with its model card, GLUE submission file(s); the card also goes to W&B when it is on.
     ``final_weights_because``: why the final weights were scored where selection.metric named a checkpoint to
     select (none was saved; it was deleted). Returns the submission files written."""
@@ -404,6 +406,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         hyperparameters=card_hyperparameters(cfg, trainer, final_weights_because),
         rows=evaluations(rows),
         scored=scored,
+        validated_on=validated_on,
     )
     # In the run dir for people, and in model/ so that the exported dir is a complete Hub model repo.
     for path in (output_dir / "README.md", export_dir / "README.md"):
@@ -510,6 +513,13 @@ def train(cfg: DictConfig) -> float:
                 trainer, model, datamodule, cfg.selection.metric)
         main = datamodule.spec.main_metric
         scored = dev_examples_scored(trainer, datamodule)
+        validated_on = dev_examples_scored(trainer, datamodule, during_training=True)
+        if validated_on and validated_on != scored:
+            log.warning("The validations during training scored %s only (the trainer's limit_val_batches): the "
+                        "checkpoint was selected on them. The scores below cover %s; the model card says which is "
+                        "which.", validated_on, scored or "the whole dev set")
+        else:
+            validated_on = None
         if scored:
             log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches, "
                         "overfit_batches or fast_dev_run): a check of the pipeline, not a result. The model card says "
@@ -517,7 +527,7 @@ def train(cfg: DictConfig) -> float:
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
                 written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored,
-                                          final_weights_because)
+                                          final_weights_because, validated_on)
             log.info("Exported model and model card: %s; %s", output_dir / "model",
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
