@@ -270,18 +270,23 @@ def command_args() -> list[str]:
                                                          "--multirun"))]
 
 
+def entry_point() -> str:
+    """train.py as this command named it (src/train.py from the repo's root; another path from elsewhere)."""
+    return sys.argv[0] if Path(sys.argv[0]).name == "train.py" else "src/train.py"
+
+
 def sweep_continue_command(sweep_dir) -> str:
     """The command that continues a sweep: finished jobs are skipped, stopped ones continue from their checkpoint."""
     if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit): not the command people ran
         return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
-    return shlex.join(["python", "src/train.py", "-m", *command_args(), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
+    return shlex.join(["python", entry_point(), "-m", *command_args(), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
 
 
 def continue_command(out: Path) -> str:
     """The command that continues this run (or this sweep) where it stopped."""
     if in_multirun():
         return sweep_continue_command(OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent)))
-    return shlex.join(["python", "src/train.py", *command_args(), f"hydra.run.dir={out}", "resume=true"])
+    return shlex.join(["python", entry_point(), *command_args(), f"hydra.run.dir={out}", "resume=true"])
 
 
 def earlier_attempts_s(out: Path) -> float:
