@@ -824,8 +824,11 @@ def test_a_job_refused_inside_a_slurm_job_ends_with_a_result_rather_than_an_exit
 def test_the_command_that_continues_a_run_names_train_py_as_the_run_did(monkeypatch, tmp_path):
     import sys
 
+    from hydra.core.hydra_config import HydraConfig
+
     from glue_finetune.sweep import continue_command
 
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a single run (an earlier test's config aside)
     monkeypatch.setattr(sys, "argv", ["/home/me/glue-finetune/src/train.py", "seed=3"])
     assert continue_command(tmp_path) == (f"python /home/me/glue-finetune/src/train.py seed=3 hydra.run.dir={tmp_path} "
                                           "resume=true")  # started from another directory than the repo's
