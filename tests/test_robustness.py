@@ -832,3 +832,15 @@ def test_the_command_that_continues_a_run_names_train_py_as_the_run_did(monkeypa
     monkeypatch.setattr(sys, "argv", ["/home/me/glue-finetune/src/train.py", "seed=3"])
     assert continue_command(tmp_path) == (f"python /home/me/glue-finetune/src/train.py seed=3 hydra.run.dir={tmp_path} "
                                           "resume=true")  # started from another directory than the repo's
+
+
+def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_cfg, tmp_path, caplog):
+    # Its place in the epoch counts batches of its own size, in an order grouped by that size.
+    train(tiny_cfg("+trainer.max_steps=10", "predict_test=false", output_dir=tmp_path / "first"))  # 20 steps an epoch
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 10
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.data"):
+        train(tiny_cfg(f"ckpt_path={last}", "data.batch_size=32", "+trainer.max_steps=12", "predict_test=false",
+                       output_dir=tmp_path / "second"))
+    assert ("The checkpoint was trained in batches of 16 (data.batch_size), this run trains in batches of 32: epoch 0 "
+            "starts again from its first batch rather than at the checkpoint's place in it") in caplog.text

@@ -375,7 +375,8 @@ class GlueDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+                "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         self.resume_position = dict(state) if state else None
@@ -390,8 +391,16 @@ class GlueDataModule(L.LightningDataModule):
             return min(limit, batches)
         return int(batches * float(limit)) if limit != 1.0 else batches
 
-    def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int) -> None:
+    def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int, batch_size: int | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
+        if batches_done and batch_size is not None and batch_size != self.batch_size:
+            # A checkpoint trained in batches of another size (ckpt_path, another data.batch_size): its position
+            # counts those batches, whose length-grouped order differs from this run's.
+            log.warning("The checkpoint was trained in batches of %d (data.batch_size), this run trains in batches of "
+                        "%d: epoch %d starts again from its first batch rather than at the checkpoint's place in it, "
+                        "and steps count batches of %d from here.", batch_size, self.batch_size, epoch,
+                        self.batch_size)
+            batches_done = 0
         if batches_done >= self.batches_per_epoch(math.ceil(len(sampler) / world)):  # an epoch's end (per device)
             epoch, batches_done = epoch + 1, 0  # the next epoch starts whole
         if batches_done and world > 1:
