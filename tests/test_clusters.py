@@ -363,6 +363,15 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
         steps = [step for step, _ in column(read_metrics(sweep / job / "metrics.csv"), "train/loss")]
         assert steps == sorted(set(steps)), "a step was logged twice"
     assert "Requeued SLURM job" in (sweep / "1" / "train.log").read_text()  # the run requeued it itself
+    # The same command with resume=true submits no finished job (each would wait in the queue to skip itself).
+    submissions = sorted(p.name for p in (sweep / ".submitit").iterdir())
+    again = run(sweep_command("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=60),
+                              "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}", "resume=true"),
+                slurm, timeout=120)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-3000:]
+    assert output.count("(finished, result ") == 2 and "2 job(s) finished, 0 failed" in output
+    assert sorted(p.name for p in (sweep / ".submitit").iterdir()) == submissions
 
 
 def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(slurm, sst2_dir, tmp_path):

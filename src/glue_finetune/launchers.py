@@ -93,6 +93,9 @@ class LauncherCheck(Callback):
                 prepare_ray(config)
             elif target == SLURM_LAUNCHER:
                 check_slurm(config)
+                from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+                BaseSubmititLauncher.launch = submitit_launch_skipping_finished_jobs
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
@@ -488,6 +491,58 @@ def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
         raise UserError(f"hydra.launcher.partition={partition} is not a SLURM partition here; sinfo lists: "
                         f"{', '.join(partitions) or '(none)'}.")
     return partition, partitions[partition]
+
+
+def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx: int) -> list:
+    """hydra-submitit-launcher 1.2's ``BaseSubmititLauncher.launch``, except that under ``resume=true`` a job whose
+    dir holds a finished run (``job_done.json``; ``SweepCheck`` has checked it is of the same settings) is not
+    submitted: it would wait in SLURM's queue for a whole allocation only to skip itself. Its result is read from
+    its dir; the other jobs keep their numbers, so their dirs."""
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    from glue_finetune.sweep import DONE, read_json
+
+    params = self.params
+    init_params = {"folder": params["submitit_folder"]}
+    specific_init_keys = {"max_num_timeout"}
+    init_params.update(**{f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x in specific_init_keys})
+    init_keys = specific_init_keys | {"submitit_folder"}
+    executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
+    baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{x if x in baseparams else f"{self._EXECUTOR}_{x}": y
+                                  for x, y in params.items() if x not in init_keys})
+    log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+    sweep_dir = Path(str(self.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in self.config.hydra.sweep:
+        os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+
+    returns: dict[int, JobReturn] = {}
+    submitted = []  # (position, the job's arguments)
+    for position, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + position
+        described = " ".join(filter_overrides(overrides))
+        if self.config.get("resume"):
+            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(job_config.hydra.job):
+                job_config.hydra.job.num = idx
+            job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
+            if (done := read_json(job_dir / DONE)) is not None:
+                log.info(f"\t#{idx} : {described}  (finished, result {done.get('result')}: not submitted)")
+                returns[position] = JobReturn(overrides=list(overrides), working_dir=str(job_dir),
+                                              status=JobStatus.COMPLETED, _return_value=done.get("result"))
+                continue
+        log.info(f"\t#{idx} : {described}")
+        submitted.append((position, (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                                     Singleton.get_state())))
+    if submitted:
+        jobs = executor.map_array(self, *zip(*(arguments for _, arguments in submitted)))
+        for (position, _), job in zip(submitted, jobs):
+            returns[position] = job.results()[0]
+    return [returns[position] for position in range(len(job_overrides))]
 
 
 def slurm_time_limit_min(partition: str) -> float | None:
