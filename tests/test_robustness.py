@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -242,8 +243,19 @@ def test_a_continued_runs_time_counts_all_its_attempts(tmp_path):
         run_job(job(False), preempted)
     with pytest.raises(RuntimeError):
         run_job(job(True), out_of_memory)  # continued from the checkpoint, then failed
-    assert run_job(job(True), lambda cfg: time.sleep(0.5) or 0.9) == 0.9  # continued again, to the end
+    lines = []
+
+    def finishing(cfg):  # continued again, to the end; its time line says what came before
+        from glue_finetune.tracking import RunTimes
+
+        times = RunTimes()
+        time.sleep(0.5)
+        lines.append(times.describe(times.summary()))
+        return 0.9
+
+    assert run_job(job(True), finishing) == 0.9
     assert 2.0 <= read_job(tmp_path).train_seconds < 4.0, "the report's train time is every attempt's"
+    assert re.search(r"s all-in this attempt \(the earlier ones: [12] s; [23] s in all\)", lines[0]), lines
 
 def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
     import yaml

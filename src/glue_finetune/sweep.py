@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from glue_finetune.config import job_overrides, name_sweep_group
 from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
-from glue_finetune.timing import mark_run_start
+from glue_finetune.timing import mark_earlier_attempts, mark_run_start
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +397,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
         record["earlier_attempts_s"] = earlier_attempts_s(out)
+        mark_earlier_attempts(record["earlier_attempts_s"])  # for the run's own time line
     elif not cfg.get("ckpt_path") and not multirun and not requeued:
         raise UserError(
             f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "

@@ -8,6 +8,7 @@ import time
 
 _run_started_at: float | None = None  # set by mark_run_start(); None: the process's start
 _runs_marked = 0
+_earlier_attempts_s = 0.0  # a continued run's earlier attempts (stopped, requeued, failed), set as it starts
 
 
 def process_started_at() -> float:
@@ -25,10 +26,21 @@ def process_started_at() -> float:
 def mark_run_start() -> None:
     """Called as each (sweep) job starts: the first run of a process counts from the process's start (interpreter,
     imports), later ones (a sweep's jobs one after another in one process) from their own start."""
-    global _run_started_at, _runs_marked
+    global _run_started_at, _runs_marked, _earlier_attempts_s
     _run_started_at = process_started_at() if _runs_marked == 0 else time.time()
     _runs_marked += 1
+    _earlier_attempts_s = 0.0
 
 
 def run_started_at() -> float:
     return _run_started_at if _run_started_at is not None else process_started_at()
+
+
+def mark_earlier_attempts(seconds: float) -> None:
+    """The time a run continued from its checkpoint took before this attempt (its stop records say)."""
+    global _earlier_attempts_s
+    _earlier_attempts_s = seconds
+
+
+def earlier_attempts_s() -> float:
+    return _earlier_attempts_s

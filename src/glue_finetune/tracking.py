@@ -29,7 +29,7 @@ from glue_finetune.config import job_overrides, override_tags
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.hub import reachable
-from glue_finetune.timing import run_started_at
+from glue_finetune.timing import earlier_attempts_s, run_started_at
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +375,8 @@ class RunTimes(Callback):
         """The ``time/*`` values (seconds; ``ms_per_step`` over every step taken, graph captures included)."""
         now = time.time()
         times = {"time/total_s": now - self.started_at}
+        if earlier := earlier_attempts_s():  # the run continued from its checkpoint: what came before this attempt
+            times["time/earlier_attempts_s"] = earlier
         if self.train_started is None:
             return times
         validation = sum(self.validation_times)
@@ -411,4 +413,7 @@ class RunTimes(Callback):
                          "(counted above)")
         names = {"scoring": "scoring the selected checkpoint", "artefacts": "export and predictions"}
         parts += [f"{names.get(name, name)} {seconds:.1f} s" for name, seconds in self.phases.items()]
-        return f"Time: {times['time/total_s']:.0f} s all-in: " + ", ".join(parts)
+        earlier = times.get("time/earlier_attempts_s")
+        attempt = (f" this attempt (the earlier ones: {earlier:.0f} s; {times['time/total_s'] + earlier:.0f} s in all)"
+                   if earlier else "")
+        return f"Time: {times['time/total_s']:.0f} s all-in{attempt}: " + ", ".join(parts)
