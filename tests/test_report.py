@@ -67,7 +67,9 @@ def test_a_stopped_sweeps_report_lists_its_stopped_jobs_those_not_started_and_ho
     assert job3.endswith(f" — Run stopped by SIGINT at step 17 (log: {stopped / '3' / 'train.log'})")
     [job5] = [line for line in lines if line.startswith("- job 5 (not started): ")]
     assert job5.startswith("- job 5 (not started): optimizer.lr=1000000.0 seed=2 ") and "log:" not in job5
-    assert f"the sweep's command again, with resume=true hydra.sweep.dir={stopped}" in result.stdout
+    # The sweep's own command (its multirun.yaml's), in this dir, with resume=true
+    assert "`python src/train.py -m optimizer.lr=3e-3,1e-3,1e6 seed=1,2 model=tiny " in result.stdout
+    assert f" hydra.sweep.dir={stopped} resume=true`" in result.stdout
 
 
 def test_report_plots_are_real_pictures(sweep):

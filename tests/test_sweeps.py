@@ -393,8 +393,9 @@ def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, 
     assert sweep_run.returncode == 75, output[-3000:]
     assert (sweep / "0" / "job_preempted.json").exists() and not (sweep / "0" / "job_failed.json").exists()
     assert "0 job(s) finished, 0 failed, 1 stopped before the end" in output and "process died" not in output
-    # the worker's own hint names the sweep, not the Ray worker's command line
-    assert f"the sweep's command again, with resume=true hydra.sweep.dir={sweep}" in output
+    # the worker's own hint is the sweep's command (its multirun.yaml's), not the Ray worker's command line
+    assert "python src/train.py -m hydra/launcher=parallel seed=1 model=tiny " in output
+    assert f" hydra.sweep.dir={sweep} resume=true" in output
     assert "--node-ip-address" not in output
 
 

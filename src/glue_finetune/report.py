@@ -22,7 +22,7 @@ import yaml
 from glue_finetune.config import recorded_sweep, sweep_overrides
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
-from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json
+from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json, recorded_sweep_command
 from glue_finetune.tasks import METRIC_LABELS, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
@@ -405,7 +405,7 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
             lines.append(f"- job {j['name']} ({j['status']}): {' '.join(j['overrides'])}{error}{log_file}")
         for sweep_dir in summary["sweeps_to_continue"]:
             lines.append(f"- to continue the stopped jobs and run those not started (finished ones are skipped): "
-                         f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}")
+                         f"`{recorded_sweep_command(sweep_dir)}`")
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     return "\n".join(lines)
 

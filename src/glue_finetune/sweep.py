@@ -277,9 +277,23 @@ def entry_point() -> str:
 
 def sweep_continue_command(sweep_dir) -> str:
     """The command that continues a sweep: finished jobs are skipped, stopped ones continue from their checkpoint."""
-    if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit): not the command people ran
-        return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
+    if Path(sys.argv[0]).name != "train.py":  # a launcher's worker (Ray, submitit), the report: not the command
+        return recorded_sweep_command(sweep_dir)
     return shlex.join(["python", entry_point(), "-m", *command_args(), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
+
+
+def recorded_sweep_command(sweep_dir) -> str:
+    """The sweep's command as its ``multirun.yaml`` recorded it (its last invocation), with resume=true; where there
+    is none (Optuna's sweeper, a dir not at hand), said in words."""
+    from glue_finetune.config import recorded_sweep
+
+    try:
+        overrides = recorded_sweep(Path(sweep_dir))["overrides"]
+        given = [o for o in overrides["hydra"] if not str(o).startswith(("hydra.sweep.dir=", "hydra.mode="))]
+        given += [o for o in overrides["task"] if not str(o).startswith("resume=")]
+    except Exception:
+        return f"the sweep's command again, with resume=true hydra.sweep.dir={sweep_dir}"
+    return shlex.join(["python", "src/train.py", "-m", *map(str, given), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
 
 
 def continue_command(out: Path) -> str:
