@@ -96,6 +96,8 @@ class LauncherCheck(Callback):
                 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
                 BaseSubmititLauncher.launch = submitit_launch_skipping_finished_jobs
+                # submitit prints its warnings with a handler of its own: not a second time through Hydra's console
+                logging.getLogger("submitit").propagate = False
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
