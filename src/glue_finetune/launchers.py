@@ -96,8 +96,7 @@ class LauncherCheck(Callback):
                 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
                 BaseSubmititLauncher.launch = submitit_launch_skipping_finished_jobs
-                # submitit prints its warnings with a handler of its own: not a second time through Hydra's console
-                logging.getLogger("submitit").propagate = False
+                print_submitits_warnings_once()
         except UserError as err:
             log.error("%s", err)
             sys.exit(2)
@@ -493,6 +492,18 @@ def slurm_nodes(partition: str | None) -> tuple[str, list[Node]]:
         raise UserError(f"hydra.launcher.partition={partition} is not a SLURM partition here; sinfo lists: "
                         f"{', '.join(partitions) or '(none)'}.")
     return partition, partitions[partition]
+
+
+def print_submitits_warnings_once() -> None:
+    """submitit's logger prints a warning (e.g. at each poll of a cluster without accounting) on stderr, again on
+    stdout (its handler for every level), and a third time through Hydra's console: stderr only."""
+    import submitit  # noqa: F401  (configures its logger)
+
+    logger = logging.getLogger("submitit")
+    logger.propagate = False
+    for handler in logger.handlers:
+        if getattr(handler, "stream", None) is sys.stdout:
+            handler.addFilter(lambda record: record.levelno < logging.WARNING)
 
 
 def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx: int) -> list:
