@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -110,39 +111,37 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
     refused_leaves_the_runs_record(run_dir, args, "resume=true continues the run", "resume=true")
 
 
-def test_ctrl_c_twice_stops_at_once_as_a_stopped_run_to_continue_from_its_last_checkpoint(sst2_dir, tmp_path):
+def test_ctrl_c_twice_stops_at_once_as_a_stopped_run_to_continue_from_its_last_checkpoint(tiny_cfg, tmp_path):
     # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed, and no stop record was written.
     import json
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    from conftest import ROOT
-    from test_sweeps import tiny
+    from glue_finetune.sweep import run_job
 
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "src/train.py", *tiny(sst2_dir, epochs=50), f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    cfg = tiny_cfg("trainer.max_epochs=50", "predict_test=false")
+    with open_dict(cfg):
+        cfg.callbacks.twice = {"_target_": "test_robustness.CtrlCTwice", "step": 15}  # past step 10's checkpoint
+    before = signal.getsignal(signal.SIGINT)
     try:
-        deadline = time.monotonic() + 120
-        while not (run_dir / "checkpoints" / "last.ckpt").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-            time.sleep(0.05)
-        time.sleep(0.5)  # training on past it
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0]
+        with pytest.raises(KeyboardInterrupt):  # the entry point exits 130 on it
+            run_job(cfg, train)
     finally:
-        proc.kill()
-    assert proc.returncode == 130, output[-3000:]
-    stop = json.loads((run_dir / "job_preempted.json").read_text())
-    assert stop["reason"] == "Ctrl-C" and not (run_dir / "job_failed.json").exists()
-    assert "To continue: python src/train.py" in output and "Traceback" not in output
+        signal.signal(signal.SIGINT, before)  # Lightning ignores SIGINT once it has caught one
+    stop = json.loads((tmp_path / "job_preempted.json").read_text())
+    assert stop["reason"] == "Ctrl-C" and not (tmp_path / "job_failed.json").exists()
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+
+
+class CtrlCTwice(L.Callback):
+    """Test helper: Ctrl-C twice, as fast as a hand can, after optimizer step `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def refused_leaves_the_runs_record(run_dir: Path, args: list[str], refusal: str, *extra: str) -> None:
@@ -296,6 +295,13 @@ def test_resume_refuses_settings_that_change_what_the_run_trains(tmp_path):
     assert not (tmp_path / "job_failed.json").exists()
     assert run_job(moved, lambda cfg: pytest.fail("trained")) == 0.9
 
+    # A run of an earlier version recorded Lightning's ModelCheckpoint, which is BestCheckpoint's base: the same.
+    from glue_finetune.sweep import changed_settings
+
+    checkpoint = {"callbacks": {"model_checkpoint": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint"}}}
+    assert changed_settings(checkpoint, OmegaConf.create(
+        {"callbacks": {"model_checkpoint": {"_target_": "glue_finetune.checkpointing.BestCheckpoint"}}})) == []
+
 
 def test_a_run_dir_moved_or_copied_is_the_same_run(tmp_path):
     # Its checkpoint dirs and Lightning's root dir are under it: they move with it, and are not changed settings.
@@ -354,6 +360,46 @@ def test_a_new_run_in_a_dir_of_an_earlier_failed_one_records_its_own_command(tmp
         assert result.returncode == 2 and (tmp_path / "job_failed.json").exists(), result.stdout + result.stderr
         assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text())[-1] == f"data.batch_size={batch_size}"
         assert yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())["data"]["batch_size"] == batch_size
+
+
+def test_a_continued_run_records_the_command_that_continued_it(tiny_cfg, tmp_path, sst2_dir):
+    # Its data folder moved between the attempts, say: evaluate.py and predict.py read the record's.
+    import yaml
+
+    from conftest import TINY_OVERRIDES, compose_config
+    from glue_finetune.sweep import run_job
+
+    run_dir, moved = tmp_path / "run", shutil.copytree(sst2_dir, tmp_path / "moved")
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("data: {local_dir: /where/it/was/SST-2}\n")
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    (run_dir / "job_preempted.json").write_text("{}")  # stopped: the same command continues it
+    cfg = compose_config([*TINY_OVERRIDES, f"data.local_dir={moved}"], run_dir)
+    assert run_job(cfg, lambda c: c.ckpt_path) == str(run_dir / "checkpoints" / "last.ckpt")
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["data"]["local_dir"] == str(moved)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_the_run_starts_again_not_that_it_continues(tmp_path, monkeypatch,
+                                                                                           caplog):
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import run_job
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a single run
+    monkeypatch.setattr(sys, "argv", ["src/train.py", "seed=3"])
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.sweep"), pytest.raises(KeyboardInterrupt):
+        run_job(cfg, interrupted)
+    assert ("Interrupted before the run saved a checkpoint: nothing to continue. To start it again: python "
+            f"src/train.py seed=3 hydra.run.dir={tmp_path}") in caplog.text
+    assert "resume=true" not in caplog.text and not (tmp_path / "job_preempted.json").exists()
 
 
 def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
@@ -855,5 +901,5 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
     with caplog.at_level(logging.WARNING, logger="glue_finetune.data"):
         train(tiny_cfg(f"ckpt_path={last}", "data.batch_size=32", "+trainer.max_steps=12", "predict_test=false",
                        output_dir=tmp_path / "second"))
-    assert ("The checkpoint was trained in batches of 16 (data.batch_size), this run trains in batches of 32: epoch 0 "
-            "starts again from its first batch rather than at the checkpoint's place in it") in caplog.text
+    assert ("The checkpoint was trained in batches of 16 (data.batch_size), this run in batches of 32: its place in "
+            "epoch 0 does not carry over, so the rest of that epoch trains on the epoch's first batches") in caplog.text

@@ -113,7 +113,11 @@ def test_scores_of_part_of_the_dev_set_are_marked_as_such(tiny_cfg, tmp_path, ss
     assert "model-index" in yaml.safe_load(front)
     # ... but the checkpoint was selected, and the best values and training results were seen, on the slice.
     assert (f"The validations during training scored 16 of {dev_size:,} dev examples only (the trainer's "
-            "limit_val_batches): the checkpoint was selected on them") in body
+            "limit_val_batches): the best values and the training results below are theirs") in body
+    # A run that never validated while training has nothing of the kind to say.
+    train(tiny_cfg("trainer.max_epochs=1", "+trainer.limit_val_batches=2", "predict_test=false",
+                   "trainer.check_val_every_n_epoch=5", output_dir=tmp_path / "never_validated"))
+    assert "The validations during training" not in (tmp_path / "never_validated" / "README.md").read_text()
 
 
 def test_debug_limits_are_said_as_lightning_counts_them():

@@ -138,9 +138,9 @@ def model_card(
         f"(GLUE's validation split{'s' if len(spec.dev_splits) > 1 else ''}{', ' + scored if scored else ''}) "
         f"with {chosen}:",
         *[f"- {metric_title(n).replace('Validation Loss', 'Loss')}: {selected[n]:.4f}" for n in columns], "",
-        *([f"The validations during training scored {validated_on} only (the trainer's limit_val_batches): the "
-           "checkpoint was selected on them, and the best values and the training results below are theirs.", ""]
-          if validated_on else []),
+        *([f"The validations during training scored {validated_on} only (the trainer's limit_val_batches): "
+           + ("" if selection == "last" else "the checkpoint was selected on them, and ")
+           + "the best values and the training results below are theirs.", ""] if validated_on else []),
         *(["The best value of each metric seen during training (not necessarily at the same step):",
            *best_lines, ""] if best_lines else []),
         "## Model description", "",

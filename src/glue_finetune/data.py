@@ -396,10 +396,9 @@ class GlueDataModule(L.LightningDataModule):
         if batches_done and batch_size is not None and batch_size != self.batch_size:
             # A checkpoint trained in batches of another size (ckpt_path, another data.batch_size): its position
             # counts those batches, whose length-grouped order differs from this run's.
-            log.warning("The checkpoint was trained in batches of %d (data.batch_size), this run trains in batches of "
-                        "%d: epoch %d starts again from its first batch rather than at the checkpoint's place in it, "
-                        "and steps count batches of %d from here.", batch_size, self.batch_size, epoch,
-                        self.batch_size)
+            log.warning("The checkpoint was trained in batches of %d (data.batch_size), this run in batches of %d: "
+                        "its place in epoch %d does not carry over, so the rest of that epoch trains on the epoch's "
+                        "first batches (as a resume on several devices does).", batch_size, self.batch_size, epoch)
             batches_done = 0
         if batches_done >= self.batches_per_epoch(math.ceil(len(sampler) / world)):  # an epoch's end (per device)
             epoch, batches_done = epoch + 1, 0  # the next epoch starts whole

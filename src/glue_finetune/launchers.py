@@ -560,8 +560,11 @@ def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx:
 
 def slurm_time_limit_min(partition: str) -> float | None:
     """The partition's time limit in minutes (scontrol's MaxTime), None where it has none or it cannot be read."""
-    result = subprocess.run(["scontrol", "show", "partition", partition, "--oneliner"], capture_output=True,
-                            text=True, timeout=60)
+    try:
+        result = subprocess.run(["scontrol", "show", "partition", partition, "--oneliner"], capture_output=True,
+                                text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):  # no scontrol here, or no answer
+        return None
     match = re.search(r"\bMaxTime=(\S+)", result.stdout) if result.returncode == 0 else None
     if not match or match.group(1) in ("UNLIMITED", "INFINITE", "NONE"):
         return None

@@ -78,8 +78,8 @@ class Job:
 def read_job(job_dir: Path) -> Job:
     done, failed = read_json(job_dir / DONE), read_json(job_dir / FAILED)
     stopped = read_json(job_dir / PREEMPTED) if not (done or failed) else None
-    # A finished job's own record of its overrides: Hydra rewrites .hydra/ each time the sweep's command runs again
-    # (resume=true skips the job, but its .hydra/ then holds that later command's overrides).
+    # A finished job's own record of its overrides, then Hydra's (.hydra/, which a run of an earlier version had
+    # rewritten by each later command in its dir, also one that skipped the finished job).
     overrides = done["overrides"] if done and isinstance(done.get("overrides"), list) else \
         yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     config_file = job_dir / ".hydra" / "config.yaml"

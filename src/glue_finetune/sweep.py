@@ -177,6 +177,11 @@ MAY_CHANGE_ON_RESUME = ("resume", "ckpt_path", "run_name", "paths.", "logger.", 
                         "data.glue_dir", "data.num_workers", "model.compile", "model.whole_step", "matmul_precision")
 
 
+# Constructors a run may have recorded under another name: the same thing built (a run of an earlier version).
+SAME_CONSTRUCTOR = {("callbacks.model_checkpoint._target_.", "lightning.pytorch.callbacks.ModelCheckpoint"):
+                    "glue_finetune.checkpointing.BestCheckpoint"}
+
+
 def flatten(tree, prefix: str = "") -> dict:
     """A nested dict as {"a.b.": value}: each key ends with a dot, so "paths." also matches "paths.output_dir."."""
     if not isinstance(tree, dict):
@@ -204,7 +209,8 @@ def changed_settings(recorded: dict, cfg: DictConfig, swept: tuple[str, ...] = (
         now = flatten(OmegaConf.to_container(cfg, resolve=True))
     except Exception:  # a config that resolves only in a run
         return []
-    before = flatten(recorded)
+    before = {key: SAME_CONSTRUCTOR.get((key, value), value) if isinstance(value, str) else value
+              for key, value in flatten(recorded).items()}
     # A run dir moved or copied: the values under it (checkpoint dirs, Lightning's root dir) move with it.
     old_dir, new_dir = before.get("paths.output_dir."), now.get("paths.output_dir.")
     if isinstance(old_dir, str) and isinstance(new_dir, str) and old_dir != new_dir:
@@ -235,8 +241,9 @@ def refuse_changed_settings(out: Path, cfg: DictConfig) -> None:
 
 def write_hydra_record(out: Path, cfg: DictConfig) -> None:
     """Hydra's record of this command (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, as Hydra writes
-    them) for a new run in a dir that held an earlier record, which Hydra left as it was (``hydra_record_subdir``)
-    in case this command was refused there. Rewritten as is where Hydra has just written it."""
+    them) once it trains in its dir, anew or continuing (a data folder moved since, say): in a dir that held a
+    record Hydra left it as it was (``hydra_record_subdir``) in case this command was refused there. Rewritten as
+    is where Hydra has just written it."""
     from glue_finetune.config import HYDRA_RECORD
 
     if not HydraConfig.initialized():
@@ -393,7 +400,6 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             raise
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
-    continuing = False  # from this dir's own last.ckpt
     # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it, and Hydra's
     # record of the run it holds untouched: hydra_record_subdir).
     if not resuming:
@@ -407,7 +413,6 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         if not requeued:  # SLURM reruns the very command; only a person can change it
             refuse_changed_settings(out, cfg)
         log.info("Resuming from %s", last)
-        continuing = True
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
         record["earlier_attempts_s"] = earlier_attempts_s(out)
@@ -417,8 +422,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
             "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
             "it was started with); or leave out resume=true to start a new run.")
-    if not continuing and first_process_of_the_run():
-        write_hydra_record(out, cfg)  # a new run in this dir: its command is the dir's record (a continued run's stays)
+    if first_process_of_the_run():  # this command trains in the dir (anew, or continuing): it is the dir's record
+        write_hydra_record(out, cfg)
     try:
         for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
             (out / marker).unlink(missing_ok=True)
@@ -433,9 +438,13 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         # saved stays
         if (out / "checkpoints" / "last.ckpt").exists():
             write_json_atomically(out / PREEMPTED, {**record, "reason": "Ctrl-C", "preempted_at": time.time()})
-        else:  # an earlier attempt's stop no longer describes the dir
+            log.warning("Interrupted. To continue: %s", continue_command(out))
+        else:  # an earlier attempt's stop no longer describes the dir, and there is nothing to continue
             (out / PREEMPTED).unlink(missing_ok=True)
-        log.warning("Interrupted. To continue: %s", continue_command(out))
+            again = continue_command(out) if multirun else shlex.join(
+                ["python", entry_point(), *command_args(), f"hydra.run.dir={out}"])
+            log.warning("Interrupted before the run saved a checkpoint: nothing to continue. To start it again: %s",
+                        again)
         raise
     except Exception as err:
         write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})

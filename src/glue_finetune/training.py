@@ -514,10 +514,11 @@ def train(cfg: DictConfig) -> float:
         main = datamodule.spec.main_metric
         scored = dev_examples_scored(trainer, datamodule)
         validated_on = dev_examples_scored(trainer, datamodule, during_training=True)
-        if validated_on and validated_on != scored:
-            log.warning("The validations during training scored %s only (the trainer's limit_val_batches): the "
-                        "checkpoint was selected on them. The scores below cover %s; the model card says which is "
-                        "which.", validated_on, scored or "the whole dev set")
+        if validated_on and validated_on != scored and times.validation_times and not final_weights_because:
+            log.warning("The validations during training scored %s only (the trainer's limit_val_batches)%s. The "
+                        "scores below cover %s; the model card says which is which.", validated_on,
+                        "" if cfg.selection.metric == "last" else ": the checkpoint was selected on them",
+                        scored or "the whole dev set")
         else:
             validated_on = None
         if scored:
