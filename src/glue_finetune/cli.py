@@ -167,7 +167,7 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
             print(f"error: {key} is an argument of {node._target_} that the config does not set: add it with "
                   f"+{arg}", file=sys.stderr)
             continue
-        if not parent and (hint := habit_hint(leaf)):  # learning_rate=2e-5, num_train_epochs=3, ...
+        if hint := habit_hint(leaf):  # learning_rate=2e-5, trainer.num_train_epochs=3, ...
             print(f"error: {hint}", file=sys.stderr)
             continue
         known = [str(k) for k in node if not str(k).startswith("_")] + [n for n in takes if n not in node]
