@@ -181,17 +181,12 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
 def constructor_arguments(node) -> list[str]:
     """The keyword arguments of the constructor a config node goes to (its ``_target_``); none for a node without
     one, or a constructor that takes any keyword."""
-    import inspect
-
-    from hydra.utils import get_object
+    from glue_finetune.config import constructor_keywords
 
     try:
-        params = inspect.signature(get_object(str(node._target_))).parameters
+        return constructor_keywords(str(node._target_)) or []
     except Exception:  # no _target_, or one that cannot be imported: validation names it once the config composes
         return []
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []
-    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
 
 
 def exit_if_cfg_of_a_sweep(args: list[str]) -> None:

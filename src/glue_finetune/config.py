@@ -61,7 +61,7 @@ def name_sweep_group(sweep_dir: Path, start_dir: Path) -> str:
     if group := recorded_group(sweep_dir):
         return group
     group = group_name(sweep_dir, start_dir)
-    if not any(sweep_dir.glob("*/.hydra")):
+    if not any(sweep_dir.glob(f"*/{HYDRA_RECORD}")):
         group = f"{group}-{secrets.token_hex(3)}"
     (sweep_dir / WANDB_GROUP_FILE).write_text(group + "\n")
     return group
@@ -212,6 +212,7 @@ def task_recipe_epochs(task: str) -> int:
 
 # Where Hydra records each command it runs (hydra.output_subdir); tools read a run's record there.
 HYDRA_RECORD = ".hydra"
+HYDRA_RECORD_SUBDIR = "${hydra_record_subdir:}"  # conf/hydra/default.yaml's hydra.output_subdir
 
 
 def hydra_record_subdir(*, _root_) -> str | None:
@@ -219,7 +220,8 @@ def hydra_record_subdir(*, _root_) -> str | None:
     ``overrides.yaml``) into the run dir before the command can check the dir. In a dir that already holds a
     record, a command refused there (a finished run, a run of other settings, one still running) would overwrite
     the record of the run it holds, which evaluate.py, predict.py, report.py and resume read. There Hydra writes
-    nothing, and a command that starts a new run in the dir writes it (``sweep.write_hydra_record``)."""
+    nothing, and a command that goes on to train in the dir (anew or continuing) writes it
+    (``sweep.write_hydra_record``)."""
     out = OmegaConf.select(_root_, "hydra.runtime.output_dir", default=None, throw_on_missing=False)
     return None if out and (Path(str(out)) / HYDRA_RECORD / "config.yaml").exists() else HYDRA_RECORD
 
@@ -332,14 +334,32 @@ def unknown_top_level_keys(cfg: DictConfig) -> list[str]:
 SELECTION_KEYS = ("metric",)
 
 
+def group_entries(cfg: DictConfig, group: str) -> list[tuple[str, object]]:
+    """(name, node) of each entry of a group of named constructors (``callbacks``, ``logger``), unresolved."""
+    node = cfg.get(group)
+    return list(node.items_ex(resolve=False)) if isinstance(node, DictConfig) else []
+
+
+def constructor_keywords(target: str) -> list[str] | None:
+    """The keyword arguments of the constructor ``target`` names; None where it takes any keyword. Raises where it
+    cannot be imported."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    params = inspect.signature(get_object(target)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
 def unread_nodes(cfg: DictConfig) -> list[str]:
     """Keys added with + that nothing reads below the top level: a callback or logger without ``_target_``
     (+callbacks.early_stopping.patience=3 builds nothing, and the run would go on without early stopping), and a
     ``selection`` key other than ``selection.metric``."""
     problems = []
     for group in ("callbacks", "logger"):
-        node = cfg.get(group)
-        for name, entry in (node.items_ex(resolve=False) if isinstance(node, DictConfig) else ()):
+        for name, entry in group_entries(cfg, group):
             if isinstance(entry, DictConfig) and "_target_" not in entry:
                 example = "lightning.pytorch.callbacks.EarlyStopping" if group == "callbacks" else "<module.Class>"
                 problems.append(f"{group}.{name}: no {group[:-1] if group == 'callbacks' else group} of this name, and "
@@ -361,30 +381,25 @@ def check_constructor_keys(cfg: DictConfig) -> None:
     before the data and model load, rather than Hydra's TypeError once they have. Imports the constructors, so
     runs after ``preflight``."""
     import difflib
-    import inspect
-
-    from hydra.utils import get_object
 
     problems = []
     nodes = [(node, cfg.get(node)) for node in ("data", "model", "optimizer", "scheduler", "trainer")]
     for group in ("callbacks", "logger"):  # each entry its own constructor (+callbacks.model_checkpoint.save_top_kk)
-        entries = cfg.get(group)
-        nodes += [(f"{group}.{name}", entry) for name, entry in
-                  (entries.items_ex(resolve=False) if isinstance(entries, DictConfig) else ())]
+        nodes += [(f"{group}.{name}", entry) for name, entry in group_entries(cfg, group)]
     for node, conf in nodes:
         if not isinstance(conf, DictConfig) or "_target_" not in conf:
             continue
         try:
-            params = inspect.signature(get_object(str(conf._target_))).parameters
+            keywords = constructor_keywords(str(conf._target_))
         except (ImportError, AttributeError, TypeError, ValueError) as err:
             problems.append(f"{node}._target_={conf._target_}: cannot be imported ({type(err).__name__}: {err})")
             continue
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        if keywords is None:
             continue  # takes any keyword
         for key in conf:
-            if str(key).startswith("_") or key in params:
+            if str(key).startswith("_") or key in keywords:
                 continue
-            close = difflib.get_close_matches(str(key), [n for n in params if n != "self"], n=1)
+            close = difflib.get_close_matches(str(key), keywords, n=1)
             problems.append(f"{node}.{key}: {conf._target_} takes no argument {key!r}"
                             + (f"; did you mean {node}.{close[0]}?" if close else ""))
     if problems:

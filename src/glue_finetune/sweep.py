@@ -244,13 +244,13 @@ def write_hydra_record(out: Path, cfg: DictConfig) -> None:
     them) once it trains in its dir, anew or continuing (a data folder moved since, say): in a dir that held a
     record Hydra left it as it was (``hydra_record_subdir``) in case this command was refused there. Rewritten as
     is where Hydra has just written it."""
-    from glue_finetune.config import HYDRA_RECORD
+    from glue_finetune.config import HYDRA_RECORD, HYDRA_RECORD_SUBDIR
 
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.instance().cfg
     if OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir", default=None) != str(out.absolute()) or \
-            OmegaConf.to_container(hydra_cfg.hydra, resolve=False).get("output_subdir") != "${hydra_record_subdir:}":
+            OmegaConf.to_container(hydra_cfg.hydra, resolve=False).get("output_subdir") != HYDRA_RECORD_SUBDIR:
         return  # not this command's dir (a test's), or a record dir set by the command (hydra.output_subdir=null)
     record = out / HYDRA_RECORD
     record.mkdir(exist_ok=True)
@@ -303,11 +303,12 @@ def recorded_sweep_command(sweep_dir) -> str:
     return shlex.join(["python", "src/train.py", "-m", *map(str, given), f"hydra.sweep.dir={sweep_dir}", "resume=true"])
 
 
-def continue_command(out: Path) -> str:
-    """The command that continues this run (or this sweep) where it stopped."""
+def continue_command(out: Path, resume: bool = True) -> str:
+    """The command that continues this run (or this sweep) where it stopped; ``resume=False``: that starts this run
+    again in its dir, where it saved nothing to continue from (a sweep's command does either)."""
     if in_multirun():
         return sweep_continue_command(OmegaConf.select(HydraConfig.get(), "sweep.dir", default=str(out.parent)))
-    return shlex.join(["python", entry_point(), *command_args(), f"hydra.run.dir={out}", "resume=true"])
+    return shlex.join(["python", entry_point(), *command_args(), f"hydra.run.dir={out}", *(["resume=true"] * resume)])
 
 
 def earlier_attempts_s(out: Path) -> float:
@@ -441,10 +442,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             log.warning("Interrupted. To continue: %s", continue_command(out))
         else:  # an earlier attempt's stop no longer describes the dir, and there is nothing to continue
             (out / PREEMPTED).unlink(missing_ok=True)
-            again = continue_command(out) if multirun else shlex.join(
-                ["python", entry_point(), *command_args(), f"hydra.run.dir={out}"])
             log.warning("Interrupted before the run saved a checkpoint: nothing to continue. To start it again: %s",
-                        again)
+                        continue_command(out, resume=False))
         raise
     except Exception as err:
         write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
