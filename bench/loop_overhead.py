@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=1000, help="steps between validations (each timed apart)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "loop_overhead.json"))
     args = parser.parse_args()
+    if args.val_every > args.steps:  # no validation would run, and it is half of what is measured
+        parser.error(f"--val-every {args.val_every} is more than --steps {args.steps}: no validation would be timed; "
+                     f"give --val-every {max(1, args.steps // 3)} or more steps")
     args.data = str(Path(args.data).resolve())
     measured: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="loop-overhead-") as tmp:

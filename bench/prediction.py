@@ -46,14 +46,15 @@ def main() -> None:
 
     with open(args.data / "test.tsv", newline="") as f:
         sentences = [row[1] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
+    examples = [(sentence,) for sentence in sentences]  # Predictor.predict takes each example's text columns
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classify = pipeline("text-classification", model=str(args.model), device=device, batch_size=args.batch_size)
     tools = {
         "pipeline": lambda: [r["label"] for r in classify(sentences, truncation=True, max_length=128)],
         "project-32": lambda p=Predictor.load(args.model, batch_size=args.batch_size, precision="32"):
-            [x.label for x in p.predict(sentences)],
+            [x.label for x in p.predict(examples)],
         "project-auto": lambda p=Predictor.load(args.model, batch_size=args.batch_size):
-            [x.label for x in p.predict(sentences)],
+            [x.label for x in p.predict(examples)],
     }
     labels, seconds = {}, {name: [] for name in tools}
     for name, run in tools.items():  # one untimed pass each: kernels, caches

@@ -5,15 +5,16 @@
     python src/evaluate.py outputs/2026-11-27/10-00-00 --data /path/to/SST-2        a task's folder: its dev.tsv
     python src/evaluate.py outputs/2026-11-27/10-00-00/checkpoints/last.ckpt --data my_labelled.tsv
 
-MODEL is a run dir (its exported model/), an exported model dir, or a checkpoint (.ckpt) of this project; its
-task says which metrics (accuracy, F1, Matthews correlation, Pearson and Spearman) and what the file holds.
---data is one of the task's GLUE files with labels (dev.tsv, train.tsv, dev_matched.tsv, ...), or a TSV whose
-header names the text columns (sentence; sentence1 and sentence2; ...) and `label` (an id, a label name, or a
-score for STS-B); a task's folder of GLUE files (as data.local_dir takes) means its dev.tsv (MNLI's folder holds two
-dev files: name one); another task's GLUE file is refused, naming whose it is. Without --data, a run is scored on
-the dev set(s) it was validated on (its GLUE files, or the Hub's validation splits). The metrics go to --output
-(default: eval_<data>.json in the run dir, or in the checkpoint's run dir), checked writable before the model is
-loaded; were writing still to fail, they are printed.
+MODEL is a run dir (its exported model/), an exported model dir, or a checkpoint (.ckpt) of this project (a
+classifier fine-tuned elsewhere, with --task naming its task); its task says which metrics (accuracy, F1, Matthews
+correlation, Pearson and Spearman) and what the file holds. --data is one of the task's GLUE files with labels
+(dev.tsv, train.tsv, dev_matched.tsv, ...), or a TSV whose header names the text columns (sentence; sentence1 and
+sentence2; ...) and `label` (an id, a label name, or a score for STS-B); a task's folder of GLUE files (as
+data.local_dir takes) means its dev.tsv (MNLI's folder holds two dev files: name one); another task's GLUE file is
+refused, naming whose it is. Without --data, a run is scored on the dev set(s) it was validated on (its GLUE files,
+or the Hub's validation splits). The metrics go to --output (default: eval_<data>.json in the run dir, or in the
+checkpoint's run dir; beside a model outside any run dir), checked writable before the model is loaded; were
+writing still to fail, they are printed.
 """
 
 import argparse
@@ -80,12 +81,12 @@ def main() -> None:
     try:
         # What can be checked before the model is loaded and scored: the paths and the device.
         check_model_path(args.model)
-        data = labelled_file(args.data, model_task(args.model)) if args.data is not None else None
+        data = labelled_file(args.data, model_task(args.model, args.task)) if args.data is not None else None
         output = args.output or default_output(args.model, data)
         check_writable(output, example="metrics.json")
         torch_device(args.device)
         metrics = evaluate(args.model, data, batch_size=args.batch_size, max_length=args.max_length,
-                           device=args.device, precision=args.precision)
+                           device=args.device, precision=args.precision, task=args.task)
     except UserError as err:
         fail(err)
     for key in (k for k in metrics if k.endswith("/data")):

@@ -210,6 +210,9 @@ def test_evaluate_names_its_default_output_after_the_data_so_other_files_keep_th
     assert default_output(run, tmp_path / "mine.tsv") == run / "eval_mine.json"
     assert default_output(run / "checkpoints" / "last.ckpt", tmp_path / "SST-2" / "dev_mismatched.tsv") == \
         run / "eval_SST-2-dev_mismatched_last.json"
+    exported = tmp_path / "models" / "sst2-bert"  # a model outside any run dir: beside it, not inside (ready to upload)
+    exported.mkdir(parents=True)
+    assert default_output(exported, tmp_path / "mine.tsv") == tmp_path / "models" / "eval_mine_sst2-bert.json"
 
 
 def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_path):
@@ -322,8 +325,9 @@ def test_run_files_have_the_modes_the_umask_asks_for(sst2_dir, tmp_path, umask):
         ("header-only.tsv", "sentence\tlabel\n", "no data rows"),
         # A table given as lines: its header would be classified, its labels joined to the sentences.
         ("dev.txt", "sentence\tlabel\ngreat movie\t1\n", "header names the columns sentence, label, not one example a "
-                                                       "line; it is tab-separated: name it .tsv"),
-        ("dev.csv", "sentence,label\n\"great, movie\",1\n", "it is comma-separated: give it as a .tsv"),
+                                                       "line; it is tab-separated: save it as a .tsv"),
+        ("dev.csv", "sentence,label\n\"great, movie\",1\n", "it is comma-separated: save it as a .tsv"),
+        ("blank-row.tsv", "sentence\tlabel\ngood\t1\n\nbad\t0\n", ":3: the line is blank"),
     ],
 )
 def test_bad_input_files_are_named(tmp_path, name, content, message):
@@ -351,6 +355,33 @@ def test_files_without_labels_to_score_are_named_with_the_fix(tmp_path, task, co
         read_labelled(path, TASKS[task])
 
 
+def test_a_table_on_standard_input_is_refused_as_a_file_of_lines_is():
+    from glue_finetune.inference import texts_from_lines
+
+    # GLUE's test.tsv piped in: its header would be classified and each index glued to its sentence.
+    with pytest.raises(UserError, match="standard input: this is a table whose header names the columns index, "
+                                        "sentence.*give it with --input"):
+        texts_from_lines(["index\tsentence", "0\tuneasy mishmash"], TASKS["sst2"], "standard input")
+    assert texts_from_lines(["a fine, sunny film", "dull"], TASKS["sst2"], "standard input") == [
+        ("a fine, sunny film",), ("dull",)]
+
+
+def test_another_tasks_file_to_predict_is_named_with_the_fix(tmp_path):
+    mrpc = write_glue_task(tmp_path / "MRPC", "mrpc", n_train=4, n_dev=4, n_test=4)
+    with pytest.raises(UserError, match="--input .*test.tsv: this is MRPC's test.tsv; the model is SST-2's"):
+        read_texts(mrpc / "test.tsv", TASKS["sst2"])
+
+
+def test_a_text_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
+    from glue_finetune.tasks import read_glue_file
+
+    long = "word " * 30_000  # 150,000 characters: csv.reader's limit is 131,072
+    path = tmp_path / "train.tsv"
+    path.write_text(f"sentence\tlabel\n{long}\t1\nshort\t0\n")
+    assert read_glue_file(path, TASKS["sst2"], "train")["sentence"] == [long, "short"]
+    assert read_texts(path, TASKS["sst2"]) == [(long,), ("short",)]
+
+
 def test_predictions_keep_one_row_per_example_and_scores_in_the_tasks_range():
     from glue_finetune.inference import Prediction, format_predictions
 
@@ -371,6 +402,56 @@ def test_predict_cli_reports_bad_input_without_traceback(finished_run, tmp_path)
     assert "no sentences to classify" in result.stderr and "Traceback" not in result.stderr
     not_a_model = run_cli([str(tmp_path), "fine"], script="src/predict.py")
     assert not_a_model.returncode == 2 and "not a run dir with an exported model" in not_a_model.stderr
+    nothing = run_cli([str(finished_run), "fine", ""], script="src/predict.py")
+    assert nothing.returncode == 2 and "sentence 2 of the arguments is empty" in nothing.stderr
+
+
+def exported_copy(finished_run, directory, drop=(), **config_changes):
+    """The run's exported model copied to ``directory``, without the files ``drop``, its config.json changed."""
+    shutil.copytree(finished_run / "model", directory)
+    for name in drop:
+        (directory / name).unlink()
+    config = json.loads((directory / "config.json").read_text())
+    config.update(config_changes)
+    (directory / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    return directory
+
+
+def test_a_model_from_elsewhere_is_given_its_task_checked_against_its_outputs(finished_run, tmp_path):
+    untold = exported_copy(finished_run, tmp_path / "untold", finetuning_task=None)
+    with pytest.raises(UserError, match="records no GLUE task .* give its task, e.g. --task sst2"):
+        Predictor.load(untold)  # it used to be read as SST-2's, whatever its task
+    assert Predictor.load(untold, task="sst2").spec is TASKS["sst2"]
+    with pytest.raises(UserError, match="has 2 output\\(s\\), and MNLI takes 3 labels"):
+        Predictor.load(untold, task="mnli")
+    with pytest.raises(UserError, match="was fine-tuned on SST-2 .* not CoLA: leave out --task cola"):
+        Predictor.load(finished_run, task="cola")
+    glue_named = exported_copy(finished_run, tmp_path / "glue-named", finetuning_task="SST-2")
+    assert Predictor.load(glue_named).spec is TASKS["sst2"]
+    # Another label order (as some Hub models order MNLI's): its outputs would be read as the other labels.
+    swapped = exported_copy(finished_run, tmp_path / "swapped", finetuning_task=None,
+                            id2label={"0": "POSITIVE", "1": "NEGATIVE"}, label2id={"POSITIVE": 0, "NEGATIVE": 1})
+    with pytest.raises(UserError, match="orders its labels POSITIVE, NEGATIVE .* SST-2's order here is negative, "
+                                        "positive"):
+        Predictor.load(swapped, task="sst2")
+
+
+def test_a_dir_that_is_not_a_fine_tuned_classifier_is_refused_before_it_predicts(finished_run, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    no_tokenizer = exported_copy(finished_run, tmp_path / "no-tokenizer", drop=["tokenizer.json",
+                                                                               "tokenizer_config.json"])
+    with pytest.raises(UserError, match="holds no tokenizer files .* would read every word as unknown"):
+        Predictor.load(no_tokenizer)  # transformers 5 loads a tokenizer of the special tokens alone
+    no_weights = exported_copy(finished_run, tmp_path / "no-weights", drop=["model.safetensors"])
+    with pytest.raises(UserError, match="not a complete Hugging Face model dir .*model.safetensors"):
+        Predictor.load(no_weights)
+    encoder = tmp_path / "encoder"  # a pretrained model without a classification head, as the Hub's bert-base
+    AutoModel.from_config(AutoConfig.from_pretrained(finished_run / "model")).save_pretrained(encoder)
+    AutoTokenizer.from_pretrained(finished_run / "model").save_pretrained(encoder)
+    with pytest.raises(UserError, match="holds no trained classifier: its weights lack classifier.bias, "
+                                        "classifier.weight.* fine-tuned first"):
+        Predictor.load(encoder, task="sst2")
 
 
 def load_script(name: str):

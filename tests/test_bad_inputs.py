@@ -49,6 +49,14 @@ CONFIG_CASES = [
                                              "it); to add one, give its class too: +callbacks.early_stopping._target_="
                                              "lightning.pytorch.callbacks.EarlyStopping"),
     ("+selection.mode=max", "selection.mode: not a key of selection (it has metric), so nothing reads it"),
+    # Read by their truth: any text would count as true (data.group_by_length=no would group).
+    ("predict_test=maybe", "predict_test='maybe' must be true or false"),
+    ("data.group_by_length=no", "data.group_by_length='no' must be true or false"),
+    ("+data.pin_memory=maybe", "data.pin_memory='maybe' must be true or false"),
+    ("optimizer.fused=maybe", "optimizer.fused='maybe' must be true or false"),
+    ("trainer.enable_progress_bar=off", "trainer.enable_progress_bar='off' must be true or false"),
+    ("trainer.deterministic=maybe", "trainer.deterministic='maybe': use true, false or warn"),
+    ("matmul_precision=bogus", "matmul_precision='bogus': use one of highest, high, medium"),
     # Hugging Face Trainer habits, with Hydra's + as its error advised
     ("+learning_rate=2e-5", "learning_rate: not a key of this project's config, so nothing reads it; learning_rate "
                             "is Hugging Face's name; here it is optimizer.lr"),

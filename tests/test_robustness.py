@@ -903,3 +903,16 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
                        output_dir=tmp_path / "second"))
     assert ("The checkpoint was trained in batches of 16 (data.batch_size), this run in batches of 32: its place in "
             "epoch 0 does not carry over, so the rest of that epoch trains on the epoch's first batches") in caplog.text
+
+
+def test_resume_given_as_text_is_refused_not_read_as_true(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import ConfigError
+    from glue_finetune.sweep import run_job
+
+    calls = []
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": "no", "ckpt_path": None})
+    with pytest.raises(ConfigError, match="resume='no' must be true or false"):  # it was read as resume=true
+        run_job(cfg, lambda c: calls.append(c) or 0.5)
+    assert not calls

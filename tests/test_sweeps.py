@@ -79,6 +79,63 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2
         "data.max_length=1000]"]
 
 
+def test_what_hydra_cannot_check_is_checked_before_any_job_or_trial_starts(sst2_dir, tmp_path):
+    # A key added with a typo is no error of Hydra's: each job would fail on it once started (on SLURM, once queued).
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", *tiny(sst2_dir), "+data.max_lenght=64,128", f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and not sweep.exists(), output[-3000:]
+    assert ("data.max_lenght: glue_finetune.data.GlueDataModule takes no argument 'max_lenght'; did you mean "
+            "data.max_length?  [every job]") in output
+    # A search's fixed values: every trial would fail alike, and stay failed in its study for good.
+    if installed("hydra_plugins.hydra_optuna_sweeper"):
+        search = tmp_path / "search"
+        fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
+        result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, "optimizer.weight_decay=-1",
+                          "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={search}"])
+        output = result.stdout + result.stderr
+        assert result.returncode == 2 and not (search / "optuna.db").exists(), output[-3000:]
+        assert "Invalid config shared by every trial of the search; no trial was started:" in output
+        assert "  - optimizer.weight_decay=-1 must be >= 0" in output
+    # A key Hydra refuses is Hydra's one message, not a warning from the check and the message twice.
+    result = run_cli(["-m", *tiny(sst2_dir), "optimizer.lrr=1e-4,2e-4", f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and output.count("Could not override 'optimizer.lrr'") == 1, output[-3000:]
+    assert "UserWarning" not in output and "did you mean optimizer.lr?" in output
+
+
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
+def test_a_search_without_multirun_is_refused_not_run_once_at_its_defaults(sst2_dir, tmp_path):
+    result = run_cli(["hparams_search=lr_optuna", *tiny(sst2_dir), f"hydra.run.dir={tmp_path / 'run'}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "hparams_search=lr_optuna is a search of many trials: run it with -m" in output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_summary_speaks_for_this_invocations_jobs_not_failures_left_by_an_earlier_one(tmp_path, monkeypatch,
+                                                                                          caplog):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import SWEEP_INVOCATION, SweepSummary
+
+    (tmp_path / "0").mkdir()  # another sweep in the same dir, or a study's earlier trial, failed
+    (tmp_path / "0" / "job_failed.json").write_text(json.dumps(
+        {"overrides": ["+trainer.max_step=20"], "dir": str(tmp_path / "0"), "error": "ConfigError: ...",
+         "log": str(tmp_path / "0" / "train.log"), "invocation": "earlier"}))
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "job_done.json").write_text(json.dumps({"result": 0.5, "invocation": "now"}))
+    monkeypatch.setenv(SWEEP_INVOCATION, "now")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {"_target_": "basic"}}})
+    with caplog.at_level(logging.INFO, logger="glue_finetune.sweep"):
+        SweepSummary().on_multirun_end(config)  # no exit: none of this invocation's jobs failed
+    assert "1 job(s) finished, 0 failed" in caplog.text
+    monkeypatch.setenv(SWEEP_INVOCATION, "earlier")  # as that invocation's own summary saw it
+    with pytest.raises(SystemExit) as stopped:
+        SweepSummary().on_multirun_end(config)
+    assert stopped.value.code == 1 and "job 0: +trainer.max_step=20" in caplog.text
+
+
 def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=12), f"hydra.sweep.dir={sweep}"]
@@ -232,9 +289,11 @@ def test_resume_refuses_a_sweep_whose_jobs_hold_runs_of_other_settings(sst2_dir,
 def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
-    # optimizer.lr is left to the search: an override on the command line would pin it
+    # optimizer.lr is left to the search: an override on the command line would pin it. Its search space given on
+    # the command line, as Hydra's Optuna sweeper takes it (the study's guard below composed it, and failed).
     fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
-    base = ["-m", "hparams_search=lr_optuna", *fixed, f"hydra.sweep.dir={sweep}"]
+    base = ["-m", "hparams_search=lr_optuna", *fixed, "optimizer.lr=tag(log, interval(1e-5, 1e-4))",
+            f"hydra.sweep.dir={sweep}"]
     for n_trials in (3, 2):
         result = run_cli([*base, f"hydra.sweeper.n_trials={n_trials}"])
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -244,6 +303,11 @@ def test_optuna_study_continues_across_invocations(sst2_dir, tmp_path):
     assert all(1e-5 <= t.params["optimizer.lr"] <= 1e-4 and 0 <= t.params["scheduler.warmup_ratio"] <= 0.2
                for t in trials)
     assert len(list(sweep.glob("*/job_done.json"))) == 5, "every trial has its own job dir"
+    # Optuna names the best values; the summary names the trial's dir and model, over both invocations' trials.
+    output = result.stdout + result.stderr
+    best = max(done(d.parent)["result"] for d in sweep.glob("*/job_done.json"))
+    named = Path(output.split("Best trial: ", 1)[1].split(" (result ", 1)[0])
+    assert done(named)["result"] == best and f"of 5 finished); its model: {named / 'model'}" in output, output[-3000:]
     # Run again with another setting (a smaller training set): its trials would be ranked against the study's as alike.
     changed = run_cli([*base, "hydra.sweeper.n_trials=1", "data.max_train_samples=32"])
     output = changed.stdout + changed.stderr
@@ -297,16 +361,18 @@ def test_failed_optuna_trials_are_recorded_the_study_goes_on_and_the_summary_say
     # Every trial fails at once (a bad value the search does not touch). Optuna 2 given a failed job's NaN crashed
     # the sweep at the first trial, and a study without a finished trial crashed it at the end.
     optuna = pytest.importorskip("optuna")
-    sweep = tmp_path / "search"
-    fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
-    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, "data.max_length=1000", "hydra.sweeper.n_trials=2",
+    sweep, broken = tmp_path / "search", tmp_path / "broken"
+    shutil.copytree(sst2_dir, broken)  # a malformed row: found when a trial reads its data, not before the search
+    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith(("optimizer.lr", "data.local_dir"))]
+    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, f"data.local_dir={broken}", "hydra.sweeper.n_trials=2",
                       f"hydra.sweep.dir={sweep}"])
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert "Traceback" not in output and "No trial of study lr_search has finished" in output
-    assert "2 job(s) of the sweep" in output and "data.max_length=1000 must be an integer between 1 and 512" in output
+    assert "2 job(s) of the sweep" in output and "train.tsv:322: expected 2 tab-separated fields, found 1" in output
     # a study does not rerun a failed trial: no "resume=true ... interrupted ones resume" here
     assert "They stay failed in the study. Fix the cause, then run the same command again" in output
     assert "resume=true" not in output

@@ -40,6 +40,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=whole_number(1, 512, " (BERT's positions)"), default=None,
                         help="truncation length in tokens (default: the run's data.max_length, else 128)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    parser.add_argument("--task", metavar="TASK",
+                        help="the GLUE task of a model fine-tuned elsewhere, which records none (sst2, cola, mrpc, "
+                             "stsb, qqp, mnli, qnli, rte, wnli); this project's models record theirs")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                         help="auto (default): float32 for a run that trained in float32 (as its validation scored "
                              "it), else bf16 where the GPU or CPU computes it natively, else float32")

@@ -248,6 +248,7 @@ def register_resolvers() -> None:
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 MAX_SEED = 2**32 - 1  # what Lightning's seed_everything (and NumPy) accept, from 0
 
 # The names of transformers.SchedulerType that glue_finetune.optim.warmup_schedule builds (scheduler.name). Written
@@ -340,9 +341,9 @@ def group_entries(cfg: DictConfig, group: str) -> list[tuple[str, object]]:
     return list(node.items_ex(resolve=False)) if isinstance(node, DictConfig) else []
 
 
-def constructor_keywords(target: str) -> list[str] | None:
-    """The keyword arguments of the constructor ``target`` names; None where it takes any keyword. Raises where it
-    cannot be imported."""
+def constructor_parameters(target: str) -> dict | None:
+    """The keyword parameters (``inspect.Parameter``) of the constructor ``target`` names; None where it takes any
+    keyword. Raises where it cannot be imported."""
     import inspect
 
     from hydra.utils import get_object
@@ -350,7 +351,28 @@ def constructor_keywords(target: str) -> list[str] | None:
     params = inspect.signature(get_object(target)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
-    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    return {n: p for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+def constructor_keywords(target: str) -> list[str] | None:
+    """The keyword arguments of the constructor ``target`` names; None where it takes any keyword."""
+    params = constructor_parameters(target)
+    return None if params is None else list(params)
+
+
+BOOL_ANNOTATIONS = {bool, "bool", "Optional[bool]", "typing.Optional[bool]", "bool | None", "Optional[bool]"}
+
+
+def takes_a_bool(parameter) -> bool:
+    """Whether a constructor's parameter is annotated true/false (or null) only: a text there (maybe, no) would be
+    read by its truth."""
+    import typing
+
+    annotation = parameter.annotation
+    if annotation in BOOL_ANNOTATIONS or str(annotation) in BOOL_ANNOTATIONS:
+        return True
+    return typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and \
+        set(typing.get_args(annotation)) == {bool, type(None)}
 
 
 def unread_nodes(cfg: DictConfig) -> list[str]:
@@ -390,13 +412,18 @@ def check_constructor_keys(cfg: DictConfig) -> None:
         if not isinstance(conf, DictConfig) or "_target_" not in conf:
             continue
         try:
-            keywords = constructor_keywords(str(conf._target_))
+            parameters = constructor_parameters(str(conf._target_))
         except (ImportError, AttributeError, TypeError, ValueError) as err:
             problems.append(f"{node}._target_={conf._target_}: cannot be imported ({type(err).__name__}: {err})")
             continue
-        if keywords is None:
+        if parameters is None:
             continue  # takes any keyword
+        keywords = list(parameters)
         for key in conf:
+            if key in parameters and takes_a_bool(parameters[key]):
+                value = OmegaConf.select(conf, str(key), default=None, throw_on_resolution_failure=False)
+                if isinstance(value, str):  # +trainer.enable_checkpointing=maybe: read as true
+                    problems.append(f"{node}.{key}={value!r} must be true or false")
             if str(key).startswith("_") or key in keywords:
                 continue
             close = difflib.get_close_matches(str(key), keywords, n=1)
@@ -505,6 +532,13 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
               f"data.pad_to_multiple_of={multiple!r} must be null or an integer >= 1 (e.g. 8)")
     integer("data.max_train_samples", 1, null_ok=True, note=" (the first N training examples; null: all)")
     integer("data.num_workers", 0)
+    for key in ("resume", "predict_test"):  # read by their truth: any text (resume=no) would count as true
+        check(isinstance(get(key), bool) or get(key) is None, f"{key}={get(key)!r} must be true or false")
+    check(get("trainer.deterministic") in (True, False, None, "warn"),  # Lightning reads any other text as true
+          f"trainer.deterministic={get('trainer.deterministic')!r}: use true, false or warn")
+    check(get("matmul_precision") in MATMUL_PRECISIONS,
+          f"matmul_precision={get('matmul_precision')!r}: use one of {', '.join(MATMUL_PRECISIONS)} "
+          "(torch.set_float32_matmul_precision)")
     compile_mode = get("model.compile")
     check(compile_mode in (True, False, None) or compile_mode in COMPILE_MODES,
           f"model.compile={compile_mode!r}: use false, true or one of {', '.join(COMPILE_MODES)}")

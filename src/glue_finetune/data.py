@@ -25,7 +25,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError, UserError
-from glue_finetune.hub import fetching, offline_hint
+from glue_finetune.hub import fetching, offline_hint, refuse_an_empty_tokenizer
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
 from glue_finetune.tasks import TASKS, TaskSpec, ax_file, read_glue_file
@@ -218,6 +218,7 @@ class GlueDataModule(L.LightningDataModule):
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
         with fetching(f"the tokenizer of {self.tokenizer_name!r}", self.tokenizer_name):
             tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        refuse_an_empty_tokenizer(tokenizer, self.tokenizer_name)
         if tokenizer.pad_token is None:  # else a traceback from the first batch, after the model has loaded
             raise UserError(f"The tokenizer of {self.tokenizer_name!r} has no padding token, which batches of "
                             "sentences of different lengths need: a decoder model (GPT-2 and its kind). This project "

@@ -75,12 +75,15 @@ GLUE_FILE_STEMS = ("dev", "dev_matched", "dev_mismatched", "train", "test", "tes
 
 
 def default_output(model: Path, data: Path | None) -> Path:
-    """Where evaluate.py writes the metrics by default: eval_<data>.json in the run dir (else beside the model);
-    eval_<data>_<checkpoint>.json for a checkpoint. <data> is "dev" for the run's own dev set(s), the file's name
-    for a file of one's own, and its folder's too for one of GLUE's file names (eval_RTE-dev.json: another task's
-    or another copy's dev.tsv must not overwrite the run's own eval_dev.json)."""
-    here = run_dir_of(model) or (model.parent if model.is_file() else model)
+    """Where evaluate.py writes the metrics by default: eval_<data>.json in the run dir; eval_<data>_<checkpoint>.json
+    for a checkpoint; for a model outside a run dir, eval_<data>_<model>.json beside it (an exported model dir stays
+    as it was exported, ready to upload). <data> is "dev" for the run's own dev set(s), the file's name for a file
+    of one's own, and its folder's too for one of GLUE's file names (eval_RTE-dev.json: another task's or another
+    copy's dev.tsv must not overwrite the run's own eval_dev.json)."""
+    run_dir = run_dir_of(model)
     stem = "dev" if data is None else Path(data).stem
     if data is not None and stem in GLUE_FILE_STEMS:
         stem = f"{Path(data).absolute().parent.name}-{stem}"
-    return here / (f"eval_{stem}_{model.stem}.json" if model.is_file() else f"eval_{stem}.json")
+    if model.is_file() or run_dir is None:
+        return (run_dir or model.absolute().parent) / f"eval_{stem}_{model.absolute().stem}.json"
+    return run_dir / f"eval_{stem}.json"

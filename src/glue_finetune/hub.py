@@ -47,6 +47,17 @@ def offline_hint(spec: TaskSpec | None = None, option: str = "data.local_dir") -
         for i, line in enumerate(textwrap.wrap(text, 64, break_on_hyphens=False)))
 
 
+def refuse_an_empty_tokenizer(tokenizer, source) -> None:
+    """A model dir without its tokenizer's files (tokenizer.json, vocab.txt, ...) loads, in transformers 5, as a
+    tokenizer of the special tokens alone, which reads every word as unknown: training and predictions would go on
+    with nothing but [UNK], and say nothing."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise UserError(f"{source} holds no tokenizer files (tokenizer.json, vocab.txt, ...): its tokenizer has "
+                        f"{len(tokenizer)} tokens, its special tokens alone, and would read every word as unknown. "
+                        "Save the tokenizer of the model it comes from there: "
+                        "AutoTokenizer.from_pretrained(<its base model>).save_pretrained(<that dir>)")
+
+
 def is_local_path(name_or_path: str) -> bool:
     """A model reference that names a directory rather than a Hub repo id."""
     return os.path.isdir(name_or_path) or name_or_path.startswith(("/", "./", "../", "~"))

@@ -9,7 +9,6 @@ length (little padding), batched, on the GPU when there is one, in bf16 where th
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass, replace
@@ -18,9 +17,10 @@ from pathlib import Path
 import torch
 
 from glue_finetune.errors import DataFormatError, UserError
+from glue_finetune.hub import refuse_an_empty_tokenizer
 from glue_finetune.logs import quiet_transformers
 from glue_finetune.tasks import (IDENTIFY_ROWS, TASKS, TaskSpec, WrongTaskFile, another_tasks_file, glue_task_of,
-                                 read_glue_file, text_lines)
+                                 read_glue_file, text_lines, tsv_rows)
 
 PRECISIONS = ("auto", "32", "bf16")
 DEFAULT_MAX_LENGTH = 128  # data.max_length's default: a model from elsewhere was most likely trained with it
@@ -51,12 +51,56 @@ def bf16_is_native(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def task_of(config) -> TaskSpec:
-    """The GLUE task a model was fine-tuned on, which an exported config records (``finetuning_task``)."""
-    task = getattr(config, "finetuning_task", None) or "sst2"  # models exported before the task was recorded
-    if task not in TASKS:
-        raise UserError(f"the model was fine-tuned on {task!r}, which is not a GLUE task here ({', '.join(TASKS)})")
-    return TASKS[task]
+def task_named(name: str) -> TaskSpec | None:
+    """A task by this project's name (``sst2``) or GLUE's, as a config from elsewhere may record it (``SST-2``)."""
+    return TASKS.get(name.lower().replace("-", ""))
+
+
+TASK_CHOICES = [name for name in TASKS if name != "ax"]  # --task: AX is scored by an MNLI model
+
+
+def task_of(config, given: str | None = None, source: str | Path = "the model") -> TaskSpec:
+    """The GLUE task a model was fine-tuned on: the one its exported config records (``finetuning_task``), or
+    ``given`` (--task) for a model fine-tuned elsewhere, which records none. Checked against the model's outputs:
+    their number, and the order of their label names where the config names them (a model from elsewhere may
+    order MNLI's labels otherwise), so that no output is read as another label."""
+    recorded_name = getattr(config, "finetuning_task", None)
+    recorded = task_named(recorded_name) if recorded_name else None
+    if given is not None:
+        spec = task_named(given)
+        if spec is None:
+            raise UserError(f"--task {given}: not a GLUE task here; the tasks: {', '.join(TASK_CHOICES)}")
+        if recorded is not None and recorded.name != spec.name:
+            raise UserError(f"{source} was fine-tuned on {recorded.glue_name} (its config.json's finetuning_task), "
+                            f"not {spec.glue_name}: leave out --task {given}")
+    elif recorded is not None:
+        spec = recorded
+    elif recorded_name:
+        raise UserError(f"{source} was fine-tuned on {recorded_name!r} (its config.json's finetuning_task), which "
+                        f"is not a GLUE task here: if it is one, give it with --task ({', '.join(TASK_CHOICES)})")
+    else:
+        raise UserError(f"{source} records no GLUE task (its config.json has no finetuning_task), as a model "
+                        f"fine-tuned elsewhere: give its task, e.g. --task sst2 (the tasks: {', '.join(TASK_CHOICES)})")
+    outputs = getattr(config, "num_labels", spec.num_labels)
+    if outputs != spec.num_labels:
+        kind = "one score" if spec.is_regression else f"{spec.num_labels} labels ({', '.join(spec.labels)})"
+        raise UserError(f"{source} has {outputs} output(s), and {spec.glue_name} takes {kind}: it is not a model "
+                        f"of {spec.glue_name}" + ("" if given is None else f"; is --task {given} its task?"))
+    names = [str((getattr(config, "id2label", None) or {}).get(i, f"LABEL_{i}")) for i in range(outputs)]
+    if not spec.is_regression and names != [f"LABEL_{i}" for i in range(outputs)]:  # named, not the generic names
+        ours = [label.lower() for label in spec.labels]
+        theirs = [name.lower() for name in names]
+        if theirs != ours and sorted(theirs) == sorted(ours):
+            raise UserError(f"{source} orders its labels {', '.join(names)} (config.json's id2label); "
+                            f"{spec.glue_name}'s order here is {', '.join(spec.labels)}, so its outputs would be read "
+                            "as other labels. Its predictions are its own pipeline's: transformers.pipeline(model=...)")
+        if theirs != ours:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s names its labels %s (config.json's id2label); they are read, in that order, as %s's %s.",
+                source, ", ".join(names), spec.glue_name, ", ".join(spec.labels))
+    return spec
 
 
 def devices_here() -> list[str]:
@@ -101,12 +145,13 @@ class Predictor:
     """A Hugging Face sequence classifier (or regressor) in eval mode, fed length-sorted batches.
 
     ``precision``: "32", "bf16" (autocast), or "auto": bf16 where the device computes it natively (GPUs with
-    bf16, CPUs with AMX / AVX512-BF16), else float32. ``task`` defaults to the one the model records.
+    bf16, CPUs with AMX / AVX512-BF16), else float32. ``task`` defaults to the one the model records; a task's
+    name (--task) is checked against the model's outputs (``task_of``).
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 64, max_length: int = DEFAULT_MAX_LENGTH,
                  device: str | None = None,
-                 precision: str = "auto", task: TaskSpec | None = None):
+                 precision: str = "auto", task: TaskSpec | str | None = None):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
         if batch_size < 1:
@@ -116,22 +161,24 @@ class Predictor:
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.spec = task or task_of(model.config)
+        self.spec = task if isinstance(task, TaskSpec) else task_of(model.config, task)
         self.labels = list(self.spec.labels)
         self.batch_size = batch_size
         self.max_length = max_length
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(self.device))
 
     @classmethod
-    def load(cls, source: str | Path, max_length: int | None = None, **kwargs) -> Predictor:
+    def load(cls, source: str | Path, max_length: int | None = None, task: str | None = None, **kwargs) -> Predictor:
         """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``).
-        ``max_length`` None: the length the model was trained with, where its run records it."""
+        ``max_length`` None: the length the model was trained with, where its run records it. ``task``: the task of
+        a model that records none (--task)."""
         model, tokenizer = load_classifier(Path(source))
+        task = task_of(model.config, task, source)
         if max_length is None:
             max_length = trained_max_length(Path(source))
         if kwargs.get("precision", "auto") == "auto" and trained_in_float32(Path(source)):
             kwargs["precision"] = "32"  # as the run's validation scored it: its selected/val/* exactly
-        return cls(model, tokenizer, max_length=max_length, **kwargs)
+        return cls(model, tokenizer, max_length=max_length, task=task, **kwargs)
 
     @torch.inference_mode()
     def logits(self, encoded: dict) -> torch.Tensor:
@@ -232,9 +279,10 @@ def trained_in_float32(source: Path) -> bool:
     return isinstance(trainer, dict) and str(trainer.get("precision", "")).startswith("32")
 
 
-def model_task(source: Path) -> TaskSpec | None:
+def model_task(source: Path, given: str | None = None) -> TaskSpec | None:
     """The task ``source`` (run dir, exported model dir or checkpoint) was fine-tuned on, read without loading the
-    model, so that its data can be checked first; None where it cannot be read (loading the model says why)."""
+    model, so that its data can be checked first; ``given`` (--task) where it records none; None where it cannot
+    be read (loading the model says why)."""
     import json
 
     try:
@@ -242,7 +290,8 @@ def model_task(source: Path) -> TaskSpec | None:
             checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
             return TASKS.get(checkpoint["hyper_parameters"].get("task", "sst2"))
         config = json.loads((resolve_model_dir(source) / "config.json").read_text())
-        return TASKS.get(config.get("finetuning_task") or "sst2")  # as task_of reads it
+        recorded = config.get("finetuning_task")
+        return task_named(recorded) if recorded else task_named(given) if given else None  # as task_of reads it
     except Exception:
         return None
 
@@ -265,8 +314,20 @@ def load_classifier(source: Path):
         return load_checkpoint(source)
     model_dir = resolve_model_dir(source)
     with quiet_transformers():
-        return (AutoModelForSequenceClassification.from_pretrained(model_dir),
-                AutoTokenizer.from_pretrained(model_dir))
+        try:
+            model, loading = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError) as err:  # no weights, an unknown model type, a broken config
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"{model_dir}: not a complete Hugging Face model dir ({reason}). A run's exported model/ "
+                            "holds config.json, the weights (model.safetensors) and the tokenizer's files.") from None
+    if untrained := loading["missing_keys"]:  # transformers would initialise them at random, with a warning
+        raise UserError(
+            f"{model_dir} holds no trained classifier: its weights lack {', '.join(sorted(untrained)[:4])}"
+            f"{' ...' if len(untrained) > 4 else ''}, which would be random. A pretrained model is fine-tuned first: "
+            f"python src/train.py model.name_or_path={model_dir}")
+    refuse_an_empty_tokenizer(tokenizer, model_dir)
+    return model, tokenizer
 
 
 def load_checkpoint(path: Path):
@@ -294,6 +355,7 @@ def load_checkpoint(path: Path):
     with fetching(f"the config and tokenizer of {source}", str(source), hint), quiet_transformers():
         config = head_config(source, spec)
         tokenizer = AutoTokenizer.from_pretrained(source)
+    refuse_an_empty_tokenizer(tokenizer, source)
     model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     return model, tokenizer
@@ -338,7 +400,9 @@ def read_tsv(path: Path, columns: list[str]) -> dict[str, list[str]]:
                         + ("; this file reads as comma-separated: give a tab-separated file (GLUE's .tsv format)"
                            if commas else ""))
     table: dict[str, list[str]] = {c: [] for c in columns}
-    for lineno, fields in enumerate(csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE), start=2):
+    for lineno, fields in enumerate(tsv_rows(lines[1:]), start=2):
+        if not fields:
+            raise UserError(f"{path}:{lineno}: the line is blank; every line after the header holds a row: delete it")
         if len(fields) != len(header):
             raise UserError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}")
         for c in columns:
@@ -368,21 +432,30 @@ def read_texts(path: Path, spec: TaskSpec) -> list[tuple[str, ...]]:
     two sentences of a pair separated by a tab (blank lines skipped)."""
     readable_file(path)
     if path.suffix == ".tsv":
-        table = read_glue_format(path, spec, [*spec.test_splits, *spec.dev_splits]) or read_tsv(path, list(spec.text))
+        table = read_glue_format(path, spec, [*spec.test_splits, *spec.dev_splits])
+        if table is None:
+            try:
+                table = read_tsv(path, list(spec.text))
+            except UserError:  # whose file it is says more than the columns it lacks
+                refuse_another_tasks_file(path, spec, "--input")
+                raise
         return list(zip(*(table[c] for c in spec.text)))
-    lines = read_lines(path)
-    # A table given as lines would have its header classified and its other columns joined to the text.
-    first = next((line for line in lines if line.strip()), "")
-    columns = [c.strip().strip('"') for c in first.split("\t" if "\t" in first else ",")]
-    if len(columns) > 1 and set(spec.text) <= set(columns):
-        kind = "tab-separated: name it .tsv" if "\t" in first else "comma-separated: give it as a .tsv (tab-separated)"
-        raise UserError(f"{path}:1: this file is a table whose header names the columns {', '.join(columns)}, not "
-                        f"one example a line; it is {kind}, whose {', '.join(spec.text)} column(s) are then read")
-    return texts_from_lines(lines, spec, str(path))
+    return texts_from_lines(read_lines(path), spec, str(path))
 
 
 def texts_from_lines(lines: list[str], spec: TaskSpec, source: str) -> list[tuple[str, ...]]:
-    """One example a line (blank lines skipped); a pair's two sentences separated by a tab."""
+    """One example a line (blank lines skipped); a pair's two sentences separated by a tab. A table (a header line
+    naming the task's text columns, as a .tsv or .csv has) is refused: its header would be classified, and its
+    other columns joined to the text."""
+    first = next((line for line in lines if line.strip()), "")
+    columns = [c.strip().strip('"') for c in first.split("\t" if "\t" in first else ",")]
+    if len(columns) > 1 and set(spec.text) <= set(columns):
+        where = f"{source}:1" if source != "standard input" else source
+        kind = ("tab-separated: save it as a .tsv" if "\t" in first else
+                "comma-separated: save it as a .tsv (tab-separated)")
+        raise UserError(f"{where}: this is a table whose header names the columns {', '.join(columns)}, not one "
+                        f"example a line; it is {kind} and give it with --input, which reads its "
+                        f"{', '.join(spec.text)} column(s)")
     texts = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -402,7 +475,7 @@ def refuse_another_tasks_file(path: Path, spec: TaskSpec, option: str = "--data"
     would otherwise score: CoLA's 0/1 labels as SST-2's, WNLI's as STS-B scores. SST-2's header (sentence, label) is
     also the generic one of a single-sentence model's own files: a CoLA model refuses it only in SST-2's folder."""
     lines = read_lines(path)[: IDENTIFY_ROWS + 1]
-    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = tsv_rows(lines)
     other = glue_task_of(rows)
     if other is None or other.name == spec.name:
         return

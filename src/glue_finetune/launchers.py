@@ -196,7 +196,7 @@ def prepare_ray(config: DictConfig) -> None:
 
 
 FORWARDED_PREFIXES = ("WANDB_", "HF_")  # W&B's settings and key; the Hugging Face Hub's (offline, token, cache)
-FORWARDED_NAMES = ("TRANSFORMERS_OFFLINE",)
+FORWARDED_NAMES = ("TRANSFORMERS_OFFLINE", "GLUE_FINETUNE_SWEEP_INVOCATION")  # sweep.SWEEP_INVOCATION
 
 
 def forwarded_environment(environ) -> dict[str, str]:
@@ -321,8 +321,8 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
     from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
 
-    from glue_finetune.sweep import (FAILED, PREEMPTED, JobFailed, failed_job_result, read_json, sweep_continue_command,
-                                     write_json_atomically)
+    from glue_finetune.sweep import (FAILED, PREEMPTED, SWEEP_INVOCATION, JobFailed, failed_job_result, read_json,
+                                     sweep_continue_command, write_json_atomically)
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -394,6 +394,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
                     started = config_file.stat().st_mtime if config_file.exists() else launched
                     write_json_atomically(job_dir / FAILED, {
                         "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
+                        "invocation": os.environ.get(SWEEP_INVOCATION),
                         "started_at": max(started, launched), "failed_at": time.time(),
                         "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is "
                                  "the usual cause: " + ("host memory, or GPU memory with several jobs per GPU (lower "

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 DONE = "job_done.json"
 FAILED = "job_failed.json"
+# Which invocation of a sweep a job's marker was written by: set by the sweep's command, passed to its jobs (their
+# environment, on Ray and SLURM too). A sweep's summary speaks for its own jobs, not for failures left in its dir
+# by an earlier invocation (another sweep in the same dir, a study's earlier trials).
+SWEEP_INVOCATION = "GLUE_FINETUNE_SWEEP_INVOCATION"
 PREEMPTED = "job_preempted.json"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
@@ -392,6 +397,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         run_where_the_sweep_started()
     record = {"overrides": job_overrides() or [], "dir": str(out), "log": str(out / "train.log"),
               "started_at": time.time()}
+    if multirun and (invocation := os.environ.get(SWEEP_INVOCATION)):
+        record["invocation"] = invocation
     if multirun:
         try:
             check_multirun_compatible(cfg)
@@ -399,6 +406,12 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
                                                  "failed_at": time.time()})
             raise
+    if not multirun and optuna_sweep():  # without -m Hydra runs the config once, at its default values
+        search = OmegaConf.select(HydraConfig.get(), "runtime.choices.hparams_search") or "<search>"
+        raise ConfigError([f"hparams_search={search} is a search of many trials: run it with -m (python src/train.py "
+                           f"-m hparams_search={search} ...); without -m it would be one run at the default values"])
+    if cfg.get("resume") not in (True, False, None):  # read by its truth below: resume=no would continue
+        raise ConfigError([f"resume={cfg.get('resume')!r} must be true or false"])
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
     # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it, and Hydra's
@@ -497,20 +510,56 @@ class RunDirCheck(Callback):
             sys.exit(2)
 
 
+def searched_keys(config: DictConfig, config_loader=None) -> set[str]:
+    """The keys a search draws values for: its config's search space (``hydra.sweeper.params``) and the command
+    line's sweeping overrides (``"optimizer.lr=tag(log, interval(1e-5, 1e-4))"``, ``seed=1,2``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(list(config.hydra.overrides.task))
+    return set(OmegaConf.select(config, "hydra.sweeper.params") or {}) | {
+        o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+
+
+def fixed_overrides(config: DictConfig, config_loader) -> list[str]:
+    """The command line's overrides that every job of a search gets: those that sweep (``lr=1e-5,2e-5``,
+    ``tag(log, interval(...))``) and the sweeper's own search space (``hydra.sweeper.params``) left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    searched = searched_keys(config, config_loader)
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(list(config.hydra.overrides.task))
+    return [o.input_line for o in parsed if o.get_key_element().lstrip("+~") not in searched]
+
+
+def job_config_problems(job_config: DictConfig, launcher: str, gpus_here: bool, files_here: bool) -> list[str]:
+    """What a job would fail on at its start, as a run checks its own config: its values (``validate_config``),
+    then, where they hold, its keys against their constructors (``+data.max_lenght=64``)."""
+    from glue_finetune.config import check_constructor_keys, validate_config
+
+    problems = [problem] if (problem := multirun_problem(job_config, launcher)) else []
+    try:
+        validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
+        check_constructor_keys(job_config)
+    except ConfigError as err:
+        problems += err.problems
+    return problems
+
+
 class SweepCheck(Callback):
-    """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``), and
-    every problem reported at once, so that a bad value in the last job of a sweep over GLUE's tasks (a task's
-    folder without its train.tsv, an out-of-range value) stops the sweep before the first job trains for hours.
-    Hydra composes each job before launching it, which catches a misspelled key or option, not a bad value.
-    Only the basic sweeper's grids: Optuna draws its values as it goes (and each trial checks its own)."""
+    """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``, and
+    its keys against their constructors), and every problem reported at once, so that a bad value in the last job
+    of a sweep over GLUE's tasks (a task's folder without its train.tsv, an out-of-range value) stops the sweep
+    before the first job trains for hours. Hydra composes each job before launching it, which catches a
+    misspelled key or option, not a bad value. Optuna draws its values as it goes: what its trials share (the
+    config less the searched keys) is checked once, and each trial checks its own values."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if OmegaConf.select(config, "hydra.sweeper._target_", default=None) != BASIC_SWEEPER:
+        sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default=None)
+        if sweeper not in (BASIC_SWEEPER, OPTUNA_SWEEPER):
             return
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.global_hydra import GlobalHydra
 
-        from glue_finetune.config import sweep_overrides, validate_config
+        from glue_finetune.config import sweep_overrides
 
         # Jobs on a Ray cluster or SLURM's nodes use those nodes' GPUs and disks: the launcher checks the GPUs
         # (LauncherCheck), and their files are checked here only where this machine sees them (a shared file
@@ -521,24 +570,30 @@ class SweepCheck(Callback):
         gpus_here = launcher.endswith("BasicLauncher")
         unseen: set[str] = set()  # paths of a remote sweep's jobs that this machine does not see
         loader = GlobalHydra.instance().config_loader()
-        parsed = sweep_overrides(config.hydra, config_loader=loader)
-        swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
-        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        try:
+            if sweeper == OPTUNA_SWEEPER:
+                return self.check_search(config, loader.load_sweep_config(
+                    master_config=config, sweep_overrides=fixed_overrides(config, loader)), launcher, gpus_here,
+                    remote)
+            parsed = sweep_overrides(config.hydra, config_loader=loader)
+            swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+            job_configs = [loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
+                           for overrides in jobs]
+        except Exception as err:  # an override Hydra cannot compose (optimizer.lrr=...): the sweeper is about to
+            # refuse it with its own message, which, raised here, Hydra would print twice after a warning
+            log.debug("Sweep check skipped: %s", err)
+            return
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
         running: list[str] = []  # jobs whose dir a process holds: a job of an earlier invocation, still running
         mismatched: list[str] = []  # resume=true: jobs whose dir holds a run of other settings
-        for num, overrides in enumerate(jobs):
-            job_config = loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
-            problems = [problem] if (problem := multirun_problem(job_config, launcher)) else []
+        for num, (overrides, job_config) in enumerate(zip(jobs, job_configs)):
             files_here = True
             if remote and (missing := paths_not_here(job_config)):
                 unseen.update(missing)
                 files_here = False
-            try:
-                validate_config(job_config, gpus_here=gpus_here, files_here=files_here)
-            except ConfigError as err:
-                problems += err.problems
+            problems = job_config_problems(job_config, launcher, gpus_here, files_here)
             setting = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept)
             for problem in problems:
                 failing.setdefault(problem, []).append(f"job {num}" + (f": {setting}" if setting else ""))
@@ -587,6 +642,19 @@ class SweepCheck(Callback):
             log.error("\n".join(lines))
             sys.exit(2)
 
+    @staticmethod
+    def check_search(config: DictConfig, shared: DictConfig, launcher: str, gpus_here: bool, remote: bool) -> None:
+        """An Optuna search: the config its trials share, checked once. A bad fixed value would fail every trial,
+        and each failure would stay in the study for good."""
+        missing = paths_not_here(shared) if remote else []
+        if missing:
+            log.warning("Not seen from this machine, so left to each trial to check on its node: %s.",
+                        ", ".join(sorted(missing)))
+        if problems := job_config_problems(shared, launcher, gpus_here, files_here=not missing):
+            log.error("\n".join([f"Invalid config shared by every trial of the search; no trial was started:",
+                                  *(f"  - {problem}" for problem in problems)]))
+            sys.exit(2)
+
 
 def paths_not_here(job_config: DictConfig) -> list[str]:
     """The local paths a job reads (its data folder, a model dir, ckpt_path) that do not exist on this machine."""
@@ -615,8 +683,8 @@ def refuse_a_changed_study(config: DictConfig) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     try:  # the config a trial gets, with the searched keys at their defaults (left out of the comparison)
-        job_config = GlobalHydra.instance().config_loader().load_sweep_config(
-            master_config=config, sweep_overrides=list(config.hydra.overrides.task))
+        loader = GlobalHydra.instance().config_loader()
+        job_config = loader.load_sweep_config(master_config=config, sweep_overrides=fixed_overrides(config, loader))
         with read_write(job_config), open_dict(job_config):
             job_config.hydra.job.num = 0
         changed = job_settings_changed(recorded, job_config, trials[0].parent, swept=())
@@ -624,7 +692,7 @@ def refuse_a_changed_study(config: DictConfig) -> None:
         log.warning("Could not compare this study's settings with its earlier trials' (%s: %s).", type(err).__name__,
                     err)
         return
-    searched = tuple(f"{key}:" for key in (OmegaConf.select(config, "hydra.sweeper.params") or {}))
+    searched = tuple(f"{key}:" for key in searched_keys(config, loader))
     changed = [line for line in changed if not line.startswith(searched)]
     if changed:
         log.error("\n".join([
@@ -660,7 +728,7 @@ def continue_stopped_trials(config: DictConfig) -> None:
         log.warning("Trial dir(s) holding an unfinished run, stopped without saying so (a killed process): %s. "
                     "To continue them first, add resume=true (same command).", ", ".join(d.name for d in killed))
         unfinished = [d for d in unfinished if d not in killed]
-    searched = set(sweeper.get("params") or {})
+    searched = searched_keys(config)
     parser = OverridesParser.create()
     queue: list[tuple[Path, dict]] = []
     for trial_dir in unfinished:
@@ -724,12 +792,41 @@ def survive_a_study_without_a_finished_trial() -> None:
     _impl.OptunaSweeperImpl.sweep = sweep_without_a_best_trial
 
 
+def log_the_best_trial(config: DictConfig, done: list[Path]) -> None:
+    """Where the study's best trial is (Optuna's sweeper names its values only): its dir, model and score, over
+    every finished trial of the study; trials that tie at the best result are all named, the earliest first."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default="maximize")
+    if not isinstance(direction, str):
+        return  # several objectives: no single best trial
+    results = [(record["result"], marker.parent) for marker in done
+               if (record := read_json(marker)) and isinstance(record.get("result"), (int, float))
+               and record["result"] == record["result"]]  # NaN is no result
+    if not results:
+        return
+    best = (max if direction == "maximize" else min)(result for result, _ in results)
+    dirs = sorted((d for result, d in results if result == best), key=lambda d: d.stat().st_mtime)
+    model = dirs[0] / "model"
+    log.info("Best trial: %s (result %.4f, of %d finished)%s%s", dirs[0], best, len(results),
+             f"; its model: {model}" if model.is_dir() else "",
+             f". {len(dirs)} trials tie at it: {', '.join(d.name for d in dirs)}" if len(dirs) > 1 else "")
+
+
+def this_invocations(record: dict | None) -> bool:
+    """Whether a job's marker was written by a job of this invocation of the sweep (``SWEEP_INVOCATION``); one of
+    a job started before markers recorded it counts as this invocation's."""
+    if record is None:
+        return False
+    invocation = record.get("invocation")
+    return invocation is None or invocation == os.environ.get(SWEEP_INVOCATION)
+
+
 class SweepSummary(Callback):
     """After a sweep: one line per failed job (overrides, error, log), and a non-zero exit if any failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex  # before any job starts: its markers carry it
         name_sweep_group(Path(config.hydra.sweep.dir), Path.cwd())
         if optuna_sweep(config):
             refuse_a_changed_study(config)
@@ -741,11 +838,14 @@ class SweepSummary(Callback):
         started); no file in the sweep dir says so, the launcher that stopped them does."""
         sweep_dir = Path(config.hydra.sweep.dir)
         done = sorted(sweep_dir.glob(f"*/{DONE}"))
-        failed = [read_json(p) for p in sorted(sweep_dir.glob(f"*/{FAILED}"))]
-        stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}")) if not (p.parent / DONE).exists()]
+        failed = [job for p in sorted(sweep_dir.glob(f"*/{FAILED}")) if this_invocations(job := read_json(p))]
+        stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}"))
+                   if not (p.parent / DONE).exists() and this_invocations(read_json(p))]
         log.info("Sweep %s: %d job(s) finished, %d failed%s%s.", sweep_dir, len(done), len(failed),
                  f", {len(stopped)} stopped before the end" if stopped else "",
                  f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "")
+        if optuna_sweep(config) and done:
+            log_the_best_trial(config, done)
         if (stopped or unsaved) and not failed:  # stopped by a signal (preempted), not failures
             which = ([f"each saved where it stopped: {', '.join(p.name for p in stopped)}"] if stopped else []) + (
                 [f"to start from the beginning: {', '.join(unsaved)}"] if unsaved else [])

@@ -11,7 +11,6 @@ Pure Python: nothing heavy is imported here (the config checks use it before tra
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +271,7 @@ def _label_fits(value: str, spec: TaskSpec) -> bool:
 
 def another_tasks_file(path: Path, own: TaskSpec, other: TaskSpec, option: str) -> str:
     """What to say when ``path`` is ``other``'s GLUE file but ``own``'s is wanted: whose file it is, whose the
-    run (``option`` data.local_dir) or the model (``option`` --data) is, and the fix: ``own``'s folder (beside
+    run (``option`` data.local_dir) or the model (``option`` --data, --input) is, and the fix: ``own``'s folder (beside
     this one, as GLUE lays them out, where it is there) or the task the file is of."""
     path = Path(path)
     what = (f"this is {other.glue_name}'s {path.name}" if path.name in other.file_names.values()
@@ -283,6 +282,10 @@ def another_tasks_file(path: Path, own: TaskSpec, other: TaskSpec, option: str) 
         target = folder if len(own.dev_splits) == 1 else folder / own.file_names[own.dev_splits[0]]
         return (f"--data {path}: {what}; the model is {own.glue_name}'s (data={own.name}): use --data {target} "
                 f"(or a model trained with data={other.name})")
+    if option == "--input":
+        example = folder / own.file_names[(own.test_splits or own.dev_splits)[0]]
+        return (f"--input {path}: {what}; the model is {own.glue_name}'s (data={own.name}): give {own.glue_name}'s "
+                f"texts, e.g. --input {example} (or a model trained with data={other.name})")
     return (f"{path}: {what}; the run is {own.glue_name}'s (data={own.name}): use {option}={folder} "
             f"(or data={other.name})")
 
@@ -295,6 +298,13 @@ def text_lines(text: str) -> list[str]:
     while lines and lines[-1] == "":  # the file's last newline, and blank lines an editor left after the last row
         lines.pop()
     return lines
+
+
+def tsv_rows(lines: list[str]) -> list[list[str]]:
+    """Each line's fields, split at tabs: GLUE's files quote nothing (a quote is part of its sentence). Not
+    ``csv.reader``: it refuses a field over 131,072 characters and a carriage return inside a line. A blank line
+    has no fields."""
+    return [line.split("\t") if line else [] for line in lines]
 
 
 def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
@@ -314,7 +324,7 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     lines = text_lines(text)
     if not lines:
         raise DataFormatError(f"{path}: the file is empty (expected {spec.glue_name}'s {_describe(fmt)} and data rows)")
-    rows = whole = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = whole = tsv_rows(lines)
 
     def refuse_if_another_tasks() -> None:
         other = glue_task_of(whole)
@@ -344,6 +354,9 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     columns: dict[str, list] = {name: [] for name in spec.text}
     labels, indices = [], []
     for lineno, row in enumerate(rows, start=first):
+        if not row:
+            raise DataFormatError(f"{path}:{lineno}: the line is blank; every line holds a row ({spec.glue_name}'s "
+                                  f"{path.name} has {_describe(fmt)}): delete it")
         if len(row) != width:
             raise DataFormatError(f"{path}:{lineno}: expected {width} tab-separated fields, found {len(row)} "
                                   f"({spec.glue_name}'s {path.name} has {_describe(fmt)})")
