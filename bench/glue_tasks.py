@@ -36,6 +36,7 @@ numbers go to --out as JSON (rewritten after every run, so an interrupted benchm
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -273,6 +274,8 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=3600, help="per run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "glue_tasks.json"))
     args = parser.parse_args()
+    if importlib.util.find_spec("accelerate") is None:  # else each Trainer run fails, and the JSON records only that
+        parser.error('the Hugging Face Trainer needs accelerate: pip install -e ".[bench]"')
     if args.quick:
         args.train_samples = 200
     args.glue_dir = os.path.relpath((ROOT / args.glue_dir).resolve(), ROOT)  # the children run in ROOT

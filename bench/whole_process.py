@@ -25,6 +25,7 @@ measured). Not a test: timings depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -198,6 +199,8 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=3600, help="per run")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "whole_process.json"))
     args = parser.parse_args()
+    if args.peers and importlib.util.find_spec("accelerate") is None:  # else each Trainer run fails, and the JSON
+        parser.error('the Hugging Face Trainer needs accelerate: pip install -e ".[bench]"')  # records only that
     if args.quick:
         args.train_samples = 200
     args.data = os.path.relpath((ROOT / args.data).resolve(), ROOT)  # the children run in ROOT

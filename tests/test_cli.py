@@ -107,6 +107,26 @@ def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus
         "error: per_device_train_batch_size is Hugging Face's name; here it is data.batch_size"]
 
 
+def test_a_sweeper_or_launcher_key_it_lacks_names_its_closest_key_or_the_search_that_has_it(capsys):
+    from glue_finetune.cli import explain_unknown_keys
+    from glue_finetune.extras import installed
+
+    if not (installed("hydra_plugins.hydra_optuna_sweeper") and installed("hydra_plugins.hydra_ray_launcher")):
+        pytest.skip('the sweepers and launchers come with pip install -e ".[sweeps]"')
+    # Hydra's own message suggests +hydra.sweeper.n_trial=3, which the sweeper's schema refuses in turn.
+    for args, said in (
+            (["-m", "hparams_search=lr_optuna", "hydra.sweeper.n_trial=3"],
+             "error: hydra.sweeper.n_trial is not a key of hydra.sweeper; did you mean hydra.sweeper.n_trials?"),
+            (["-m", "seed=1,2", "hydra.sweeper.n_trials=3"],
+             "error: hydra.sweeper.n_trials is a key of the Optuna search, and this sweep is a grid (Hydra's basic "
+             "sweeper): add hparams_search=lr_optuna for a search, or leave out hydra.sweeper.n_trials"),
+            (["-m", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.ray.remote.jobs_per_gpus=4"],
+             "error: hydra.launcher.ray.remote.jobs_per_gpus is not a key of hydra.launcher.ray.remote; did you mean "
+             "hydra.launcher.ray.remote.jobs_per_gpu?")):
+        explain_unknown_keys(args, CONF_DIR)
+        assert capsys.readouterr().err.strip() == said
+
+
 def test_a_config_error_leaves_job_failed_json(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])

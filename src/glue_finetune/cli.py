@@ -154,10 +154,12 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
         return key.startswith("hydra") or (conf_dir / key).is_dir()
 
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
+    groups = [a for a in overrides if is_group(key_of(a)) and not a.startswith("hydra.")]  # hydra/launcher=...
+    explain_unknown_sweeper_keys(overrides, groups, conf_dir)
     try:  # the config as the groups chosen make it, without the overrides of single keys
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose("train", overrides=[a for a in overrides if is_group(key_of(a))])
+            cfg = compose("train", overrides=groups)
     except Exception:  # a group or option Hydra has named already
         return
     for arg in (a for a in overrides if not is_group(key_of(a))):
@@ -179,6 +181,44 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
         meant = close and ("" if close[0] in node else "+") + (f"{parent}." if parent else "") + close[0]
         print(f"error: {key} is not a key of the config" + (f"; did you mean {meant}?" if close else
               f" ({parent or 'its top level'} has {', '.join(known)})"), file=sys.stderr)
+
+
+OPTUNA_KEYS = ("n_trials", "n_jobs", "direction", "study_name", "storage", "sampler", "params", "max_failure_rate")
+
+
+def explain_unknown_sweeper_keys(overrides: list[str], groups: list[str], conf_dir: Path) -> None:
+    """hydra.sweeper.* and hydra.launcher.* keys the chosen sweeper or launcher lacks: the closest one it has, or,
+    for a search's key given to a grid sweep (-m seed=1 hydra.sweeper.n_trials=3), the search that has it. Hydra's
+    message offers a + that its sweeper's schema would refuse anyway."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    wanted = [a for a in overrides if a.startswith(("hydra.sweeper.", "hydra.launcher."))]
+    if not wanted:
+        return
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose("train", overrides=groups, return_hydra_config=True)
+    except Exception:  # a group or option Hydra has named already
+        return
+    for arg in wanted:
+        key = arg.split("=", 1)[0]
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None)
+        if not isinstance(node, DictConfig) or leaf in node:
+            continue
+        if parent == "hydra.sweeper" and leaf in OPTUNA_KEYS:
+            print(f"error: {key} is a key of the Optuna search, and this sweep is a grid (Hydra's basic sweeper): "
+                  f"add hparams_search=lr_optuna for a search, or leave out {key}", file=sys.stderr)
+            continue
+        known = [str(k) for k in node if not str(k).startswith("_")]
+        close = difflib.get_close_matches(leaf, known, n=1)
+        print(f"error: {key} is not a key of {parent}" + (f"; did you mean {parent}.{close[0]}?" if close else
+              f" (it has {', '.join(known)})"), file=sys.stderr)
 
 
 def constructor_arguments(node) -> list[str]:
