@@ -436,6 +436,16 @@ def test_a_model_from_elsewhere_is_given_its_task_checked_against_its_outputs(fi
         Predictor.load(swapped, task="sst2")
 
 
+def test_evaluate_reads_the_whole_labelled_file_before_the_model_loads(finished_run, tmp_path):
+    from glue_finetune.evaluation import evaluate
+
+    labelled = tmp_path / "mine.tsv"  # its bad row past the rows checked at the start
+    labelled.write_text("sentence\tlabel\n" + "".join(f"fine {i}\t1\n" for i in range(200)) + "bad\tmaybe\n")
+    unloadable = exported_copy(finished_run, tmp_path / "model", drop=["model.safetensors"])
+    with pytest.raises(UserError, match="mine.tsv:202: label 'maybe' is not one of the model's labels"):
+        evaluate(unloadable, labelled, precision="32")  # the data's problem first, not after a long load
+
+
 def test_a_dir_that_is_not_a_fine_tuned_classifier_is_refused_before_it_predicts(finished_run, tmp_path):
     from transformers import AutoConfig, AutoModel
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from glue_finetune.errors import UserError
-from glue_finetune.inference import Predictor, read_labelled, run_dir_of
+from glue_finetune.inference import Predictor, model_task, read_labelled, run_dir_of
 from glue_finetune.tasks import TaskSpec, metric_prefix, read_glue_file
 
 
@@ -58,10 +58,17 @@ def evaluate(model: Path, data: Path | None = None, **predictor_args) -> dict:
     """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev sets) and
     return the metrics, named as training logs them (``val/loss``, ``val/acc``, ``val_mismatched/acc``, ...), with
     the number of examples, the data, the model, device and precision."""
+    # The file read whole before the model loads, where the model's task can be read without it: a bad row is
+    # reported at once.
+    known = model_task(Path(model), predictor_args.get("task")) if data is not None else None
+    early = {"val": (str(data), *read_labelled(data, known))} if known is not None else None
     predictor = Predictor.load(model, **predictor_args)
     spec = predictor.spec
-    sets = {"val": (str(data), *read_labelled(data, spec))} if data is not None else \
-        run_dev_sets(run_dir_of(model), spec)
+    if early is not None and spec is known:
+        sets = early
+    else:
+        sets = {"val": (str(data), *read_labelled(data, spec))} if data is not None else \
+            run_dev_sets(run_dir_of(model), spec)
     metrics: dict = {"task": spec.name}
     for prefix, (name, texts, labels) in sets.items():
         scores = predictor.evaluate(texts, labels)
