@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import json
 import logging
 import os
 import re
@@ -411,17 +413,27 @@ def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
     from glue_finetune.errors import Preempted
     from glue_finetune.sweep import run_job
 
-    def exporting(cfg):  # SIGTERM while the run writes its artefacts, after training
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise AssertionError("not stopped")
+    def exporting(signum):  # a signal while the run writes its artefacts, after training
+        def run(cfg):
+            (tmp_path / "checkpoints").mkdir(exist_ok=True)
+            (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved at the end of training")
+            os.kill(os.getpid(), signum)
+            raise AssertionError("not stopped")
+        return run
 
     cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
     before = signal.getsignal(signal.SIGTERM)  # the default, or one an earlier test's library left (Ray's)
     with pytest.raises(Preempted, match="stopped by SIGTERM outside the training steps") as stopped:
-        run_job(cfg, exporting)
+        run_job(cfg, exporting(signal.SIGTERM))
     assert (tmp_path / "job_preempted.json").exists() and not (tmp_path / "job_failed.json").exists()
     assert stopped.value.resume_with.endswith(f"hydra.run.dir={tmp_path} resume=true")
     assert signal.getsignal(signal.SIGTERM) is before  # the handler before the run is back
+    # SLURM's warning before a time limit, where no handler of submitit's takes it: its default action killed the
+    # process without a word.
+    if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
+        with pytest.raises(Preempted, match="stopped by SIGUSR1 outside the training steps"):
+            run_job(cfg, exporting(signal.SIGUSR1))
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
 def test_a_slurm_job_past_its_requeues_ends_as_a_stopped_job_of_its_sweep(caplog):
@@ -916,3 +928,147 @@ def test_resume_given_as_text_is_refused_not_read_as_true(tmp_path):
     with pytest.raises(ConfigError, match="resume='no' must be true or false"):  # it was read as resume=true
         run_job(cfg, lambda c: calls.append(c) or 0.5)
     assert not calls
+
+
+class CtrlCAt(L.Callback):
+    """Test helper: Ctrl-C at a hook outside the training steps (the sanity check, the scoring at the end)."""
+
+    def __init__(self, hook: str):
+        self.hook = hook
+
+    def __getattribute__(self, name):
+        if name == object.__getattribute__(self, "hook"):
+            return lambda *args: os.kill(os.getpid(), signal.SIGINT)
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("hook,saved", [("on_sanity_check_start", False), ("on_test_start", True)])
+def test_ctrl_c_outside_the_training_steps_is_an_interruption_with_its_command_not_a_silent_exit(
+        tiny_cfg, tmp_path, caplog, hook, saved):
+    # Lightning turns Ctrl-C into exit(1) with no word (the run looked failed, no command to continue it).
+    from glue_finetune.sweep import run_job
+
+    cfg = tiny_cfg("predict_test=false", "trainer.num_sanity_val_steps=1", "trainer.max_epochs=1")
+    with open_dict(cfg):
+        cfg.callbacks.interrupt = {"_target_": "test_robustness.CtrlCAt", "hook": hook}
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):  # the entry point exits 130 on it
+            run_job(cfg, train)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if saved:  # scoring, after training: the same command continues from last.ckpt, which skips to the scoring
+        assert json.loads((tmp_path / "job_preempted.json").read_text())["reason"] == "Ctrl-C"
+        assert "Interrupted. To continue: " in caplog.text
+    else:
+        assert not (tmp_path / "job_preempted.json").exists()
+        assert "Interrupted before the run saved a checkpoint: nothing to continue. To start it again" in caplog.text
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN or before is signal.SIG_IGN
+
+
+def test_a_stop_during_start_up_leaves_a_dir_the_same_command_starts_again(tmp_path, caplog):
+    # It left job_preempted.json and a resume=true command that was then refused ("holds no run to continue").
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import Preempted
+    from glue_finetune.sweep import run_job
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": False, "ckpt_path": None})
+
+    def stopped_at_start_up(c):
+        raise Preempted("stopped by SIGTERM outside the training steps")
+
+    with pytest.raises(Preempted) as stop:
+        run_job(cfg, stopped_at_start_up)
+    assert stop.value.nothing_saved and "resume=true" not in stop.value.resume_with
+    assert not (tmp_path / "job_preempted.json").exists()
+    assert run_job(cfg, lambda c: 0.5) == 0.5  # the same command starts it again
+
+
+def test_a_half_written_checkpoint_of_a_killed_process_is_removed_when_the_run_continues(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import run_job
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    partial = tmp_path / "checkpoints" / ".last.ckpt.96yz7b3o"  # files.write_atomically's, its writer SIGKILLed
+    partial.write_bytes(b"half")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+    assert run_job(cfg, lambda c: 0.5) == 0.5
+    assert not partial.exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import UserError
+    from glue_finetune.sweep import run_job
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+
+    def save_on_a_full_disk(c):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as err:  # as torch's zip writer reports it, the OSError its context
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096 vs 1024") from err
+
+    with pytest.raises(UserError, match=rf"The disk holding {tmp_path} is full .* {tmp_path / 'checkpoints' / 'last.ckpt'} "
+                                        r"is intact .* Free some space, then continue: .* resume=true"):
+        run_job(cfg, save_on_a_full_disk)
+    assert "is full" in json.loads((tmp_path / "job_failed.json").read_text())["error"]
+
+
+def test_a_run_continued_from_another_runs_checkpoint_trains_with_its_own_optimizer_settings(tiny_cfg, tmp_path):
+    # Lightning restores the checkpoint's optimizer settings with its state: a lower optimizer.lr, as the NaN
+    # message advises, went on at the old rate, while the card said the new one.
+    from glue_finetune.errors import UserError
+    from glue_finetune.training import checkpoint_step
+
+    train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", output_dir=tmp_path / "A"))
+    last = tmp_path / "A" / "checkpoints" / "last.ckpt"
+    continued = {}
+    for name, lr in (("same", 3e-3), ("lower", 3e-4)):
+        train(tiny_cfg("trainer.max_epochs=2", "predict_test=false", f"optimizer.lr={lr}", f"ckpt_path={last}",
+                       output_dir=tmp_path / name))
+        continued[name] = read_metrics(tmp_path / name / "metrics.csv")
+    same, lower = (dict(column(continued[name], "train/lr")) for name in ("same", "lower"))
+    assert min(same) == min(lower) == 30 and all(lower[step] == pytest.approx(same[step] / 10) for step in same)
+    # <metric>_best are the run's own, as its checkpoint selection is (they were the other run's).
+    first = min(step for step, _ in column(continued["lower"], "val/loss"))
+    assert dict(column(continued["lower"], "val/loss_best"))[first] == dict(column(continued["lower"], "val/loss"))[first]
+    # An optimizer state that cannot go into this config's optimizer: one message before any work, not a KeyError.
+    for override, message in (("optimizer=sgd", "it was trained with another optimizer than SGD (its state has no "
+                                                "dampening, momentum, nesterov)"),
+                              ("optimizer.weight_decay=0.01", "its optimizer state has 1 parameter group(s), this "
+                                                             "config's optimizer 2")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            checkpoint_step(str(last), tiny_cfg(override, f"ckpt_path={last}"))
+
+
+def test_a_stopped_run_started_from_another_runs_checkpoint_continues_from_its_own(tiny_cfg, tmp_path, caplog):
+    # Its command names the other run's checkpoint (ckpt_path): run again, it went back to that one, training its
+    # own steps again.
+    from glue_finetune.errors import Preempted
+    from glue_finetune.sweep import PREEMPTED, run_job
+
+    train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", output_dir=tmp_path / "A"))
+    other = tmp_path / "A" / "checkpoints" / "last.ckpt"
+    run = tmp_path / "B"
+
+    def command():  # the same each time (its stop comes 15 batches in: the second attempt has 5 left to train)
+        cfg = tiny_cfg("trainer.max_epochs=2", "predict_test=false", f"ckpt_path={other}", output_dir=run)
+        with open_dict(cfg):
+            cfg.callbacks.stop = {"_target_": "test_robustness.SignalDuringBatch", "batch": 15, "signum": "SIGTERM"}
+        return cfg
+
+    with pytest.raises(Preempted):
+        run_job(command(), train)
+    own = run / "checkpoints" / "last.ckpt"
+    assert (run / PREEMPTED).exists() and torch.load(own, weights_only=True, mmap=True)["global_step"] == 35
+    with caplog.at_level(logging.INFO):
+        run_job(command(), train)
+    assert f"Resuming from {own}" in caplog.text and "Continuing from step 35" in caplog.text
+    assert (run / "job_done.json").exists() and not (run / PREEMPTED).exists()

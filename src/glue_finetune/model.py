@@ -106,6 +106,7 @@ class TextClassifier(L.LightningModule):
             self.model.compile(mode=None if compile is True else compile)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.continues_another_run = False  # set by train(): ckpt_path is another run's checkpoint
 
         # Accumulated on the device between logging steps: no host sync on the steps in between. Persistent, so
         # a run resumed between two logging steps logs the same mean.
@@ -182,6 +183,7 @@ class TextClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.dropout_seed = checkpoint.get("dropout_seed", self.dropout_seed)
         self.resumed_step = checkpoint.get("global_step")
+        self.restored_optimizer = bool(checkpoint.get("optimizer_states"))
 
     def _continue_step_count(self) -> None:
         """Lightning counts optimizer steps apart for automatic and manual optimization (global_step reads the
@@ -264,6 +266,15 @@ class TextClassifier(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._continue_step_count()  # after Lightning has restored its loops from a checkpoint
+        if getattr(self, "restored_optimizer", False):
+            self.restored_optimizer = False
+            if changed := self.apply_configured_optimizer_settings():
+                log.info("Continuing with this run's optimizer settings, not the checkpoint's: %s.", "; ".join(changed))
+        if self.continues_another_run:
+            # <metric>_best are this run's own, as its checkpoint selection is: not the other run's, which its
+            # checkpoint carried.
+            for best in self.best.values():
+                best.reset()
         if not self.whole_step:
             return
         self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -408,7 +419,40 @@ class TextClassifier(L.LightningModule):
                 {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
             ]
         optimizer = self.optimizer_factory(params=groups)
-        if self.scheduler_factory is None:
+        scheduler = None if self.scheduler_factory is None else self.scheduler_factory(
+            optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        # The settings this run's config gives each group (and the schedule's peak rates), before a checkpoint's
+        # optimizer state replaces them: a run continued from another run's checkpoint trains with its own.
+        self.configured_groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        if scheduler is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def apply_configured_optimizer_settings(self) -> list[str]:
+        """After Lightning restored the optimizer and scheduler from a checkpoint: each parameter group's settings
+        (peak learning rate, weight decay, betas, eps, momentum, ...) as this run's config gives them, the current
+        rate recomputed from the restored position in the schedule. The checkpoint's moments and step counts stay.
+        Lightning restores the checkpoint's settings too, so a run continued from another run's checkpoint with a
+        lower optimizer.lr would go on at the old one. Returns what differed (nothing, for the same run)."""
+        optimizer = self.trainer.optimizers[0]
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        changed = []
+        for index, (group, configured) in enumerate(zip(optimizer.param_groups, self.configured_groups)):
+            name = f" ({group['name']})" if group.get("name") else ""
+            for key, value in configured.items():
+                if key in ("lr", "name") or group.get(key) == value:
+                    continue
+                if key in ("initial_lr", "weight_decay", "betas", "eps", "momentum", "dampening", "nesterov"):
+                    changed.append(f"{'lr' if key == 'initial_lr' else key}{name}: {group.get(key)} -> {value}")
+                group[key] = value
+            if not schedulers:
+                if group["lr"] != configured["lr"]:
+                    changed.append(f"lr{name}: {group['lr']} -> {configured['lr']}")
+                    group["lr"] = configured["lr"]
+        for scheduler in schedulers:
+            if hasattr(scheduler, "lr_lambdas") and "initial_lr" in optimizer.param_groups[0]:
+                scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+                for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                    group["lr"] = base * factor(scheduler.last_epoch)
+                scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        return changed

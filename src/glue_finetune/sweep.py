@@ -8,10 +8,12 @@ job finished) or ``job_failed.json``. ``SweepSummary``, a Hydra callback, reads 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -82,6 +84,10 @@ def stop_or_requeue(err: Preempted) -> float:
     stopped: the sweep goes on, and its summary says how to continue it (submitit's error would end the sweep
     with a traceback)."""
     resume_with = getattr(err, "resume_with", "the same command")
+    if getattr(err, "nothing_saved", False):
+        log.warning("Run %s, before it saved a checkpoint: nothing to continue. To start it again: %s", err,
+                    resume_with)
+        sys.exit(PREEMPTED_EXIT_CODE)
     if err.requeue is None:
         log.warning("Run %s. To continue from it: %s", err, resume_with)
         sys.exit(PREEMPTED_EXIT_CODE)
@@ -160,18 +166,22 @@ def refuse_to_overwrite(out: Path, multirun: bool) -> None:
 def stop_on_sigterm():
     """SIGTERM outside the training steps (start-up, scoring, export), where last.ckpt's callback does not catch
     it: stop as a preempted run (marker, the command that continues it, exit 75) rather than die unannounced.
-    During training the callback's own handler takes over and saves the step first."""
+    During training the callback's own handler takes over and saves the step first. SIGUSR1 and SIGUSR2 (SLURM's
+    warning before a time limit) too, where nothing else handles them (submitit's handler requeues its jobs):
+    their default action kills the process without a word."""
     def stop(signum, frame):
         raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps")
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, stop)
+    caught = [signal.SIGTERM] + [s for s in (signal.SIGUSR1, signal.SIGUSR2) if signal.getsignal(s) == signal.SIG_DFL]
+    previous = {signum: signal.signal(signum, stop) for signum in caught}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # What may differ when a run continues: where things are, how fast it runs, how it is logged, how long it may take,
@@ -391,6 +401,34 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
         return run_job_in(out, cfg, train_fn)
 
 
+def disk_full(err: BaseException, out: Path) -> str | None:
+    """What to say when ``err`` comes from a full disk: where, what is intact, how to go on; None otherwise. torch's
+    checkpoint writer reports a full disk as "unexpected pos" (its zip writer's check), Python as ENOSPC."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not any(getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+               or "unexpected pos" in str(e) for e in chain):
+        return None
+    try:
+        free = f"{shutil.disk_usage(out).free / 2**20:,.0f} MB free now"
+    except OSError:
+        free = "its free space unknown"
+    last = out / "checkpoints" / "last.ckpt"
+    return (f"The disk holding {out} is full ({free}): a file could not be written ({type(err).__name__}). "
+            + (f"{last} is intact (every checkpoint is written whole or not at all). Free some space, then continue: "
+               f"{continue_command(out)}" if last.exists() else
+               f"No checkpoint was saved. Free some space, then start it again: {continue_command(out, resume=False)}"))
+
+
+def chosen_own_checkpoint(out: Path, cfg: DictConfig) -> bool:
+    """Whether ``ckpt_path`` names one of the run's own checkpoints (best-step<N>.ckpt where last.ckpt is damaged,
+    say): then that one is continued from, not last.ckpt."""
+    given = cfg.get("ckpt_path")
+    return bool(given) and Path(str(given)).expanduser().resolve().parent == (out / "checkpoints").resolve()
+
+
 def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
     multirun = in_multirun()
     if multirun:
@@ -413,6 +451,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
     if cfg.get("resume") not in (True, False, None):  # read by its truth below: resume=no would continue
         raise ConfigError([f"resume={cfg.get('resume')!r} must be true or false"])
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
+    if (out / PREEMPTED).exists() and not (out / "checkpoints" / "last.ckpt").exists():
+        (out / PREEMPTED).unlink()  # stopped before its first checkpoint (an earlier version's marker): nothing to continue
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
     # Refusals come before the try below: they leave the run dir as it was (no job_failed.json in it, and Hydra's
     # record of the run it holds untouched: hydra_record_subdir).
@@ -423,7 +463,9 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             refuse_changed_settings(out, cfg)
         log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
         return done["result"]
-    elif (last := out / "checkpoints" / "last.ckpt").exists() and not cfg.get("ckpt_path"):
+    elif (last := out / "checkpoints" / "last.ckpt").exists() and not chosen_own_checkpoint(out, cfg):
+        # The run's own progress, also when it was started from another run's checkpoint (ckpt_path, which its
+        # command, given again, still names): continuing from that one would train its steps again.
         if not requeued:  # SLURM reruns the very command; only a person can change it
             refuse_changed_settings(out, cfg)
         log.info("Resuming from %s", last)
@@ -438,12 +480,20 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             "it was started with); or leave out resume=true to start a new run.")
     if first_process_of_the_run():  # this command trains in the dir (anew, or continuing): it is the dir's record
         write_hydra_record(out, cfg)
+        # A checkpoint half-written when its process was killed (files.write_atomically's temporary file, which
+        # only a live process removes): up to the checkpoint's size, hidden. The dir's lock says none is being written.
+        for partial in (out / "checkpoints").glob(".*.ckpt.*"):
+            partial.unlink(missing_ok=True)
     try:
         for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
             (out / marker).unlink(missing_ok=True)
         with stop_on_sigterm():
             result = train_fn(cfg)
     except Preempted as err:
+        if not (out / "checkpoints" / "last.ckpt").exists():  # stopped during start-up: nothing to continue
+            (out / PREEMPTED).unlink(missing_ok=True)  # an earlier attempt's stop no longer describes the dir
+            err.resume_with, err.nothing_saved = continue_command(out, resume=False), True
+            raise
         # Not a failure: the checkpoint is saved; the same command continues from it.
         write_json_atomically(out / PREEMPTED, {**record, "reason": str(err), "preempted_at": time.time()})
         err.resume_with = continue_command(out)
@@ -459,7 +509,15 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
                         continue_command(out, resume=False))
         raise
     except Exception as err:
-        write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}", "failed_at": time.time()})
+        if message := disk_full(err, out):  # one message with what is intact and the command, not a traceback
+            err = UserError(message).with_traceback(None)
+        try:
+            write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
+                                                 "failed_at": time.time()})
+        except OSError as unwritten:  # the disk that failed the run fails its marker too: the log still says why
+            log.error("Could not write %s (%s).", out / FAILED, unwritten)
+        if isinstance(err, UserError) and not multirun:
+            raise err from None
         if not multirun:
             raise  # the entry point prints it (a UserError as one message) and exits non-zero
         # One job's failure (bad lr, out of memory) must not stop the sweep: record it, go on, report at the end.

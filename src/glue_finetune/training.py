@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -69,6 +70,20 @@ def instantiate_reporting(config: DictConfig, **kwargs):
         raise
 
 
+def interrupted(trainer: L.Trainer, stop: SystemExit) -> bool:
+    """Whether ``stop`` is Lightning's exit(1) after a KeyboardInterrupt (Ctrl-C), which it turns into a failure
+    without a word; it also leaves SIGINT ignored, which the rest of the run's stop needs back."""
+    if stop.code == 1 and trainer.interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return True
+    return False
+
+
+def own_checkpoint(cfg: DictConfig) -> bool:
+    """Whether ``ckpt_path`` is one of this run's own checkpoints (a run continued in its dir), not another run's."""
+    return Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
+
+
 def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int | None:
     """The optimizer step a Lightning checkpoint was saved at; read before any work, so that a file that is not
     one (cut short, another kind of file), or one of another task or base model than ``cfg``'s, is one message
@@ -96,7 +111,34 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
             raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {their_model}; this "
                             f"run is task {ours[0]} with {our_model}. Continue from a checkpoint of this task and "
                             f"model, or give the settings its run had: data={theirs[0]} model.name_or_path={saved['name_or_path']}.")
+    if cfg is not None and (states := checkpoint.get("optimizer_states")):
+        if problem := optimizer_state_problem(states[0].get("param_groups") or [], cfg):
+            raise UserError(f"ckpt_path={ckpt_path}: {problem}. A checkpoint continues with its optimizer's state "
+                            "(its moments); to start from its weights alone, export them first (a finished run's "
+                            "model/ dir) and give that dir as model.name_or_path.")
     return step
+
+
+def optimizer_state_problem(saved_groups: list[dict], cfg: DictConfig) -> str | None:
+    """Why a checkpoint's optimizer state cannot go into the optimizer this config builds (Lightning would fail
+    with a KeyError or ValueError once data and model are loaded): another optimizer (its settings lack this one's,
+    SGD's momentum after AdamW), or another number of parameter groups (weight decay on or off)."""
+    from glue_finetune.config import constructor_parameters
+
+    target = str(cfg.optimizer._target_)
+    groups = 2 if cfg.optimizer.get("weight_decay") else 1  # TextClassifier.configure_optimizers
+    if len(saved_groups) != groups:
+        return (f"its optimizer state has {len(saved_groups)} parameter group(s), this config's optimizer "
+                f"{groups} ({'weight decay on weights, none on biases and LayerNorm' if groups == 2 else 'no weight decay'}"
+                f"): continue it with optimizer.weight_decay={'0.0' if groups == 2 else 'as its run had'}")
+    try:
+        expected = set(constructor_parameters(target) or {}) - {"params"}
+    except Exception:  # cannot be imported: the config check names it
+        return None
+    if missing := sorted(expected - set(saved_groups[0])):
+        return (f"it was trained with another optimizer than {target.rsplit('.', 1)[-1]} (its state has no "
+                f"{', '.join(missing)}): continue it with the optimizer its run had (optimizer=adamw, adam or sgd)")
+    return None
 
 
 def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_because: str | None = None) -> dict:
@@ -284,8 +326,7 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
         fixes["log"] = f"trainer.log_every_n_steps={per_epoch}"
     if resume_step is not None and resume_step >= steps:
-        own = Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
-        if own:  # stopped after training (while scoring or exporting): what is left follows
+        if own_checkpoint(cfg):  # stopped after training (while scoring or exporting): what is left follows
             log.info("Training had finished at step %d: scoring and export follow.", resume_step)
         else:
             log.warning("The checkpoint this run continues from is at step %d, and this run ends at step %d: nothing "
@@ -361,7 +402,12 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
         for logger in trainer.loggers:
             logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
     else:  # the model holds the selected weights: score them on every dev set
-        tested = trainer.test(model, datamodule=datamodule, verbose=False)
+        try:
+            tested = trainer.test(model, datamodule=datamodule, verbose=False)
+        except SystemExit as stop:  # Ctrl-C while scoring: Lightning's exit(1), said as what it is
+            if interrupted(trainer, stop):
+                raise KeyboardInterrupt from None
+            raise
         scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
     return scores, path, final_weights_because
 
@@ -479,6 +525,7 @@ def train(cfg: DictConfig) -> float:
             cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
             whole_step=whole_step, max_grad_norm=clip if whole_step else None, _convert_="all"
         )
+        model.continues_another_run = resume_step is not None and not own_checkpoint(cfg)
         trainer: L.Trainer = instantiate(
             cfg.trainer,
             **trainer_plugins(cfg.trainer, on_gpu),
@@ -502,9 +549,11 @@ def train(cfg: DictConfig) -> float:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
-        except SystemExit:  # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed
-            if any(getattr(c, "stopped_at_once", False) for c in trainer.callbacks):
-                raise KeyboardInterrupt from None  # Ctrl-C twice: stopped, to be continued from last.ckpt (exit 130)
+        except SystemExit as stop:  # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed
+            # Ctrl-C twice, or once before the training steps (set-up, the sanity check): an interruption, which the
+            # job reports with the command that continues it (or starts it again) and exit 130
+            if interrupted(trainer, stop) or any(getattr(c, "stopped_at_once", False) for c in trainer.callbacks):
+                raise KeyboardInterrupt from None
             raise
         times.end_fit()
 
