@@ -185,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.val_every > args.steps:  # no validation would run, and it is half of what is measured
         parser.error(f"--val-every {args.val_every} is more than --steps {args.steps}: no validation would be timed; "
-                     f"give --val-every {max(1, args.steps // 3)} or more steps")
+                     f"give a --val-every of at most --steps, e.g. --val-every {max(1, args.steps // 3)}")
     args.data = str(Path(args.data).resolve())
     measured: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="loop-overhead-") as tmp:

@@ -7,7 +7,7 @@
 
 Prints (or writes to --output) one TSV line per example, in input order: the label and one probability per label
 (a score for STS-B), then the text(s). The model's task (recorded when it was exported) says whether it takes
-single sentences or pairs; a classifier fine-tuned elsewhere records none: give it, e.g. --task sst2. --input takes the task's GLUE files (test.tsv, dev.tsv, ...), a .tsv whose header
+single sentences or pairs; for a model that records none (fine-tuned elsewhere), give it, e.g. --task sst2. --input takes the task's GLUE files (test.tsv, dev.tsv, ...), a .tsv whose header
 names the text columns (sentence; sentence1 and sentence2; question1 and question2; ...), or a text file with
 one example a line (a pair's two sentences separated by a tab); without sentences or --input, examples are read
 from standard input the same way.

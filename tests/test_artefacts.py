@@ -213,6 +213,9 @@ def test_evaluate_names_its_default_output_after_the_data_so_other_files_keep_th
     exported = tmp_path / "models" / "sst2-bert"  # a model outside any run dir: beside it, not inside (ready to upload)
     exported.mkdir(parents=True)
     assert default_output(exported, tmp_path / "mine.tsv") == tmp_path / "models" / "eval_mine_sst2-bert.json"
+    for version in ("v1.0", "v1.1"):  # a dir's name, dots and all: two versions do not share one file
+        (tmp_path / "models" / version).mkdir()
+        assert default_output(tmp_path / "models" / version, None).name == f"eval_dev_{version}.json"
 
 
 def test_evaluate_a_checkpoint_on_a_labelled_file(finished_run, sst2_dir, tmp_path):
@@ -418,10 +421,20 @@ def exported_copy(finished_run, directory, drop=(), **config_changes):
 
 
 def test_a_model_from_elsewhere_is_given_its_task_checked_against_its_outputs(finished_run, tmp_path):
-    untold = exported_copy(finished_run, tmp_path / "untold", finetuning_task=None)
+    untold = exported_copy(finished_run, tmp_path / "untold", finetuning_task=None, id2label={"0": "LABEL_0", "1":
+                           "LABEL_1"}, label2id={"LABEL_0": 0, "LABEL_1": 1})
     with pytest.raises(UserError, match="records no GLUE task .* give its task, e.g. --task sst2"):
         Predictor.load(untold)  # it used to be read as SST-2's, whatever its task
     assert Predictor.load(untold, task="sst2").spec is TASKS["sst2"]
+    with pytest.raises(UserError, match=r"--task ax: not a task .* \(AX is scored by an MNLI model: --task mnli\)"):
+        Predictor.load(untold, task="ax")
+    # A model of this project's earlier versions (SST-2 only) recorded no task: its labels name it.
+    earlier = exported_copy(finished_run, tmp_path / "earlier", finetuning_task=None)
+    assert Predictor.load(earlier).spec is TASKS["sst2"]
+    ambiguous = exported_copy(finished_run, tmp_path / "ambiguous", finetuning_task=None, id2label={
+        "0": "entailment", "1": "not_entailment"}, label2id={"entailment": 0, "not_entailment": 1})
+    with pytest.raises(UserError, match="its labels are those of QNLI and RTE: give its task, e.g. --task qnli"):
+        Predictor.load(ambiguous)
     with pytest.raises(UserError, match="has 2 output\\(s\\), and MNLI takes 3 labels"):
         Predictor.load(untold, task="mnli")
     with pytest.raises(UserError, match="was fine-tuned on SST-2 .* not CoLA: leave out --task cola"):

@@ -122,7 +122,10 @@ def test_a_sweeper_or_launcher_key_it_lacks_names_its_closest_key_or_the_search_
              "sweeper): add hparams_search=lr_optuna for a search, or leave out hydra.sweeper.n_trials"),
             (["-m", "seed=1,2", "hydra/launcher=parallel", "hydra.launcher.ray.remote.jobs_per_gpus=4"],
              "error: hydra.launcher.ray.remote.jobs_per_gpus is not a key of hydra.launcher.ray.remote; did you mean "
-             "hydra.launcher.ray.remote.jobs_per_gpu?")):
+             "hydra.launcher.ray.remote.jobs_per_gpu?"),
+            (["-m", "seed=1,2", "hydra.launcher.n_jobs=2"],
+             "error: hydra.launcher.n_jobs: this sweep's launcher (hydra.launcher) has no settings; "
+             "hydra/launcher=parallel runs the jobs at the same time (README, Sweeps)")):
         explain_unknown_keys(args, CONF_DIR)
         assert capsys.readouterr().err.strip() == said
 

@@ -111,6 +111,10 @@ def test_a_search_without_multirun_is_refused_not_run_once_at_its_defaults(sst2_
     assert result.returncode == 2, output[-3000:]
     assert "hparams_search=lr_optuna is a search of many trials: run it with -m" in output
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # A trial's own command, as its model card gives it (the searched values set), trains that trial again.
+    trial = run_cli(["optimizer.lr=3e-3", "scheduler.warmup_ratio=0.1", "hparams_search=lr_optuna", *tiny(sst2_dir),
+                     f"hydra.run.dir={tmp_path / 'trial'}"])
+    assert trial.returncode == 0, trial.stdout[-3000:] + trial.stderr[-3000:]
 
 
 def test_the_summary_speaks_for_this_invocations_jobs_not_failures_left_by_an_earlier_one(tmp_path, monkeypatch,
@@ -673,8 +677,18 @@ def test_ray_jobs_get_the_sweep_commands_wandb_and_hub_settings(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("UNRELATED_SETTING", "x")
-    env = prepared_for_ray(resolved_sweep_config(), monkeypatch).runtime_env.env_vars
+    from glue_finetune.sweep import SWEEP_INVOCATION, RunDirCheck
+
+    config = resolved_sweep_config()
+    # The sweep's invocation id, which its jobs' markers carry, is set by the first callback: before LauncherCheck
+    # starts Ray and takes the environment the jobs get (set later, no job had it).
+    monkeypatch.delenv(SWEEP_INVOCATION, raising=False)
+    callbacks = list(config.hydra.callbacks)
+    assert callbacks.index("run_dir_check") == 0 and callbacks.index("launcher_check") > 0
+    RunDirCheck().on_multirun_start(config)
+    env = prepared_for_ray(config, monkeypatch).runtime_env.env_vars
     assert env.WANDB_MODE == "disabled" and env.HF_HUB_OFFLINE == "1" and "UNRELATED_SETTING" not in env
+    assert env[SWEEP_INVOCATION] == os.environ[SWEEP_INVOCATION]
 
 
 @pytest.mark.gpu

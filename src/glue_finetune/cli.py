@@ -216,6 +216,10 @@ def explain_unknown_sweeper_keys(overrides: list[str], groups: list[str], conf_d
                   f"add hparams_search=lr_optuna for a search, or leave out {key}", file=sys.stderr)
             continue
         known = [str(k) for k in node if not str(k).startswith("_")]
+        if not known:  # Hydra's basic launcher: one job after another, nothing to set
+            print(f"error: {key}: this sweep's launcher ({parent}) has no settings; hydra/launcher=parallel runs the "
+                  "jobs at the same time (README, Sweeps)", file=sys.stderr)
+            continue
         close = difflib.get_close_matches(leaf, known, n=1)
         print(f"error: {key} is not a key of {parent}" + (f"; did you mean {parent}.{close[0]}?" if close else
               f" (it has {', '.join(known)})"), file=sys.stderr)

@@ -459,6 +459,13 @@ def whole_step_blockers(cfg: DictConfig) -> list[str]:
     return blockers
 
 
+def text_from_environment_hint(value) -> str:
+    """For a true/false key given as the text 'true' or 'false' (``${oc.env:VAR}`` gives text): how to get the value."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return " (this is the text; an environment variable's value is decoded by ${oc.decode:${oc.env:VAR}})"
+    return ""
+
+
 def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = True) -> None:
     """Check the values a typo or a wrong path would break, and report every problem at once.
 
@@ -533,7 +540,8 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
     integer("data.max_train_samples", 1, null_ok=True, note=" (the first N training examples; null: all)")
     integer("data.num_workers", 0)
     for key in ("resume", "predict_test"):  # read by their truth: any text (resume=no) would count as true
-        check(isinstance(get(key), bool) or get(key) is None, f"{key}={get(key)!r} must be true or false")
+        check(isinstance(get(key), bool) or get(key) is None, f"{key}={get(key)!r} must be true or false"
+              + text_from_environment_hint(get(key)))
     check(get("trainer.deterministic") in (True, False, None, "warn"),  # Lightning reads any other text as true
           f"trainer.deterministic={get('trainer.deterministic')!r}: use true, false or warn")
     check(get("matmul_precision") in MATMUL_PRECISIONS,

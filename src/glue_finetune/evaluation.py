@@ -92,5 +92,6 @@ def default_output(model: Path, data: Path | None) -> Path:
     if data is not None and stem in GLUE_FILE_STEMS:
         stem = f"{Path(data).absolute().parent.name}-{stem}"
     if model.is_file() or run_dir is None:
-        return (run_dir or model.absolute().parent) / f"eval_{stem}_{model.absolute().stem}.json"
+        name = model.absolute().stem if model.is_file() else model.absolute().name  # a dir's dots are its name's
+        return (run_dir or model.absolute().parent) / f"eval_{stem}_{name}.json"
     return run_dir / f"eval_{stem}.json"

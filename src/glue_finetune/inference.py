@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -59,6 +60,19 @@ def task_named(name: str) -> TaskSpec | None:
 TASK_CHOICES = [name for name in TASKS if name != "ax"]  # --task: AX is scored by an MNLI model
 
 
+def recorded_where(source) -> str:
+    return ("as the checkpoint records" if str(source).endswith(".ckpt")
+            else "its config.json's finetuning_task")
+
+
+def tasks_of_labels(config) -> list[TaskSpec]:
+    """The tasks whose labels the model's config names, in their order (an exported model's id2label): SST-2's
+    negative, positive; QNLI's and RTE's entailment, not_entailment alike."""
+    outputs = getattr(config, "num_labels", 0)
+    names = [str((getattr(config, "id2label", None) or {}).get(i, "")).lower() for i in range(outputs)]
+    return [TASKS[name] for name in TASK_CHOICES if [label.lower() for label in TASKS[name].labels] == names]
+
+
 def task_of(config, given: str | None = None, source: str | Path = "the model") -> TaskSpec:
     """The GLUE task a model was fine-tuned on: the one its exported config records (``finetuning_task``), or
     ``given`` (--task) for a model fine-tuned elsewhere, which records none. Checked against the model's outputs:
@@ -68,19 +82,26 @@ def task_of(config, given: str | None = None, source: str | Path = "the model") 
     recorded = task_named(recorded_name) if recorded_name else None
     if given is not None:
         spec = task_named(given)
-        if spec is None:
-            raise UserError(f"--task {given}: not a GLUE task here; the tasks: {', '.join(TASK_CHOICES)}")
+        if spec is None or spec.name not in TASK_CHOICES:
+            raise UserError(f"--task {given}: not a task a model is fine-tuned on here"
+                            + (" (AX is scored by an MNLI model: --task mnli)" if spec is not None else "")
+                            + f"; the tasks: {', '.join(TASK_CHOICES)}")
         if recorded is not None and recorded.name != spec.name:
-            raise UserError(f"{source} was fine-tuned on {recorded.glue_name} (its config.json's finetuning_task), "
-                            f"not {spec.glue_name}: leave out --task {given}")
+            raise UserError(f"{source} was fine-tuned on {recorded.glue_name} ({recorded_where(source)}), not "
+                            f"{spec.glue_name}: leave out --task {given}")
     elif recorded is not None:
         spec = recorded
+    elif recorded_name is None and (by_labels := tasks_of_labels(config)) and len(by_labels) == 1:
+        spec = by_labels[0]  # this project's SST-2 models recorded no task before it trained others
     elif recorded_name:
-        raise UserError(f"{source} was fine-tuned on {recorded_name!r} (its config.json's finetuning_task), which "
+        raise UserError(f"{source} was fine-tuned on {recorded_name!r} ({recorded_where(source)}), which "
                         f"is not a GLUE task here: if it is one, give it with --task ({', '.join(TASK_CHOICES)})")
     else:
-        raise UserError(f"{source} records no GLUE task (its config.json has no finetuning_task), as a model "
-                        f"fine-tuned elsewhere: give its task, e.g. --task sst2 (the tasks: {', '.join(TASK_CHOICES)})")
+        fits = tasks_of_labels(config)
+        raise UserError(f"{source} records no GLUE task (its config.json has no finetuning_task)"
+                        + (f", and its labels are those of {' and '.join(t.glue_name for t in fits)}" if fits else "")
+                        + f": give its task, e.g. --task {(fits[0].name if fits else 'sst2')} (the tasks: "
+                        f"{', '.join(TASK_CHOICES)})")
     outputs = getattr(config, "num_labels", spec.num_labels)
     if outputs != spec.num_labels:
         kind = "one score" if spec.is_regression else f"{spec.num_labels} labels ({', '.join(spec.labels)})"
@@ -291,7 +312,16 @@ def model_task(source: Path, given: str | None = None) -> TaskSpec | None:
             return TASKS.get(checkpoint["hyper_parameters"].get("task", "sst2"))
         config = json.loads((resolve_model_dir(source) / "config.json").read_text())
         recorded = config.get("finetuning_task")
-        return task_named(recorded) if recorded else task_named(given) if given else None  # as task_of reads it
+        if recorded:
+            return task_named(recorded)
+        labels = {int(i): name for i, name in (config.get("id2label") or {}).items()}
+        if not given:  # named by its labels alone, as task_of names it
+            fits = tasks_of_labels(SimpleNamespace(num_labels=len(labels), id2label=labels))
+            return fits[0] if len(fits) == 1 else None
+        spec = task_named(given)
+        if spec is None or config.get("num_labels", len(labels) or 2) != spec.num_labels:
+            return None  # loading the model says what does not fit (as task_of reads it)
+        return spec
     except Exception:
         return None
 

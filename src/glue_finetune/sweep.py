@@ -422,6 +422,14 @@ def disk_full(err: BaseException, out: Path) -> str | None:
                f"No checkpoint was saved. Free some space, then start it again: {continue_command(out, resume=False)}"))
 
 
+def searched_values_given() -> bool:
+    """Whether this (single) run's command sets every key its search searches: a trial's own command, as its model
+    card gives it, which trains that trial again."""
+    searched = set(OmegaConf.select(HydraConfig.get(), "sweeper.params") or {})
+    given = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    return bool(searched) and searched <= given
+
+
 def chosen_own_checkpoint(out: Path, cfg: DictConfig) -> bool:
     """Whether ``ckpt_path`` names one of the run's own checkpoints (best-step<N>.ckpt where last.ckpt is damaged,
     say): then that one is continued from, not last.ckpt."""
@@ -444,12 +452,15 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
                                                  "failed_at": time.time()})
             raise
-    if not multirun and optuna_sweep():  # without -m Hydra runs the config once, at its default values
+    if not multirun and optuna_sweep() and not searched_values_given():  # without -m: once, at the defaults
         search = OmegaConf.select(HydraConfig.get(), "runtime.choices.hparams_search") or "<search>"
         raise ConfigError([f"hparams_search={search} is a search of many trials: run it with -m (python src/train.py "
                            f"-m hparams_search={search} ...); without -m it would be one run at the default values"])
     if cfg.get("resume") not in (True, False, None):  # read by its truth below: resume=no would continue
-        raise ConfigError([f"resume={cfg.get('resume')!r} must be true or false"])
+        from glue_finetune.config import text_from_environment_hint
+
+        raise ConfigError([f"resume={cfg.get('resume')!r} must be true or false"
+                           + text_from_environment_hint(cfg.get("resume"))])
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
     if (out / PREEMPTED).exists() and not (out / "checkpoints" / "last.ckpt").exists():
         (out / PREEMPTED).unlink()  # stopped before its first checkpoint (an earlier version's marker): nothing to continue
@@ -558,6 +569,8 @@ class RunDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.check(config, "sweep", "multirun")
+        # The first callback: before LauncherCheck starts Ray and takes the environment its jobs get.
+        os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex
 
     @staticmethod
     def check(config: DictConfig, kind: str, default_root: str) -> None:
@@ -884,7 +897,6 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Before the sweeper starts: Optuna opens its SQLite study inside the sweep dir.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex  # before any job starts: its markers carry it
         name_sweep_group(Path(config.hydra.sweep.dir), Path.cwd())
         if optuna_sweep(config):
             refuse_a_changed_study(config)
@@ -896,10 +908,14 @@ class SweepSummary(Callback):
         started); no file in the sweep dir says so, the launcher that stopped them does."""
         sweep_dir = Path(config.hydra.sweep.dir)
         done = sorted(sweep_dir.glob(f"*/{DONE}"))
+        done_now = [p for p in done if this_invocations(read_json(p))]
         failed = [job for p in sorted(sweep_dir.glob(f"*/{FAILED}")) if this_invocations(job := read_json(p))]
         stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}"))
                    if not (p.parent / DONE).exists() and this_invocations(read_json(p))]
-        log.info("Sweep %s: %d job(s) finished, %d failed%s%s.", sweep_dir, len(done), len(failed),
+        # A study's trials of earlier commands are not this command's jobs; a grid's finished jobs, skipped under
+        # resume=true, are.
+        log.info("Sweep %s: %d job(s) finished, %d failed%s%s.", sweep_dir,
+                 len(done_now if optuna_sweep(config) else done), len(failed),
                  f", {len(stopped)} stopped before the end" if stopped else "",
                  f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "")
         if optuna_sweep(config) and done:
