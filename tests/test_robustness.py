@@ -1072,3 +1072,27 @@ def test_a_stopped_run_started_from_another_runs_checkpoint_continues_from_its_o
         run_job(command(), train)
     assert f"Resuming from {own}" in caplog.text and "Continuing from step 35" in caplog.text
     assert (run / "job_done.json").exists() and not (run / PREEMPTED).exists()
+
+
+def test_a_run_continues_on_the_training_data_it_started_with(tiny_cfg, sst2_dir, tmp_path):
+    # data.local_dir may change on resume (a moved folder), and another train file went on silently in the first
+    # one's schedule and epoch.
+    from glue_finetune.errors import Preempted, UserError
+    from glue_finetune.sweep import run_job
+
+    run, moved, other = tmp_path / "run", tmp_path / "moved", tmp_path / "other"
+    shutil.copytree(sst2_dir, moved)
+    shutil.copytree(sst2_dir, other)
+    (other / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "one more row\t1\n")
+
+    def command(data):
+        cfg = tiny_cfg("trainer.max_epochs=1", "predict_test=false", f"data.local_dir={data}", output_dir=run)
+        with open_dict(cfg):
+            cfg.callbacks.stop = {"_target_": "test_robustness.SignalDuringBatch", "batch": 15, "signum": "SIGTERM"}
+        return cfg
+
+    with pytest.raises(Preempted):
+        run_job(command(sst2_dir), train)
+    with pytest.raises(UserError, match=r"trained on another train file than .*other/train.tsv \(its content differs"):
+        run_job(command(other), train)
+    assert run_job(command(moved), train) > 0  # the same file elsewhere: continued

@@ -377,10 +377,14 @@ class GlueDataModule(L.LightningDataModule):
         if trainer is None or trainer.state.fn != "fit":
             return {}
         return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size,
+                # what the run trains on: a run continued on other data (a data.local_dir that moved, pointed at
+                # another copy) would mix two training sets in one schedule (training.refuse_other_training_data)
+                "train_digest": self.source_digests.get("train")}
 
     def load_state_dict(self, state: dict) -> None:
-        self.resume_position = dict(state) if state else None
+        # The place in the epoch; the train file's digest is checked before fit (refuse_other_training_data).
+        self.resume_position = {k: v for k, v in state.items() if k != "train_digest"} if state else None
         # Lightning warns that a plain DataLoader cannot resume mid-epoch; this module restores the position itself.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 

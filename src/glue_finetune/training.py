@@ -79,6 +79,19 @@ def interrupted(trainer: L.Trainer, stop: SystemExit) -> bool:
     return False
 
 
+def refuse_other_training_data(cfg: DictConfig, datamodule) -> None:
+    """A run continues on the training set it started with: data.local_dir may change (a moved folder), its
+    train file may not. Other data would go on in the schedule and epoch of the first, silently."""
+    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    saved = (checkpoint.get(type(datamodule).__qualname__) or {}).get("train_digest")
+    now = datamodule.source_digests.get("train")
+    if saved and now and saved != now:
+        raise UserError(f"The run in {cfg.paths.output_dir} trained on another train file than "
+                        f"{datamodule.spec.path(Path(str(datamodule.local_dir)), 'train')} (its content differs: "
+                        f"{saved} then, {now} now). A run continues on the data it started with: point "
+                        "data.local_dir at that copy, or start a new run (another hydra.run.dir) on this one.")
+
+
 def own_checkpoint(cfg: DictConfig) -> bool:
     """Whether ``ckpt_path`` is one of this run's own checkpoints (a run continued in its dir), not another run's."""
     return Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
@@ -520,6 +533,8 @@ def train(cfg: DictConfig) -> float:
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
         datamodule: L.LightningDataModule = instantiate_reporting(cfg.data, **data_settings, _convert_="all")
         datamodule.prepare_data()  # fetch, check and tokenize now, so bad data fails before the model downloads
+        if resume_step is not None and own_checkpoint(cfg):
+            refuse_other_training_data(cfg, datamodule)
         clip = cfg.trainer.get("gradient_clip_val")
         model: L.LightningModule = instantiate_reporting(
             cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
