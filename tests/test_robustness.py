@@ -1096,3 +1096,26 @@ def test_a_run_continues_on_the_training_data_it_started_with(tiny_cfg, sst2_dir
     with pytest.raises(UserError, match=r"trained on another train file than .*other/train.tsv \(its content differs"):
         run_job(command(other), train)
     assert run_job(command(moved), train) > 0  # the same file elsewhere: continued
+
+
+class StopTrainingAt(L.Callback):
+    """Test helper: a callback ends training at optimizer step `step`, as EarlyStopping or max_time's Timer do."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def test_training_ended_before_its_schedule_says_so_and_how_to_train_on(tiny_cfg, tmp_path, caplog):
+    # It was written as finished without a word, and resume=true then kept it as it was.
+    cfg = tiny_cfg("trainer.max_epochs=2", "predict_test=false")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopTrainingAt", "step": 15}
+    with caplog.at_level(logging.WARNING):
+        train(cfg)
+    assert ("Training ended at step 15 of the 40 its schedule plans: a callback stopped it (early stopping, say)"
+            in caplog.text)
+    assert f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'} hydra.run.dir=<a new dir>" in caplog.text

@@ -92,6 +92,21 @@ def refuse_other_training_data(cfg: DictConfig, datamodule) -> None:
                         "data.local_dir at that copy, or start a new run (another hydra.run.dir) on this one.")
 
 
+def say_if_training_ended_early(trainer: L.Trainer, output_dir: Path) -> None:
+    """A run whose training ended before its schedule did (trainer.max_time, a callback such as EarlyStopping) is
+    finished, and resume=true keeps it as it is: say so, and how to train on."""
+    planned = trainer.estimated_stepping_batches
+    if not trainer.is_global_zero or trainer.global_step >= planned:
+        return
+    timer = next((c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
+    why = (f"trainer.max_time ({timer._duration:.0f} s) was reached" if timer is not None and timer._duration
+           and timer.time_elapsed("train") >= timer._duration else "a callback stopped it (early stopping, say)")
+    log.warning("Training ended at step %d of the %d its schedule plans: %s. The results below come from these "
+                "steps, and the run counts as finished (resume=true keeps it). To train on: a new run from its last checkpoint with a "
+                "longer trainer.max_time (ckpt_path=%s hydra.run.dir=<a new dir>).", trainer.global_step,
+                planned, why, output_dir / "checkpoints" / "last.ckpt")
+
+
 def own_checkpoint(cfg: DictConfig) -> bool:
     """Whether ``ckpt_path`` is one of this run's own checkpoints (a run continued in its dir), not another run's."""
     return Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
@@ -571,6 +586,7 @@ def train(cfg: DictConfig) -> float:
                 raise KeyboardInterrupt from None
             raise
         times.end_fit()
+        say_if_training_ended_early(trainer, output_dir)
 
         with times.phase("scoring"):
             selected, selected_path, final_weights_because = score_selected_checkpoint(
