@@ -431,9 +431,16 @@ def test_sigterm_outside_the_training_steps_stops_as_a_preempted_run(tmp_path):
     # SLURM's warning before a time limit, where no handler of submitit's takes it: its default action killed the
     # process without a word.
     if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
-        with pytest.raises(Preempted, match="stopped by SIGUSR1 outside the training steps"):
+        with pytest.raises(Preempted, match="stopped by SIGUSR1 outside the training steps") as stopped:
             run_job(cfg, exporting(signal.SIGUSR1))
-        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL and stopped.value.requeue is None  # not in SLURM
+        os.environ["SLURM_JOB_ID"] = "4242"  # inside a SLURM job, the time-limit warning requeues it
+        try:
+            with pytest.raises(Preempted) as stopped:
+                run_job(cfg, exporting(signal.SIGUSR1))
+        finally:
+            del os.environ["SLURM_JOB_ID"]
+        assert stopped.value.requeue is not None and stopped.value.requeue.args == ("4242",)
 
 
 def test_a_slurm_job_past_its_requeues_ends_as_a_stopped_job_of_its_sweep(caplog):
@@ -482,6 +489,8 @@ def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_p
 
     def stopped(cfg):  # train()'s shape: W&B is closed in a finally
         try:
+            (tmp_path / "checkpoints").mkdir()
+            (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved at step 7")
             raise Preempted("stopped by SIGTERM at step 7; checkpoint: last.ckpt")
         finally:
             finish_wandb()
@@ -1019,6 +1028,34 @@ def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_pa
                                         r"is intact .* Free some space, then continue: .* resume=true"):
         run_job(cfg, save_on_a_full_disk)
     assert "is full" in json.loads((tmp_path / "job_failed.json").read_text())["error"]
+    # torch's writer says "unexpected pos" of any failed write: a file-size limit is no full disk, and says so itself
+
+    def save_over_a_file_size_limit(c):
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError as err:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from err
+
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        run_job(cfg, save_over_a_file_size_limit)
+
+
+def test_a_stopped_run_continues_from_its_own_checkpoint_unless_another_is_chosen(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import continues_its_own_progress
+
+    run, elsewhere = tmp_path / "run", tmp_path / "other" / "checkpoints" / "last.ckpt"
+    run.mkdir()
+    (run / "hparams.yaml").write_text(f"ckpt_path: {elsewhere}\n")  # started from another run's checkpoint
+
+    def given(ckpt_path):
+        return OmegaConf.create({"ckpt_path": ckpt_path})
+
+    assert continues_its_own_progress(run, given(None))
+    assert continues_its_own_progress(run, given(str(elsewhere)))  # its command again: its own progress
+    assert not continues_its_own_progress(run, given(str(tmp_path / "third" / "best-step10.ckpt")))  # chosen now
+    assert not continues_its_own_progress(run, given(str(run / "checkpoints" / "best-step10.ckpt")))
 
 
 def test_a_run_continued_from_another_runs_checkpoint_trains_with_its_own_optimizer_settings(tiny_cfg, tmp_path):

@@ -272,9 +272,12 @@ class TextClassifier(L.LightningModule):
                 log.info("Continuing with this run's optimizer settings, not the checkpoint's: %s.", "; ".join(changed))
         if self.continues_another_run:
             # <metric>_best are this run's own, as its checkpoint selection is: not the other run's, which its
-            # checkpoint carried.
+            # checkpoint carried. So is its trainer.max_time, which Lightning's Timer would count from the other
+            # run's training time.
             for best in self.best.values():
                 best.reset()
+            for timer in (c for c in self.trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)):
+                timer._offset = 0
         if not self.whole_step:
             return
         self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -442,7 +445,8 @@ class TextClassifier(L.LightningModule):
             for key, value in configured.items():
                 if key in ("lr", "name") or group.get(key) == value:
                     continue
-                if key in ("initial_lr", "weight_decay", "betas", "eps", "momentum", "dampening", "nesterov"):
+                if key in ("initial_lr", "weight_decay", "betas", "eps", "momentum", "dampening", "nesterov",
+                           "decoupled_weight_decay"):
                     changed.append(f"{'lr' if key == 'initial_lr' else key}{name}: {group.get(key)} -> {value}")
                 group[key] = value
             if not schedulers:

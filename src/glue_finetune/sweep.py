@@ -84,7 +84,7 @@ def stop_or_requeue(err: Preempted) -> float:
     stopped: the sweep goes on, and its summary says how to continue it (submitit's error would end the sweep
     with a traceback)."""
     resume_with = getattr(err, "resume_with", "the same command")
-    if getattr(err, "nothing_saved", False):
+    if getattr(err, "nothing_saved", False) and err.requeue is None:
         log.warning("Run %s, before it saved a checkpoint: nothing to continue. To start it again: %s", err,
                     resume_with)
         sys.exit(PREEMPTED_EXIT_CODE)
@@ -170,7 +170,12 @@ def stop_on_sigterm():
     warning before a time limit) too, where nothing else handles them (submitit's handler requeues its jobs):
     their default action kills the process without a word."""
     def stop(signum, frame):
-        raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps")
+        from glue_finetune.checkpointing import slurm_requeue
+
+        # SLURM's time-limit warning inside a SLURM job: requeued, as during training (the checkpoint it continues
+        # from is the last one saved)
+        raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps",
+                        requeue=slurm_requeue(signum, previous.get(signum)))
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -402,39 +407,41 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
 
 
 def disk_full(err: BaseException, out: Path) -> str | None:
-    """What to say when ``err`` comes from a full disk: where, what is intact, how to go on; None otherwise. torch's
-    checkpoint writer reports a full disk as "unexpected pos" (its zip writer's check), Python as ENOSPC."""
-    chain, seen = [], err
-    while seen is not None and len(chain) < 10:
-        chain.append(seen)
+    """What to say when ``err`` comes from a full disk (or quota): where, what is intact, how to go on; None
+    otherwise. torch's checkpoint writer reports any failed write as "unexpected pos", the OSError its cause."""
+    seen, full = err, None
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = seen
+            break
         seen = seen.__cause__ or seen.__context__
-    if not any(getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
-               or "unexpected pos" in str(e) for e in chain):
+    if full is None:
         return None
+    where = Path(full.filename).parent if full.filename else out
     try:
-        free = f"{shutil.disk_usage(out).free / 2**20:,.0f} MB free now"
+        free = f"{shutil.disk_usage(where).free / 2**20:,.0f} MB free now"
     except OSError:
         free = "its free space unknown"
     last = out / "checkpoints" / "last.ckpt"
-    return (f"The disk holding {out} is full ({free}): a file could not be written ({type(err).__name__}). "
+    what = "over its quota" if full.errno == errno.EDQUOT else "full"
+    return (f"The disk holding {where} is {what} ({free}): {type(err).__name__}: {str(err).splitlines()[0][:200]} "
+            f"({full.strerror}). "
             + (f"{last} is intact (every checkpoint is written whole or not at all). Free some space, then continue: "
                f"{continue_command(out)}" if last.exists() else
                f"No checkpoint was saved. Free some space, then start it again: {continue_command(out, resume=False)}"))
 
 
-def searched_values_given() -> bool:
-    """Whether this (single) run's command sets every key its search searches: a trial's own command, as its model
-    card gives it, which trains that trial again."""
-    searched = set(OmegaConf.select(HydraConfig.get(), "sweeper.params") or {})
-    given = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
-    return bool(searched) and searched <= given
-
-
-def chosen_own_checkpoint(out: Path, cfg: DictConfig) -> bool:
-    """Whether ``ckpt_path`` names one of the run's own checkpoints (best-step<N>.ckpt where last.ckpt is damaged,
-    say): then that one is continued from, not last.ckpt."""
+def continues_its_own_progress(out: Path, cfg: DictConfig) -> bool:
+    """Whether a run continued in its dir goes on from its own last.ckpt: unless ``ckpt_path`` names another
+    checkpoint than the one the run was started from (one of its own, best-step<N>.ckpt where last.ckpt is
+    damaged, or another run's, chosen now)."""
     given = cfg.get("ckpt_path")
-    return bool(given) and Path(str(given)).expanduser().resolve().parent == (out / "checkpoints").resolve()
+    if not given:
+        return True
+    started_from = (recorded_config(out) or {}).get("ckpt_path")
+    return bool(started_from) and Path(str(started_from)).expanduser().resolve() == Path(str(given)).expanduser().resolve()
 
 
 def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], float]) -> float:
@@ -474,7 +481,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             refuse_changed_settings(out, cfg)
         log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
         return done["result"]
-    elif (last := out / "checkpoints" / "last.ckpt").exists() and not chosen_own_checkpoint(out, cfg):
+    elif (last := out / "checkpoints" / "last.ckpt").exists() and continues_its_own_progress(out, cfg):
         # The run's own progress, also when it was started from another run's checkpoint (ckpt_path, which its
         # command, given again, still names): continuing from that one would train its steps again.
         if not requeued:  # SLURM reruns the very command; only a person can change it

@@ -99,12 +99,14 @@ def say_if_training_ended_early(trainer: L.Trainer, output_dir: Path) -> None:
     if not trainer.is_global_zero or trainer.global_step >= planned:
         return
     timer = next((c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
-    why = (f"trainer.max_time ({timer._duration:.0f} s) was reached" if timer is not None and timer._duration
-           and timer.time_elapsed("train") >= timer._duration else "a callback stopped it (early stopping, say)")
+    timed_out = timer is not None and timer._duration and timer.time_elapsed("train") >= timer._duration
+    why = (f"trainer.max_time ({timer._duration:.0f} s of training) was reached" if timed_out
+           else "a callback stopped it (early stopping, say)")
+    more = " without trainer.max_time, or a longer one," if timed_out else ""
     log.warning("Training ended at step %d of the %d its schedule plans: %s. The results below come from these "
-                "steps, and the run counts as finished (resume=true keeps it). To train on: a new run from its last checkpoint with a "
-                "longer trainer.max_time (ckpt_path=%s hydra.run.dir=<a new dir>).", trainer.global_step,
-                planned, why, output_dir / "checkpoints" / "last.ckpt")
+                "steps, and the run counts as finished (resume=true keeps it). To train on: the same command%s with "
+                "ckpt_path=%s hydra.run.dir=<a new dir>.", trainer.global_step, planned, why, more,
+                output_dir / "checkpoints" / "last.ckpt")
 
 
 def own_checkpoint(cfg: DictConfig) -> bool:
@@ -158,12 +160,14 @@ def optimizer_state_problem(saved_groups: list[dict], cfg: DictConfig) -> str | 
     if len(saved_groups) != groups:
         return (f"its optimizer state has {len(saved_groups)} parameter group(s), this config's optimizer "
                 f"{groups} ({'weight decay on weights, none on biases and LayerNorm' if groups == 2 else 'no weight decay'}"
-                f"): continue it with optimizer.weight_decay={'0.0' if groups == 2 else 'as its run had'}")
+                f"): continue it with {'optimizer.weight_decay=0.0' if groups == 2 else 'the optimizer.weight_decay (> 0) its run had'}")
     try:
         expected = set(constructor_parameters(target) or {}) - {"params"}
     except Exception:  # cannot be imported: the config check names it
         return None
-    if missing := sorted(expected - set(saved_groups[0])):
+    # The settings that tell the kinds apart; not every setting (another torch adds some, fused, ...; Adam and AdamW
+    # differ by one, decoupled_weight_decay, which this run's config then sets, and says).
+    if missing := sorted((expected - set(saved_groups[0])) & {"betas", "eps", "momentum", "dampening", "nesterov"}):
         return (f"it was trained with another optimizer than {target.rsplit('.', 1)[-1]} (its state has no "
                 f"{', '.join(missing)}): continue it with the optimizer its run had (optimizer=adamw, adam or sgd)")
     return None
