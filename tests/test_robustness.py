@@ -1156,3 +1156,18 @@ def test_training_ended_before_its_schedule_says_so_and_how_to_train_on(tiny_cfg
     assert ("Training ended at step 15 of the 40 its schedule plans: a callback stopped it (early stopping, say)"
             in caplog.text)
     assert f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'} hydra.run.dir=<a new dir>" in caplog.text
+
+
+def test_a_run_continued_from_another_runs_checkpoint_counts_its_own_max_time(tiny_cfg, tmp_path):
+    # Lightning's Timer, restored from the other run's checkpoint, counted that run's training time: a run continued
+    # from one that had used up its trainer.max_time stopped at once.
+    train(tiny_cfg("trainer.max_epochs=1", "predict_test=false", "+trainer.max_time=00:01:00:00",
+                   output_dir=tmp_path / "A"))
+    last = tmp_path / "A" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] = 10 * 3600.0  # as if it had trained for 10 hours
+    torch.save(checkpoint, last)
+    train(tiny_cfg("trainer.max_epochs=2", "predict_test=false", "+trainer.max_time=00:01:00:00", f"ckpt_path={last}",
+                   output_dir=tmp_path / "B"))
+    steps = [step for step, _ in column(read_metrics(tmp_path / "B" / "metrics.csv"), "train/loss")]
+    assert max(steps) == 40  # trained on to its schedule's end, from step 20

@@ -184,6 +184,11 @@ class TextClassifier(L.LightningModule):
         self.dropout_seed = checkpoint.get("dropout_seed", self.dropout_seed)
         self.resumed_step = checkpoint.get("global_step")
         self.restored_optimizer = bool(checkpoint.get("optimizer_states"))
+        if self.continues_another_run:
+            # This run's trainer.max_time counts its own training: Lightning's Timer, restored after this hook, would
+            # count the other run's too (and stop at once where that one had used up its own limit).
+            for key in [k for k in checkpoint.get("callbacks", {}) if str(k).startswith("Timer")]:
+                del checkpoint["callbacks"][key]
 
     def _continue_step_count(self) -> None:
         """Lightning counts optimizer steps apart for automatic and manual optimization (global_step reads the
@@ -272,12 +277,9 @@ class TextClassifier(L.LightningModule):
                 log.info("Continuing with this run's optimizer settings, not the checkpoint's: %s.", "; ".join(changed))
         if self.continues_another_run:
             # <metric>_best are this run's own, as its checkpoint selection is: not the other run's, which its
-            # checkpoint carried. So is its trainer.max_time, which Lightning's Timer would count from the other
-            # run's training time.
+            # checkpoint carried.
             for best in self.best.values():
                 best.reset()
-            for timer in (c for c in self.trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)):
-                timer._offset = 0
         if not self.whole_step:
             return
         self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
