@@ -433,6 +433,14 @@ def disk_full(err: BaseException, out: Path) -> str | None:
                f"No checkpoint was saved. Free some space, then start it again: {continue_command(out, resume=False)}"))
 
 
+def searched_values_given() -> bool:
+    """Whether this (single) run's command sets every key its search searches: a trial's own command, as its model
+    card gives it, which trains that trial again."""
+    searched = set(OmegaConf.select(HydraConfig.get(), "sweeper.params") or {})
+    given = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    return bool(searched) and searched <= given
+
+
 def continues_its_own_progress(out: Path, cfg: DictConfig) -> bool:
     """Whether a run continued in its dir goes on from its own last.ckpt: unless ``ckpt_path`` names another
     checkpoint than the one the run was started from (one of its own, best-step<N>.ckpt where last.ckpt is
@@ -729,7 +737,7 @@ class SweepCheck(Callback):
             log.warning("Not seen from this machine, so left to each trial to check on its node: %s.",
                         ", ".join(sorted(missing)))
         if problems := job_config_problems(shared, launcher, gpus_here, files_here=not missing):
-            log.error("\n".join([f"Invalid config shared by every trial of the search; no trial was started:",
+            log.error("\n".join(["Invalid config shared by every trial of the search; no trial was started:",
                                   *(f"  - {problem}" for problem in problems)]))
             sys.exit(2)
 
