@@ -536,16 +536,16 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         raise
     except Exception as err:
         if message := disk_full(err, out):  # one message with what is intact and the command, not a traceback
-            err = UserError(message).with_traceback(None)
+            err = UserError(message)
         try:
             write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
                                                  "failed_at": time.time()})
         except OSError as unwritten:  # the disk that failed the run fails its marker too: the log still says why
             log.error("Could not write %s (%s).", out / FAILED, unwritten)
-        if isinstance(err, UserError) and not multirun:
-            raise err from None
-        if not multirun:
-            raise  # the entry point prints it (a UserError as one message) and exits non-zero
+        if not multirun:  # the entry point prints it (a UserError as one message) and exits non-zero
+            if message:
+                raise err from None
+            raise
         # One job's failure (bad lr, out of memory) must not stop the sweep: record it, go on, report at the end.
         if isinstance(err, UserError):
             log.error("Job failed: %s", err)
@@ -611,9 +611,9 @@ def fixed_overrides(config: DictConfig, config_loader) -> list[str]:
     ``tag(log, interval(...))``) and the sweeper's own search space (``hydra.sweeper.params``) left out."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    searched = searched_keys(config, config_loader)
+    params = set(OmegaConf.select(config, "hydra.sweeper.params") or {})
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(list(config.hydra.overrides.task))
-    return [o.input_line for o in parsed if o.get_key_element().lstrip("+~") not in searched]
+    return [o.input_line for o in parsed if not o.is_sweep_override() and o.get_key_element().lstrip("+~") not in params]
 
 
 def job_config_problems(job_config: DictConfig, launcher: str, gpus_here: bool, files_here: bool) -> list[str]:
