@@ -148,11 +148,13 @@ class CtrlCTwice(L.Callback):
 
 def refused_leaves_the_runs_record(run_dir: Path, args: list[str], refusal: str, *extra: str) -> None:
     """A command refused in a run's dir (here: another learning rate) leaves Hydra's record of the run as it was:
-    evaluate.py, predict.py, report.py and resume read the run's data, lengths and overrides there."""
+    evaluate.py, predict.py, report.py and resume read the run's data, lengths and overrides there. Its train.log
+    too: the refusal is the console's, not a line at the end of the run's log."""
     import yaml
     from test_train import run_cli
 
     record = {name: (run_dir / ".hydra" / name).read_bytes() for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    log = (run_dir / "train.log").read_bytes()
     started_with = [a for a in args if not a.startswith("hydra.run.dir=")]
     assert yaml.safe_load(record["overrides.yaml"]) == started_with  # the command that started the run (Hydra's)
     result = run_cli([*(a for a in args if not a.startswith("optimizer.lr=")), "optimizer.lr=1e-4", *extra])
@@ -161,6 +163,7 @@ def refused_leaves_the_runs_record(run_dir: Path, args: list[str], refusal: str,
     assert refusal in output and "optimizer.lr: 0.003 (the run) -> 0.0001 (now)" in output, output[-3000:]
     assert f"It was started with the overrides: {' '.join(started_with)}." in output.replace("\n", " ")
     assert {name: (run_dir / ".hydra" / name).read_bytes() for name in record} == record
+    assert (run_dir / "train.log").read_bytes() == log
 
 
 def test_a_second_process_in_a_run_dir_in_use_is_refused_before_any_work(tmp_path, monkeypatch):

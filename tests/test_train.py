@@ -147,6 +147,38 @@ def test_under_ddp_only_rank_zero_prints_its_lines_before_lightning_knows_the_ra
     assert not ConsoleFilter().filter(info) and ConsoleFilter().filter(error)
 
 
+def test_train_log_of_a_dir_with_an_earlier_run_is_written_only_once_the_command_goes_on_there(tmp_path):
+    from glue_finetune.logs import RunLog, keep_run_log
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("train", logging.ERROR, "", 0, text, None, None)
+
+    (tmp_path / "new").mkdir()
+    fresh = RunLog(str(tmp_path / "new" / "train.log"))
+    fresh.emit(line("a new run's line"))
+    fresh.flush()
+    assert (tmp_path / "new" / "train.log").read_text() == "a new run's line\n"  # no earlier run: written at once
+    fresh.close()
+
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)  # what Hydra leaves of a run: its record
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("{}\n")
+    (tmp_path / "run" / "train.log").write_text("the run's own log\n")
+    for goes_on in (False, True):
+        handler = RunLog(str(tmp_path / "run" / "train.log"))
+        handler.emit(line(f"a command that goes on: {goes_on}"))
+        assert (tmp_path / "run" / "train.log").read_text() == "the run's own log\n"
+        if goes_on:
+            logging.getLogger().addHandler(handler)
+            try:
+                keep_run_log()
+                handler.emit(line("and its next line"))
+            finally:
+                logging.getLogger().removeHandler(handler)
+        handler.close()  # a refused command's lines go nowhere: it said why on the console
+    assert (tmp_path / "run" / "train.log").read_text() == (
+        "the run's own log\na command that goes on: True\nand its next line\n")
+
+
 def test_selection_by_a_metric_keeps_its_highest_value(tiny_cfg, tmp_path):
     best = train(tiny_cfg("selection.metric=val/acc", "predict_test=false"))
     val_acc = column(read_metrics(tmp_path / "metrics.csv"), "val/acc")

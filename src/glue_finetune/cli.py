@@ -138,14 +138,9 @@ def expand_home(args: list[str]) -> list[str]:
 def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
     """After Hydra refused to compose the config: for each override of a key the config lacks, the closest key it
     has. Hydra's own message ("Could not override 'optimizer.lrr'. To append to your config use +optimizer.lrr=1")
-    points at a + that would add a key nothing reads."""
-    import difflib
-
+    points at a + that would add a key nothing reads (or that the sweeper's or launcher's schema would refuse)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig, OmegaConf
-
-    from glue_finetune.config import habit_hint
 
     def key_of(arg: str) -> str:
         return arg.split("=", 1)[0].split("@", 1)[0]
@@ -155,74 +150,71 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
 
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
     groups = [a for a in overrides if is_group(key_of(a)) and not a.startswith("hydra.")]  # hydra/launcher=...
-    explain_unknown_sweeper_keys(overrides, groups, conf_dir)
     try:  # the config as the groups chosen make it, without the overrides of single keys
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose("train", overrides=groups)
-    except Exception:  # a group or option Hydra has named already
-        return
-    for arg in (a for a in overrides if not is_group(key_of(a))):
-        key = key_of(arg)
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-        if not isinstance(node, DictConfig) or leaf in node:
-            continue
-        if (takes := constructor_arguments(node)) and leaf in takes:  # trainer.max_steps: Hydra's + is the fix
-            print(f"error: {key} is an argument of {node._target_} that the config does not set: add it with "
-                  f"+{arg}", file=sys.stderr)
-            continue
-        if hint := habit_hint(leaf):  # learning_rate=2e-5, trainer.num_train_epochs=3, ...
-            print(f"error: {hint}", file=sys.stderr)
-            continue
-        known = [str(k) for k in node if not str(k).startswith("_")] + [n for n in takes if n not in node]
-        close = difflib.get_close_matches(leaf, known, n=1)
-        # a constructor's argument the config does not set is added with a +
-        meant = close and ("" if close[0] in node else "+") + (f"{parent}." if parent else "") + close[0]
-        print(f"error: {key} is not a key of the config" + (f"; did you mean {meant}?" if close else
-              f" ({parent or 'its top level'} has {', '.join(known)})"), file=sys.stderr)
-
-
-OPTUNA_KEYS = ("n_trials", "n_jobs", "direction", "study_name", "storage", "sampler", "params", "max_failure_rate")
-
-
-def explain_unknown_sweeper_keys(overrides: list[str], groups: list[str], conf_dir: Path) -> None:
-    """hydra.sweeper.* and hydra.launcher.* keys the chosen sweeper or launcher lacks: the closest one it has, or,
-    for a search's key given to a grid sweep (-m seed=1 hydra.sweeper.n_trials=3), the search that has it. Hydra's
-    message offers a + that its sweeper's schema would refuse anyway."""
-    import difflib
-
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig, OmegaConf
-
-    wanted = [a for a in overrides if a.startswith(("hydra.sweeper.", "hydra.launcher."))]
-    if not wanted:
-        return
-    try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             cfg = compose("train", overrides=groups, return_hydra_config=True)
     except Exception:  # a group or option Hydra has named already
         return
-    for arg in wanted:
-        key = arg.split("=", 1)[0]
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, default=None)
-        if not isinstance(node, DictConfig) or leaf in node:
-            continue
-        if parent == "hydra.sweeper" and leaf in OPTUNA_KEYS:
-            print(f"error: {key} is a key of the Optuna search, and this sweep is a grid (Hydra's basic sweeper): "
-                  f"add hparams_search=lr_optuna for a search, or leave out {key}", file=sys.stderr)
-            continue
-        known = [str(k) for k in node if not str(k).startswith("_")]
-        if not known:  # Hydra's basic launcher: one job after another, nothing to set
-            print(f"error: {key}: this sweep's launcher ({parent}) has no settings; hydra/launcher=parallel runs the "
-                  "jobs at the same time (README, Sweeps)", file=sys.stderr)
-            continue
-        close = difflib.get_close_matches(leaf, known, n=1)
-        print(f"error: {key} is not a key of {parent}" + (f"; did you mean {parent}.{close[0]}?" if close else
-              f" (it has {', '.join(known)})"), file=sys.stderr)
+    for arg in overrides:
+        key = key_of(arg)
+        if key.startswith(("hydra.sweeper.", "hydra.launcher.")):
+            problem = unknown_sweeper_key(cfg, key)
+        else:
+            problem = None if is_group(key) else unknown_key(cfg, key, arg)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+
+
+def unknown_key(cfg, key: str, arg: str) -> str | None:
+    """What is wrong with overriding ``key`` (not a group) where the config lacks it, with the closest key it has."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from glue_finetune.config import habit_hint
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not isinstance(node, DictConfig) or leaf in node:
+        return None
+    if (takes := constructor_arguments(node)) and leaf in takes:  # trainer.max_steps: Hydra's + is the fix
+        return f"{key} is an argument of {node._target_} that the config does not set: add it with +{arg}"
+    if hint := habit_hint(leaf):  # learning_rate=2e-5, trainer.num_train_epochs=3, ...
+        return hint
+    known = [str(k) for k in node if not str(k).startswith("_") and (parent or k != "hydra")]
+    known += [n for n in takes if n not in node]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    # a constructor's argument the config does not set is added with a +
+    meant = close and ("" if close[0] in node else "+") + (f"{parent}." if parent else "") + close[0]
+    return f"{key} is not a key of the config" + (f"; did you mean {meant}?" if close else
+                                                   f" ({parent or 'its top level'} has {', '.join(known)})")
+
+
+OPTUNA_KEYS = ("n_trials", "n_jobs", "direction", "study_name", "storage", "sampler", "params", "max_failure_rate")
+
+
+def unknown_sweeper_key(cfg, key: str) -> str | None:
+    """A hydra.sweeper.* or hydra.launcher.* key the chosen sweeper or launcher lacks: the closest one it has, or,
+    for a search's key given to a grid sweep (-m seed=1 hydra.sweeper.n_trials=3), the search that has it."""
+    import difflib
+
+    from omegaconf import DictConfig, OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None)
+    if not isinstance(node, DictConfig) or leaf in node:
+        return None
+    if parent == "hydra.sweeper" and leaf in OPTUNA_KEYS:
+        return (f"{key} is a key of the Optuna search, and this sweep is a grid (Hydra's basic sweeper): add "
+                f"hparams_search=lr_optuna for a search, or leave out {key}")
+    known = [str(k) for k in node if not str(k).startswith("_")]
+    if not known:  # Hydra's basic launcher: one job after another, nothing to set
+        return (f"{key}: this sweep's launcher ({parent}) has no settings; hydra/launcher=parallel runs the jobs at "
+                "the same time (README, Sweeps)")
+    close = difflib.get_close_matches(leaf, known, n=1)
+    return f"{key} is not a key of {parent}" + (f"; did you mean {parent}.{close[0]}?" if close else
+                                                 f" (it has {', '.join(known)})")
 
 
 def constructor_arguments(node) -> list[str]:

@@ -73,11 +73,12 @@ def tasks_of_labels(config) -> list[TaskSpec]:
     return [TASKS[name] for name in TASK_CHOICES if [label.lower() for label in TASKS[name].labels] == names]
 
 
-def task_of(config, given: str | None = None, source: str | Path = "the model") -> TaskSpec:
+def task_of(config, given: str | None = None, source: str | Path = "the model", warn: bool = True) -> TaskSpec:
     """The GLUE task a model was fine-tuned on: the one its exported config records (``finetuning_task``), or
     ``given`` (--task) for a model fine-tuned elsewhere, which records none. Checked against the model's outputs:
     their number, and the order of their label names where the config names them (a model from elsewhere may
-    order MNLI's labels otherwise), so that no output is read as another label."""
+    order MNLI's labels otherwise), so that no output is read as another label. ``warn``: of label names other
+    than the task's, read in their order as its labels (once per model: not on a look before loading it)."""
     recorded_name = getattr(config, "finetuning_task", None)
     recorded = task_named(recorded_name) if recorded_name else None
     if given is not None:
@@ -115,7 +116,7 @@ def task_of(config, given: str | None = None, source: str | Path = "the model") 
             raise UserError(f"{source} orders its labels {', '.join(names)} (config.json's id2label); "
                             f"{spec.glue_name}'s order here is {', '.join(spec.labels)}, so its outputs would be read "
                             "as other labels. Its predictions are its own pipeline's: transformers.pipeline(model=...)")
-        if theirs != ours:
+        if theirs != ours and warn:
             import logging
 
             logging.getLogger(__name__).warning(
@@ -311,17 +312,10 @@ def model_task(source: Path, given: str | None = None) -> TaskSpec | None:
             checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
             return TASKS.get(checkpoint["hyper_parameters"].get("task", "sst2"))
         config = json.loads((resolve_model_dir(source) / "config.json").read_text())
-        recorded = config.get("finetuning_task")
-        if recorded:
-            return task_named(recorded)
         labels = {int(i): name for i, name in (config.get("id2label") or {}).items()}
-        if not given:  # named by its labels alone, as task_of names it
-            fits = tasks_of_labels(SimpleNamespace(num_labels=len(labels), id2label=labels))
-            return fits[0] if len(fits) == 1 else None
-        spec = task_named(given)
-        if spec is None or config.get("num_labels", len(labels) or 2) != spec.num_labels:
-            return None  # loading the model says what does not fit (as task_of reads it)
-        return spec
+        return task_of(SimpleNamespace(finetuning_task=config.get("finetuning_task"), id2label=labels,
+                                       num_labels=config.get("num_labels", len(labels) or 2)),
+                       given, source, warn=False)
     except Exception:
         return None
 

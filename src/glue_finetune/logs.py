@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 PROJECT_LOGGERS = ("glue_finetune", "train", "__main__")
 
@@ -21,6 +22,38 @@ class ConsoleFilter(logging.Filter):
         if process_rank() != 0:
             return record.levelno >= logging.ERROR
         return record.levelno >= logging.WARNING or record.name.split(".")[0] in PROJECT_LOGGERS
+
+
+class RunLog(logging.FileHandler):
+    """Hydra's file handler, ``train.log`` in the run dir (conf/hydra/default.yaml). In a dir that already holds a
+    run (Hydra's record of it), this command's lines wait in memory until it goes on there (``keep_run_log``): a
+    command refused there (the dir in use by a running job, a finished run, other settings than the run's) leaves
+    that run's log as it was and says why on the console. Only rank 0 holds: DDP's other processes join a run
+    that rank 0 has already taken on."""
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False) -> None:
+        earlier_run = (Path(filename).parent / ".hydra" / "config.yaml").exists()  # config.HYDRA_RECORD
+        self.held: list[logging.LogRecord] | None = [] if earlier_run and process_rank() == 0 else None
+        super().__init__(filename, mode, encoding, delay=delay or self.held is not None)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is None:
+            super().emit(record)
+        else:
+            self.held.append(record)
+
+    def keep(self) -> None:
+        held, self.held = self.held or [], None
+        for record in held:
+            super().emit(record)
+
+
+def keep_run_log() -> None:
+    """This command goes on in its run dir (trains there, anew or continuing, or skips the finished run it holds):
+    its lines so far, and from now on, go to the dir's train.log."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RunLog):
+            handler.keep()
 
 
 def process_rank() -> int:

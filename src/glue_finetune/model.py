@@ -39,6 +39,15 @@ def head_config(name_or_path: str | Path, spec: TaskSpec):
     return config
 
 
+def parameter_groups(params: list[torch.nn.Parameter], weight_decay: float | None) -> list[dict]:
+    """The optimizer's parameter groups. With weight decay, none on biases and LayerNorm weights (the 1-D
+    tensors), as in BERT and Hugging Face's Trainer: two groups."""
+    if not weight_decay:
+        return [{"params": params}]
+    return [{"name": "decay", "params": [p for p in params if p.ndim >= 2]},
+            {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
 class TextClassifier(L.LightningModule):
     """``AutoModelForSequenceClassification`` fine-tuned on one GLUE task and scored by its metrics.
 
@@ -416,14 +425,8 @@ class TextClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        groups: list[dict] = [{"params": params}]
-        if getattr(self.optimizer_factory, "keywords", {}).get("weight_decay"):
-            # No weight decay on biases and LayerNorm weights (the 1-D tensors), as in BERT and HF's Trainer.
-            groups = [
-                {"name": "decay", "params": [p for p in params if p.ndim >= 2]},
-                {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-            ]
-        optimizer = self.optimizer_factory(params=groups)
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay")
+        optimizer = self.optimizer_factory(params=parameter_groups(params, weight_decay))
         scheduler = None if self.scheduler_factory is None else self.scheduler_factory(
             optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
         # The settings this run's config gives each group (and the schedule's peak rates), before a checkpoint's

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from glue_finetune.config import job_overrides, name_sweep_group
 from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
+from glue_finetune.logs import keep_run_log
 from glue_finetune.timing import mark_earlier_attempts, mark_run_start
 
 log = logging.getLogger(__name__)
@@ -487,6 +488,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
     elif (done := read_json(out / DONE)) is not None:
         if not requeued:  # its result stands for the settings given now: they must be the run's
             refuse_changed_settings(out, cfg)
+        keep_run_log()
         log.info("Already finished (resume=true): %s, result %.4f. Skipping.", out, done["result"])
         return done["result"]
     elif (last := out / "checkpoints" / "last.ckpt").exists() and continues_its_own_progress(out, cfg):
@@ -504,6 +506,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
             "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
             "it was started with); or leave out resume=true to start a new run.")
+    keep_run_log()  # the dir's train.log: held until now in a dir of an earlier run, in case of a refusal above
     if first_process_of_the_run():  # this command trains in the dir (anew, or continuing): it is the dir's record
         write_hydra_record(out, cfg)
         # A checkpoint half-written when its process was killed (files.write_atomically's temporary file, which

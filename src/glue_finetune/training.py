@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +24,7 @@ from glue_finetune.inference import Predictor
 from glue_finetune.results import best_seen, evaluations, read_metrics
 from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
+from glue_finetune.model import parameter_groups
 from glue_finetune.tracking import CSVLogger, RunTimes, finish_wandb
 
 log = logging.getLogger(__name__)
@@ -70,13 +73,20 @@ def instantiate_reporting(config: DictConfig, **kwargs):
         raise
 
 
-def interrupted(trainer: L.Trainer, stop: SystemExit) -> bool:
-    """Whether ``stop`` is Lightning's exit(1) after a KeyboardInterrupt (Ctrl-C), which it turns into a failure
-    without a word; it also leaves SIGINT ignored, which the rest of the run's stop needs back."""
-    if stop.code == 1 and trainer.interrupted:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        return True
-    return False
+@contextlib.contextmanager
+def ctrl_c_said_as_such(trainer: L.Trainer) -> Iterator[None]:
+    """Lightning ends a fit or test interrupted by Ctrl-C with exit(1), as if it had failed, and leaves SIGINT
+    ignored: here a KeyboardInterrupt, which the job reports with the command that continues the run (or starts it
+    again) and exit 130. Also Ctrl-C twice, or once before the training steps (set-up, the sanity check), which
+    the stop-on-signal callback (``stopped_at_once``) turns into an immediate stop."""
+    try:
+        yield
+    except SystemExit as stop:
+        at_once = any(getattr(callback, "stopped_at_once", False) for callback in trainer.callbacks)
+        if stop.code == 1 and (trainer.interrupted or at_once):
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the rest of the run's stop needs it back
+            raise KeyboardInterrupt from None
+        raise
 
 
 def refuse_other_training_data(cfg: DictConfig, datamodule) -> None:
@@ -156,7 +166,7 @@ def optimizer_state_problem(saved_groups: list[dict], cfg: DictConfig) -> str | 
     from glue_finetune.config import constructor_parameters
 
     target = str(cfg.optimizer._target_)
-    groups = 2 if cfg.optimizer.get("weight_decay") else 1  # TextClassifier.configure_optimizers
+    groups = len(parameter_groups([], cfg.optimizer.get("weight_decay")))  # as TextClassifier's optimizer has them
     if len(saved_groups) != groups:
         return (f"its optimizer state has {len(saved_groups)} parameter group(s), this config's optimizer "
                 f"{groups} ({'weight decay on weights, none on biases and LayerNorm' if groups == 2 else 'no weight decay'}"
@@ -434,12 +444,8 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
         for logger in trainer.loggers:
             logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
     else:  # the model holds the selected weights: score them on every dev set
-        try:
+        with ctrl_c_said_as_such(trainer):
             tested = trainer.test(model, datamodule=datamodule, verbose=False)
-        except SystemExit as stop:  # Ctrl-C while scoring: Lightning's exit(1), said as what it is
-            if interrupted(trainer, stop):
-                raise KeyboardInterrupt from None
-            raise
         scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
     return scores, path, final_weights_because
 
@@ -580,15 +586,10 @@ def train(cfg: DictConfig) -> float:
         warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule, resume_step)
 
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+            with ctrl_c_said_as_such(trainer):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
-        except SystemExit as stop:  # Lightning ends a fit interrupted by Ctrl-C with exit(1), as if it had failed
-            # Ctrl-C twice, or once before the training steps (set-up, the sanity check): an interruption, which the
-            # job reports with the command that continues it (or starts it again) and exit 130
-            if interrupted(trainer, stop) or any(getattr(c, "stopped_at_once", False) for c in trainer.callbacks):
-                raise KeyboardInterrupt from None
-            raise
         times.end_fit()
         say_if_training_ended_early(trainer, output_dir)
 
