@@ -332,9 +332,9 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
     # Two jobs side by side (1 CPU each), each stopped mid-training once: job 0 by `scontrol requeue` (SIGTERM, as
     # a preemption with PreemptMode=REQUEUE: SLURM requeues it), job 1 by `scancel --signal=USR1` (the time-limit
     # warning of one's own sbatch scripts: the run requeues it). Each saves at its step, starts again, continues.
-    sweep = tmp_path / "sweep"
+    sweep, epochs = tmp_path / "sweep", 30  # 600 steps a job, ~8 s on one CPU
     started = time.monotonic()
-    proc = start_sweep(["seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=60),
+    proc = start_sweep(["seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=epochs),
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
     stop = {"0": ["scontrol", "requeue"], "1": ["scancel", "--signal=USR1"]}
     stopped = {}
@@ -359,14 +359,14 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
         assert f"Received {signal_name}" in log, log[-3000:]
         pairs = continuations(log)
         assert pairs and all(saved == continued for saved, continued in pairs), (job, pairs)
-        assert 0 < pairs[0][0] < 60 * 20
-        assert final_step(sweep / job) == 60 * 20 and job_record(sweep / job)["result"] > 0
+        assert 0 < pairs[0][0] < epochs * 20
+        assert final_step(sweep / job) == epochs * 20 and job_record(sweep / job)["result"] > 0
         steps = [step for step, _ in column(read_metrics(sweep / job / "metrics.csv"), "train/loss")]
         assert steps == sorted(set(steps)), "a step was logged twice"
     assert "Requeued SLURM job" in (sweep / "1" / "train.log").read_text()  # the run requeued it itself
     # The same command with resume=true submits no finished job (each would wait in the queue to skip itself).
     submissions = sorted(p.name for p in (sweep / ".submitit").iterdir())
-    again = run(sweep_command("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=60),
+    again = run(sweep_command("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=epochs),
                               "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}", "resume=true"),
                 slurm, timeout=120)
     output = again.stdout + again.stderr

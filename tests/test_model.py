@@ -79,21 +79,6 @@ def test_bf16_mixed_precision_clips_gradients_with_a_fused_optimizer(tiny_cfg):
     assert norm <= 1e-3 * 1.01
 
 
-def test_compiled_model_matches_eager_and_keeps_its_state_dict_keys(tiny_cfg):
-    torch.manual_seed(0)
-    eager = build(tiny_cfg).eval()
-    compiled = build(tiny_cfg, "model.compile=true").eval()
-    compiled.load_state_dict(eager.state_dict())
-    assert compiled.state_dict().keys() == eager.state_dict().keys()  # no "_orig_mod." prefixes
-    batch = {"input_ids": torch.randint(5, 100, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long),
-             "labels": torch.tensor([0, 1, 1, 0])}
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    out = compiled(batch)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did go through the compiler
-    torch.testing.assert_close(out.logits, eager(batch).logits, rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.gpu
 def test_training_step_never_waits_for_the_gpu(tiny_cfg):
     # A host sync per step (`.item()`, a NaN check in a metric, ...) stalls the GPU's queue on every batch.

@@ -348,6 +348,11 @@ def test_a_compiled_model_inside_the_whole_step_trains_as_the_eager_one(tiny_cfg
     assert compiled["train/loss"][::2] == eager["train/loss"][::2] == [2, 4]
     assert compiled["train/loss"][1::2] == pytest.approx(eager["train/loss"][1::2], abs=1e-4)
     assert compiled["val/loss"][1::2] == pytest.approx(eager["val/loss"][1::2], abs=1e-4)
+    # torch.compile wraps the model (its keys gain "_orig_mod."): checkpoints keep the plain model's keys, so that
+    # either kind of run continues, or is scored from, the other's
+    keys = {run: torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"].keys()
+            for run in ("compiled", "eager")}
+    assert keys["compiled"] == keys["eager"] and not any("_orig_mod" in key for key in keys["compiled"])
 
 
 @pytest.mark.parametrize("first,then", [("false", "true"), ("true", "false")])
