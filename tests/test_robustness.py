@@ -63,8 +63,8 @@ def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tiny_
 
 
 def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2_dir, tmp_path):
-    # One run stopped four times, once by each signal a scheduler or a user sends (SIGTERM, the SLURM warnings
-    # SIGUSR1/SIGUSR2, Ctrl-C's SIGINT); each time the very same command continues it, and the last one finishes.
+    # One run stopped three times, once by each kind of signal a scheduler or a user sends (SIGTERM, a SLURM
+    # warning's SIGUSR1, Ctrl-C's SIGINT); each time the very same command continues it, and the last one finishes.
     import os
     import signal
     import subprocess
@@ -85,7 +85,8 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
         return torch.load(last, weights_only=True)["global_step"] if last.exists() else 0
 
     stopped_at = 0
-    for attempt, signum in enumerate(("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")):
+    # SIGUSR2 (sbatch --signal's default) is handled as SIGUSR1 is: the SLURM time-limit test sends it
+    for attempt, signum in enumerate(("SIGTERM", "SIGUSR1", "SIGINT")):
         proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 120
@@ -107,7 +108,7 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
 
     result = run_cli(args)  # the very same command, once more
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == 4
+    assert (run_dir / "train.log").read_text().count(f"Resuming from {last}") == 3
     assert (run_dir / "job_done.json").exists() and not (run_dir / "job_preempted.json").exists()
     assert step_saved() == epochs * 20
     refused_leaves_the_runs_record(run_dir, args, "resume=true continues the run", "resume=true")
