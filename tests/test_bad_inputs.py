@@ -262,6 +262,22 @@ def test_a_dir_on_a_read_only_file_system_is_named_as_such(tmp_path, monkeypatch
     assert unwritable(tmp_path / "new" / "run") == f"cannot create it: {tmp_path} is on a read-only file system"
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys") or not os.path.isdir("/proc"), reason="needs Linux's /sys and /proc")
+def test_a_dir_that_access_allows_and_the_file_system_refuses_is_named_not_a_traceback(tmp_path):
+    # root may write anywhere, as access(2) sees it; /sys and /proc make no directories even for root
+    from glue_finetune.files import unwritable
+    from test_train import run_cli
+
+    for directory in ("/sys/run", "/proc/runs/run"):
+        said = unwritable(Path(directory))
+        assert said and said.startswith("cannot create it") and directory.split("/")[1] in said, said
+    result = run_cli(["model=tiny", "hydra.run.dir=/proc/runs/run"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output[-3000:]
+    assert "Cannot write the run dir /proc/runs/run: cannot create it" in output
+    assert "Fix: hydra.run.dir=/a/writable/dir" in output
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to check as another user")
 def test_a_dir_under_one_the_user_may_not_search_is_named_not_a_traceback(tmp_path):
     from glue_finetune.files import unwritable

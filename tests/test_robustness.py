@@ -222,6 +222,17 @@ def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
 
 
 
+def test_resume_true_in_a_dir_that_does_not_exist_is_refused_before_the_dir_is_made(tmp_path):
+    # A mistyped run dir: Hydra would make it, and report.py would then list it as a run that never finished.
+    from test_train import run_cli
+
+    result = run_cli(["model=tiny", f"hydra.run.dir={tmp_path / 'my-rnu'}", "resume=true"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert f"resume=true, but {tmp_path / 'my-rnu'} holds no run to continue" in output and "Traceback" not in output
+    assert not (tmp_path / "my-rnu").exists()
+
+
 def test_a_continued_runs_time_counts_all_its_attempts(tmp_path):
     import time
 

@@ -254,7 +254,7 @@ def test_a_sweep_whose_job_still_runs_in_its_dir_is_refused_before_any_job(sst2_
     from glue_finetune.sweep import exclusive_run_dir
 
     sweep = tmp_path / "sweep"
-    (sweep / "1").mkdir(parents=True)
+    (sweep / "1" / ".hydra").mkdir(parents=True)  # the running job's record
     with exclusive_run_dir(sweep / "1", multirun=True):
         result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])
     output = result.stdout + result.stderr
@@ -262,6 +262,16 @@ def test_a_sweep_whose_job_still_runs_in_its_dir_is_refused_before_any_job(sst2_
     assert ("1 job(s) of this sweep are still running in their dir (a job of an earlier invocation of the same "
             f"sweep, say); no job was started:\n  - {sweep / '1'} (job 1: seed=2)") in output
     assert not (sweep / "0").exists()
+
+
+def test_resume_of_a_sweep_dir_that_holds_no_sweep_is_refused_not_started_anew(sst2_dir, tmp_path):
+    # A mistyped or new hydra.sweep.dir with resume=true: every job would train from its first step.
+    sweep = tmp_path / "sweeep"
+    result = run_cli(["-m", "seed=1,2", *tiny(sst2_dir), f"hydra.sweep.dir={sweep}", "resume=true"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert f"resume=true, but {sweep} holds no sweep to continue (no multirun.yaml, no job dirs)" in output
+    assert not (sweep / "0").exists() and "Traceback" not in output
 
 
 def test_resume_refuses_a_sweep_whose_jobs_hold_runs_of_other_settings(sst2_dir, tmp_path):

@@ -259,6 +259,10 @@ def test_glues_folder_of_task_folders_as_a_tasks_folder_points_at_the_tasks_own(
     with pytest.raises(ConfigError, match=r"holds GLUE's task folders \(SST-2\), not CoLA's files: "
                                           r"data.local_dir=/path/to/CoLA \(it has no CoLA folder\)"):
         validate_config(compose_config(["data=cola", f"data.local_dir={tmp_path}", "model=tiny"]))
+    with pytest.raises(ConfigError) as err:  # one of the task's files, given for its folder
+        validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'CoLA' / 'train.tsv'}", "model=tiny"]))
+    assert err.value.problems == [f"data.local_dir={glue_dir / 'CoLA' / 'train.tsv'} is a file; give the folder that "
+                                  f"holds CoLA's train.tsv, dev.tsv: data.local_dir={glue_dir / 'CoLA'}"]
 
 
 def test_every_data_option_names_a_task_and_the_documented_run_selects_by_loss():

@@ -508,6 +508,21 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     assert warning.endswith("it logs no train/loss (trainer.log_every_n_steps=500). To log once per epoch: "
                             "trainer.log_every_n_steps=20.")
 
+    caplog.clear()  # a run shorter than an epoch (max_steps): validating once per epoch would validate nothing
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "+trainer.max_steps=8", output_dir=tmp_path / "steps"))
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("This run takes")]
+    assert warning.startswith("This run takes 8 training steps (20 per epoch)")
+    assert "To validate and log at its end: trainer.val_check_interval=8 trainer.log_every_n_steps=8 " in warning
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "+trainer.max_steps=8", "trainer.val_check_interval=8", "trainer.log_every_n_steps=8",
+                       output_dir=tmp_path / "steps_fixed"))
+    assert not [r for r in caplog.records if r.getMessage().startswith("This run takes")]
+    rows = read_metrics(tmp_path / "steps_fixed" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r.get("val/acc")] == [8]
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [8]
+
     caplog.clear()  # debug=limit's slice of each epoch: counted, and said in the run's first lines
     with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
         train(tiny_cfg(*short, "+trainer.limit_train_batches=5", output_dir=tmp_path / "limited"))

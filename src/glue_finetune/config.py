@@ -660,6 +660,9 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
                else f"data.local_dir=/path/to/{spec.glue_name} (it has no {spec.glue_name} folder)")
         return [f"data.local_dir={local_dir} holds GLUE's task folders ({', '.join(tasks)}), not {spec.glue_name}'s "
                 f"files: {fix}"]
+    if local_dir and folder.is_file():  # one of the task's files, given for its folder
+        return [f"data.local_dir={local_dir} is a file; give the folder that holds {spec.glue_name}'s "
+                f"{', '.join(needed)}: data.local_dir={folder.parent}"]
     if not folder.is_dir():
         return [f"{key}={local_dir or glue_dir}: no {'such directory' if local_dir else spec.glue_name + ' folder in it'} "
                 f"({folder}; it must hold {spec.glue_name}'s {', '.join(needed)})"]

@@ -59,7 +59,8 @@ def apply_umask(directory: Path) -> None:
 
 def unwritable(directory: Path) -> str | None:
     """Why files could not be written in ``directory`` (created if missing), or None if they could. Probed, nothing
-    left behind: a temporary file in it, or, where it does not exist yet, the access to its nearest existing parent."""
+    left behind: a temporary file in it, or, where it does not exist yet, a temporary directory in its nearest
+    existing parent."""
     directory = Path(directory).absolute()
     existing = directory
     # os.path's, not Path's: they say False for a path under a directory one may not search (Path's raise)
@@ -78,4 +79,8 @@ def unwritable(directory: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):  # also for root on a read-only file system
         read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
         return f"cannot create it: {existing} is {'on a read-only file system' if read_only else 'not writable'}"
+    try:  # access() is not the whole story (/sys, /proc, some mounts refuse even root): a directory made and removed
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write-check."))
+    except OSError as err:
+        return f"cannot create it in {existing} ({err.strerror})"
     return None

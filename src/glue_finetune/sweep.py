@@ -502,10 +502,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         record["earlier_attempts_s"] = earlier_attempts_s(out)
         mark_earlier_attempts(record["earlier_attempts_s"])  # for the run's own time line
     elif not cfg.get("ckpt_path") and not multirun and not requeued:
-        raise UserError(
-            f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's "
-            "own dir: `python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as "
-            "it was started with); or leave out resume=true to start a new run.")
+        raise UserError(nothing_to_resume(out))
     keep_run_log()  # the dir's train.log: held until now in a dir of an earlier run, in case of a refusal above
     if first_process_of_the_run():  # this command trains in the dir (anew, or continuing): it is the dir's record
         write_hydra_record(out, cfg)
@@ -578,12 +575,23 @@ def job_settings_changed(recorded: dict, job_config: DictConfig, job_dir: Path,
         HydraConfig.instance().cfg = previous
 
 
+def nothing_to_resume(out: Path) -> str:
+    return (f"resume=true, but {out} holds no run to continue (no checkpoints/last.ckpt). Give the run's own dir: "
+            "`python src/train.py hydra.run.dir=<its dir> resume=true` (the same overrides as it was started with); "
+            "or leave out resume=true to start a new run.")
+
+
 class RunDirCheck(Callback):
     """Before a run or a sweep: its dir can be created and written. Otherwise Hydra fails creating it with a
     traceback; this names the dir, why, and the key that puts it elsewhere."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self.check(config, "run", "outputs")
+        out = Path(str(config.hydra.run.dir))
+        if config.get("resume") is True and not config.get("ckpt_path") and not out.exists():
+            # before Hydra makes the dir, which would then read as a run's to report.py
+            log.error("%s", nothing_to_resume(out))
+            sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.check(config, "sweep", "multirun")
@@ -633,6 +641,19 @@ def job_config_problems(job_config: DictConfig, launcher: str, gpus_here: bool, 
     return problems
 
 
+def refuse_to_resume_no_sweep(sweep_dir: Path, resume) -> None:
+    """resume=true on a sweep dir that holds no sweep (a mistyped or new hydra.sweep.dir) would start every job
+    from the beginning, as a single run's resume=true there is refused for. A sweep stopped before any job
+    started is there: Hydra's grid writes multirun.yaml first, Optuna's study its optuna.db."""
+    if resume is not True or (sweep_dir / "multirun.yaml").exists() or (sweep_dir / "optuna.db").exists() \
+            or any(sweep_dir.glob("*/.hydra")):
+        return
+    log.error(f"resume=true, but {sweep_dir} holds no sweep to continue (no multirun.yaml, no job dirs). Give the "
+              "sweep's own dir: the same command as it was first run, with hydra.sweep.dir=<its dir> resume=true; "
+              "or leave out resume=true to start a new sweep.")
+    sys.exit(2)
+
+
 class SweepCheck(Callback):
     """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``, and
     its keys against their constructors), and every problem reported at once, so that a bad value in the last job
@@ -642,6 +663,7 @@ class SweepCheck(Callback):
     config less the searched keys) is checked once, and each trial checks its own values."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_to_resume_no_sweep(Path(str(config.hydra.sweep.dir)), config.get("resume"))
         sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default=None)
         if sweeper not in (BASIC_SWEEPER, OPTUNA_SWEEPER):
             return

@@ -360,13 +360,14 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, max_steps)
     misses, fixes = [], {}
+    every = min(per_epoch, steps)  # once per epoch; once, at its end, for a run shorter than an epoch (max_steps)
     if by_steps and steps < interval:
         misses.append(f"validates nothing during training (trainer.val_check_interval={interval}: no checkpoint "
                       "to select, the final weights are kept)")
-        fixes["validate"] = f"trainer.val_check_interval={per_epoch}"
+        fixes["validate"] = f"trainer.val_check_interval={every}"
     if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
-        fixes["log"] = f"trainer.log_every_n_steps={per_epoch}"
+        fixes["log"] = f"trainer.log_every_n_steps={every}"
     if resume_step is not None and resume_step >= steps:
         if own_checkpoint(cfg):  # stopped after training (while scoring or exporting): what is left follows
             log.info("Training had finished at step %d: scoring and export follow.", resume_step)
@@ -378,8 +379,9 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     if misses:
         # experiment=glue (validation at each epoch's end) only where validation counts steps, i.e. not already on
         recipe = " (or experiment=glue: run_glue.py's recipe for each task)" if "validate" in fixes else ""
-        log.warning("This run takes %d training steps (%d per epoch): it %s. To %s once per epoch: %s%s.", steps,
-                    per_epoch, " and ".join(misses), " and ".join(fixes), " ".join(fixes.values()), recipe)
+        log.warning("This run takes %d training steps (%d per epoch): it %s. To %s %s: %s%s.", steps, per_epoch,
+                    " and ".join(misses), " and ".join(fixes), "once per epoch" if every == per_epoch else
+                    "at its end", " ".join(fixes.values()), recipe)
 
 
 def selection_text(metric: str) -> str:
