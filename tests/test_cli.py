@@ -130,12 +130,15 @@ def test_a_sweeper_or_launcher_key_it_lacks_names_its_closest_key_or_the_search_
         assert capsys.readouterr().err.strip() == said
 
 
-def test_a_config_error_leaves_job_failed_json(tmp_path):
+def test_a_config_error_leaves_job_failed_json_and_every_problem_comes_at_once(tmp_path):
+    # A bad value and a key added with a typo: both in one message (the typo is checked against the constructor)
     run_dir = tmp_path / "run"
-    result = run_cli(["optimizer.lr=0", "model=tiny", f"hydra.run.dir={run_dir}"])
+    result = run_cli(["optimizer.lr=0", "+trainer.max_step=10", "model=tiny", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 2
     failed = json.loads((run_dir / "job_failed.json").read_text())
     assert "optimizer.lr=0 must be > 0" in failed["error"] and failed["overrides"][0] == "optimizer.lr=0"
+    assert "trainer.max_step: lightning.pytorch.Trainer takes no argument 'max_step'; did you mean " \
+           "trainer.max_steps?" in failed["error"]
     assert not (run_dir / "job_done.json").exists()
 
 

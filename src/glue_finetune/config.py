@@ -683,9 +683,23 @@ def needs_hub(cfg: DictConfig) -> bool:
 
 def preflight(cfg: DictConfig) -> None:
     """What bad input can break, checked in a second or two before any heavy import, download or training:
-    every config value at once, then whether the Hub is reachable (if not, offline mode, which fails at once
-    naming the local alternatives instead of retrying for a minute)."""
-    validate_config(cfg)
+    every config value at once (and, where the command adds keys with +, those keys), then whether the Hub is
+    reachable (if not, offline mode, which fails at once naming the local alternatives instead of retrying for a
+    minute)."""
+    problems = []
+    try:
+        validate_config(cfg)
+    except ConfigError as err:
+        problems += err.problems
+    if any(override.startswith("+") for override in job_overrides() or []):
+        # Keys added with + (+trainer.max_step=10) can be misspelt: checked against their constructors here, which
+        # imports them (seconds), so that such a typo is reported with the other problems and before the network.
+        try:
+            check_constructor_keys(cfg)
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems)
     if needs_hub(cfg):
         go_offline_if_unreachable()
         check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),
