@@ -107,6 +107,22 @@ def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus
         "error: per_device_train_batch_size is Hugging Face's name; here it is data.batch_size"]
 
 
+def test_a_group_option_it_lacks_names_the_option_meant(capsys):
+    # Hydra lists a group's options; GLUE's names of the tasks (SST-2, STS-B) are the ones users type.
+    from glue_finetune.cli import explain_unknown_keys
+
+    explain_unknown_keys(["-m", "data=sst2,CoLA,STS-B", "scheduler=cosine", "model=bert", "hydra/launcher=basic",
+                          "data.max_length=64"], CONF_DIR)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: data=CoLA is not an option of data; did you mean data=cola? (data has ax, cola, mnli, mrpc, qnli, "
+        "qqp, rte, sst2, stsb, wnli)",
+        "error: data=STS-B is not an option of data; did you mean data=stsb? (data has ax, cola, mnli, mrpc, qnli, "
+        "qqp, rte, sst2, stsb, wnli)",
+        "error: scheduler=cosine is not an option of scheduler; did you mean scheduler=cosine_warmup? (scheduler has "
+        "constant, cosine_warmup, linear_warmup)",
+        "error: model=bert is not an option of model (model has bert_base_cased, minilm, tiny)"]
+
+
 def test_a_sweeper_or_launcher_key_it_lacks_names_its_closest_key_or_the_search_that_has_it(capsys):
     from glue_finetune.cli import explain_unknown_keys
     from glue_finetune.extras import installed
@@ -264,7 +280,7 @@ COMMON_ERRORS = {
     "trainer.max_step:": lambda tmp: run_cli(["+trainer.max_step=10", "model=tiny", f"hydra.run.dir={tmp / 'k'}"]),
     "optimizre: not a key": lambda tmp: run_cli(["+optimizre.lr=1e-3", "model=tiny", f"hydra.run.dir={tmp / 'o'}"]),
     "Could not override": lambda tmp: run_cli(["optimizer.lrr=1e-5"]),
-    "Could not find": lambda tmp: run_cli(["model=bert"]),
+    "Could not find": lambda tmp: run_cli(["data=SST-2"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message
 }
 

@@ -150,6 +150,11 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
 
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
     groups = [a for a in overrides if is_group(key_of(a)) and not a.startswith("hydra.")]  # hydra/launcher=...
+    for arg in list(groups):
+        if unknown := unknown_options(conf_dir, key_of(arg), arg):
+            for problem in unknown:  # data=SST-2: Hydra lists the options, without the one that was meant
+                print(f"error: {problem}", file=sys.stderr)
+            groups.remove(arg)  # the keys below are looked up in the config of the groups' other options
     try:  # the config as the groups chosen make it, without the overrides of single keys
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
@@ -164,6 +169,29 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
             problem = None if is_group(key) else unknown_key(cfg, key, arg)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
+
+
+def unknown_options(conf_dir: Path, group: str, arg: str) -> list[str]:
+    """This project's group options (in a sweep, several) that conf/<group>/ lacks, each with the one meant: GLUE's
+    names of the tasks (data=SST-2, data=STS-B) are this project's without case and dashes (data=sst2, stsb).
+    Hydra's own groups (hydra/launcher, with its plugins' options) are left to Hydra's message."""
+    import difflib
+
+    options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+    if group.startswith("hydra") or not options:
+        return []
+    value = arg.split("=", 1)[1]
+    if any(c in value for c in "()[]{}*"):  # a sweep's choice(...), glob(...): Hydra's grammar, Hydra's message
+        return []
+    problems = []
+    for option in (v.strip() for v in value.split(",")):
+        if not option or option in options or option == "null":
+            continue
+        plain = option.lower().replace("-", "").replace("_", "")
+        meant = plain if plain in options else next(iter(difflib.get_close_matches(plain, options, n=1)), None)
+        problems.append(f"{group}={option} is not an option of {group}"
+                        + (f"; did you mean {group}={meant}?" if meant else "") + f" ({group} has {', '.join(options)})")
+    return problems
 
 
 def unknown_key(cfg, key: str, arg: str) -> str | None:
