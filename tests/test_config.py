@@ -55,6 +55,30 @@ def test_cli_defaults_are_the_documented_run():
     assert cfg["callbacks"]["model_checkpoint"]["monitor"] == "${checkpoint_monitor:${selection.metric}}"
 
 
+def test_readme_names_every_key_of_the_config():
+    # Every key `--cfg job` shows is in the README: the reference run's keys one by one, the callbacks and loggers
+    # by their entry (callbacks.progress_bar, logger.wandb), whose own keys are their classes' arguments.
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+
+    def keys(node, prefix: str = ""):
+        for key, value in node.items_ex(resolve=False):
+            if str(key).startswith("_"):
+                continue
+            name = f"{prefix}{key}"
+            if name.split(".")[0] in ("callbacks", "logger") and "." in name:
+                yield name
+            elif OmegaConf.is_dict(value):
+                yield from keys(value, name + ".")
+            else:
+                yield name
+
+    missing = [key for key in keys(compose_config([]))
+               if not re.search(rf"`[^`]*(?<![\w.]){re.escape(key)}(?![\w])[^`]*`", readme)]
+    assert not missing, f"keys of the config the README does not name: {missing}"
+
+
 def test_experiment_card_spells_out_the_defaults():
     defaults = OmegaConf.to_container(compose_config([]), resolve=False)
     card = OmegaConf.to_container(compose_config(["experiment=card"]), resolve=False)
