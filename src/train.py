@@ -62,8 +62,9 @@ if __name__ == "__main__":
     try:
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
-        if stop.code == 1 and not composed:  # Hydra refused the overrides: a mistyped key gets its closest one
-            explain_unknown_keys(sys.argv[1:], CONF_DIR)
+        if stop.code == 1 and not composed:  # Hydra refused the overrides: a mistyped key gets its closest one,
+            explain_unknown_keys(sys.argv[1:], CONF_DIR)  # and the exit code of bad input, as every other
+            exit_now(2)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
         from glue_finetune.launchers import explain_an_interrupted_slurm_sweep

@@ -226,10 +226,10 @@ def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
     from test_train import run_cli
 
     unknown_key = run_cli(["optimizre.lr=1e-5", "--cfg", "job"])
-    assert unknown_key.returncode == 1
+    assert unknown_key.returncode == 2  # bad input's code, as every refusal's
     assert "Could not override 'optimizre.lr'" in unknown_key.stderr
     unknown_option = run_cli(["model=bert", "--cfg", "job"])
-    assert unknown_option.returncode == 1
+    assert unknown_option.returncode == 2
     assert "Could not find 'model/bert'" in unknown_option.stderr
     assert "bert_base_cased" in unknown_option.stderr and "minilm" in unknown_option.stderr  # the valid options
 

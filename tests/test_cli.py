@@ -95,7 +95,7 @@ def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus
     # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads.
     result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100",
                       "num_train_epochs=3", "data.per_device_train_batch_size=32"])
-    assert result.returncode == 1 and "Could not override 'optimizer.lrr'" in result.stderr
+    assert result.returncode == 2 and "Could not override 'optimizer.lrr'" in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
         "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?",
         "error: sed is not a key of the config; did you mean seed?",
