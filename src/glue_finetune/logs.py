@@ -43,9 +43,10 @@ class RunLog(logging.FileHandler):
             self.held.append(record)
 
     def keep(self) -> None:
-        held, self.held = self.held or [], None
-        for record in held:
-            super().emit(record)
+        with self.lock:  # emit's own lock (Handler.handle): no other thread's line between the held ones
+            held, self.held = self.held or [], None
+            for record in held:
+                super().emit(record)
 
 
 def keep_run_log() -> None:
