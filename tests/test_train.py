@@ -91,8 +91,16 @@ def test_train_end_to_end(tiny_cfg, tmp_path, no_wandb_login, caplog):
     assert f"wandb leet {tmp_path / 'wandb'};" in offline  # the dir wandb leet needs: not the cwd's ./wandb
 
 
-def test_fast_dev_run_scores_the_final_weights(tiny_cfg):
-    assert 0.0 <= train(tiny_cfg("debug=fast_dev_run")) <= 1.0
+def test_fast_dev_run_scores_the_final_weights_and_records_its_config(tiny_cfg, tmp_path):
+    from glue_finetune.sweep import changed_settings, recorded_config
+
+    cfg = tiny_cfg("debug=fast_dev_run")
+    assert 0.0 <= train(cfg) <= 1.0
+    # without loggers (Lightning's fast_dev_run), still the record a resume=true is checked against
+    assert changed_settings(recorded_config(tmp_path), cfg) == []
+    with open_dict(cfg):
+        cfg.optimizer.lr = 1e-3
+    assert changed_settings(recorded_config(tmp_path), cfg) == ["optimizer.lr: 0.003 (the run) -> 0.001 (now)"]
 
 
 def test_scores_of_part_of_the_dev_set_are_marked_as_such(tiny_cfg, tmp_path, sst2_dir, capsys):

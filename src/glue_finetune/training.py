@@ -584,6 +584,10 @@ def train(cfg: DictConfig) -> float:
         hparams = OmegaConf.to_container(cfg, resolve=True)
         for logger in trainer.loggers:
             logger.log_hyperparams(hparams)
+        if cfg.trainer.get("fast_dev_run"):  # Lightning turns the loggers off: the record resume=true checks against
+            from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+            save_hparams_to_yaml(output_dir / "hparams.yaml", hparams)
         describe_run(cfg, trainer, model, datamodule, output_dir)
         warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule, resume_step)
 
