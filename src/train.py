@@ -20,7 +20,7 @@ from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, exp
 from glue_finetune.config import preflight
 from glue_finetune.errors import Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
-from glue_finetune.sweep import failed_job_result, run_job, stop_or_requeue
+from glue_finetune.sweep import config_composed, failed_job_result, run_job, stop_or_requeue
 
 log = logging.getLogger("train")
 
@@ -33,13 +33,8 @@ def train(cfg: DictConfig) -> float:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-composed = False  # whether Hydra composed the config (and called main)
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    global composed
-    composed = True
     try:
         return run_job(cfg, train)  # train(cfg), plus resume=true and sweep-job bookkeeping
     except UserError as err:
@@ -62,8 +57,8 @@ if __name__ == "__main__":
     try:
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
-        if stop.code == 1 and not composed:  # Hydra refused the overrides: a mistyped key gets its closest one,
-            explain_unknown_keys(sys.argv[1:], CONF_DIR)  # and the exit code of bad input, as every other
+        if stop.code == 1 and not config_composed():  # Hydra refused the overrides: a mistyped key gets
+            explain_unknown_keys(sys.argv[1:], CONF_DIR)  # its closest one, and bad input's exit code
             exit_now(2)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)

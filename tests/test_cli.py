@@ -121,6 +121,10 @@ def test_a_group_option_it_lacks_names_the_option_meant(capsys):
         "error: scheduler=cosine is not an option of scheduler; did you mean scheduler=cosine_warmup? (scheduler has "
         "constant, cosine_warmup, linear_warmup)",
         "error: model=bert is not an option of model (model has bert_base_cased, minilm, tiny)"]
+    # a quoted option is Hydra's option; keys of a sweep over options are looked up in the first one's config
+    explain_unknown_keys(["-m", "data='sst2'", "experiment=glue,quick", "optimizer.lrr=1"], CONF_DIR)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?"]
 
 
 def test_a_sweeper_or_launcher_key_it_lacks_names_its_closest_key_or_the_search_that_has_it(capsys):

@@ -222,15 +222,24 @@ def test_a_new_run_in_a_dir_holding_a_run_is_refused_before_any_work(tmp_path):
 
 
 
-def test_resume_true_in_a_dir_that_does_not_exist_is_refused_before_the_dir_is_made(tmp_path):
+def test_resume_true_in_a_dir_that_does_not_exist_is_refused_before_the_dir_is_made(tmp_path, monkeypatch):
     # A mistyped run dir: Hydra would make it, and report.py would then list it as a run that never finished.
+    from omegaconf import OmegaConf
     from test_train import run_cli
+
+    from glue_finetune.sweep import RunDirCheck
+
 
     result = run_cli(["model=tiny", f"hydra.run.dir={tmp_path / 'my-rnu'}", "resume=true"])
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-3000:]
     assert f"resume=true, but {tmp_path / 'my-rnu'} holds no run to continue" in output and "Traceback" not in output
     assert not (tmp_path / "my-rnu").exists()
+    requeued = OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "gone")}}, "resume": True, "ckpt_path": None})
+    with pytest.raises(SystemExit):
+        RunDirCheck().on_run_start(requeued)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # SLURM reran the job, whose first attempt never started
+    RunDirCheck().on_run_start(requeued)  # the job starts (run_job_in lets a requeued job through too)
 
 
 def test_a_continued_runs_time_counts_all_its_attempts(tmp_path):

@@ -263,6 +263,10 @@ def test_glues_folder_of_task_folders_as_a_tasks_folder_points_at_the_tasks_own(
         validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'CoLA' / 'train.tsv'}", "model=tiny"]))
     assert err.value.problems == [f"data.local_dir={glue_dir / 'CoLA' / 'train.tsv'} is a file; give the folder that "
                                   f"holds CoLA's train.tsv, dev.tsv: data.local_dir={glue_dir / 'CoLA'}"]
+    with pytest.raises(ConfigError) as err:  # another task's file: its folder is not the one to give
+        validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'}", "model=tiny"]))
+    assert err.value.problems == [f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'} is a file, one of RTE's: give the "
+                                  "folder that holds CoLA's train.tsv, dev.tsv (data.local_dir=/path/to/CoLA)"]
 
 
 def test_every_data_option_names_a_task_and_the_documented_run_selects_by_loss():

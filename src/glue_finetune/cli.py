@@ -155,6 +155,8 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
             for problem in unknown:  # data=SST-2: Hydra lists the options, without the one that was meant
                 print(f"error: {problem}", file=sys.stderr)
             groups.remove(arg)  # the keys below are looked up in the config of the groups' other options
+    # a sweep over a group's options (-m data=sst2,mrpc): its keys are looked up in its first option's config
+    groups = [g if "," not in g or any(c in g for c in "()[]{}") else g.split(",", 1)[0] for g in groups]
     try:  # the config as the groups chosen make it, without the overrides of single keys
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
@@ -184,7 +186,7 @@ def unknown_options(conf_dir: Path, group: str, arg: str) -> list[str]:
     if any(c in value for c in "()[]{}*"):  # a sweep's choice(...), glob(...): Hydra's grammar, Hydra's message
         return []
     problems = []
-    for option in (v.strip() for v in value.split(",")):
+    for option in (v.strip().strip("'\"") for v in value.split(",")):  # data='sst2' is Hydra's data=sst2
         if not option or option in options or option == "null":
             continue
         plain = option.lower().replace("-", "").replace("_", "")

@@ -396,12 +396,13 @@ def unread_nodes(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_constructor_keys(cfg: DictConfig) -> None:
+def check_constructor_keys(cfg: DictConfig, added: set[str] | None = None) -> None:
     """Every key of data, model, optimizer, scheduler, trainer and of each callback and logger is an argument of the
     constructor it goes to
     (``_target_``): a key added with a typo (+trainer.max_step=10) is one message naming the closest argument,
     before the data and model load, rather than Hydra's TypeError once they have. Imports the constructors, so
-    runs after ``preflight``."""
+    runs after ``preflight``. ``added``: only the nodes these keys are in (``trainer.max_step``: trainer;
+    ``callbacks.stop._target_``: that callback)."""
     import difflib
 
     problems = []
@@ -410,6 +411,8 @@ def check_constructor_keys(cfg: DictConfig) -> None:
         nodes += [(f"{group}.{name}", entry) for name, entry in group_entries(cfg, group)]
     for node, conf in nodes:
         if not isinstance(conf, DictConfig) or "_target_" not in conf:
+            continue
+        if added is not None and not any(key == node or key.startswith(node + ".") for key in added):
             continue
         try:
             parameters = constructor_parameters(str(conf._target_))
@@ -660,7 +663,18 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
                else f"data.local_dir=/path/to/{spec.glue_name} (it has no {spec.glue_name} folder)")
         return [f"data.local_dir={local_dir} holds GLUE's task folders ({', '.join(tasks)}), not {spec.glue_name}'s "
                 f"files: {fix}"]
-    if local_dir and folder.is_file():  # one of the task's files, given for its folder
+    if local_dir and folder.is_file():  # one of the task's files (or another task's), given for its folder
+        from glue_finetune.tasks import IDENTIFY_ROWS, glue_task_of
+
+        try:
+            with open(folder, encoding="utf-8", errors="replace") as file:
+                rows = [line.rstrip("\r\n").split("\t") for _, line in zip(range(IDENTIFY_ROWS + 1), file)]
+        except OSError:
+            rows = []
+        other = glue_task_of(rows)
+        if other is not None and other.name != spec.name:
+            return [f"data.local_dir={local_dir} is a file, one of {other.glue_name}'s: give the folder that holds "
+                    f"{spec.glue_name}'s {', '.join(needed)} (data.local_dir=/path/to/{spec.glue_name})"]
         return [f"data.local_dir={local_dir} is a file; give the folder that holds {spec.glue_name}'s "
                 f"{', '.join(needed)}: data.local_dir={folder.parent}"]
     if not folder.is_dir():
@@ -683,23 +697,23 @@ def needs_hub(cfg: DictConfig) -> bool:
 
 def preflight(cfg: DictConfig) -> None:
     """What bad input can break, checked in a second or two before any heavy import, download or training:
-    every config value at once (and, where the command adds keys with +, those keys), then whether the Hub is
+    every config value at once (with a bad one, the keys the command adds with + too), then whether the Hub is
     reachable (if not, offline mode, which fails at once naming the local alternatives instead of retrying for a
     minute)."""
-    problems = []
     try:
         validate_config(cfg)
     except ConfigError as err:
-        problems += err.problems
-    if any(override.startswith("+") for override in job_overrides() or []):
-        # Keys added with + (+trainer.max_step=10) can be misspelt: checked against their constructors here, which
-        # imports them (seconds), so that such a typo is reported with the other problems and before the network.
+        # Keys the command adds with + (+trainer.max_step=10) are checked against their constructors once these
+        # are imported, seconds on: with a bad value already found, they are checked now, so that every problem
+        # comes in this one message (a config without one goes on to that check without waiting here).
+        added = {node for o in job_overrides() or [] if o.startswith("+")
+                 for node in [".".join(o[1:].split("=", 1)[0].split(".")[:2])]}
         try:
-            check_constructor_keys(cfg)
-        except ConfigError as err:
-            problems += err.problems
-    if problems:
-        raise ConfigError(problems)
+            if added:
+                check_constructor_keys(cfg, added)
+        except ConfigError as more:
+            raise ConfigError(err.problems + more.problems) from None
+        raise
     if needs_hub(cfg):
         go_offline_if_unreachable()
         check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),

@@ -581,19 +581,31 @@ def nothing_to_resume(out: Path) -> str:
             "or leave out resume=true to start a new run.")
 
 
+COMPOSED = {"config": False}  # whether Hydra composed this command's config (RunDirCheck, its first callback, ran)
+
+
+def config_composed() -> bool:
+    """Whether Hydra got as far as composing the command's config: an exit after that is the run's or the sweep's
+    (a sweep's failed jobs: 1), one before is Hydra's refusal of the overrides (bad input)."""
+    return COMPOSED["config"]
+
+
 class RunDirCheck(Callback):
     """Before a run or a sweep: its dir can be created and written. Otherwise Hydra fails creating it with a
     traceback; this names the dir, why, and the key that puts it elsewhere."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        COMPOSED["config"] = True
         self.check(config, "run", "outputs")
         out = Path(str(config.hydra.run.dir))
-        if config.get("resume") is True and not config.get("ckpt_path") and not out.exists():
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # as run_job_in lets it through
+        if config.get("resume") is True and not config.get("ckpt_path") and not out.exists() and not requeued:
             # before Hydra makes the dir, which would then read as a run's to report.py
             log.error("%s", nothing_to_resume(out))
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        COMPOSED["config"] = True
         self.check(config, "sweep", "multirun")
         # The first callback: before LauncherCheck starts Ray and takes the environment its jobs get.
         os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex
