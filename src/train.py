@@ -20,7 +20,7 @@ from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, exp
 from glue_finetune.config import preflight
 from glue_finetune.errors import Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
-from glue_finetune.sweep import config_composed, failed_job_result, run_job, stop_or_requeue
+from glue_finetune.sweep import failed_job_result, run_job, run_composed, stop_or_requeue
 
 log = logging.getLogger("train")
 
@@ -57,8 +57,9 @@ if __name__ == "__main__":
     try:
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
-        if stop.code == 1 and not config_composed():  # Hydra refused the overrides: a mistyped key gets
-            explain_unknown_keys(sys.argv[1:], CONF_DIR)  # its closest one, and bad input's exit code
+        # Hydra refused the overrides (a run's, or a sweep's job's): a mistyped key or option gets its closest
+        # one, and bad input's exit code. A sweep whose jobs failed exits 1, as a run that failed.
+        if stop.code == 1 and not run_composed() and explain_unknown_keys(sys.argv[1:], CONF_DIR):
             exit_now(2)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)

@@ -94,7 +94,7 @@ def test_a_home_dir_tilde_in_a_value_is_the_home_dir_as_the_shell_would_read_it(
 def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus_that_adds_it():
     # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads.
     result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100",
-                      "num_train_epochs=3", "data.per_device_train_batch_size=32"])
+                      "num_train_epochs=3", "data.per_device_train_batch_size=32", "optimizre.lr=1e-5"])
     assert result.returncode == 2 and "Could not override 'optimizer.lrr'" in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
         "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?",
@@ -104,7 +104,8 @@ def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus
         "error: trainer.max_step is not a key of the config; did you mean +trainer.max_steps?",
         # Hugging Face Trainer's names, typed from habit
         "error: num_train_epochs is Hugging Face's name; here it is trainer.max_epochs",
-        "error: per_device_train_batch_size is Hugging Face's name; here it is data.batch_size"]
+        "error: per_device_train_batch_size is Hugging Face's name; here it is data.batch_size",
+        "error: optimizre.lr is not a key of the config; did you mean optimizer.lr?"]
 
 
 def test_a_group_option_it_lacks_names_the_option_meant(capsys):

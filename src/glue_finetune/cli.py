@@ -135,10 +135,11 @@ def expand_home(args: list[str]) -> list[str]:
     return expanded
 
 
-def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
+def explain_unknown_keys(args: list[str], conf_dir: Path) -> bool:
     """After Hydra refused to compose the config: for each override of a key the config lacks, the closest key it
     has. Hydra's own message ("Could not override 'optimizer.lrr'. To append to your config use +optimizer.lrr=1")
-    points at a + that would add a key nothing reads (or that the sweeper's or launcher's schema would refuse)."""
+    points at a + that would add a key nothing reads (or that the sweeper's or launcher's schema would refuse).
+    Whether it named one: the command's problem is then its input."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -150,10 +151,10 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
 
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
     groups = [a for a in overrides if is_group(key_of(a)) and not a.startswith("hydra.")]  # hydra/launcher=...
+    problems = []
     for arg in list(groups):
         if unknown := unknown_options(conf_dir, key_of(arg), arg):
-            for problem in unknown:  # data=SST-2: Hydra lists the options, without the one that was meant
-                print(f"error: {problem}", file=sys.stderr)
+            problems += unknown  # data=SST-2: Hydra lists the options, without the one that was meant
             groups.remove(arg)  # the keys below are looked up in the config of the groups' other options
     # a sweep over a group's options (-m data=sst2,mrpc): its keys are looked up in its first option's config
     groups = [g if "," not in g or any(c in g for c in "()[]{}") else g.split(",", 1)[0] for g in groups]
@@ -162,15 +163,16 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> None:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             cfg = compose("train", overrides=groups, return_hydra_config=True)
     except Exception:  # a group or option Hydra has named already
-        return
-    for arg in overrides:
+        cfg = None
+    for arg in overrides if cfg is not None else []:
         key = key_of(arg)
         if key.startswith(("hydra.sweeper.", "hydra.launcher.")):
-            problem = unknown_sweeper_key(cfg, key)
-        else:
-            problem = None if is_group(key) else unknown_key(cfg, key, arg)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
+            problems.append(unknown_sweeper_key(cfg, key))
+        elif not is_group(key):
+            problems.append(unknown_key(cfg, key, arg))
+    for problem in filter(None, problems):
+        print(f"error: {problem}", file=sys.stderr)
+    return any(problems)
 
 
 def unknown_options(conf_dir: Path, group: str, arg: str) -> list[str]:
@@ -206,6 +208,19 @@ def unknown_key(cfg, key: str, arg: str) -> str | None:
 
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if parent and node is None:  # a mistyped node on the way (optimizre.lr): the closest one there
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            above = ".".join(parts[:depth])
+            here = OmegaConf.select(cfg, above, default=None) if above else cfg
+            if not isinstance(here, DictConfig):
+                return None
+            if part not in here:
+                known = [str(k) for k in here if not str(k).startswith("_") and (above or k != "hydra")]
+                close = difflib.get_close_matches(part, known, n=1)
+                return f"{key} is not a key of the config" + (
+                    f"; did you mean {'.'.join([*parts[:depth], close[0], *parts[depth + 1:]])}?" if close
+                    else f" ({above or 'its top level'} has {', '.join(known)})")
     if not isinstance(node, DictConfig) or leaf in node:
         return None
     if (takes := constructor_arguments(node)) and leaf in takes:  # trainer.max_steps: Hydra's + is the fix

@@ -581,13 +581,13 @@ def nothing_to_resume(out: Path) -> str:
             "or leave out resume=true to start a new run.")
 
 
-COMPOSED = {"config": False}  # whether Hydra composed this command's config (RunDirCheck, its first callback, ran)
+COMPOSED = {"run": False}  # whether Hydra composed a single run's config (RunDirCheck, its first callback, ran)
 
 
-def config_composed() -> bool:
-    """Whether Hydra got as far as composing the command's config: an exit after that is the run's or the sweep's
-    (a sweep's failed jobs: 1), one before is Hydra's refusal of the overrides (bad input)."""
-    return COMPOSED["config"]
+def run_composed() -> bool:
+    """Whether Hydra composed this command's config as a single run's: an exit after that is the run's own. (A
+    sweep's jobs are composed later, after its callbacks, and on Ray or SLURM in other processes.)"""
+    return COMPOSED["run"]
 
 
 class RunDirCheck(Callback):
@@ -595,7 +595,7 @@ class RunDirCheck(Callback):
     traceback; this names the dir, why, and the key that puts it elsewhere."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        COMPOSED["config"] = True
+        COMPOSED["run"] = True
         self.check(config, "run", "outputs")
         out = Path(str(config.hydra.run.dir))
         requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # as run_job_in lets it through
@@ -605,7 +605,6 @@ class RunDirCheck(Callback):
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        COMPOSED["config"] = True
         self.check(config, "sweep", "multirun")
         # The first callback: before LauncherCheck starts Ray and takes the environment its jobs get.
         os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex
