@@ -267,6 +267,10 @@ def test_glues_folder_of_task_folders_as_a_tasks_folder_points_at_the_tasks_own(
         validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'}", "model=tiny"]))
     assert err.value.problems == [f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'} is a file, one of RTE's: give the "
                                   "folder that holds CoLA's train.tsv, dev.tsv (data.local_dir=/path/to/CoLA)"]
+    with pytest.raises(ConfigError) as err:  # MRPC's files start with a byte-order mark
+        validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'MRPC' / 'train.tsv'}", "model=tiny"]))
+    assert err.value.problems == [f"data.local_dir={glue_dir / 'MRPC' / 'train.tsv'} is a file, one of MRPC's: give "
+                                  "the folder that holds CoLA's train.tsv, dev.tsv (data.local_dir=/path/to/CoLA)"]
 
 
 def test_every_data_option_names_a_task_and_the_documented_run_selects_by_loss():

@@ -664,11 +664,11 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
         return [f"data.local_dir={local_dir} holds GLUE's task folders ({', '.join(tasks)}), not {spec.glue_name}'s "
                 f"files: {fix}"]
     if local_dir and folder.is_file():  # one of the task's files (or another task's), given for its folder
-        from glue_finetune.tasks import IDENTIFY_ROWS, glue_task_of
+        from glue_finetune.tasks import IDENTIFY_ROWS, glue_task_of, tsv_rows
 
-        try:
-            with open(folder, encoding="utf-8", errors="replace") as file:
-                rows = [line.rstrip("\r\n").split("\t") for _, line in zip(range(IDENTIFY_ROWS + 1), file)]
+        try:  # its first rows only: this check runs before every run; -sig: MRPC's files start with a BOM
+            with open(folder, encoding="utf-8-sig", errors="replace") as file:
+                rows = tsv_rows([line.removesuffix("\n") for _, line in zip(range(IDENTIFY_ROWS + 1), file)])
         except OSError:
             rows = []
         other = glue_task_of(rows)
