@@ -33,6 +33,8 @@ def train(cfg: DictConfig) -> float:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     try:

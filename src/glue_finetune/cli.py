@@ -206,6 +206,9 @@ def unknown_key(cfg, key: str, arg: str) -> str | None:
 
     from glue_finetune.config import habit_hint
 
+    def keys_of(node: DictConfig, path: str) -> list[str]:  # at the top level, less Hydra's own config
+        return [str(k) for k in node if not str(k).startswith("_") and (path or k != "hydra")]
+
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
     if parent and node is None:  # a mistyped node on the way (optimizre.lr): the closest one there
@@ -216,7 +219,7 @@ def unknown_key(cfg, key: str, arg: str) -> str | None:
             if not isinstance(here, DictConfig):
                 return None
             if part not in here:
-                known = [str(k) for k in here if not str(k).startswith("_") and (above or k != "hydra")]
+                known = keys_of(here, above)
                 close = difflib.get_close_matches(part, known, n=1)
                 return f"{key} is not a key of the config" + (
                     f"; did you mean {'.'.join([*parts[:depth], close[0], *parts[depth + 1:]])}?" if close
@@ -227,8 +230,7 @@ def unknown_key(cfg, key: str, arg: str) -> str | None:
         return f"{key} is an argument of {node._target_} that the config does not set: add it with +{arg}"
     if hint := habit_hint(leaf):  # learning_rate=2e-5, trainer.num_train_epochs=3, ...
         return hint
-    known = [str(k) for k in node if not str(k).startswith("_") and (parent or k != "hydra")]
-    known += [n for n in takes if n not in node]
+    known = keys_of(node, parent) + [n for n in takes if n not in node]
     close = difflib.get_close_matches(leaf, known, n=1)
     # a constructor's argument the config does not set is added with a +
     meant = close and ("" if close[0] in node else "+") + (f"{parent}." if parent else "") + close[0]

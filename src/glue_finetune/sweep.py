@@ -341,6 +341,11 @@ def earlier_attempts_s(out: Path) -> float:
     return max(attempts, default=0.0)  # each marker counts the ones before it: the newest counts the most
 
 
+def slurm_requeued() -> bool:
+    """Whether SLURM re-ran this job (preempted, or requeued at its time limit): the very command again."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
 def first_process_of_the_run() -> bool:
     """False in DDP's other processes, which run the same command in their rank 0's run dir (Lightning's relaunch
     sets LOCAL_RANK, torchrun RANK, srun SLURM_PROCID, a multi-node launch NODE_RANK)."""
@@ -477,7 +482,7 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
 
         raise ConfigError([f"resume={cfg.get('resume')!r} must be true or false"
                            + text_from_environment_hint(cfg.get("resume"))])
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # SLURM re-ran this job (preemption)
+    requeued = slurm_requeued()
     if (out / PREEMPTED).exists() and not (out / "checkpoints" / "last.ckpt").exists():
         (out / PREEMPTED).unlink()  # stopped before its first checkpoint (an earlier version's marker): nothing to continue
     resuming = bool(cfg.get("resume") or requeued or (out / PREEMPTED).exists())
@@ -598,8 +603,8 @@ class RunDirCheck(Callback):
         COMPOSED["run"] = True
         self.check(config, "run", "outputs")
         out = Path(str(config.hydra.run.dir))
-        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0  # as run_job_in lets it through
-        if config.get("resume") is True and not config.get("ckpt_path") and not out.exists() and not requeued:
+        if config.get("resume") is True and not config.get("ckpt_path") and not out.exists() \
+                and not slurm_requeued():  # a requeued job goes on, as run_job_in lets it
             # before Hydra makes the dir, which would then read as a run's to report.py
             log.error("%s", nothing_to_resume(out))
             sys.exit(2)
