@@ -706,8 +706,7 @@ def preflight(cfg: DictConfig) -> None:
         # Keys the command adds with + (+trainer.max_step=10) are checked against their constructors once these
         # are imported, seconds on: with a bad value already found, they are checked now, so that every problem
         # comes in this one message (a config without one goes on to that check without waiting here).
-        added = {node for o in job_overrides() or [] if o.startswith("+")
-                 for node in [".".join(o[1:].split("=", 1)[0].split(".")[:2])]}
+        added = {".".join(o[1:].split("=", 1)[0].split(".")[:2]) for o in job_overrides() or [] if o.startswith("+")}
         try:
             if added:
                 check_constructor_keys(cfg, added)
