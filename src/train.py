@@ -20,6 +20,7 @@ from glue_finetune.cli import exit_if_cfg_of_a_sweep, exit_now, expand_home, exp
 from glue_finetune.config import preflight
 from glue_finetune.errors import Preempted, UserError
 from glue_finetune.extras import exit_if_missing_extras
+from glue_finetune.logs import hold_stderr, release_stderr
 from glue_finetune.sweep import failed_job_result, run_job, run_composed, stop_or_requeue
 
 log = logging.getLogger("train")
@@ -56,12 +57,14 @@ if __name__ == "__main__":
     sys.argv[1:] = expand_home(sys.argv[1:])  # data.local_dir=~/glue/SST-2, which Hydra's grammar would reject
     exit_if_cfg_of_a_sweep(sys.argv[1:])
     exit_if_missing_extras(sys.argv[1:])  # e.g. hydra/launcher=parallel without Ray: name the extra to install
+    hold_stderr()  # until Hydra has composed the config: its message for a mistyped key may give way to ours
     try:
         main()
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
         # Hydra refused the overrides (a run's, or a sweep's job's): a mistyped key or option gets its closest
         # one, and bad input's exit code. A sweep whose jobs failed exits 1, as a run that failed.
-        if stop.code == 1 and not run_composed() and explain_unknown_keys(sys.argv[1:], CONF_DIR):
+        if stop.code == 1 and not run_composed() \
+                and explain_unknown_keys(sys.argv[1:], CONF_DIR, hydra_said=release_stderr(keep=False)):
             exit_now(2)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
@@ -69,4 +72,6 @@ if __name__ == "__main__":
 
         explain_an_interrupted_slurm_sweep()  # on a SLURM sweep's command: its jobs go on
         exit_now(130)
+    finally:  # an exception that escaped Hydra: its traceback goes to the real stderr
+        release_stderr()
     exit_now(0)

@@ -227,11 +227,13 @@ def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
 
     unknown_key = run_cli(["optimizre.lr=1e-5", "--cfg", "job"])
     assert unknown_key.returncode == 2  # bad input's code, as every refusal's
-    assert "Could not override 'optimizre.lr'" in unknown_key.stderr
+    assert "optimizre.lr is not a key of the config; did you mean optimizer.lr?" in unknown_key.stderr
     unknown_option = run_cli(["model=bert", "--cfg", "job"])
     assert unknown_option.returncode == 2
-    assert "Could not find 'model/bert'" in unknown_option.stderr
+    assert "model=bert is not an option of model" in unknown_option.stderr
     assert "bert_base_cased" in unknown_option.stderr and "minilm" in unknown_option.stderr  # the valid options
+    unparsable = run_cli(["optimizer.lr=[1", "--cfg", "job"])  # nothing this project can name: Hydra's message
+    assert unparsable.returncode == 1 and "no viable alternative at input '[1'" in unparsable.stderr
 
 
 @pytest.mark.parametrize("mode", ["run", "sweep"])

@@ -92,10 +92,12 @@ def test_a_home_dir_tilde_in_a_value_is_the_home_dir_as_the_shell_would_read_it(
 
 
 def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus_that_adds_it():
-    # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads.
+    # Hydra refuses the first and suggests +optimizer.lrr=1e-5, which would add a key nothing reads: its message
+    # gives way to these lines, which come first and alone.
     result = run_cli(["optimizer.lrr=1e-5", "sed=3", "trainer.max_steps=100", "trainer.max_step=100",
                       "num_train_epochs=3", "data.per_device_train_batch_size=32", "optimizre.lr=1e-5"])
-    assert result.returncode == 2 and "Could not override 'optimizer.lrr'" in result.stderr
+    assert result.returncode == 2 and "Could not override" not in result.stderr and "+optimizer.lrr" not in \
+        result.stderr and result.stderr.startswith("error: optimizer.lrr"), result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
         "error: optimizer.lrr is not a key of the config; did you mean optimizer.lr?",
         "error: sed is not a key of the config; did you mean seed?",
@@ -106,6 +108,25 @@ def test_an_override_of_a_key_the_config_lacks_names_the_closest_key_or_the_plus
         "error: num_train_epochs is Hugging Face's name; here it is trainer.max_epochs",
         "error: per_device_train_batch_size is Hugging Face's name; here it is data.batch_size",
         "error: optimizre.lr is not a key of the config; did you mean optimizer.lr?"]
+
+
+def test_hydra_message_gives_way_only_where_these_hints_name_its_key(capsys):
+    from glue_finetune.cli import explain_unknown_keys
+
+    hydra_said = ("Could not override 'optimizre.lr'.\nTo append to your config use +optimizre.lr=1\n"
+                  "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
+    assert explain_unknown_keys(["optimizre.lr=1"], CONF_DIR, hydra_said)
+    assert capsys.readouterr().err == "error: optimizre.lr is not a key of the config; did you mean optimizer.lr?\n"
+    options = "In 'train': Could not find 'data/SST-2'\n\nAvailable options in 'data':\n\tax\n"
+    assert explain_unknown_keys(["data=SST-2"], CONF_DIR, options)
+    assert capsys.readouterr().err.startswith("error: data=SST-2 is not an option of data; did you mean data=sst2?")
+    # Hydra refused something else (its grammar): its message stays, and the mistyped key follows it
+    grammar = "no viable alternative at input '[1'\n"
+    assert explain_unknown_keys(["optimizer.lr=[1", "optimizre.lr=1"], CONF_DIR, grammar)
+    assert capsys.readouterr().err == grammar + "error: optimizre.lr is not a key of the config; did you mean " \
+                                                "optimizer.lr?\n"
+    assert not explain_unknown_keys(["optimizer.lr=[1"], CONF_DIR, grammar)  # nothing to add: Hydra's, as it was
+    assert capsys.readouterr().err == grammar
 
 
 def test_a_group_option_it_lacks_names_the_option_meant(capsys):
@@ -284,8 +305,8 @@ COMMON_ERRORS = {
     "Cannot write the run dir": None,
     "trainer.max_step:": lambda tmp: run_cli(["+trainer.max_step=10", "model=tiny", f"hydra.run.dir={tmp / 'k'}"]),
     "optimizre: not a key": lambda tmp: run_cli(["+optimizre.lr=1e-3", "model=tiny", f"hydra.run.dir={tmp / 'o'}"]),
-    "Could not override": lambda tmp: run_cli(["optimizer.lrr=1e-5"]),
-    "Could not find": lambda tmp: run_cli(["data=SST-2"]),
+    "error: optimizer.lrr": lambda tmp: run_cli(["optimizer.lrr=1e-5"]),
+    "error: data=SST-2": lambda tmp: run_cli(["data=SST-2"]),
     "The training loss became NaN": None,  # needs a diverging run: tests/test_robustness.py asserts this message
 }
 

@@ -100,8 +100,8 @@ def test_what_hydra_cannot_check_is_checked_before_any_job_or_trial_starts(sst2_
     # A key Hydra refuses is Hydra's one message, not a warning from the check and the message twice.
     result = run_cli(["-m", *tiny(sst2_dir), "optimizer.lrr=1e-4,2e-4", f"hydra.sweep.dir={sweep}"])
     output = result.stdout + result.stderr
-    assert result.returncode == 2 and output.count("Could not override 'optimizer.lrr'") == 1, output[-3000:]
-    assert "UserWarning" not in output and "did you mean optimizer.lr?" in output
+    assert result.returncode == 2 and output.count("did you mean optimizer.lr?") == 1, output[-3000:]
+    assert "UserWarning" not in output and "Could not override" not in output
 
 
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")

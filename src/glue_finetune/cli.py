@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from glue_finetune.errors import UserError
 from glue_finetune.files import unwritable, write_text_atomically
+from glue_finetune.logs import release_stderr
 
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
@@ -135,11 +136,12 @@ def expand_home(args: list[str]) -> list[str]:
     return expanded
 
 
-def explain_unknown_keys(args: list[str], conf_dir: Path) -> bool:
+def explain_unknown_keys(args: list[str], conf_dir: Path, hydra_said: str = "") -> bool:
     """After Hydra refused to compose the config: for each override of a key the config lacks, the closest key it
-    has. Hydra's own message ("Could not override 'optimizer.lrr'. To append to your config use +optimizer.lrr=1")
-    points at a + that would add a key nothing reads (or that the sweeper's or launcher's schema would refuse).
-    Whether it named one: the command's problem is then its input."""
+    has. Hydra's own message (``hydra_said``: "Could not override 'optimizer.lrr'. To append to your config use
+    +optimizer.lrr=1") points at a + that would add a key nothing reads (or that the sweeper's or launcher's schema
+    would refuse): these lines replace it when it names one of their keys, and follow it otherwise. Whether it named
+    one: the command's problem is then its input."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -170,7 +172,11 @@ def explain_unknown_keys(args: list[str], conf_dir: Path) -> bool:
             problems.append(unknown_sweeper_key(cfg, key))
         elif not is_group(key):
             problems.append(unknown_key(cfg, key, arg))
-    for problem in filter(None, problems):
+    problems = [problem for problem in problems if problem]
+    named = {f"'{key_of(a)}" for a in overrides}  # Hydra's 'optimizer.lrr', 'data/SST-2'
+    if hydra_said and not (problems and any(f"{key}'" in hydra_said or f"{key}/" in hydra_said for key in named)):
+        print(hydra_said, end="", file=sys.stderr)
+    for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return any(problems)
 
@@ -294,6 +300,7 @@ def exit_now(code: int | str | None = 0) -> NoReturn:
     import os
     import threading
 
+    release_stderr()  # what train.py held back until Hydra composed the config
     if isinstance(code, str):  # sys.exit("message")
         print(code, file=sys.stderr)
         code = 1

@@ -57,6 +57,47 @@ def keep_run_log() -> None:
             handler.keep()
 
 
+class HeldStderr:
+    """``sys.stderr`` until Hydra has composed the config (``hold_stderr``): when Hydra refuses an override, its
+    message ("Could not override 'optimizre.lr'. To append to your config use +optimizre.lr=...") waits here, so
+    that this project's (cli.explain_unknown_keys: the key or option meant) can take its place. Everything else
+    comes out in order when released, and passes straight through after: a handler made meanwhile writes here."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.held = stream, []
+
+    def write(self, text: str) -> int:
+        if self.held is None:
+            return self.stream.write(text)
+        self.held.append(text)
+        return len(text)
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding, flush: the real stream's
+        return getattr(self.stream, name)
+
+    def release(self, keep: bool = True) -> str:
+        held, self.held = "".join(self.held or []), None
+        if keep and held:
+            self.stream.write(held)
+            self.stream.flush()
+        return held
+
+
+def hold_stderr() -> None:
+    if not isinstance(sys.stderr, HeldStderr):
+        sys.stderr = HeldStderr(sys.stderr)
+
+
+def release_stderr(keep: bool = True) -> str:
+    """The real stderr back, and what was held written to it (or, keep=False, only returned: a refused override's
+    message that this project's replaces). Hydra composed the config, or the command ends."""
+    if not isinstance(sys.stderr, HeldStderr):
+        return ""
+    held = sys.stderr
+    sys.stderr = held.stream
+    return held.release(keep)
+
+
 def process_rank() -> int:
     """This process's global rank: Lightning's, once Lightning is imported (its strategy sets it); before, the one
     the launcher gave it (Lightning's DDP launcher sets LOCAL_RANK and NODE_RANK, torchrun RANK, SLURM's tasks

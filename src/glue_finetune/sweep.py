@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from glue_finetune.config import job_overrides, name_sweep_group
 from glue_finetune.files import unwritable, write_text_atomically
 from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
-from glue_finetune.logs import keep_run_log
+from glue_finetune.logs import keep_run_log, release_stderr
 from glue_finetune.timing import mark_earlier_attempts, mark_run_start
 
 log = logging.getLogger(__name__)
@@ -601,6 +601,7 @@ class RunDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         COMPOSED["run"] = True
+        release_stderr()  # Hydra took the overrides: what it has said goes out (train.py holds it till now)
         self.check(config, "run", "outputs")
         out = Path(str(config.hydra.run.dir))
         if config.get("resume") is True and not config.get("ckpt_path") and not out.exists() \
@@ -610,6 +611,8 @@ class RunDirCheck(Callback):
             sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if not any(str(cb.get("_target_")).endswith(".SweepCheck") for cb in config.hydra.callbacks.values()):
+            release_stderr()  # else SweepCheck does, once it has composed the jobs' configs
         self.check(config, "sweep", "multirun")
         # The first callback: before LauncherCheck starts Ray and takes the environment its jobs get.
         os.environ[SWEEP_INVOCATION] = uuid.uuid4().hex
@@ -679,6 +682,14 @@ class SweepCheck(Callback):
     config less the searched keys) is checked once, and each trial checks its own values."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.jobs_composed = True
+        try:
+            self.check(config)
+        finally:  # a job Hydra cannot compose: its message waits, as a run's would (cli.explain_unknown_keys)
+            if self.jobs_composed:
+                release_stderr()
+
+    def check(self, config: DictConfig) -> None:
         refuse_to_resume_no_sweep(Path(str(config.hydra.sweep.dir)), config.get("resume"))
         sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default=None)
         if sweeper not in (BASIC_SWEEPER, OPTUNA_SWEEPER):
@@ -710,6 +721,7 @@ class SweepCheck(Callback):
         except Exception as err:  # an override Hydra cannot compose (optimizer.lrr=...): the sweeper is about to
             # refuse it with its own message, which, raised here, Hydra would print twice after a warning
             log.debug("Sweep check skipped: %s", err)
+            self.jobs_composed = False
             return
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
