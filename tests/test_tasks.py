@@ -266,11 +266,17 @@ def test_glues_folder_of_task_folders_as_a_tasks_folder_points_at_the_tasks_own(
     with pytest.raises(ConfigError) as err:  # another task's file: its folder is not the one to give
         validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'}", "model=tiny"]))
     assert err.value.problems == [f"data.local_dir={glue_dir / 'RTE' / 'train.tsv'} is a file, one of RTE's: give the "
-                                  "folder that holds CoLA's train.tsv, dev.tsv (data.local_dir=/path/to/CoLA)"]
+                                  f"folder that holds CoLA's train.tsv, dev.tsv: data.local_dir={glue_dir / 'CoLA'} "
+                                  f"(or data=rte data.local_dir={glue_dir / 'RTE'})"]
     with pytest.raises(ConfigError) as err:  # MRPC's files start with a byte-order mark
         validate_config(compose_config(["data=cola", f"data.local_dir={glue_dir / 'MRPC' / 'train.tsv'}", "model=tiny"]))
     assert err.value.problems == [f"data.local_dir={glue_dir / 'MRPC' / 'train.tsv'} is a file, one of MRPC's: give "
-                                  "the folder that holds CoLA's train.tsv, dev.tsv (data.local_dir=/path/to/CoLA)"]
+                                  f"the folder that holds CoLA's train.tsv, dev.tsv: data.local_dir={glue_dir / 'CoLA'} "
+                                  f"(or data=mrpc data.local_dir={glue_dir / 'MRPC'})"]
+    alone = tmp_path / "rte_train.tsv"  # no CoLA folder beside it: a placeholder
+    alone.write_bytes((glue_dir / "RTE" / "train.tsv").read_bytes())
+    with pytest.raises(ConfigError, match=r"CoLA's train.tsv, dev.tsv: data.local_dir=/path/to/CoLA \(or data=rte "):
+        validate_config(compose_config(["data=cola", f"data.local_dir={alone}", "model=tiny"]))
 
 
 def test_every_data_option_names_a_task_and_the_documented_run_selects_by_loss():

@@ -664,7 +664,7 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
         return [f"data.local_dir={local_dir} holds GLUE's task folders ({', '.join(tasks)}), not {spec.glue_name}'s "
                 f"files: {fix}"]
     if local_dir and folder.is_file():  # one of the task's files (or another task's), given for its folder
-        from glue_finetune.tasks import IDENTIFY_ROWS, glue_task_of, tsv_rows
+        from glue_finetune.tasks import IDENTIFY_ROWS, glue_task_of, own_folder_beside, tsv_rows
 
         try:  # its first rows only: this check runs before every run; -sig: MRPC's files start with a BOM
             with open(folder, encoding="utf-8-sig", errors="replace") as file:
@@ -674,7 +674,8 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
         other = glue_task_of(rows)
         if other is not None and other.name != spec.name:
             return [f"data.local_dir={local_dir} is a file, one of {other.glue_name}'s: give the folder that holds "
-                    f"{spec.glue_name}'s {', '.join(needed)} (data.local_dir=/path/to/{spec.glue_name})"]
+                    f"{spec.glue_name}'s {', '.join(needed)}: data.local_dir={own_folder_beside(folder, spec)} "
+                    f"(or data={other.name} data.local_dir={folder.parent})"]
         return [f"data.local_dir={local_dir} is a file; give the folder that holds {spec.glue_name}'s "
                 f"{', '.join(needed)}: data.local_dir={folder.parent}"]
     if not folder.is_dir():

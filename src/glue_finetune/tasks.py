@@ -269,6 +269,13 @@ def _label_fits(value: str, spec: TaskSpec) -> bool:
     return True
 
 
+def own_folder_beside(path: Path, own: TaskSpec) -> Path:
+    """``own``'s folder beside the folder of another task's file ``path``, as GLUE lays them out (glue_data/RTE/
+    next to glue_data/CoLA/), where it is there; else a placeholder to fill in."""
+    beside = Path(path).absolute().parent.parent / own.glue_name
+    return beside if beside.is_dir() and beside != Path(path).absolute().parent else Path("/path/to") / own.glue_name
+
+
 def another_tasks_file(path: Path, own: TaskSpec, other: TaskSpec, option: str) -> str:
     """What to say when ``path`` is ``other``'s GLUE file but ``own``'s is wanted: whose file it is, whose the
     run (``option`` data.local_dir) or the model (``option`` --data, --input) is, and the fix: ``own``'s folder (beside
@@ -276,8 +283,7 @@ def another_tasks_file(path: Path, own: TaskSpec, other: TaskSpec, option: str) 
     path = Path(path)
     what = (f"this is {other.glue_name}'s {path.name}" if path.name in other.file_names.values()
             else f"this is a file in {other.glue_name}'s GLUE format")
-    beside = path.absolute().parent.parent / own.glue_name
-    folder = beside if beside.is_dir() and beside != path.absolute().parent else Path("/path/to") / own.glue_name
+    folder = own_folder_beside(path, own)
     if option == "--data":
         target = folder if len(own.dev_splits) == 1 else folder / own.file_names[own.dev_splits[0]]
         return (f"--data {path}: {what}; the model is {own.glue_name}'s (data={own.name}): use --data {target} "
