@@ -38,6 +38,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    release_stderr()  # the config is composed (RunDirCheck released it already, unless Hydra reran a pickled one)
     try:
         return run_job(cfg, train)  # train(cfg), plus resume=true and sweep-job bookkeeping
     except UserError as err:
