@@ -242,6 +242,42 @@ def test_validation_through_the_graph_path_scores_as_plain_validation(tiny_cfg, 
     assert len(warnings) == 1 and warnings[0].startswith("Could not capture eval_forward"), warnings
 
 
+class EvalReplaysOnCPU(L.Callback):
+    """Test helper: validation's forward returning the same output tensors for every batch of a shape, refilled,
+    as a CUDA graph's replay does."""
+
+    def on_validation_start(self, trainer, pl_module):
+        outputs: dict = {}
+
+        def replay(batch):
+            from glue_finetune.step_graphs import shape_key
+
+            eager = pl_module.eval_forward(batch)
+            kept = outputs.setdefault(shape_key(batch), tuple(torch.empty_like(t) for t in eager))
+            for out, value in zip(kept, eager):
+                out.copy_(value)
+            return kept
+
+        replay.captures, replay.replays = 0, 0
+        pl_module.eval_graphs = replay
+
+
+def test_metrics_that_keep_predictions_get_copies_of_a_replays_output(glue_dir, tiny_cfg, tmp_path):
+    # STS-B's Spearman correlation keeps every prediction until the end of the validation; a float32 regression
+    # score is a view of the logits, and a graph's logits are overwritten by the next replay of the same shape
+    # (float32: bf16's scores are copies; padded to 64 tokens: every dev batch one shape).
+    common = ["data=stsb", f"data.local_dir={glue_dir / 'STS-B'}", "model.whole_step=true", "trainer.max_epochs=3",
+              "trainer.precision=32-true", "data.pad_to_multiple_of=64", "predict_test=false"]
+    cfg = tiny_cfg(*common, output_dir=tmp_path / "replayed")
+    with open_dict(cfg):
+        cfg.callbacks.eval_graphs = {"_target_": "test_whole_step.EvalReplaysOnCPU"}
+    train(cfg)
+    train(tiny_cfg(*common, output_dir=tmp_path / "plain"))
+    scores = [[(r["step"], r["val/spearman"], r["val/pearson"]) for r in read_metrics(tmp_path / name / "metrics.csv")
+               if r.get("val/spearman") is not None] for name in ("replayed", "plain")]
+    assert len(scores[0]) >= 2 and scores[0] == scores[1]
+
+
 @pytest.mark.gpu
 def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
     import logging
@@ -300,7 +336,7 @@ class FailOnHostSync(L.Callback):
 def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
     # Hooks, data loading, the replay, the scheduler and the loss metric included: a host that waits for the GPU
     # once per step serialises the two, and the step takes host time + GPU time instead of the longer of them.
-    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "predict_test=false",
+    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "trainer.precision=32-true", "predict_test=false",
                    "data.pad_to_multiple_of=32", "trainer.log_every_n_steps=1000", "trainer.val_check_interval=1000",
                    "trainer.num_sanity_val_steps=0")
     with open_dict(cfg):
@@ -315,7 +351,7 @@ def test_a_whole_training_step_on_the_gpu_never_waits_for_it(tiny_cfg):
 def test_validation_of_a_graphed_run_never_waits_for_the_gpu_between_batches(tiny_cfg):
     # Its forward replayed, the dev loss and metrics accumulated on the GPU: the host queues a validation's batches
     # without waiting, and waits once at its end for the scores.
-    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "predict_test=false",
+    cfg = tiny_cfg("trainer=gpu", "model.whole_step=true", "trainer.max_epochs=3", "trainer.precision=32-true", "predict_test=false",
                    "data.pad_to_multiple_of=32", "trainer.val_check_interval=10")
     with open_dict(cfg):
         cfg.callbacks.no_sync = {"_target_": "test_whole_step.FailOnHostSync", "start": 20, "stop": 60,

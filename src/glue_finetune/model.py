@@ -369,7 +369,13 @@ class TextClassifier(L.LightningModule):
         return out.loss, out.logits
 
     def _evaluate(self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, metrics) -> None:
-        loss, logits = self.eval_graphs(batch) if self.eval_graphs is not None else self.eval_forward(batch)
+        if self.eval_graphs is not None:
+            loss, logits = self.eval_graphs(batch)
+            # A replay returns the graph's own output, which the next replay of the shape overwrites: Spearman keeps
+            # every prediction it is given (a float32 regression score is the logits' own memory), so it gets a copy.
+            logits = logits.clone()
+        else:
+            loss, logits = self.eval_forward(batch)
         # The dev loss is the mean over examples: the batch's mean counted once per example (a Python-number
         # weight would be copied to the GPU at every batch).
         loss_metric.update(loss.float().expand(batch["labels"].shape[0]))
