@@ -238,7 +238,8 @@ class TextClassifier(L.LightningModule):
             # 108 M values for bert-base), the same update to a rounding.
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.trained_parameters if p.grad is not None],
                                                  foreach=True)
-            optimizer.grad_scale = ((norm + 1e-6) / self.max_grad_norm).clamp_(min=1.0)
+            # float32 whatever the gradients are (bf16-true, 64-true): the fused kernels read a float divisor
+            optimizer.grad_scale = ((norm.float() + 1e-6) / self.max_grad_norm).clamp_(min=1.0)
         elif self.clips:
             torch.nn.utils.clip_grad_norm_(self.trained_parameters, self.max_grad_norm, foreach=True)
         try:
