@@ -305,6 +305,23 @@ def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("fused", ["true", "false"])
+def test_a_gpu_run_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path, fused):
+    # Capturable AdamW wants its step counts on the GPU; a checkpoint's come back on the CPU (for fused=false).
+    overrides = ["trainer=gpu", f"optimizer.fused={fused}", "trainer.max_epochs=2", "predict_test=false"]
+    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
+    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": 30}
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    train(tiny_cfg(*overrides, f"ckpt_path={tmp_path / 'resumed' / 'checkpoints' / 'last.ckpt'}",
+                   output_dir=tmp_path / "resumed"))
+    # TF32 and the GPU's atomics in the embeddings' backward: close, not bit-equal
+    assert curves(tmp_path, "resumed")["val/loss"] == pytest.approx(curves(tmp_path, "whole")["val/loss"], rel=1e-3)
+
+
+@pytest.mark.gpu
 def test_a_gpu_runs_last_checkpoint_holds_the_final_weights(tiny_cfg, tmp_path):
     # Written by the background thread from clones copied on a stream of its own (BackgroundCheckpointIO): the
     # copies must hold the weights of the step they were taken at, not of a later step that training went on to.

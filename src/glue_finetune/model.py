@@ -298,10 +298,17 @@ class TextClassifier(L.LightningModule):
             # What capture needs of the optimizer: its update and step counts on the GPU, and its learning rate a
             # GPU tensor that the graph reads and the scheduler fills (checkpoints keep plain floats: on_save).
             self.step_rates = []
-            for group in self.optimizers().optimizer.param_groups:
+            optimizer = self.optimizers().optimizer
+            for group in optimizer.param_groups:
                 group["capturable"] = True
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
                 self.step_rates.append(group["lr"])
+            # A restored state's step counts stay on the CPU (Lightning loads to the CPU and moves every state but
+            # "step"; torch moves them with their parameters only where the saved group was fused or capturable, and
+            # checkpoints say capturable=False): as Adam's own __setstate__ does, on the parameters' device.
+            for param, state in optimizer.state.items():
+                if isinstance(state.get("step"), torch.Tensor):
+                    state["step"] = state["step"].to(param.device, torch.float32)
             # A capture that fails midway may leave gradients allocated inside it: the eager rerun starts from none.
             self.step_graphs = CapturedSteps(self.train_step, before_eager_rerun=lambda: self.optimizers().zero_grad(
                 set_to_none=True))
