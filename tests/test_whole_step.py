@@ -81,11 +81,11 @@ def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cf
 
 def test_settings_that_rule_out_the_whole_step_are_named_before_training(tiny_cfg):
     cfg = tiny_cfg("model.whole_step=true", "trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed",
-                   "+trainer.gradient_clip_algorithm=value")
+                   "+trainer.gradient_clip_algorithm=value", "+trainer.num_nodes=2")
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     for setting in ("trainer.accumulate_grad_batches=2", "trainer.precision=16-mixed",
-                    "trainer.gradient_clip_algorithm=value"):
+                    "trainer.gradient_clip_algorithm=value", "trainer.num_nodes=2"):
         assert setting in str(err.value)
     assert "model.whole_step=false" in str(err.value)
     with pytest.raises(ConfigError, match="model.compile=reduce-overhead .CUDA graphs of its own"):
@@ -103,6 +103,7 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
     monkeypatch.setattr(training, "uses_gpu", lambda cfg: True)
     assert whole_step_setting(tiny_cfg("model.whole_step=auto")) is True
     assert whole_step_setting(tiny_cfg("model.whole_step=auto", "trainer.accumulate_grad_batches=2")) is False
+    assert whole_step_setting(tiny_cfg("model.whole_step=auto", "+trainer.num_nodes=2")) is False  # DDP, 1 GPU a node
     assert whole_step_setting(tiny_cfg("model.whole_step=auto", "optimizer=sgd")) is False
     assert whole_step_setting(tiny_cfg("model.whole_step=auto", "model.compile=true")) is False  # only when asked
     assert whole_step_setting(tiny_cfg("model.whole_step=true", "model.compile=true")) is True

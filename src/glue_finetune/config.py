@@ -451,6 +451,9 @@ def whole_step_blockers(cfg: DictConfig) -> list[str]:
     devices, strategy = get("trainer.devices"), str(get("trainer.strategy") or "")
     if (devices not in (None, 1, "1") or "ddp" in strategy or "fsdp" in strategy):
         blockers.append(f"trainer.devices={devices} (the whole step runs on one device)")
+    if (nodes := get("trainer.num_nodes")) not in (None, 1, "1"):  # Lightning's DDP, one device per node or more
+        blockers.append(f"trainer.num_nodes={nodes} (the whole step runs on one device; it would not all-reduce the "
+                        f"gradients)")
     if str(get("trainer.precision")).startswith("16"):
         blockers.append(f"trainer.precision={get('trainer.precision')} (float16 needs a gradient scaler; use "
                         f"bf16-mixed)")

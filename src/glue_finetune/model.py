@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from glue_finetune.errors import TrainingDivergedError
+from glue_finetune.errors import TrainingDivergedError, UserError
 from glue_finetune.hub import fetching
 from glue_finetune.logs import quiet_transformers
 from glue_finetune.metrics import predictions, task_metrics
@@ -292,6 +292,9 @@ class TextClassifier(L.LightningModule):
                 best.reset()
         if not self.whole_step:
             return
+        if self.trainer.world_size > 1:  # train_step's backward is its own: DDP would not all-reduce its gradients
+            raise UserError(f"model.whole_step=true runs on one device, and this run has {self.trainer.world_size} "
+                            "processes. Fix: model.whole_step=false (or auto).")
         self.trained_parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.steps_taken.fill_(self.global_step)
         if self.device.type == "cuda":
