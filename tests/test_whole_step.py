@@ -62,6 +62,19 @@ def test_the_whole_step_stops_at_a_non_finite_loss(tiny_cfg, tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
 
 
+def test_a_failed_run_lets_go_of_its_graphs(tiny_cfg, tmp_path):
+    # on_train_end frees them after a finished fit; a failed one skips it, and an in-process sweep's next job
+    # needs the GPU memory their pools hold.
+    cfg = tiny_cfg("model.whole_step=true")
+    with open_dict(cfg):
+        cfg.callbacks.eval_graphs = {"_target_": "test_whole_step.EvalGraphsOnCPU"}
+        cfg.callbacks.poison = {"_target_": "test_robustness.PoisonWeightsAfter", "step": 15}
+    EvalGraphsOnCPU.modules = []
+    with pytest.raises(TrainingDivergedError):
+        train(cfg)
+    assert EvalGraphsOnCPU.modules and EvalGraphsOnCPU.modules[-1].eval_graphs is None
+
+
 def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path):
     overrides = ["model.whole_step=true", "trainer.max_epochs=2", "predict_test=false"]
     train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
@@ -220,12 +233,14 @@ class EvalGraphsOnCPU(L.Callback):
     """Test helper: validation's forward through CapturedSteps on a CPU, where every capture fails (no CUDA)."""
 
     scored_through_graphs: list[bool] = []  # per test batch: whether the final scoring went through the graphs
+    modules: list = []  # the modules it gave graphs to
 
     def on_validation_start(self, trainer, pl_module):
         from glue_finetune.step_graphs import CapturedSteps
 
         if pl_module.eval_graphs is None:
             pl_module.eval_graphs = CapturedSteps(pl_module.eval_forward)
+        EvalGraphsOnCPU.modules.append(pl_module)
 
     def on_test_batch_start(self, trainer, pl_module, *args):
         EvalGraphsOnCPU.scored_through_graphs.append(pl_module.eval_graphs is not None)

@@ -596,6 +596,8 @@ def train(cfg: DictConfig) -> float:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
+        finally:  # a failed fit skips on_train_end: the graphs' memory pools go now, not when the failure's
+            model.step_graphs = model.eval_graphs = None  # traceback is collected (a sweep's next job needs them)
         times.end_fit()
         say_if_training_ended_early(trainer, output_dir)
 
