@@ -118,3 +118,24 @@ def test_the_dev_loss_is_the_mean_over_examples_and_shows_a_nan(tiny_cfg):
     with torch.no_grad():
         model.model.get_input_embeddings().weight[95] = float("nan")
     assert torch.isnan(dev_loss())
+
+
+def test_under_ddp_every_rank_stops_when_any_rank_saw_a_non_finite_loss(tiny_cfg):
+    # A rank that stopped alone would leave the others waiting for it in their next collective: the check takes
+    # the largest flag of all ranks (here, the other rank's step 7 comes through the strategy's reduce).
+    from types import SimpleNamespace
+
+    from glue_finetune.errors import TrainingDivergedError
+
+    model = build(tiny_cfg)
+    reduced = []
+
+    def reduce(tensor, reduce_op):
+        reduced.append(reduce_op)
+        return torch.maximum(tensor, torch.tensor(7))
+
+    model._trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=reduce), callbacks=[],
+                                     global_step=10)
+    with pytest.raises(TrainingDivergedError, match="at optimizer step 7; training stopped at its next check, step 10"):
+        model.check_finite()
+    assert reduced == ["max"] and int(model.first_nonfinite_step) == -1  # this rank's own flag is left as it was

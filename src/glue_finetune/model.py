@@ -332,7 +332,10 @@ class TextClassifier(L.LightningModule):
 
     def check_finite(self) -> None:
         """Stop training at the first non-finite loss, before a validation could checkpoint the broken weights."""
-        step = int(self.first_nonfinite_step)
+        flag = self.first_nonfinite_step
+        if self.trainer.world_size > 1:  # every rank checks here: all stop, or the others would wait for the one that
+            flag = self.trainer.strategy.reduce(flag.clone(), reduce_op="max")  # stopped in their next collective
+        step = int(flag)
         if step >= 0:
             candidates = [Path(cb.dirpath) / "last.ckpt" for cb in self.trainer.callbacks if getattr(cb, "dirpath", None)]
             last = next((str(p) for p in candidates if p.exists()), "")
