@@ -308,6 +308,8 @@ def gpu_benchmark(args, settings: dict) -> None:
     def run(name: str, cmds: list[list[str]], timeout: float, cores_each: int | None = None,
             profile: Path | None = None, extra_env: dict | None = None) -> dict:
         start, launched_at = time.perf_counter(), time.time()
+        if args.budget_s:  # a stage's own timeout ends it by --budget-s at the latest (its estimate may be short)
+            timeout = min(timeout, max(30.0, args.budget_s - (start - began)))
         procs = []
         for cmd in cmds:
             child_env = {**env, **(extra_env or {})}
