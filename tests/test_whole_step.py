@@ -129,7 +129,7 @@ def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_on_a_gpu_the_graphed_step_matches_the_eager_one(tiny_cfg, tmp_path, precision):
     # Stopped at step 35, after the validation at step 30: the selected checkpoint is loaded and scored again at the
-    # end, through validation's graphs in the graphed run.
+    # end, eagerly in both runs (validation's graphs end with training).
     common = ["trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=2", "+trainer.max_steps=35",
               "predict_test=false", "data.pad_to_multiple_of=8"]
     train(tiny_cfg(*common, "model.whole_step=true", output_dir=tmp_path / "graphed"))
