@@ -79,6 +79,16 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2
         "data.max_length=1000]"]
 
 
+def test_a_job_hydra_cannot_compose_stops_the_sweep_before_the_first_job_starts(sst2_dir, tmp_path):
+    # Hydra composes each job as it starts it: job 0 trained before job 1's option was found missing.
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", *tiny(sst2_dir), "data=sst2,SST-2", f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and not sweep.exists(), output[-3000:]
+    assert output.strip() == ("error: data=SST-2 is not an option of data; did you mean data=sst2? (data has ax, cola, "
+                              "mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli)")
+
+
 def test_what_hydra_cannot_check_is_checked_before_any_job_or_trial_starts(sst2_dir, tmp_path):
     # A key added with a typo is no error of Hydra's: each job would fail on it once started (on SLURM, once queued).
     sweep = tmp_path / "sweep"

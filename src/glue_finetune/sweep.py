@@ -718,11 +718,13 @@ class SweepCheck(Callback):
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
             job_configs = [loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
                            for overrides in jobs]
-        except Exception as err:  # an override Hydra cannot compose (optimizer.lrr=...): the sweeper is about to
-            # refuse it with its own message, which, raised here, Hydra would print twice after a warning
-            log.debug("Sweep check skipped: %s", err)
+        except Exception as err:  # noqa: BLE001 - a job Hydra cannot compose (optimizer.lrr=..., data=SST-2)
+            # Hydra's launchers compose each job as they start it: after the jobs before it have trained. Refused now,
+            # with Hydra's message, as Hydra prints it (train.py then names the key or option meant). Raised here,
+            # Hydra would only warn of it.
             self.jobs_composed = False
-            return
+            print(err, *[err.__cause__] if err.__cause__ else [], sep="\n", file=sys.stderr)
+            sys.exit(1)
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
         running: list[str] = []  # jobs whose dir a process holds: a job of an earlier invocation, still running
