@@ -75,8 +75,9 @@ def test_a_failed_run_lets_go_of_its_graphs(tiny_cfg, tmp_path):
     assert EvalGraphsOnCPU.modules and EvalGraphsOnCPU.modules[-1].eval_graphs is None
 
 
-def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path):
-    overrides = ["model.whole_step=true", "trainer.max_epochs=2", "predict_test=false"]
+def train_whole_and_stopped_then_resumed(tiny_cfg, tmp_path, *overrides: str) -> None:
+    """Two runs of the same settings: "whole" uninterrupted, "resumed" killed before step 30 and continued from its
+    last.ckpt (saved at step 20)."""
     train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
     cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
     with open_dict(cfg):
@@ -85,6 +86,11 @@ def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cf
         train(cfg)
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
     train(tiny_cfg(*overrides, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+
+
+def test_a_run_with_the_whole_step_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path):
+    train_whole_and_stopped_then_resumed(tiny_cfg, tmp_path, "model.whole_step=true", "trainer.max_epochs=2",
+                                         "predict_test=false")
     whole, resumed = (torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)
                       for d in ("whole", "resumed"))
     for name, tensor in whole["state_dict"].items():
@@ -328,15 +334,8 @@ def test_a_gpu_run_replays_its_steps_as_graphs(tiny_cfg, caplog):
 @pytest.mark.parametrize("fused", ["true", "false"])
 def test_a_gpu_run_resumes_mid_epoch_as_if_uninterrupted(tiny_cfg, tmp_path, fused):
     # Capturable AdamW wants its step counts on the GPU; a checkpoint's come back on the CPU (for fused=false).
-    overrides = ["trainer=gpu", f"optimizer.fused={fused}", "trainer.max_epochs=2", "predict_test=false"]
-    train(tiny_cfg(*overrides, output_dir=tmp_path / "whole"))
-    cfg = tiny_cfg(*overrides, output_dir=tmp_path / "resumed")
-    with open_dict(cfg):
-        cfg.callbacks.stop = {"_target_": "test_robustness.StopBeforeStep", "step": 30}
-    with pytest.raises(RuntimeError, match="killed"):
-        train(cfg)
-    train(tiny_cfg(*overrides, f"ckpt_path={tmp_path / 'resumed' / 'checkpoints' / 'last.ckpt'}",
-                   output_dir=tmp_path / "resumed"))
+    train_whole_and_stopped_then_resumed(tiny_cfg, tmp_path, "trainer=gpu", f"optimizer.fused={fused}",
+                                         "trainer.max_epochs=2", "predict_test=false")
     # TF32 and the GPU's atomics in the embeddings' backward: close, not bit-equal
     assert curves(tmp_path, "resumed")["val/loss"] == pytest.approx(curves(tmp_path, "whole")["val/loss"], rel=1e-3)
 
