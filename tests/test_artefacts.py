@@ -653,3 +653,12 @@ def test_an_unwritable_output_fails_before_the_work_and_computed_results_are_nev
     assert exit_.value.code == 2 and "could not write the metrics (No space left on device)" in err
     metrics = json.loads(out[out.index("{"):])
     assert metrics["val/acc"] == pytest.approx(best_scores(finished_run)[0], abs=1e-6)
+
+
+def test_precision_auto_takes_bf16_only_where_the_gpu_computes_in_it(monkeypatch):
+    # torch.cuda.is_bf16_supported() is also true on a V100 or T4, which only emulate bf16 (slower, not faster).
+    from glue_finetune.inference import bf16_is_native
+
+    for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert bf16_is_native(torch.device("cuda", 1)) is native, capability

@@ -415,7 +415,7 @@ def test_slurm_preset_asks_for_the_trainers_gpus_and_requeues():
     assert launcher["max_num_timeout"] == 3 and launcher["timeout_min"] == 240
     assert "partition" in launcher and launcher["submitit_folder"].endswith(".submitit/%j")
     cpu = hydra_cfg("hydra/launcher=slurm", "trainer=cpu")["launcher"]
-    assert cpu["gpus_per_node"] == 0 and cpu["tasks_per_node"] == 1  # no GPU for a CPU trainer
+    assert cpu["gpus_per_node"] is None and cpu["tasks_per_node"] == 1  # no GPU line at all for a CPU trainer
     assert hydra_cfg("hydra/launcher=slurm")["launcher"]["gpus_per_node"] == 1  # the default trainer, on a GPU node
 
 

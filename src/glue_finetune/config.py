@@ -159,15 +159,16 @@ def override_tags() -> list[str]:
     return [o[:64] for o in overrides if o.lstrip("+~").split("=", 1)[0] not in excluded]
 
 
-def slurm_gpus_per_node(accelerator: str, devices) -> int:
-    """``gpus_per_node`` of the slurm preset: none for a CPU trainer, else one per device (one task per GPU)."""
+def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
+    """``gpus_per_node`` of the slurm preset: none for a CPU trainer (null: no --gpus-per-node line at all, which a
+    cluster without GPUs configured would refuse even as 0), else one per device (one task per GPU)."""
     if str(accelerator) == "cpu":
-        return 0
+        return None
     return devices if isinstance(devices, int) and devices > 0 else 1
 
 
 def slurm_tasks_per_node(accelerator: str, devices) -> int:
-    return max(1, slurm_gpus_per_node(accelerator, devices))
+    return max(1, slurm_gpus_per_node(accelerator, devices) or 0)
 
 
 def cpu_has_native_bf16() -> bool:

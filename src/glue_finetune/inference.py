@@ -45,8 +45,8 @@ class Prediction:
 
 
 def bf16_is_native(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere on; is_bf16_supported() is also true where bf16 is only emulated (V100, T4)
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     from glue_finetune.config import cpu_has_native_bf16
 
     return device.type == "cpu" and cpu_has_native_bf16()

@@ -261,6 +261,18 @@ def uses_gpu(cfg: DictConfig) -> bool:
     return str(cfg.trainer.get("accelerator")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
+def data_settings_for(cfg: DictConfig, whole_step: bool, on_gpu: bool) -> dict:
+    """What the DataModule's config leaves to the run: how batches reach the device that trains."""
+    settings = {}
+    if cfg.data.get("pin_memory") is None:  # pinned only to copy to the GPU that trains (pinning makes a CUDA
+        settings["pin_memory"] = on_gpu  # context: a CPU run or sweep job on a GPU machine needs none)
+    if whole_step:  # the training set on the training device, a batch gathered from its row numbers
+        settings["resident_batches"] = True
+    if whole_step and on_gpu and cfg.data.get("pad_to_multiple_of") is None:
+        settings["pad_to_multiple_of"] = STEP_GRAPH_PAD  # a few batch shapes, one CUDA graph each
+    return settings
+
+
 def whole_step_setting(cfg: DictConfig) -> bool:
     """Whether the training step runs as one whole step (model.whole_step). ``auto``: on one GPU, when nothing
     rules it out; ``true`` where something does is a config error (``validate_config``), or, for an optimizer that
@@ -552,13 +564,9 @@ def train(cfg: DictConfig) -> float:
     try:
         whole_step = whole_step_setting(cfg)
         on_gpu = uses_gpu(cfg)
-        data_settings = {}
-        if whole_step:  # the training set on the training device, a batch gathered from its row numbers
-            data_settings["resident_batches"] = True
-        if whole_step and on_gpu and cfg.data.get("pad_to_multiple_of") is None:
-            data_settings["pad_to_multiple_of"] = STEP_GRAPH_PAD  # a few batch shapes, one CUDA graph each
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
-        datamodule: L.LightningDataModule = instantiate_reporting(cfg.data, **data_settings, _convert_="all")
+        datamodule: L.LightningDataModule = instantiate_reporting(
+            cfg.data, **data_settings_for(cfg, whole_step, on_gpu), _convert_="all")
         datamodule.prepare_data()  # fetch, check and tokenize now, so bad data fails before the model downloads
         if resume_step is not None and own_checkpoint(cfg):
             refuse_other_training_data(cfg, datamodule)
