@@ -823,6 +823,14 @@ def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
     assert result.returncode == 2 and "cannot run inside a sweep" in output, output[-3000:]
     assert "Invalid config in 2 of 2 job(s) of the sweep; no job was started" in output and "[every job]" in output
     assert not list(tmp_path.glob("*/")), "no job may start (nor leave a failed job's dir)"
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import multirun_problem  # the default strategy, auto: DDP on several devices
+
+    two = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": 2}})
+    assert "cannot run inside a sweep" in multirun_problem(two, "hydra_plugins.hydra_ray_launcher.RayLauncher")
+    assert multirun_problem(two, "hydra_plugins.hydra_submitit_launcher.SlurmLauncher") is None
+    assert multirun_problem(OmegaConf.create({"trainer": {"devices": 1}}), "RayLauncher") is None
 
 
 def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog):

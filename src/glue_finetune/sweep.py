@@ -112,7 +112,8 @@ def multirun_problem(cfg: DictConfig, launcher: str) -> str | None:
     ``launcher``: the sweep's ``hydra.launcher._target_``."""
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
-    if "ddp" in strategy and devices != 1 and "submitit" not in launcher:
+    # Lightning's "auto" strategy is DDP on more than one device (trainer=gpu trainer.devices=2)
+    if ("ddp" in strategy or strategy in ("auto", "None")) and devices not in (1, "1") and "submitit" not in launcher:
         return (f"trainer.strategy={strategy} with trainer.devices={devices} cannot run inside a sweep on this "
                 "launcher. Sweep with one GPU per job instead (`-m ... hydra/launcher=parallel trainer=gpu`), run each "
                 "setting as its own `python src/train.py trainer=ddp ...`, or sweep DDP jobs on SLURM "
