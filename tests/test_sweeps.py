@@ -584,6 +584,7 @@ STAND_IN_MPS = """#!/bin/sh
 # Stands in for nvidia-cuda-mps-control: -d makes the control pipe, "quit" on standard input removes it.
 echo "$* pipe=$CUDA_MPS_PIPE_DIRECTORY" >> "$MPS_CALLS"
 if [ "$1" = "-d" ]; then
+    echo "${CUDA_VISIBLE_DEVICES-unset}" > "$MPS_CALLS.gpus"
     [ -n "$MPS_FAIL_TO_START" ] && { echo "$MPS_FAIL_TO_START"; exit 1; }
     touch "$CUDA_MPS_PIPE_DIRECTORY/control"; exit 0
 fi
@@ -616,7 +617,11 @@ def stand_in_mps(tmp_path, monkeypatch):
 def test_a_private_mps_daemon_serves_the_processes_given_its_pipe_and_stops(stand_in_mps, monkeypatch):
     from glue_finetune.launchers import PrivateMPS, mps_running
 
+    # The daemon sees every GPU by its machine-wide number; the probe (as the jobs) keeps the sweep's GPUs.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setattr(PrivateMPS, "PROBE", PrivateMPS.PROBE + "; assert os.environ['CUDA_VISIBLE_DEVICES'] == '1'")
     mps = PrivateMPS.start()
+    assert Path(f"{stand_in_mps}.gpus").read_text().strip() == "unset"
     pipe = Path(mps.env["CUDA_MPS_PIPE_DIRECTORY"])
     assert len(str(pipe / "control")) < 100  # a Unix socket's path
     assert (pipe / "control").exists() and stand_in_mps.read_text().splitlines() == [f"-d pipe={pipe}"]

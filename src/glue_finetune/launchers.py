@@ -270,8 +270,11 @@ class PrivateMPS:
             Path(folder).mkdir()
         # Its output to a file, not a pipe: the daemon it forks could hold a pipe open, and run() would wait on it.
         said = mps.root / "log" / "start.txt"
+        # Without the sweep's CUDA_VISIBLE_DEVICES: a daemon started with it numbers the GPUs it shows from 0, and a
+        # job that Ray gives GPU 1 by its machine-wide number (CUDA_VISIBLE_DEVICES=1) would then be refused.
+        daemon_env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
         with said.open("w") as out:
-            started = subprocess.run([control, "-d"], env={**os.environ, **mps.env}, stdout=out,
+            started = subprocess.run([control, "-d"], env={**daemon_env, **mps.env}, stdout=out,
                                      stderr=subprocess.STDOUT, timeout=60)
         if started.returncode != 0:
             raise UserError(f"NVIDIA's MPS daemon did not start ({said.read_text().strip()[:300] or 'no output'}). "
