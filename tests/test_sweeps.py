@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -627,11 +628,17 @@ def test_a_private_mps_daemon_serves_the_processes_given_its_pipe_and_stops(stan
     assert (pipe / "control").exists() and stand_in_mps.read_text().splitlines() == [f"-d pipe={pipe}"]
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipe))
     assert mps_running()  # what a job given mps.env sees
+    # Ray's workers, the daemon's clients, are shut down before it (Ray's own exit handler would come after)
+    def shutdown():
+        with stand_in_mps.open("a") as calls:
+            calls.write("ray.shutdown\n")
+
+    monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(is_initialized=lambda: True, shutdown=shutdown))
     mps.stop()
-    assert stand_in_mps.read_text().splitlines()[1:] == [f" pipe={pipe}", "stdin=quit"]
+    assert stand_in_mps.read_text().splitlines()[1:] == ["ray.shutdown", f" pipe={pipe}", "stdin=quit"]
     assert not mps.root.exists()
     mps.stop()  # once only (also registered to run at exit)
-    assert len(stand_in_mps.read_text().splitlines()) == 3
+    assert len(stand_in_mps.read_text().splitlines()) == 4
 
 
 def test_an_mps_daemon_that_cannot_serve_is_one_message_before_any_job(stand_in_mps, monkeypatch):

@@ -299,6 +299,9 @@ class PrivateMPS:
         if not self.running:
             return
         self.running = False
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():  # its workers, the daemon's clients, go first (at exit, Ray's
+            ray.shutdown()  # own handler, registered when ray was imported, would run after this one)
         try:
             subprocess.run([self.control], input="quit\n", env={**os.environ, **self.env}, text=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
