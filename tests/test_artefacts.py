@@ -662,3 +662,17 @@ def test_precision_auto_takes_bf16_only_where_the_gpu_computes_in_it(monkeypatch
     for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert bf16_is_native(torch.device("cuda", 1)) is native, capability
+
+
+def test_a_float32_run_is_scored_with_its_own_matmul_precision(finished_run, monkeypatch):
+    # matmul_precision=high (the default) is TF32 on a GPU: validation ran with it, so predict and evaluate do too,
+    # and leave the process's setting as it was.
+    predictor = Predictor.load(finished_run / "model")
+    assert predictor.matmul_precision == "high" and not predictor.bf16
+    seen = []
+    forward = predictor.model.forward
+    monkeypatch.setattr(predictor.model, "forward",
+                        lambda *a, **k: (seen.append(torch.get_float32_matmul_precision()), forward(*a, **k))[1])
+    torch.set_float32_matmul_precision("highest")
+    predictor.logits(predictor.encode([("a fine film",), ("a dull one",)]))
+    assert seen == ["high"] and torch.get_float32_matmul_precision() == "highest"

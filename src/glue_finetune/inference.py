@@ -9,8 +9,10 @@ length (little padding), batched, on the GPU when there is one, in bf16 where th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,6 +52,18 @@ def bf16_is_native(device: torch.device) -> bool:
     from glue_finetune.config import cpu_has_native_bf16
 
     return device.type == "cpu" and cpu_has_native_bf16()
+
+
+@contextlib.contextmanager
+def float32_matmul_precision(precision: str | None) -> Iterator[None]:
+    """torch.set_float32_matmul_precision(precision) for a while (None: as it is), then back."""
+    previous = torch.get_float32_matmul_precision()
+    if precision:
+        torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def task_named(name: str) -> TaskSpec | None:
@@ -173,7 +187,7 @@ class Predictor:
 
     def __init__(self, model, tokenizer, batch_size: int = 64, max_length: int = DEFAULT_MAX_LENGTH,
                  device: str | None = None,
-                 precision: str = "auto", task: TaskSpec | str | None = None):
+                 precision: str = "auto", task: TaskSpec | str | None = None, matmul_precision: str | None = None):
         if precision not in PRECISIONS:
             raise UserError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
         if batch_size < 1:
@@ -188,6 +202,7 @@ class Predictor:
         self.batch_size = batch_size
         self.max_length = max_length
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(self.device))
+        self.matmul_precision = matmul_precision  # torch.set_float32_matmul_precision while it runs; None: as set
 
     @classmethod
     def load(cls, source: str | Path, max_length: int | None = None, task: str | None = None, **kwargs) -> Predictor:
@@ -200,6 +215,8 @@ class Predictor:
             max_length = trained_max_length(Path(source))
         if kwargs.get("precision", "auto") == "auto" and trained_in_float32(Path(source)):
             kwargs["precision"] = "32"  # as the run's validation scored it: its selected/val/* exactly
+            # ... with its float32 matrix multiplications (TF32 on a GPU, the run's default: matmul_precision=high)
+            kwargs.setdefault("matmul_precision", recorded_settings(Path(source)).get("matmul_precision"))
         return cls(model, tokenizer, max_length=max_length, task=task, **kwargs)
 
     @torch.inference_mode()
@@ -210,16 +227,17 @@ class Predictor:
         # Longest first: batches of similar lengths carry little padding, and running out of memory shows at once.
         order = sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
         out = torch.empty(len(input_ids), self.spec.num_labels)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            features = {"input_ids": [input_ids[i] for i in batch]}
-            if segments is not None:
-                features["token_type_ids"] = [segments[i] for i in batch]
-            inputs = self.tokenizer.pad(features, return_tensors="pt")
-            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(**inputs).logits
-            out[batch] = logits.float().cpu()
+        with float32_matmul_precision(self.matmul_precision):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                features = {"input_ids": [input_ids[i] for i in batch]}
+                if segments is not None:
+                    features["token_type_ids"] = [segments[i] for i in batch]
+                inputs = self.tokenizer.pad(features, return_tensors="pt")
+                inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    logits = self.model(**inputs).logits
+                out[batch] = logits.float().cpu()
         return out
 
     def encode(self, texts: list[tuple[str, ...]]) -> dict:
@@ -287,17 +305,22 @@ def trained_max_length(source: Path) -> int:
     return int(data.get("max_length") or DEFAULT_MAX_LENGTH)
 
 
-def trained_in_float32(source: Path) -> bool:
-    """Whether the run ``source`` comes from trained and validated in float32 (``trainer.precision``, resolved in
-    the run's ``hparams.yaml``); False where no run records it."""
+def recorded_settings(source: Path) -> dict:
+    """The resolved config of the run ``source`` comes from (its ``hparams.yaml``); empty where no run records it."""
     import yaml
 
     run_dir = run_dir_of(source)
     try:
         recorded = yaml.safe_load((run_dir / "hparams.yaml").read_text()) if run_dir else None
     except (OSError, yaml.YAMLError):
-        return False
-    trainer = recorded.get("trainer") if isinstance(recorded, dict) else None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def trained_in_float32(source: Path) -> bool:
+    """Whether the run ``source`` comes from trained and validated in float32 (``trainer.precision``); False where
+    no run records it."""
+    trainer = recorded_settings(source).get("trainer")
     return isinstance(trainer, dict) and str(trainer.get("precision", "")).startswith("32")
 
 
