@@ -184,7 +184,8 @@ def prepare_ray(config: DictConfig) -> None:
             remote.runtime_env = runtime_env
     absolute_sweep_dir(config)
     _core.launch = launch_keeping_the_sweep
-    at_once = sum(min(n.cpus // cpus, n.gpus // gpus if gpus else n.cpus) for n in nodes)
+    # Ray counts shares in ten-thousandths: 1 // 0.1 is 9.0 in floats, and Ray fits 10 jobs of 0.1 on one GPU
+    at_once = sum(min(n.cpus // cpus, int(n.gpus * 10_000) // int(gpus * 10_000) if gpus else n.cpus) for n in nodes)
     log.info("Ray: %d node(s), %g CPU(s), %g GPU(s); each job gets %g GPU(s) and %g CPU(s), up to %d at once.",
              len(nodes), sum(n.cpus for n in nodes), sum(n.gpus for n in nodes), gpus, cpus, at_once)
     if jobs_per_gpu > 1 and not gpus:
