@@ -18,7 +18,7 @@ import torch
 from omegaconf import open_dict
 
 from glue_finetune.checkpointing import AtomicCheckpointIO
-from glue_finetune.errors import TrainingDivergedError
+from glue_finetune.errors import Preempted, TrainingDivergedError
 from glue_finetune.training import train
 from test_train import column, read_metrics
 
@@ -538,6 +538,43 @@ def test_a_wandb_that_cannot_close_its_run_does_not_hide_how_the_run_ended(tmp_p
         finish_wandb(Preempted("stopped by SIGTERM"))
     assert f"so this attempt is missing from {offline}; metrics.csv in the run dir holds all its rows" in caplog.text
     assert "wandb sync" not in caplog.text
+
+
+class StopLikeSlurm(L.Callback):
+    """Test helper: at micro-batch ``batch``, SIGTERM to W&B's service and to this process, as SLURM stops a job
+    (preemption, scontrol requeue): every process of it."""
+
+    def __init__(self, batch: int):
+        self.batch, self.seen = batch, 0
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        import signal
+        import time
+
+        self.seen += 1
+        if self.seen != self.batch:
+            return
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+        services = [int(p) for p in children if b"wandb" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert services, "no W&B service process to stop"
+        for pid in services:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(1)  # gone before the step's logging
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_slurm_stop_that_takes_wandb_down_too_saves_and_stops_the_run(tiny_cfg, tmp_path, monkeypatch, caplog):
+    # The step's logging call then finds W&B's service gone: that error ended the run as failed, without its
+    # checkpoint, where SLURM had requeued it to continue.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = tiny_cfg("logger=wandb", "predict_test=false", "trainer.log_every_n_steps=1")
+    with open_dict(cfg):
+        cfg.callbacks.stop = {"_target_": "test_robustness.StopLikeSlurm", "batch": 15}
+    with caplog.at_level(logging.WARNING), pytest.raises(Preempted, match="stopped by SIGTERM at step 15"):
+        train(cfg)
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 15
+    assert "W&B stopped taking this run's logs (" in caplog.text and "metrics.csv in the run dir holds every row" \
+        in caplog.text
 
 
 def test_a_failed_run_is_failed_in_wandb_a_fresh_start_gets_its_own_wandb_run_and_a_continued_one_keeps_its(

@@ -21,6 +21,8 @@ class ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if process_rank() != 0:
             return record.levelno >= logging.ERROR
+        if record.name == "asyncio" and record.msg == "socket.send() raised exception.":
+            return False  # once per W&B call after W&B's service stopped, which the run says once (tracking.py)
         return record.levelno >= logging.WARNING or record.name.split(".")[0] in PROJECT_LOGGERS
 
 

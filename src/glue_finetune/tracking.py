@@ -86,6 +86,32 @@ class JobWandbLogger(WandbLogger):
     def __init__(self, *args, job_args: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._job_args = job_args
+        self._lost: str | None = None  # why W&B stopped taking this run's logs, once it did
+
+    # W&B is a copy of what metrics.csv holds: a W&B that stops taking logs (its service stopped, as SLURM's SIGTERM
+    # stops every process of a job; its connection lost) is told once, and the run goes on without it, to its
+    # checkpoint and its Preempted where a signal stopped it, instead of ending as failed by the logging call.
+    def _unless_lost(self, what: str, call, *args, **kwargs) -> None:
+        if self._lost is not None:
+            return
+        try:
+            call(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - whatever W&B raises, its records are not the run's
+            self._lost = f"{type(err).__name__}: {err}"
+            log.warning("W&B stopped taking this run's logs (%s, at %s); the run goes on without it, and metrics.csv in "
+                        "the run dir holds every row.", self._lost, what)
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self._unless_lost("logging metrics", super().log_metrics, metrics, step)
+
+    def log_hyperparams(self, params) -> None:
+        self._unless_lost("logging the config", super().log_hyperparams, params)
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        self._unless_lost("logging a checkpoint", super().after_save_checkpoint, checkpoint_callback)
+
+    def finalize(self, status: str) -> None:
+        self._unless_lost("the end of training", super().finalize, status)
 
     @property
     def experiment(self):
