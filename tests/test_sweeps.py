@@ -883,3 +883,26 @@ def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path,
     assert "  job 4: seed=5\n      RuntimeError: out of memory" in caplog.text
     assert ("Stopped, not failed:\n  job 1: stopped by SIGTERM at step 40; saved where it stopped\n  job 3: stopped "
             "before its first checkpoint or not started") in caplog.text
+    # Jobs that started and left no record: one still running (SLURM requeued it after the launcher saw it end),
+    # one killed without a word. Not a finished sweep: counted, named, and the exit says so.
+    import fcntl
+
+    caplog.clear()
+    for job in ("4", "5", "6"):
+        (tmp_path / job / ".hydra").mkdir(parents=True, exist_ok=True)
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("{}")
+    (tmp_path / "4" / "job_failed.json").unlink()
+    held = os.open(tmp_path / "5", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running job holds its dir
+    try:
+        with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
+            SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    finally:
+        os.close(held)
+    assert stop.value.code == 1
+    assert f"Sweep {tmp_path}: 2 job(s) finished, 0 failed, 1 stopped before the end, 3 without a result." in caplog.text
+    assert f"3 job(s) of the sweep in {tmp_path} left no result:" in caplog.text
+    assert "  job 5: still running: a process holds its dir" in caplog.text
+    assert f"  job 6: its process ended without a word (killed: out of memory, a kill signal); log: " \
+           f"{tmp_path / '6' / 'train.log'}" in caplog.text
+    assert f"resume=true hydra.sweep.dir={tmp_path}" in caplog.text

@@ -983,27 +983,40 @@ class SweepSummary(Callback):
         failed = [job for p in sorted(sweep_dir.glob(f"*/{FAILED}")) if this_invocations(job := read_json(p))]
         stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}"))
                    if not (p.parent / DONE).exists() and this_invocations(read_json(p))]
+        # Jobs that started (Hydra wrote their config) and left no record: still running (SLURM requeued one the
+        # launcher had seen end), or ended without a word (killed). Not a finished sweep, whatever the rest did.
+        silent = [d for d in sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+                  if d.name not in unsaved and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
         # A study's trials of earlier commands are not this command's jobs; a grid's finished jobs, skipped under
         # resume=true, are.
-        log.info("Sweep %s: %d job(s) finished, %d failed%s%s.", sweep_dir,
+        log.info("Sweep %s: %d job(s) finished, %d failed%s%s%s.", sweep_dir,
                  len(done_now if optuna_sweep(config) else done), len(failed),
                  f", {len(stopped)} stopped before the end" if stopped else "",
-                 f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "")
+                 f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "",
+                 f", {len(silent)} without a result" if silent else "")
         if optuna_sweep(config) and done:
             log_the_best_trial(config, done)
-        if (stopped or unsaved) and not failed:  # stopped by a signal (preempted), not failures
+        if (stopped or unsaved) and not failed and not silent:  # stopped by a signal (preempted), not failures
             which = ([f"each saved where it stopped: {', '.join(p.name for p in stopped)}"] if stopped else []) + (
                 [f"to start from the beginning: {', '.join(unsaved)}"] if unsaved else [])
             log.warning("Stopped job(s), %s. To continue them (finished jobs are skipped): rerun the same command "
                         "with resume=true hydra.sweep.dir=%s", "; ".join(which), sweep_dir)
             sys.exit(PREEMPTED_EXIT_CODE)
-        if not failed:
+        if not failed and not silent:
             return
-        lines = [f"{len(failed)} job(s) of the sweep in {sweep_dir} failed:"]
+        lines = [f"{len(failed)} job(s) of the sweep in {sweep_dir} failed:"] if failed else []
         for job in failed:
             lines.append(f"  job {Path(job['dir']).name}: {' '.join(job['overrides']) or '(no overrides)'}")
             lines.append(f"      {job['error']}")
             lines.append(f"      log: {job['log']}")
+        if silent:
+            lines.append(f"{len(silent)} job(s) of the sweep in {sweep_dir} left no result:")
+        for job_dir in silent:
+            lines.append(f"  job {job_dir.name}: " + (
+                "still running: a process holds its dir (a SLURM job requeued after the sweep saw it end shows in "
+                "squeue); it writes its result there when it ends" if in_use(job_dir) else
+                "its process ended without a word (killed: out of memory, a kill signal)") + f"; log: "
+                f"{job_dir / 'train.log'}")
         if stopped or unsaved:  # the same command continues them, with the failed ones
             lines.append("Stopped, not failed:")
             lines += [f"  job {p.name}: {(read_json(p / PREEMPTED) or {}).get('reason', 'stopped')}; saved where it "
@@ -1015,7 +1028,7 @@ class SweepSummary(Callback):
                 f"{sweep_dir}): the study goes on with hydra.sweeper.n_trials new trials, stopped ones first.")
         else:
             diverged = [Path(job["dir"]).name for job in failed if job["error"].startswith("TrainingDivergedError")]
-            if len(diverged) < len(failed):
+            if len(diverged) < len(failed) or silent:
                 lines.append(
                     f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
                     "(finished jobs are skipped, interrupted ones resume from their last.ckpt)")
