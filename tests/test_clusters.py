@@ -300,6 +300,13 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
     assert ("SLURM would queue these jobs and never start them:\n  - hydra.launcher.nodes=2: partition short has 1 "
             "node(s)\n  - hydra.launcher.timeout_min=240 is over partition short's time limit (60 min): "
             "hydra.launcher.timeout_min=60") in output
+    # A time-limit warning (signal_delay_s, 120 s by default) that comes before a one-minute job could train
+    rushed = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=1", *tiny(sst2_dir, epochs=1)),
+                 slurm, timeout=120)
+    assert rushed.returncode == 2 and ("hydra.launcher.signal_delay_s=120 warns of the time limit 120 s before it, and "
+                                       "hydra.launcher.timeout_min=1 gives each attempt 60 s: each would requeue itself "
+                                       "before training at all. Fix: hydra.launcher.timeout_min=4 or more, or "
+                                       "hydra.launcher.signal_delay_s=15") in rushed.stdout + rushed.stderr
     assert not slurm_jobs(slurm)
 
 

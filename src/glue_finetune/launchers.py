@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import re
 import shutil
@@ -603,9 +604,18 @@ def check_slurm(config: DictConfig) -> None:
         problems.append(f"hydra.launcher.timeout_min={timeout} is over partition {partition}'s time limit "
                         f"({limit:g} min): hydra.launcher.timeout_min={int(limit)} (a job stopped by its time limit is "
                         "requeued and continues from where it stopped)")
-    if problems:
-        raise UserError("SLURM would queue these jobs and never start them:\n" +
-                        "\n".join(f"  - {problem}" for problem in problems))
+    message = ["SLURM would queue these jobs and never start them:", *(f"  - {p}" for p in problems)] if problems else []
+    delay = launcher.get("signal_delay_s")
+    if delay is not None and timeout is not None and delay > timeout * 60 / 2:
+        # The time-limit warning, signal_delay_s before the limit: each attempt would train for the rest, then save
+        # and requeue (and wait in the queue again), with no time to go on in.
+        message.append(f"hydra.launcher.signal_delay_s={delay:g} warns of the time limit {delay:g} s before it, and "
+                       f"hydra.launcher.timeout_min={timeout:g} gives each attempt {timeout * 60:g} s: each would "
+                       f"requeue itself {'before training at all' if delay >= timeout * 60 else 'having trained little'}."
+                       f" Fix: hydra.launcher.timeout_min={math.ceil(delay * 2 / 60)} or more, or "
+                       f"hydra.launcher.signal_delay_s={int(timeout * 60 / 4)}")
+    if message:
+        raise UserError("\n".join(message))
     tasks = launcher.get("tasks_per_node") or 1
     cpus = (launcher.get("cpus_per_task") or 1) * tasks
     gpus = launcher.get("gpus_per_node") or 0
