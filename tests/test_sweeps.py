@@ -805,16 +805,17 @@ def test_on_a_ray_cluster_mps_is_left_to_its_nodes_and_mps_true_is_refused(stand
         job_mps(True, "10.0.0.1:6379", job_env)
 
 
-@pytest.mark.parametrize("accelerator, num_cpus, expected", [
-    ("gpu", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
-    ("cpu", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),
+@pytest.mark.parametrize("accelerator, num_gpus, num_cpus, expected", [
+    ("gpu", "auto", "auto", "train on CPU (trainer=cpu) or add GPU nodes"),
+    ("cpu", 0.25, "auto", "hydra.launcher.ray.remote.num_gpus=auto (or 0), or add GPU nodes"),  # trainer=cpu is set
+    ("cpu", "auto", 4, "ask for fewer CPUs (hydra.launcher.ray.remote.num_cpus=4 now)"),
 ])
-def test_ray_shares_that_fit_no_node_are_refused_with_the_fix(accelerator, num_cpus, expected):
+def test_ray_shares_that_fit_no_node_are_refused_with_the_fix(accelerator, num_gpus, num_cpus, expected):
     from glue_finetune.errors import UserError
     from glue_finetune.launchers import ray_shares
 
     with pytest.raises(UserError, match="No node of the Ray cluster can run a job") as err:
-        ray_shares(trainer(accelerator), ray_nodes((2, 0), (2, 0)), "auto", num_cpus)
+        ray_shares(trainer(accelerator), ray_nodes((2, 0), (2, 0)), num_gpus, num_cpus)
     assert expected in str(err.value) and "node0: 2 CPU(s), 0 GPU(s)" in str(err.value)
 
 

@@ -461,7 +461,9 @@ def ray_shares(trainer: DictConfig, nodes: list[Node], num_gpus, num_cpus,
     if not any(n.gpus >= gpus and n.cpus >= cpus for n in nodes):
         offered = "; ".join(f"{n.name}: {n.cpus:g} CPU(s), {n.gpus:g} GPU(s)" for n in nodes) or "no nodes"
         fixes = []
-        if gpus and not gpu_nodes:
+        if gpus and not gpu_nodes and num_gpus not in ("auto", None):  # asked for by hand, whatever the trainer
+            fixes.append("hydra.launcher.ray.remote.num_gpus=auto (or 0), or add GPU nodes")
+        elif gpus and not gpu_nodes:
             fixes.append("train on CPU (trainer=cpu) or add GPU nodes")
         elif gpus:
             fixes.append(f"ask for fewer GPUs (trainer.devices / hydra.launcher.ray.remote.num_gpus={gpus:g})")
