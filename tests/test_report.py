@@ -49,6 +49,16 @@ def test_report_lists_failed_jobs(sweep):
     assert failed == {"optimizer.lr=1000000.0"} and len(report["not_finished"]) == 2
     assert "## Failed or unfinished jobs" in result.stdout and "The training loss became NaN or infinite" in result.stdout
     assert (sweep / "report.md").read_text().strip() == result.stdout.strip()
+    assert "to continue the sweep" not in result.stdout  # diverged: rerun as they were, they would diverge again
+
+
+def test_a_sweep_with_a_job_that_left_no_result_says_how_to_continue_it(sweep, tmp_path):
+    killed = tmp_path / "sweep"
+    shutil.copytree(sweep, killed)
+    (killed / "0" / "job_done.json").unlink()  # its process killed (out of memory) before it could say anything
+    result = run_cli([str(killed)], script="src/report.py")
+    assert "- job 0 (unfinished): " in result.stdout
+    assert f" hydra.sweep.dir={killed} resume=true`" in result.stdout
 
 
 def test_a_stopped_sweeps_report_lists_its_stopped_jobs_those_not_started_and_how_to_continue(sweep, tmp_path):

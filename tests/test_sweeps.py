@@ -491,7 +491,9 @@ def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, 
 
 
 @needs_extra("hydra_plugins.hydra_ray_launcher")
-def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_the_queued_one(sst2_dir, tmp_path):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])  # Ctrl-C; kill, timeout, a scheduler stopping the command
+def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_the_queued_one(sst2_dir, tmp_path,
+                                                                                              signum):
     # 3 jobs, 2 at a time on 2 cores: Ctrl-C on the sweep's command while 2 train and the third waits.
     sweep = tmp_path / "sweep"
     sweep_run = subprocess.Popen(
@@ -509,7 +511,7 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
         while not (training("0") and training("1")):
             assert time.monotonic() < deadline and sweep_run.poll() is None, "the jobs did not start training"
             time.sleep(0.5)
-        sweep_run.send_signal(signal.SIGINT)
+        sweep_run.send_signal(getattr(signal, signum))
         try:
             output, _ = sweep_run.communicate(timeout=60)  # it stops in ~3 s
         except subprocess.TimeoutExpired:
@@ -530,6 +532,7 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
         # Its jobs train for 500 epochs: none may outlive a failed test and slow the rest of the suite.
         subprocess.run(["pkill", "-KILL", "-f", "ray::_run_job"], capture_output=True)
     assert sweep_run.returncode == 75, output[-3000:]
+    assert f"{'Ctrl-C' if signum == 'SIGINT' else signum}: each running job saves a checkpoint" in output
     for job in ("0", "1"):  # each saved after its current step, past its last validation
         assert (sweep / job / "job_preempted.json").exists() and not (sweep / job / "job_failed.json").exists()
         assert "stopped by SIGINT" in json.loads((sweep / job / "job_preempted.json").read_text())["reason"]

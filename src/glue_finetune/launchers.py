@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -357,19 +358,26 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     launched = time.time()
     on_gpus = float(OmegaConf.select(launcher.ray_cfg, "remote.num_gpus", default=0) or 0) > 0
     returns = []
-    interrupted = False
+    interrupted = ""  # what stopped the sweep: Ctrl-C, SIGTERM
     unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
 
     def result_of(run):
         nonlocal interrupted
         try:
             return ray.get(run)
-        except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
+        except KeyboardInterrupt as stop:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
             if interrupted:  # a second one: stop waiting
                 raise
-            interrupted = True
-            stop_jobs([r[-1] for r in runs])
+            interrupted = str(stop) or "Ctrl-C"
+            stop_jobs([r[-1] for r in runs], interrupted)
             return ray.get(run)
+
+    # SIGTERM to the sweep's command (kill, timeout, a scheduler stopping the job that runs it) stops the jobs as
+    # Ctrl-C does, each saved after its step: Ray's own handler ended this process, and the jobs with it, unsaved.
+    def stop_as_ctrl_c(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
 
     for overrides, job_dir, earlier, run in runs:
         try:
@@ -384,8 +392,9 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             stopped_now = record is not None and record != earlier
             if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
                 # dropped before it started, or stopped before its first checkpoint
-                log.warning("Job %s: stopped before it saved a checkpoint; resume=true starts it.", job_dir.name)
-                result = "stopped by Ctrl-C before its first checkpoint"
+                log.warning("Job %s: stopped before it saved a checkpoint, or before it started; resume=true starts "
+                            "it.", job_dir.name)
+                result = f"stopped by {interrupted} before its first checkpoint"
                 unsaved.append(job_dir.name)
             elif stopped_now:
                 # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
@@ -420,21 +429,21 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
         # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
         from glue_finetune.sweep import SweepSummary
 
-        log.warning("Ctrl-C: the sweep stops here; resume=true continues it (finished jobs are kept).")
+        log.warning("%s: the sweep stops here; resume=true continues it (finished jobs are kept).", interrupted)
         # exits 1 with failed jobs, 75 with stopped ones
         SweepSummary().on_multirun_end(config=launcher.config, unsaved=unsaved)
         sys.exit(PREEMPTED_EXIT_CODE)
     return returns
 
 
-def stop_jobs(runs: list) -> None:  # Ray's object refs of the jobs
+def stop_jobs(runs: list, by: str = "Ctrl-C") -> None:  # Ray's object refs of the jobs
     """Ctrl-C on a Ray sweep: each running job is interrupted as Ctrl-C interrupts a run (it saves a checkpoint
     after its current step and stops), and jobs not started yet are dropped; their results are then collected as
     usual, so the summary lists the stopped jobs and how to continue them."""
     import ray
 
-    log.warning("Ctrl-C: each running job saves a checkpoint after its current step and stops; jobs not started "
-                "yet are not started. Waiting for them (Ctrl-C again: stop waiting, the jobs are then killed).")
+    log.warning("%s: each running job saves a checkpoint after its current step and stops; jobs not started yet are "
+                "not started. Waiting for them (Ctrl-C again: stop waiting, the jobs are then killed).", by)
     # Last launched first: the queued jobs are dropped before any running one stops and frees its share for them.
     for run in reversed(runs):
         try:
@@ -555,7 +564,9 @@ def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx:
                 job_config.hydra.job.num = idx
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
             if (done := read_json(job_dir / DONE)) is not None:
-                log.info(f"\t#{idx} : {described}  (finished, result {done.get('result')}: not submitted)")
+                result = done.get("result")
+                result = f"{result:.4f}" if isinstance(result, float) else result  # as the run's own line says it
+                log.info(f"\t#{idx} : {described}  (finished, result {result}: not submitted)")
                 returns[position] = JobReturn(overrides=list(overrides), working_dir=str(job_dir),
                                               status=JobStatus.COMPLETED, _return_value=done.get("result"))
                 continue

@@ -270,7 +270,9 @@ def summarize(jobs: list[Job]) -> dict:
                           "error": j.error,
                           "log": str(Path(j.dir) / "train.log") if j.status != "not started" else None}
                          for j in jobs if j.status != "done"],
-        "sweeps_to_continue": sorted({str(Path(j.dir).parent) for j in jobs if j.status in ("stopped", "not started")
+        # resume=true reruns a diverged job as it was, to diverge again (the sweep's summary says what to do instead)
+        "sweeps_to_continue": sorted({str(Path(j.dir).parent) for j in jobs if j.status != "done"
+                                      and not (j.error or "").startswith("TrainingDivergedError")
                                       and (Path(j.dir).parent / "multirun.yaml").exists()}),
     }
 
@@ -404,7 +406,8 @@ def to_markdown(summary: dict, plots: list[Path]) -> str:
             log_file = f" (log: {j['log']})" if j["log"] else ""
             lines.append(f"- job {j['name']} ({j['status']}): {' '.join(j['overrides'])}{error}{log_file}")
         for sweep_dir in summary["sweeps_to_continue"]:
-            lines.append(f"- to continue the stopped jobs and run those not started (finished ones are skipped): "
+            lines.append(f"- to continue the sweep (finished jobs are skipped; stopped and unfinished ones continue from "
+                         f"their last checkpoint; failed ones, their cause fixed, and those not started run again): "
                          f"`{recorded_sweep_command(sweep_dir)}`")
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots], ""]
     return "\n".join(lines)
