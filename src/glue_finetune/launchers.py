@@ -339,7 +339,8 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
     launcher.ray_cfg.init.setdefault("object_store_memory", 78643200)
-    start_ray(launcher.ray_cfg.init)
+    if not ray.is_initialized():  # LauncherCheck started it (else Hydra's start_ray says "Ray is already running")
+        start_ray(launcher.ray_cfg.init)
 
     runs = []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
