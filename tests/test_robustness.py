@@ -728,6 +728,37 @@ def test_the_background_checkpoint_writer_keeps_one_save_in_flight_and_says_when
     assert "hydra.run.dir=" in warnings[0] and "trainer.val_check_interval=" in warnings[0]
 
 
+def test_a_checkpoint_with_no_room_for_its_copy_is_written_while_training_waits(tmp_path, monkeypatch, caplog):
+    # The background writer's copy on the GPU (1.3 GB for bert-base) may not fit beside jobs sharing the GPU: the
+    # save goes on without it rather than ending the run as out of memory.
+    import threading
+
+    from lightning.fabric.plugins import TorchCheckpointIO
+
+    from glue_finetune import checkpointing
+
+    written = []
+
+    class Disk(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            written.append((checkpoint["w"], threading.current_thread() is threading.main_thread()))
+
+    def no_room(checkpoint):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.30 GiB")
+
+    monkeypatch.setattr(checkpointing, "snapshot", no_room)
+    io = checkpointing.BackgroundCheckpointIO(Disk())
+    weights = torch.ones(4)
+    with caplog.at_level(logging.WARNING, logger="glue_finetune.checkpointing"):
+        for step in range(2):
+            io.save_checkpoint({"w": weights}, tmp_path / f"step{step}.ckpt")
+        io.teardown()
+    assert [(w is weights, in_line) for w, in_line in written] == [(True, True)] * 2  # in line, the tensors themselves
+    assert [r.getMessage() for r in caplog.records].count(
+        "No GPU memory left to copy the checkpoint for the background writer: checkpoints are written while training "
+        "waits.") == 1
+
+
 def test_in_a_slurm_job_lightnings_auto_requeue_is_off_and_the_configs_plugins_stay(monkeypatch, tiny_cfg):
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 

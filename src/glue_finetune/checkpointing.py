@@ -104,6 +104,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), lambda f: torch.save(checkpoint, f))
 
 
+def snapshot(checkpoint: dict) -> tuple[dict, bool]:
+    """The checkpoint with each tensor cloned where it lives, and whether any lives on a GPU."""
+    on_gpu = False
+
+    def clone(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal on_gpu
+        on_gpu |= tensor.is_cuda
+        return tensor.detach().clone()
+
+    return apply_to_collection(checkpoint, torch.Tensor, clone), on_gpu
+
+
 class BackgroundCheckpointIO(AsyncCheckpointIO):
     """Lightning's ``AsyncCheckpointIO`` (the checkpoint cloned where it lives, then written by one background
     thread, in the order saves were asked for), with three changes for GPU runs:
@@ -128,6 +140,7 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
         self._in_flight: Future | None = None
         self.waited_s = 0.0
         self._told = False
+        self._told_no_room = False
 
     @property
     def busy(self) -> bool:
@@ -150,15 +163,17 @@ class BackgroundCheckpointIO(AsyncCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         self._wait_for_the_previous_save(path)
-        on_gpu = False
-
-        def clone(tensor: torch.Tensor) -> torch.Tensor:
-            nonlocal on_gpu
-            on_gpu |= tensor.is_cuda
-            return tensor.detach().clone()
-
-        # A point-in-time copy, taken in the training's stream order (as Lightning's), before training goes on.
-        checkpoint = apply_to_collection(checkpoint, torch.Tensor, clone)
+        try:  # a point-in-time copy, taken in the training's stream order (as Lightning's), before training goes on
+            checkpoint, on_gpu = snapshot(checkpoint)
+        except torch.OutOfMemoryError:
+            # No room on the GPU for the copy (a large model, jobs sharing the GPU): written in line from the
+            # training's own tensors, training waiting for it, instead of the run failing as out of memory.
+            if not self._told_no_room:
+                self._told_no_room = True
+                log.warning("No GPU memory left to copy the checkpoint for the background writer: checkpoints are "
+                            "written while training waits.")
+            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
+            return
         cloned = None
         if on_gpu:
             cloned = torch.cuda.Event()
