@@ -327,8 +327,8 @@ class ThrottledProgressBar(TQDMProgressBar):
 
 
 def _sync(module: LightningModule) -> None:
-    if module.device.type == "cuda":
-        torch.cuda.synchronize(module.device)
+    if module.device.type == "cuda":  # the training's stream only: not the background writer's checkpoint copies
+        torch.cuda.current_stream(module.device).synchronize()
 
 
 class RunTimes(Callback):
