@@ -362,20 +362,23 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     interrupted = ""  # what stopped the sweep: Ctrl-C, SIGTERM
     unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
 
+    terminated = []  # SIGTERM, when that is what stopped the sweep (ray.get raises a KeyboardInterrupt of its own)
+
     def result_of(run):
         nonlocal interrupted
         try:
             return ray.get(run)
-        except KeyboardInterrupt as stop:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
+        except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
             if interrupted:  # a second one: stop waiting
                 raise
-            interrupted = str(stop) or "Ctrl-C"
+            interrupted = terminated[0] if terminated else "Ctrl-C"
             stop_jobs([r[-1] for r in runs], interrupted)
             return ray.get(run)
 
     # SIGTERM to the sweep's command (kill, timeout, a scheduler stopping the job that runs it) stops the jobs as
     # Ctrl-C does, each saved after its step: Ray's own handler ended this process, and the jobs with it, unsaved.
     def stop_as_ctrl_c(signum, frame):
+        terminated.append(signal.Signals(signum).name)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, stop_as_ctrl_c)
