@@ -984,9 +984,11 @@ class SweepSummary(Callback):
         stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}"))
                    if not (p.parent / DONE).exists() and this_invocations(read_json(p))]
         # Jobs that started (Hydra wrote their config) and left no record: still running (SLURM requeued one the
-        # launcher had seen end), or ended without a word (killed). Not a finished sweep, whatever the rest did.
-        silent = [d for d in sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-                  if d.name not in unsaved and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
+        # launcher had seen end), or ended without a word (killed). Not a finished sweep, whatever the rest did. (A
+        # grid's dirs are all this command's jobs; a study's may be trials of earlier commands, left as they were.)
+        silent = [] if optuna_sweep(config) else [
+            d for d in sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+            if d.name not in unsaved and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
         # A study's trials of earlier commands are not this command's jobs; a grid's finished jobs, skipped under
         # resume=true, are.
         log.info("Sweep %s: %d job(s) finished, %d failed%s%s%s.", sweep_dir,
