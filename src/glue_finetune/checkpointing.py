@@ -273,7 +273,8 @@ class LatestCheckpoint(Checkpoint):
         path = self.dirpath / "last.ckpt"
         checkpoint_io = trainer.strategy.checkpoint_io
         written_later = isinstance(checkpoint_io, AsyncCheckpointIO)  # queued, maybe not on disk yet
-        if self.saved_step == trainer.global_step and (written_later or path.exists()):
+        # Rank 0's answer on every rank (under DDP): what follows is collective, and another node may not see its file
+        if trainer.strategy.broadcast(self.saved_step == trainer.global_step and (written_later or path.exists())):
             return path  # saved at this step already (the last validation, then the end of training)
         # Never overwrite a good last.ckpt with diverged weights (the module raises if the loss went NaN/inf).
         if hasattr(trainer.lightning_module, "check_finite"):
