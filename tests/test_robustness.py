@@ -575,6 +575,15 @@ def test_a_slurm_stop_that_takes_wandb_down_too_saves_and_stops_the_run(tiny_cfg
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 15
     assert "W&B stopped taking this run's logs (" in caplog.text and "metrics.csv in the run dir holds every row" \
         in caplog.text
+    # The next run of this process (a sweep's next job; here the run continued) logs to W&B again, through a
+    # service of its own: not the gone one, nor the W&B run that could not close.
+    caplog.clear()
+    known = set((tmp_path / "wandb").glob("offline-run-*"))
+    with caplog.at_level(logging.WARNING):
+        train(tiny_cfg("logger=wandb", "predict_test=false", f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"))
+    assert "W&B" not in caplog.text, caplog.text
+    [continued] = set((tmp_path / "wandb").glob("offline-run-*")) - known
+    assert any(f.stat().st_size > 1000 for f in continued.glob("run-*.wandb"))
 
 
 def test_a_failed_run_is_failed_in_wandb_a_fresh_start_gets_its_own_wandb_run_and_a_continued_one_keeps_its(

@@ -264,6 +264,14 @@ def finish_wandb(failure: BaseException | None = None) -> None:
         else:
             log.warning("W&B could not close its run (%s: %s). What it logged stays in %s: `wandb sync` uploads it.",
                         type(err).__name__, err, where or "the run's wandb/ dir")
+        # The run that could not close stays W&B's current one, which Lightning's WandbLogger would take up for the
+        # next run of this process (a sweep's next job): W&B's own finish would have let go of it.
+        try:
+            from wandb.sdk.lib.module import unset_globals
+
+            unset_globals()
+        except (ImportError, AttributeError):  # another wandb version's layout
+            wandb.run = None
     try:  # stop wandb's service process now, not at interpreter exit, where a Ray worker's exit cuts it off mid-way
         wandb.teardown()
     except Exception:  # the service is already gone
