@@ -176,3 +176,35 @@ def test_a_signal_arriving_during_the_ranks_all_reduce_is_kept_for_the_next_step
     monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
     assert callback.agreed_signal(trainer) is None  # not agreed yet: stopping now would leave the other rank behind
     assert callback.agreed_signal(trainer) == signal.SIGTERM  # the next step: every rank stops here
+
+
+def test_a_save_that_fails_on_rank_0_is_told_to_every_rank_before_it_raises(tmp_path):
+    # Rank 0 decides how last.ckpt is saved and tells the others (a broadcast they wait in): its error there (the
+    # background writer's, from an earlier save) must reach them, not leave them waiting until the timeout.
+    from types import SimpleNamespace
+
+    from glue_finetune.checkpointing import LatestCheckpoint
+
+    told = []  # what rank 0 broadcast
+
+    def trainer(rank_0: bool):
+        def broadcast(value):
+            if rank_0:
+                told.append(value)
+                return value
+            return told.pop(0)  # rank 0's answers, in order
+
+        return SimpleNamespace(is_global_zero=rank_0, global_step=20, lightning_module=object(),
+                               strategy=SimpleNamespace(checkpoint_io=None, broadcast=broadcast))
+
+    callback = LatestCheckpoint(str(tmp_path))
+
+    def disk_full(trainer, path):
+        raise OSError(28, "No space left on device")
+
+    callback.link_to_best = disk_full
+    with pytest.raises(OSError, match="No space left"):
+        callback.save(trainer(rank_0=True))
+    assert told == [False, "failed"]
+    with pytest.raises(RuntimeError, match="Rank 0 could not save last.ckpt"):
+        callback.save(trainer(rank_0=False))  # the other rank, told "failed"

@@ -280,13 +280,20 @@ class LatestCheckpoint(Checkpoint):
         if hasattr(trainer.lightning_module, "check_finite"):
             trainer.lightning_module.check_finite()
         # Saving is collective under DDP (every rank enters save_checkpoint's barrier): rank 0 decides, all follow.
-        action = "save"
+        action, failure = "save", None
         if trainer.is_global_zero:
-            if self.link_to_best(trainer, path):
-                action = "linked"
-            elif unless_busy and getattr(checkpoint_io, "busy", False):
-                action = "skipped"
+            try:
+                if self.link_to_best(trainer, path):
+                    action = "linked"
+                elif unless_busy and getattr(checkpoint_io, "busy", False):
+                    action = "skipped"
+            except Exception as err:  # noqa: BLE001 - e.g. the background writer's error of an earlier save
+                action, failure = "failed", err  # said to every rank first: the others would wait for this one
         action = trainer.strategy.broadcast(action)
+        if action == "failed":
+            if failure is not None:
+                raise failure
+            raise RuntimeError("Rank 0 could not save last.ckpt; its error, in its log, ends the run.")
         if action == "skipped":
             self._note_skipped(trainer.global_step)
             return path
