@@ -64,9 +64,15 @@ if __name__ == "__main__":
     except SystemExit as stop:  # Hydra and main() end with sys.exit(code) on errors
         # Hydra refused the overrides (a run's, or a sweep's job's): a mistyped key or option gets its closest
         # one, and bad input's exit code. A sweep whose jobs failed exits 1, as a run that failed.
-        if stop.code == 1 and not run_composed() \
-                and explain_unknown_keys(sys.argv[1:], CONF_DIR, hydra_said=release_stderr(keep=False)):
-            exit_now(2)
+        if stop.code == 1 and not run_composed():
+            hydra_said = release_stderr(keep=False)
+            try:
+                named = explain_unknown_keys(sys.argv[1:], CONF_DIR, hydra_said)
+            except Exception:  # noqa: BLE001 - the hint failed on an override it did not foresee: Hydra's message
+                print(hydra_said, end="", file=sys.stderr)
+                named = False
+            if named:
+                exit_now(2)
         exit_now(stop.code)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
         from glue_finetune.launchers import explain_an_interrupted_slurm_sweep

@@ -234,6 +234,8 @@ def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():
     assert "bert_base_cased" in unknown_option.stderr and "minilm" in unknown_option.stderr  # the valid options
     unparsable = run_cli(["optimizer.lr=[1", "--cfg", "job"])  # nothing this project can name: Hydra's message
     assert unparsable.returncode == 1 and "no viable alternative at input '[1'" in unparsable.stderr
+    below_a_value = run_cli(["paths.output_dir.x=1", "--cfg", "job"])  # a key under a value the hint cannot read
+    assert below_a_value.returncode == 1 and "Could not override 'paths.output_dir.x'" in below_a_value.stderr
 
 
 @pytest.mark.parametrize("mode", ["run", "sweep"])

@@ -127,6 +127,11 @@ def test_hydra_message_gives_way_only_where_these_hints_name_its_key(capsys):
                                                 "optimizer.lr?\n"
     assert not explain_unknown_keys(["optimizer.lr=[1"], CONF_DIR, grammar)  # nothing to add: Hydra's, as it was
     assert capsys.readouterr().err == grammar
+    # Hydra refused another override than the one named (its first; the hint names the one after)
+    other = "Could not override 'hydra.job.chdirr'.\nKey 'chdirr' not in 'JobConf'\n"
+    assert explain_unknown_keys(["hydra.job.chdirr=true", "optimizre.lr=1"], CONF_DIR, other)
+    assert capsys.readouterr().err == other + "error: optimizre.lr is not a key of the config; did you mean " \
+                                              "optimizer.lr?\n"
 
 
 def test_a_group_option_it_lacks_names_the_option_meant(capsys):

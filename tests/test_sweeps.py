@@ -81,9 +81,11 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2
 
 
 def test_a_job_hydra_cannot_compose_stops_the_sweep_before_the_first_job_starts(sst2_dir, tmp_path):
-    # Hydra composes each job as it starts it: job 0 trained before job 1's option was found missing.
+    # Hydra's sweeper checks a batch's jobs before launching the batch: launched one job at a time, job 0 trained
+    # before job 1's option was found missing.
     sweep = tmp_path / "sweep"
-    result = run_cli(["-m", *tiny(sst2_dir), "data=sst2,SST-2", f"hydra.sweep.dir={sweep}"])
+    result = run_cli(["-m", *tiny(sst2_dir), "data=sst2,SST-2", "hydra.sweeper.max_batch_size=1",
+                      f"hydra.sweep.dir={sweep}"])
     output = result.stdout + result.stderr
     assert result.returncode == 2 and not sweep.exists(), output[-3000:]
     assert output.strip() == ("error: data=SST-2 is not an option of data; did you mean data=sst2? (data has ax, cola, "

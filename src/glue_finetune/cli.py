@@ -153,10 +153,11 @@ def explain_unknown_keys(args: list[str], conf_dir: Path, hydra_said: str = "") 
 
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "+", "~"))]
     groups = [a for a in overrides if is_group(key_of(a)) and not a.startswith("hydra.")]  # hydra/launcher=...
-    problems = []
+    problems: list[tuple[str, str]] = []  # (how Hydra's message would quote the override, what to say of it)
     for arg in list(groups):
         if unknown := unknown_options(conf_dir, key_of(arg), arg):
-            problems += unknown  # data=SST-2: Hydra lists the options, without the one that was meant
+            # data=SST-2: Hydra lists the options ("Could not find 'data/SST-2'"), without the one that was meant
+            problems += [(f"'{key_of(arg)}/", problem) for problem in unknown]
             groups.remove(arg)  # the keys below are looked up in the config of the groups' other options
     # a sweep over a group's options (-m data=sst2,mrpc): its keys are looked up in its first option's config
     groups = [g if "," not in g or any(c in g for c in "()[]{}") else g.split(",", 1)[0] for g in groups]
@@ -169,16 +170,15 @@ def explain_unknown_keys(args: list[str], conf_dir: Path, hydra_said: str = "") 
     for arg in overrides if cfg is not None else []:
         key = key_of(arg)
         if key.startswith(("hydra.sweeper.", "hydra.launcher.")):
-            problems.append(unknown_sweeper_key(cfg, key))
+            problems.append((f"'{key}'", unknown_sweeper_key(cfg, key)))
         elif not is_group(key):
-            problems.append(unknown_key(cfg, key, arg))
-    problems = [problem for problem in problems if problem]
-    named = {f"'{key_of(a)}" for a in overrides}  # Hydra's 'optimizer.lrr', 'data/SST-2'
-    if hydra_said and not (problems and any(f"{key}'" in hydra_said or f"{key}/" in hydra_said for key in named)):
+            problems.append((f"'{key}'", unknown_key(cfg, key, arg)))  # "Could not override 'optimizer.lrr'"
+    problems = [(quoted, problem) for quoted, problem in problems if problem]
+    if hydra_said and not any(quoted in hydra_said for quoted, _ in problems):  # Hydra refused something else
         print(hydra_said, end="", file=sys.stderr)
-    for problem in problems:
+    for _, problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    return any(problems)
+    return bool(problems)
 
 
 def unknown_options(conf_dir: Path, group: str, arg: str) -> list[str]:

@@ -83,9 +83,12 @@ def sweep_overrides(sweep_hydra, config_loader=None) -> list:
     config, its DictConfig or as ``recorded_sweep`` reads it back."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = [f"{key}={value}" for key, value in (sweep_hydra["sweeper"].get("params") or {}).items()]
+    def as_written(node):  # an override's ${...} is the job's to resolve (${oc.env:SLURM_TMPDIR} on its node)
+        return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+    params = [f"{key}={value}" for key, value in (as_written(sweep_hydra["sweeper"].get("params")) or {}).items()]
     return OverridesParser.create(config_loader=config_loader).parse_overrides(
-        [*params, *sweep_hydra["overrides"]["task"]])
+        [*params, *as_written(sweep_hydra["overrides"]["task"])])
 
 
 def recorded_sweep(sweep_dir: Path) -> dict:

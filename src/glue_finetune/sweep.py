@@ -709,23 +709,33 @@ class SweepCheck(Callback):
         gpus_here = launcher.endswith("BasicLauncher")
         unseen: set[str] = set()  # paths of a remote sweep's jobs that this machine does not see
         loader = GlobalHydra.instance().config_loader()
+        from hydra.errors import ConfigCompositionException, OverrideParseException
+
+        composing = "the search's fixed values"
         try:
             if sweeper == OPTUNA_SWEEPER:
-                return self.check_search(config, loader.load_sweep_config(
-                    master_config=config, sweep_overrides=fixed_overrides(config, loader)), launcher, gpus_here,
-                    remote)
-            parsed = sweep_overrides(config.hydra, config_loader=loader)
-            swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
-            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-            job_configs = [loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides))
-                           for overrides in jobs]
-        except Exception as err:  # noqa: BLE001 - a job Hydra cannot compose (optimizer.lrr=..., data=SST-2)
-            # Hydra's launchers compose each job as they start it: after the jobs before it have trained. Refused now,
-            # with Hydra's message, as Hydra prints it (train.py then names the key or option meant). Raised here,
-            # Hydra would only warn of it.
+                shared = loader.load_sweep_config(master_config=config, sweep_overrides=fixed_overrides(config, loader))
+            else:
+                parsed = sweep_overrides(config.hydra, config_loader=loader)
+                swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+                jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+                job_configs = []
+                for num, overrides in enumerate(jobs):
+                    composing = f"job {num} ({' '.join(overrides)})"
+                    job_configs.append(loader.load_sweep_config(master_config=config, sweep_overrides=list(overrides)))
+        except (ConfigCompositionException, OverrideParseException) as err:  # optimizer.lrr=..., data=SST-2
+            # Hydra's basic sweeper checks a batch's jobs before it launches the batch, but a sweep launched in batches
+            # (hydra.sweeper.max_batch_size) would train the batches before the one that holds this job. Refused
+            # now with Hydra's message, as Hydra prints it (train.py then names the key or option meant); raised
+            # here, Hydra would only warn of it.
             self.jobs_composed = False
-            print(err, *[err.__cause__] if err.__cause__ else [], sep="\n", file=sys.stderr)
+            print(f"In {composing}:", err, *[err.__cause__] if err.__cause__ else [], sep="\n", file=sys.stderr)
             sys.exit(1)
+        except Exception as err:  # noqa: BLE001 - anything else is the sweeper's to say, as it would without this check
+            log.debug("Sweep check skipped: %s", err)
+            return
+        if sweeper == OPTUNA_SWEEPER:
+            return self.check_search(config, shared, launcher, gpus_here, remote)
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
         running: list[str] = []  # jobs whose dir a process holds: a job of an earlier invocation, still running
