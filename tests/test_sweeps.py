@@ -851,12 +851,14 @@ def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
     assert multirun_problem(OmegaConf.create({"trainer": {"devices": 1}}), "RayLauncher") is None
 
 
-def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog):
+def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog, monkeypatch):
     from omegaconf import OmegaConf
 
+    from glue_finetune import sweep
     from glue_finetune.errors import PREEMPTED_EXIT_CODE
     from glue_finetune.sweep import SweepSummary
 
+    monkeypatch.setattr(sweep, "JOB_DIRS", [])  # no jobs of its own started without a record (SweepCheck's list)
     for job, marker in (("0", "job_done.json"), ("1", "job_preempted.json"), ("2", "job_preempted.json")):
         (tmp_path / job).mkdir()
         (tmp_path / job / marker).write_text("{}")
@@ -894,10 +896,11 @@ def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path,
     import fcntl
 
     caplog.clear()
-    for job in ("4", "5", "6"):
+    for job in ("4", "5", "6", "7"):  # 7: a dir of an earlier command's larger grid, not one of this command's jobs
         (tmp_path / job / ".hydra").mkdir(parents=True, exist_ok=True)
         (tmp_path / job / ".hydra" / "config.yaml").write_text("{}")
     (tmp_path / "4" / "job_failed.json").unlink()
+    monkeypatch.setattr(sweep, "JOB_DIRS", [tmp_path / str(job) for job in range(7)])  # as SweepCheck found them
     held = os.open(tmp_path / "5", os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running job holds its dir
     try:

@@ -674,6 +674,9 @@ def refuse_to_resume_no_sweep(sweep_dir: Path, resume) -> None:
     sys.exit(2)
 
 
+JOB_DIRS: list[Path] = []  # this command's jobs' dirs, as SweepCheck found them (a grid's; a study draws its trials)
+
+
 class SweepCheck(Callback):
     """Before a sweep's first job: every job's config checked as a run checks its own (``validate_config``, and
     its keys against their constructors), and every problem reported at once, so that a bad value in the last job
@@ -684,6 +687,7 @@ class SweepCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.jobs_composed = True
+        JOB_DIRS.clear()
         try:
             self.check(config)
         finally:  # a job Hydra cannot compose: its message waits, as a run's would (cli.explain_unknown_keys)
@@ -752,6 +756,7 @@ class SweepCheck(Callback):
             with read_write(job_config), open_dict(job_config):
                 job_config.hydra.job.num = num  # the job's dir is named by it (hydra.sweep.subdir)
             job_dir = Path(str(job_config.hydra.sweep.dir)) / str(job_config.hydra.sweep.subdir)
+            JOB_DIRS.append(job_dir)
             if in_use(job_dir):
                 running.append(f"{job_dir} (job {num}{': ' + setting if setting else ''})")
                 continue
@@ -993,12 +998,11 @@ class SweepSummary(Callback):
         failed = [job for p in sorted(sweep_dir.glob(f"*/{FAILED}")) if this_invocations(job := read_json(p))]
         stopped = [p.parent for p in sorted(sweep_dir.glob(f"*/{PREEMPTED}"))
                    if not (p.parent / DONE).exists() and this_invocations(read_json(p))]
-        # Jobs that started (Hydra wrote their config) and left no record: still running (SLURM requeued one the
-        # launcher had seen end), or ended without a word (killed). Not a finished sweep, whatever the rest did. (A
-        # grid's dirs are all this command's jobs; a study's may be trials of earlier commands, left as they were.)
-        silent = [] if optuna_sweep(config) else [
-            d for d in sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-            if d.name not in unsaved and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
+        # This command's jobs that started (Hydra wrote their config) and left no record: still running (SLURM
+        # requeued one the launcher had seen end), or ended without a word (killed). Not a finished sweep, whatever
+        # the rest did. (Other dirs in the sweep dir, of an earlier command's larger grid, are not this one's.)
+        silent = [d for d in JOB_DIRS if (d / ".hydra" / "config.yaml").exists() and d.name not in unsaved
+                  and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
         # A study's trials of earlier commands are not this command's jobs; a grid's finished jobs, skipped under
         # resume=true, are.
         log.info("Sweep %s: %d job(s) finished, %d failed%s%s%s.", sweep_dir,
