@@ -586,6 +586,23 @@ def test_a_slurm_stop_that_takes_wandb_down_too_saves_and_stops_the_run(tiny_cfg
     assert any(f.stat().st_size > 1000 for f in continued.glob("run-*.wandb"))
 
 
+def test_a_wandb_that_cannot_start_says_so_before_training(tmp_path, monkeypatch):
+    # Only a W&B that started and was then lost is left behind: one that cannot start (a login refused, no
+    # permission on the project) fails the run at its start, not after its training.
+    import wandb
+
+    from glue_finetune.tracking import wandb_logger
+
+    def refused(**kwargs):
+        raise RuntimeError("permission denied for project glue-sst2")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(wandb, "init", refused)
+    logger = wandb_logger(save_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match="permission denied"):
+        logger.log_hyperparams({"seed": 1})
+
+
 def test_a_failed_run_is_failed_in_wandb_a_fresh_start_gets_its_own_wandb_run_and_a_continued_one_keeps_its(
         tiny_cfg, tmp_path, monkeypatch):
     from conftest import wandb_records

@@ -94,6 +94,8 @@ class JobWandbLogger(WandbLogger):
     def _unless_lost(self, what: str, call, *args, **kwargs) -> None:
         if self._lost is not None:
             return
+        if self._experiment is None:  # W&B starts in this call: a W&B that cannot start says so, before training
+            return call(*args, **kwargs)
         try:
             call(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - whatever W&B raises, its records are not the run's
