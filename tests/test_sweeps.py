@@ -849,6 +849,10 @@ def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):
     assert "cannot run inside a sweep" in multirun_problem(two, "hydra_plugins.hydra_ray_launcher.RayLauncher")
     assert multirun_problem(two, "hydra_plugins.hydra_submitit_launcher.SlurmLauncher") is None
     assert multirun_problem(OmegaConf.create({"trainer": {"devices": 1}}), "RayLauncher") is None
+    for one in ([3], "3,", "1"):  # one GPU, named: Lightning runs it on that device alone
+        assert multirun_problem(OmegaConf.create({"trainer": {"devices": one}}), "RayLauncher") is None, one
+    for several in (-1, "auto", [0, 1], "0,1"):
+        assert multirun_problem(OmegaConf.create({"trainer": {"devices": several}}), "RayLauncher"), several
 
 
 def test_the_sweep_summary_names_stopped_jobs_and_how_to_continue_them(tmp_path, caplog, monkeypatch):

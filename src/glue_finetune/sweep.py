@@ -106,6 +106,18 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def one_device(devices) -> bool:
+    """Whether Lightning's ``devices`` is a single device: 1, "1", [3] or "3," (GPU 3); not -1 or "auto" (all)."""
+    if OmegaConf.is_config(devices):
+        devices = OmegaConf.to_container(devices)
+    if isinstance(devices, (list, tuple)):
+        return len(devices) == 1
+    text = str(devices).strip()
+    if "," in text:
+        return len([part for part in text.split(",") if part.strip()]) == 1
+    return text == "1"
+
+
 def multirun_problem(cfg: DictConfig, launcher: str) -> str | None:
     """DDP re-launches the script once per GPU, which a sweep job run by Hydra's local or Ray launcher cannot
     survive (Lightning dropped multirun support for it, PR #15737; Hydra #2070). SLURM starts the processes itself.
@@ -113,7 +125,7 @@ def multirun_problem(cfg: DictConfig, launcher: str) -> str | None:
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
     # Lightning's "auto" strategy is DDP on more than one device (trainer=gpu trainer.devices=2)
-    if ("ddp" in strategy or strategy in ("auto", "None")) and devices not in (1, "1") and "submitit" not in launcher:
+    if ("ddp" in strategy or strategy in ("auto", "None")) and not one_device(devices) and "submitit" not in launcher:
         return (f"trainer.strategy={strategy} with trainer.devices={devices} cannot run inside a sweep on this "
                 "launcher. Sweep with one GPU per job instead (`-m ... hydra/launcher=parallel trainer=gpu`), run each "
                 "setting as its own `python src/train.py trainer=ddp ...`, or sweep DDP jobs on SLURM "
