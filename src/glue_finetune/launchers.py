@@ -381,7 +381,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
         terminated.append(signal.Signals(signum).name)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
+    previous_handler = signal.signal(signal.SIGTERM, stop_as_ctrl_c)
 
     for overrides, job_dir, earlier, run in runs:
         try:
@@ -428,6 +428,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             except JobFailed as failure:  # Optuna's sweeper: a failed trial
                 returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                                          _return_value=failure))
+    signal.signal(signal.SIGTERM, previous_handler)  # the jobs have ended: the summary and Ray's shutdown as before
     if interrupted:
         # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
         # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
