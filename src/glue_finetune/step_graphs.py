@@ -95,8 +95,6 @@ class CapturedSteps:
         return captured.output
 
     def _run_eagerly_after(self, err: Exception, batch: Batch) -> Any:
-        while err.__context__ is not None and not err.__suppress_context__:  # the step's own error, not the failed
-            err = err.__context__  # end of the capture it invalidated
         self.failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
         log.warning("Could not capture %s as a CUDA graph (%s); it runs eagerly from here on, slower but the same "
                     "computation. model.whole_step=false runs the whole run without graphs.",
@@ -116,13 +114,20 @@ class CapturedSteps:
         # thread_local: only this thread must not sync while capturing; the checkpoint writer's thread (copying
         # the last checkpoint to the host) may go on.
         stream = torch.cuda.current_stream()
+        step_error = None
         try:
             with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-                output = self.step(inputs)
-        except BaseException:
+                try:
+                    output = self.step(inputs)
+                except BaseException as err:
+                    step_error = err
+                    raise
+        except BaseException as err:
             # torch.cuda.graph's exit ends the capture before it restores the stream: when ending it fails (the
             # capture was invalidated), its side stream would stay current for every later kernel.
             torch.cuda.set_stream(stream)
+            if step_error is not None and err is not step_error:
+                raise step_error from None  # the step's own error, not the failed end of the capture it invalidated
             raise
         self.pool = graph.pool()
         captured = self.graphs[key] = _Captured(graph, inputs, output)
