@@ -244,6 +244,36 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_with_one_warning(monkeypatc
     assert "more detail" not in warnings[0] and "model.whole_step=false" in warnings[0]
 
 
+def test_a_capture_that_fails_at_its_end_names_the_steps_error_and_puts_the_stream_back(monkeypatch):
+    # torch.cuda.graph's exit ends the capture before it restores the stream; when the step broke the capture,
+    # ending it fails too, with an error that names no cause. (CUDA's calls stood in for, as the CPU has none.)
+    from glue_finetune.step_graphs import CapturedSteps
+
+    streams = ["training"]  # the current stream, last
+
+    class Capture:
+        def __init__(self, graph, pool=None, capture_error_mode=None):
+            pass
+
+        def __enter__(self):
+            streams.append("capture's side stream")
+
+        def __exit__(self, *exc):
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.cuda, "graph", Capture)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: "training")
+    monkeypatch.setattr(torch.cuda, "set_stream", streams.append)
+
+    def train_step(batch):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="not permitted when stream is capturing"):
+        CapturedSteps(train_step)._capture(("x", (2,)), {"x": torch.ones(2)})
+    assert streams[-1] == "training"
+
+
 class EvalGraphsOnCPU(L.Callback):
     """Test helper: validation's forward through CapturedSteps on a CPU, where every capture fails (no CUDA)."""
 
