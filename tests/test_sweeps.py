@@ -502,7 +502,10 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
         [sys.executable, "src/train.py", "-m", "seed=1,2,3", "hydra/launcher=parallel",
          "+hydra.launcher.ray.init.num_cpus=2", *tiny(sst2_dir, epochs=500), f"hydra.sweep.dir={sweep}"], cwd=ROOT,
         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "WANDB_MODE": "disabled", "PYTHONFAULTHANDLER": "1"})
+        env={**os.environ, "WANDB_MODE": "disabled", "PYTHONFAULTHANDLER": "1"},
+        # SIGINT as in a terminal: Ray stops a job with it (ray.cancel), and a test run started in the background by
+        # a non-interactive shell (`pytest &`) ignores it, which the sweep's command and its Ray processes inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         training = lambda job: (sweep / job / "metrics.csv").exists() and "train/loss" in (
