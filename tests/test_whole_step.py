@@ -117,15 +117,22 @@ def test_settings_that_rule_out_the_whole_step_are_named_before_training(tiny_cf
 
 def test_batches_are_pinned_for_a_run_that_trains_on_a_gpu_only(tiny_cfg, monkeypatch):
     # Pinning makes a CUDA context: a CPU run (or a CPU sweep job) on a GPU machine would hold one on GPU 0.
-    from glue_finetune.training import data_settings_for, uses_gpu
+    from types import SimpleNamespace
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    cpu, gpu = tiny_cfg("trainer=cpu"), tiny_cfg("trainer=gpu")
-    assert not uses_gpu(cpu) and uses_gpu(gpu)
-    assert data_settings_for(cpu, False, uses_gpu(cpu)) == {"pin_memory": False}
-    assert data_settings_for(gpu, True, uses_gpu(gpu)) == {"pin_memory": True, "resident_batches": True,
-                                                          "pad_to_multiple_of": 8}
-    assert "pin_memory" not in data_settings_for(tiny_cfg("trainer=cpu", "data.pin_memory=true"), False, False)
+    from hydra.utils import instantiate
+
+    from glue_finetune.training import data_settings_for
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine
+    for device, pinned in (("cpu", False), ("cuda", True)):
+        datamodule = instantiate(tiny_cfg().data)
+        datamodule.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        assert datamodule.pinned_memory is pinned, device
+    datamodule = instantiate(tiny_cfg("data.pin_memory=true").data)
+    datamodule.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    assert datamodule.pinned_memory is True  # as configured
+    assert data_settings_for(tiny_cfg("trainer=gpu"), True, True) == {"resident_batches": True,
+                                                                      "pad_to_multiple_of": 8}
 
 
 def test_auto_uses_the_whole_step_on_one_gpu_only_with_an_optimizer_a_graph_can_hold(tiny_cfg, monkeypatch):

@@ -172,7 +172,7 @@ class GlueDataModule(L.LightningDataModule):
         self.sort_eval_by_length = sort_eval_by_length
         self.pad_to_multiple_of = pad_to_multiple_of
         self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.pin_memory = pin_memory  # None: pinned_memory decides, once the trainer's device is known
         self.seed = seed
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: datasets.DatasetDict | None = None
@@ -272,8 +272,16 @@ class GlueDataModule(L.LightningDataModule):
             collate_fn=DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_to_multiple_of),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pinned_memory,
         )
+
+    @property
+    def pinned_memory(self) -> bool:
+        """Whether batches wait in pinned host memory: to be copied to the GPU that trains (``pin_memory`` null).
+        Pinning makes a CUDA context: a CPU run (or sweep job) on a GPU machine would hold one on GPU 0."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def lengths(self, split: str) -> list[int]:
         """Every example's token count, as a list: datasets' column object reads Arrow once per element indexed
@@ -319,7 +327,7 @@ class GlueDataModule(L.LightningDataModule):
                     "length": round_up(max(lengths[r] for r in rows), self.pad_to_multiple_of)}
 
         return DataLoader(range(len(lengths)), batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                          pin_memory=self.pin_memory)
+                          pin_memory=self.pinned_memory)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, dict) and "rows" in batch:  # a resident batch: gather it on the device

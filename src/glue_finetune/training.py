@@ -264,8 +264,6 @@ def uses_gpu(cfg: DictConfig) -> bool:
 def data_settings_for(cfg: DictConfig, whole_step: bool, on_gpu: bool) -> dict:
     """What the DataModule's config leaves to the run: how batches reach the device that trains."""
     settings = {}
-    if cfg.data.get("pin_memory") is None:  # pinned only to copy to the GPU that trains (pinning makes a CUDA
-        settings["pin_memory"] = on_gpu  # context: a CPU run or sweep job on a GPU machine needs none)
     if whole_step:  # the training set on the training device, a batch gathered from its row numbers
         settings["resident_batches"] = True
     if whole_step and on_gpu and cfg.data.get("pad_to_multiple_of") is None:
