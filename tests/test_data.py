@@ -239,3 +239,7 @@ def test_resident_batches_are_the_collated_batches(tiny_cfg, glue_dir, task, mul
             batches += 1
         assert batches > 5
     assert set(resident.resident) == {"train", *resident.spec.dev_splits}
+    # Kept in the narrowest integers (4 bytes a token, not 24), widened to the collated int64 per batch above.
+    stored = resident.resident["train"].inputs
+    assert {c: t.dtype for c, t in stored.items()} == {"input_ids": torch.int16, "attention_mask": torch.int8,
+                                                       "token_type_ids": torch.int8}

@@ -107,13 +107,22 @@ def round_up(length: int, multiple: int | None) -> int:
     return -(-length // multiple) * multiple if multiple else length
 
 
+def narrowest_int(values: torch.Tensor, pad: int) -> torch.dtype:
+    """The smallest signed integer type that holds ``values`` and ``pad``."""
+    low, high = (pad, pad) if not values.numel() else (min(int(values.min()), pad), max(int(values.max()), pad))
+    return next(t for t in (torch.int8, torch.int16, torch.int32, torch.int64)
+                if torch.iinfo(t).min <= low and high <= torch.iinfo(t).max)
+
+
 class ResidentRows:
     """A tokenized split padded once and kept on the training device, so a batch (training, or a dev set's) is
     gathered there from its row numbers: no per-batch tokenizer.pad (Python over every row of the batch: 0.42 ms a
     batch against 0.05 for the gather, on a CPU core), pinning and host-to-device copy of four tensors; one small
     copy of row numbers instead. Padded on the right with the tokenizer's pad values, so a batch's rows cut to its
-    length are exactly what DataCollatorWithPadding builds for that batch (tested). Memory: rows x the longest row
-    x 8 bytes per input (SST-2's training set: 67,349 x 72: 39 MB each)."""
+    length are exactly what DataCollatorWithPadding builds for that batch, int64 included (tested). Stored in the
+    narrowest integers that hold them (token ids in int16 while they fit: BERT's vocabularies have ~30k tokens;
+    attention mask and segment ids in int8) and widened per batch: 4 bytes per token instead of 24 (SST-2's
+    training set, 67,349 rows x 72: 19 MB instead of 116; MNLI's, 392,702 x 128: 0.2 GB instead of 1.2 per job)."""
 
     PAD_VALUES = {"attention_mask": 0}
 
@@ -131,13 +140,15 @@ class ResidentRows:
         self.device = device
         self.inputs = {}
         for column in (c for c in MODEL_INPUTS if c in split.column_names):
-            table = torch.full((len(lengths), width), pads[column], dtype=torch.long)
-            table[filled] = torch.tensor(list(itertools.chain.from_iterable(split[column][:])), dtype=torch.long)
+            values = torch.tensor(list(itertools.chain.from_iterable(split[column][:])), dtype=torch.long)
+            table = torch.full((len(lengths), width), pads[column], dtype=narrowest_int(values, pads[column]))
+            table[filled] = values.to(table.dtype)
             self.inputs[column] = table.to(device)
         self.labels = torch.tensor(split["labels"][:]).to(device)
 
     def batch(self, rows: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
-        out = {c: table[rows, :length] for c, table in self.inputs.items()}
+        # int64, as collated batches are: what the model's embeddings take, and one dtype for the step's graphs.
+        out = {c: table[rows, :length].long() for c, table in self.inputs.items()}
         out["labels"] = self.labels[rows]
         return out
 
