@@ -310,7 +310,10 @@ def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, 
     assert not slurm_jobs(slurm)
 
 
-def test_ctrl_c_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how_to_collect_them(slurm, sst2_dir, tmp_path):
+@pytest.mark.parametrize("stop,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how_to_collect_them(
+        slurm, sst2_dir, tmp_path, stop, exit_code):
+    # Ctrl-C, or SIGTERM (kill, timeout, the limits of a login node) to the command that waits for the jobs
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=500),
                                           f"hydra.sweep.dir={sweep}"), cwd=ROOT,
@@ -322,13 +325,13 @@ def test_ctrl_c_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how_to_collect
         while not any(state == "RUNNING" for _, state, _ in slurm_jobs(slurm)):
             assert proc.poll() is None and time.monotonic() < deadline, slurm_state(slurm)
             time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         output = proc.communicate(timeout=60)[0]
     finally:
         proc.kill()
         jobs = slurm_jobs(slurm)
         subprocess.run(["scancel", *(job for job, _, _ in jobs)], env=slurm, capture_output=True)
-    assert proc.returncode == 130, output[-3000:]
+    assert proc.returncode == exit_code, output[-3000:]
     [array] = {job.split("_")[0] for job, _, _ in jobs}  # still running when the command had ended
     assert (f"Stopped waiting for the sweep's SLURM jobs; they go on running on the cluster (squeue --me). To stop "
             f"them: scancel {array}. Once they have ended, this collects them") in output
@@ -383,36 +386,48 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
 
 
 def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(slurm, sst2_dir, tmp_path):
-    # A two-minute limit, the warning (SIGUSR2) 45 s before it: the job saves where it is, submitit requeues it,
-    # and the next attempt continues from that step. SLURM checks its time limits every ~30 s and may signal up to a
-    # minute early (sbatch --signal), so the warning comes 15-105 s into an attempt: never in its first seconds,
-    # before the job's Python has its handler (with a one-minute limit it came at 0 s once in a few runs, and the
-    # signal's default action ended the job unrequeued). The run itself would train for days: once the second
-    # attempt has continued, a USR1 (as in the test above) makes it save again, which shows it trained on from
-    # that step, and the test ends there. How a requeued run goes on to finish, the test above shows.
+    # The time-limit warning (SIGUSR2, signal_delay_s=45 s before the limit): the job saves where it is, submitit
+    # requeues it, and the next attempt continues from that step. SLURM checks its time limits every ~30 s and may
+    # signal up to a minute early (sbatch --signal), so a warning may come in an attempt's first seconds, before
+    # the job's Python has its handler. So the attempts get two minutes, and once the first one trains, its limit is
+    # cut to one (scontrol, as an admin may): the warning comes at SLURM's next check, 15-45 s in, rather than
+    # 15-105 s. Once warned, the limit is two minutes again, for the next attempt. The run itself would train for
+    # days: once the second attempt has continued, a USR1 (as in the test above) makes it save again, which shows it
+    # trained on from that step, and the test ends there. How a requeued run goes on to finish, the test above shows.
     sweep = tmp_path / "sweep"
     log = sweep / "0" / "train.log"
     started = time.monotonic()
     proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=2",
                         "hydra.launcher.signal_delay_s=45", *tiny(sst2_dir, epochs=100_000),
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)
-    probed = []
+    shortened, probed = [], []
 
     def text() -> str:
         return log.read_text() if log.exists() else ""
 
-    def probe_the_continued_attempt():
-        if not probed and continuations(text()) and text().count("Fine-tuning") >= 2:  # attempt 2 is training
+    def job_id() -> str:
+        return str(yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+
+    def time_limit(minutes: int) -> None:
+        subprocess.run(["scontrol", "update", f"JobId={job_id()}", f"TimeLimit={minutes}"], env=slurm, check=True)
+
+    def act():
+        if not shortened and "Fine-tuning" in text():  # attempt 1 is training, its handler set
+            time_limit(1)
+            shortened.append(1)
+        elif len(shortened) == 1 and "Received SIGUSR2" in text():  # warned: the next attempt gets two minutes
+            time_limit(2)
+            shortened.append(2)
+        elif not probed and continuations(text()) and text().count("Fine-tuning") >= 2:  # attempt 2 is training
             time.sleep(2)
-            job_id = str(yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
-            subprocess.run(["scancel", "--signal=USR1", job_id], env=slurm, check=True)
-            probed.append(job_id)
+            subprocess.run(["scancel", "--signal=USR1", job_id()], env=slurm, check=True)
+            probed.append(job_id())
 
     def saved_again() -> bool:
         return bool(probed) and len(saved_steps(text())) > len(continuations(text()))
 
     try:
-        output = wait_for_sweep(proc, slurm, timeout=300, act=probe_the_continued_attempt, until=saved_again)
+        output = wait_for_sweep(proc, slurm, timeout=300, act=act, until=saved_again)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         subprocess.run(["scancel", "--user=root"], env=slurm, capture_output=True)

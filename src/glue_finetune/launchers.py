@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,30 @@ def trainer_gpus(trainer: DictConfig, cluster_has_gpus: bool) -> int:
 
 
 SLURM_SWEEP: list[Path] = []  # the dir of the SLURM sweep this process launches, for a Ctrl-C while it waits
+
+
+class SigtermAsCtrlC:
+    """While a sweep's command waits for its jobs, SIGTERM to it (``kill``, ``timeout``, a scheduler ending the job
+    that runs it) takes Ctrl-C's path: a KeyboardInterrupt, whose handler says what became of the jobs. Without it
+    the command ended there without a word (Ray's own handler also took the jobs with it, unsaved). ``received``
+    names the signal once it came (ray.get raises a KeyboardInterrupt of its own, without the handler's)."""
+
+    def __init__(self):
+        self.received = ""
+        self.previous = None
+
+    def __enter__(self) -> SigtermAsCtrlC:
+        if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+            self.previous = signal.signal(signal.SIGTERM, self._interrupt)
+        return self
+
+    def _interrupt(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        raise KeyboardInterrupt(self.received)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def explain_an_interrupted_slurm_sweep() -> None:
@@ -361,8 +386,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     returns = []
     interrupted = ""  # what stopped the sweep: Ctrl-C, SIGTERM
     unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
-
-    terminated = []  # SIGTERM, when that is what stopped the sweep (ray.get raises a KeyboardInterrupt of its own)
+    sigterm = SigtermAsCtrlC()  # SIGTERM to the sweep's command stops the jobs as Ctrl-C does, each saved
 
     def result_of(run):
         nonlocal interrupted
@@ -371,64 +395,59 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
         except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
             if interrupted:  # a second one: stop waiting
                 raise
-            interrupted = terminated[0] if terminated else "Ctrl-C"
+            interrupted = sigterm.received or "Ctrl-C"
             stop_jobs([r[-1] for r in runs], interrupted)
             return ray.get(run)
 
-    # SIGTERM to the sweep's command (kill, timeout, a scheduler stopping the job that runs it) stops the jobs as
-    # Ctrl-C does, each saved after its step: Ray's own handler ended this process, and the jobs with it, unsaved.
-    def stop_as_ctrl_c(signum, frame):
-        terminated.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous_handler = signal.signal(signal.SIGTERM, stop_as_ctrl_c)
-
-    for overrides, job_dir, earlier, run in runs:
-        try:
-            returns.append(result_of(run))
-            continue
-        except KeyboardInterrupt:
-            log.warning("Stopped waiting for the jobs. To continue the sweep: %s", sweep_continue_command(sweep_dir))
-            raise
-        except ray.exceptions.RayError as err:
-            error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            record = read_json(job_dir / PREEMPTED)
-            stopped_now = record is not None and record != earlier
-            if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
-                # dropped before it started, or stopped before its first checkpoint
-                log.warning("Job %s: stopped before it saved a checkpoint, or before it started; resume=true starts "
-                            "it.", job_dir.name)
-                result = f"stopped by {interrupted} before its first checkpoint"
-                unsaved.append(job_dir.name)
-            elif stopped_now:
-                # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
-                # crashed worker. The summary lists it as stopped, and resume=true continues it.
-                log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
-                result = f"stopped ({record.get('reason')})"
-            else:
-                result = f"the job's process died ({error})"
-                log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
-                if not (job_dir / FAILED).exists():
-                    job_dir.mkdir(parents=True, exist_ok=True)
-                    # When the job started, not when it was queued: its config is written as its process starts.
-                    config_file = job_dir / ".hydra" / "config.yaml"
-                    started = config_file.stat().st_mtime if config_file.exists() else launched
-                    write_json_atomically(job_dir / FAILED, {
-                        "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
-                        "invocation": os.environ.get(SWEEP_INVOCATION),
-                        "started_at": max(started, launched), "failed_at": time.time(),
-                        "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is "
-                                 "the usual cause: " + ("host memory, or GPU memory with several jobs per GPU (lower "
-                                                        "hydra.launcher.ray.remote.jobs_per_gpu)" if on_gpus else
-                                                        "the machine's memory (fewer jobs at once: "
-                                                        "hydra.launcher.ray.remote.num_cpus=2 gives each job 2 cores)")})
+    with sigterm:  # until the jobs have ended: then the summary and Ray's shutdown as before
+        for overrides, job_dir, earlier, run in runs:
             try:
-                returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
-                                         _return_value=failed_job_result(result, launcher.config)))
-            except JobFailed as failure:  # Optuna's sweeper: a failed trial
-                returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
-                                         _return_value=failure))
-    signal.signal(signal.SIGTERM, previous_handler)  # the jobs have ended: the summary and Ray's shutdown as before
+                returns.append(result_of(run))
+                continue
+            except KeyboardInterrupt:
+                log.warning("Stopped waiting for the jobs. To continue the sweep: %s",
+                            sweep_continue_command(sweep_dir))
+                raise
+            except ray.exceptions.RayError as err:
+                error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                record = read_json(job_dir / PREEMPTED)
+                stopped_now = record is not None and record != earlier
+                if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
+                    # dropped before it started, or stopped before its first checkpoint
+                    log.warning("Job %s: stopped before it saved a checkpoint, or before it started; resume=true "
+                                "starts it.", job_dir.name)
+                    result = f"stopped by {interrupted} before its first checkpoint"
+                    unsaved.append(job_dir.name)
+                elif stopped_now:
+                    # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
+                    # crashed worker. The summary lists it as stopped, and resume=true continues it.
+                    log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
+                    result = f"stopped ({record.get('reason')})"
+                else:
+                    result = f"the job's process died ({error})"
+                    log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
+                    if not (job_dir / FAILED).exists():
+                        job_dir.mkdir(parents=True, exist_ok=True)
+                        # When the job started, not when it was queued: its config is written as its process starts.
+                        config_file = job_dir / ".hydra" / "config.yaml"
+                        started = config_file.stat().st_mtime if config_file.exists() else launched
+                        write_json_atomically(job_dir / FAILED, {
+                            "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
+                            "invocation": os.environ.get(SWEEP_INVOCATION),
+                            "started_at": max(started, launched), "failed_at": time.time(),
+                            "error": f"the job's process died ({type(err).__name__}: {error}). Running out of "
+                                     "memory is the usual cause: " + (
+                                         "host memory, or GPU memory with several jobs per GPU (lower "
+                                         "hydra.launcher.ray.remote.jobs_per_gpu)" if on_gpus else
+                                         "the machine's memory (fewer jobs at once: "
+                                         "hydra.launcher.ray.remote.num_cpus=2 gives each job 2 cores)")})
+                try:
+                    returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir),
+                                             status=JobStatus.COMPLETED,
+                                             _return_value=failed_job_result(result, launcher.config)))
+                except JobFailed as failure:  # Optuna's sweeper: a failed trial
+                    returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
+                                             _return_value=failure))
     if interrupted:
         # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
         # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
@@ -580,8 +599,9 @@ def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx:
                                      Singleton.get_state())))
     if submitted:
         jobs = executor.map_array(self, *zip(*(arguments for _, arguments in submitted)))
-        for (position, _), job in zip(submitted, jobs):
-            returns[position] = job.results()[0]
+        with SigtermAsCtrlC():  # stops the waiting, not the jobs, as Ctrl-C does: train.py says how to collect them
+            for (position, _), job in zip(submitted, jobs):
+                returns[position] = job.results()[0]
     return [returns[position] for position in range(len(job_overrides))]
 
 
