@@ -77,7 +77,7 @@ def test_each_stop_signal_saves_a_checkpoint_and_the_same_command_continues(sst2
 
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    epochs = 12  # 240 steps: each attempt is signalled a few steps past its first checkpoint, and the last finishes
+    epochs = 5  # 100 steps: each attempt is signalled a few steps past its first checkpoint, and the last finishes
     args = [*tiny(sst2_dir, epochs=epochs), f"hydra.run.dir={run_dir}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
 

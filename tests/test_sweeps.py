@@ -154,8 +154,8 @@ def test_the_summary_speaks_for_this_invocations_jobs_not_failures_left_by_an_ea
 
 
 def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
-    sweep = tmp_path / "sweep"
-    args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=12), f"hydra.sweep.dir={sweep}"]
+    sweep, epochs = tmp_path / "sweep", 4  # 80 steps a job: seconds between job 1's first checkpoint and its end
+    args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=epochs), f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -200,7 +200,7 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     assert ckpt_step > 0
     after = read_metrics(sweep / "1" / "metrics.csv")
     steps = [int(float(r["step"])) for r in after if r.get("val/acc")]
-    assert steps == list(range(10, 12 * 20 + 1, 10)), steps
+    assert steps == list(range(10, epochs * 20 + 1, 10)), steps
     kept = [r for r in before if float(r["step"]) <= ckpt_step]
     assert [{k: v for k, v in r.items() if v} for r in after[: len(kept)]] == [
         {k: v for k, v in r.items() if v} for r in kept], "rows logged before the interruption were lost"
