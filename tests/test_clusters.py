@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -267,46 +268,45 @@ def saved_steps(log: str) -> list[int]:
 
 
 def test_slurm_refuses_requests_no_node_has_and_names_the_keys(slurm, sst2_dir, tmp_path):
-    result = run(sweep_command("seed=1,2", "hydra/launcher=slurm", *tiny(sst2_dir, epochs=1),
-                               f"hydra.sweep.dir={tmp_path / 'sweep'}"), slurm, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output[-3000:]
+    def refused(*args: str) -> str:  # the output of a sweep command that was refused before any job
+        result = run(sweep_command(*args), slurm, timeout=120)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output[-3000:]
+        return output
+
+    # Each command is a process of its own, mostly start-up: two at a time take half the time.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        defaults, wrong, no_data, rushed = pool.map(lambda args: refused(*args), [
+            ("seed=1,2", "hydra/launcher=slurm", *tiny(sst2_dir, epochs=1), f"hydra.sweep.dir={tmp_path / 'sweep'}"),
+            ("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=gpu", *tiny(sst2_dir, epochs=1)),
+            # A data folder this machine sees (a shared file system): checked before any job is submitted.
+            ("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(empty, epochs=1)),
+            # A time-limit warning (signal_delay_s, 120 s by default) that comes before a one-minute job could train
+            ("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=1", *tiny(sst2_dir, epochs=1))])
     # The defaults (8 CPUs, 64 GB per job) fit a GPU node, not this one; a CPU trainer asks for no GPU.
-    assert "No node of SLURM partition debug can run a job that asks for 8 CPU(s), 64 GB and 0 GPU(s)" in output
-    assert "hydra.launcher.cpus_per_task=" in output and "sbatch: error" not in output
-    assert not slurm_jobs(slurm)
-    wrong = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=gpu",
-                              *tiny(sst2_dir, epochs=1)), slurm, timeout=120)
-    assert wrong.returncode == 2 and "hydra.launcher.partition=gpu is not a SLURM partition here; sinfo lists: debug" \
-        in wrong.stdout + wrong.stderr
+    assert "No node of SLURM partition debug can run a job that asks for 8 CPU(s), 64 GB and 0 GPU(s)" in defaults
+    assert "hydra.launcher.cpus_per_task=" in defaults and "sbatch: error" not in defaults
+    assert "hydra.launcher.partition=gpu is not a SLURM partition here; sinfo lists: debug" in wrong
+    assert f"data.local_dir={empty}: missing train.tsv, dev.tsv" in no_data
+    assert ("hydra.launcher.signal_delay_s=120 warns of the time limit 120 s before it, and "
+            "hydra.launcher.timeout_min=1 gives each attempt 60 s: each would requeue itself "
+            "before training at all. Fix: hydra.launcher.timeout_min=4 or more, or "
+            "hydra.launcher.signal_delay_s=15") in rushed
     # Requests sbatch accepts and SLURM never schedules (the job would pend for good): more nodes than the
     # partition has, a time limit over the partition's (the default 240 min, against a 60-minute partition).
     created = subprocess.run(["scontrol", "create", "PartitionName=short", "Nodes=ALL", "MaxTime=60"], env=slurm,
                              capture_output=True, text=True)
     assert created.returncode == 0, created.stderr
     try:
-        pending = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=short",
-                                    "hydra.launcher.nodes=2", *tiny(sst2_dir, epochs=1)), slurm, timeout=120)
+        pending = refused("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.partition=short", "hydra.launcher.nodes=2",
+                          *tiny(sst2_dir, epochs=1))
     finally:
         subprocess.run(["scontrol", "delete", "PartitionName=short"], env=slurm, capture_output=True)
-    output = pending.stdout + pending.stderr
-    assert pending.returncode == 2, output[-3000:]
-    # A data folder this machine sees (a shared file system): checked before any job is submitted.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    no_data = run(sweep_command("seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(empty, epochs=1)), slurm, timeout=120)
-    assert no_data.returncode == 2 and f"data.local_dir={empty}: missing train.tsv, dev.tsv" in \
-        no_data.stdout + no_data.stderr
     assert ("SLURM would queue these jobs and never start them:\n  - hydra.launcher.nodes=2: partition short has 1 "
             "node(s)\n  - hydra.launcher.timeout_min=240 is over partition short's time limit (60 min): "
-            "hydra.launcher.timeout_min=60") in output
-    # A time-limit warning (signal_delay_s, 120 s by default) that comes before a one-minute job could train
-    rushed = run(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, "hydra.launcher.timeout_min=1", *tiny(sst2_dir, epochs=1)),
-                 slurm, timeout=120)
-    assert rushed.returncode == 2 and ("hydra.launcher.signal_delay_s=120 warns of the time limit 120 s before it, and "
-                                       "hydra.launcher.timeout_min=1 gives each attempt 60 s: each would requeue itself "
-                                       "before training at all. Fix: hydra.launcher.timeout_min=4 or more, or "
-                                       "hydra.launcher.signal_delay_s=15") in rushed.stdout + rushed.stderr
+            "hydra.launcher.timeout_min=60") in pending
     assert not slurm_jobs(slurm)
 
 
