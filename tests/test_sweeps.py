@@ -351,8 +351,8 @@ def test_a_stopped_optuna_trial_is_continued_by_the_next_invocation(sst2_dir, tm
     # with the trial running in the study for good, its last validation's checkpoint saved.
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "search"
-    # 160 steps: seconds past the first checkpoint (step 10) when the signal comes, and a short resume
-    fixed = [o for o in tiny(sst2_dir, epochs=8) if not o.startswith("optimizer.lr")]
+    # 80 steps: seconds past the first checkpoint (step 10) when the signal comes, and a short resume
+    fixed = [o for o in tiny(sst2_dir, epochs=4) if not o.startswith("optimizer.lr")]
     args = ["-m", "hparams_search=lr_optuna", *fixed, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, env=env,
