@@ -544,6 +544,13 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
            "not started." in output
     assert "each saved where it stopped: 0, 1; to start from the beginning: 2. To continue them" in output
     assert f"rerun the same command with resume=true hydra.sweep.dir={sweep}" in output
+    # Each job's own lines as it wrote them, before the summary: Ray merged lines of different jobs that differ only
+    # in their numbers, as "[repeated 2x across cluster]", and printed the held ones seconds later.
+    summary = output.index("0 job(s) finished, 0 failed")
+    for job in ("0", "1"):
+        assert f"checkpoint: {sweep / job / 'checkpoints' / 'last.ckpt'}. To continue from it" in output[:summary], \
+            output[-3000:]
+    assert "repeated" not in output
 
 
 @needs_extra("hydra_plugins.hydra_optuna_sweeper")

@@ -146,6 +146,11 @@ def absolute_sweep_dir(config: DictConfig) -> None:
 
 
 def prepare_ray(config: DictConfig) -> None:
+    # Ray merges lines of different workers that differ only in their numbers: it prints the first, and holds the
+    # others for 5 s to print the latest as "... [repeated 3x across cluster]". The jobs' own lines ("Run stopped at
+    # step 48; checkpoint: .../1/...", their results) were lost but one, or came after the sweep's summary. Each
+    # job's lines as written, unless the environment asks otherwise (read as Ray is imported).
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import ray
     from hydra_plugins.hydra_ray_launcher import _core
 
@@ -448,6 +453,7 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
                 except JobFailed as failure:  # Optuna's sweeper: a failed trial
                     returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                                              _return_value=failure))
+    wait_for_the_jobs_last_lines()  # before the summary
     if interrupted:
         # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
         # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
@@ -458,6 +464,26 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
         SweepSummary().on_multirun_end(config=launcher.config, unsaved=unsaved)
         sys.exit(PREEMPTED_EXIT_CODE)
     return returns
+
+
+def wait_for_the_jobs_last_lines(quiet_s: float = 0.5, at_most_s: float = 3.0) -> None:
+    """Ray prints a job's output here a moment after the job wrote it (its log monitor tails the workers' files
+    and publishes what they add), so a job's last lines (a stopped one's "Run stopped at step ...") came after the
+    sweep's summary. Wait until none has come for ``quiet_s``, ``at_most_s`` in all (Ray itself sleeps 0.5 s at
+    exit for the same reason). Lines come through Ray's dispatcher of the workers' output, which has no public
+    hook; with another Ray, the lines keep the order they had."""
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        return
+    last = [time.monotonic()]
+    dispatcher.add_handler("glue_finetune_last_lines", lambda data: last.__setitem__(0, time.monotonic()))
+    try:
+        deadline = time.monotonic() + at_most_s
+        while time.monotonic() < min(deadline, last[0] + quiet_s):
+            time.sleep(0.05)
+    finally:
+        dispatcher.remove_handler("glue_finetune_last_lines")
 
 
 def stop_jobs(runs: list, by: str = "Ctrl-C") -> None:  # Ray's object refs of the jobs
