@@ -71,6 +71,17 @@ def test_config_errors_are_reported_before_any_heavy_import(tmp_path):
     assert cfg_job.returncode == 0 and not modules & set(HEAVY)
 
 
+def test_a_malformed_row_of_local_data_is_reported_before_any_heavy_import(tmp_path):
+    data = write_sst2(tmp_path / "SST-2")
+    (data / "dev.tsv").write_text((data / "dev.tsv").read_text() + "a row without its label\n")
+    result, modules = imported_modules(["model=tiny", f"data.local_dir={data}", f"hydra.run.dir={tmp_path / 'run'}"],
+                                       tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{data / 'dev.tsv'}:66: expected 2 tab-separated fields, found 1" in result.stdout
+    assert not modules & set(HEAVY), f"a malformed row imported {modules & set(HEAVY)} first"
+    assert "expected 2 tab-separated fields" in (tmp_path / "run" / "job_failed.json").read_text()
+
+
 def test_cfg_of_a_sweep_is_one_line_with_the_command_that_shows_a_jobs_config():
     result = run_cli(["-m", "seed=1,2", "--cfg", "job"])
     assert result.returncode == 2 and "Traceback" not in result.stderr

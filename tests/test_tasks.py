@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, tiny_overrides, compose_config, write_glue_task
+from conftest import ROOT, tiny_overrides, compose_config, write_glue_task, write_sst2
 from glue_finetune.artefacts import write_glue_submission
 from glue_finetune.config import validate_config
 from glue_finetune.errors import ConfigError, DataFormatError
@@ -337,3 +337,25 @@ def test_minilm_learns_real_sts_b(tmp_path):
     spearman = column(read_metrics(tmp_path / "metrics.csv"), "selected/val/spearman")[0][1]
     print(f"MiniLM, 2,000 STS-B pairs, 1 epoch: Pearson {pearson:.4f}, Spearman {spearman:.4f}")
     assert pearson >= 0.45 and spearman >= 0.45
+
+
+def test_files_read_ahead_are_read_once_and_again_once_changed(tmp_path, monkeypatch):
+    # The run's preflight reads and checks the task's files before the heavy imports (train.py's, then train()'s
+    # own); the DataModule then takes what it read instead of reading each file a second time.
+    from glue_finetune import tasks
+
+    reads = []
+    read_text = tasks.text_lines
+    monkeypatch.setattr(tasks, "text_lines", lambda text: reads.append(text) or read_text(text))
+    folder, spec = write_sst2(tmp_path / "SST-2"), TASKS["sst2"]
+    tasks.read_ahead(folder, spec)
+    tasks.read_ahead(folder, spec)
+    assert len(reads) == 3  # train, dev and test, once
+    train_rows = read_glue_file(folder / "train.tsv", spec, "train")
+    assert len(reads) == 3 and len(train_rows["sentence"]) == 320  # taken as read ahead
+    assert len(read_glue_file(folder / "train.tsv", spec, "train")["sentence"]) == 320 and len(reads) == 4  # once
+    (folder / "dev.tsv").write_text((folder / "dev.tsv").read_text() + "one more row \t1\n")
+    assert len(read_glue_file(folder / "dev.tsv", spec, "validation")["sentence"]) == 65  # changed: read again
+    assert len(reads) == 5
+    tasks.read_ahead(folder, spec)  # another run: its files only (the test file was kept from the first)
+    assert len(reads) == 7 and len(tasks._READ_AHEAD) == 3

