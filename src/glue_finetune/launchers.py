@@ -404,55 +404,55 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             stop_jobs([r[-1] for r in runs], interrupted)
             return ray.get(run)
 
+    def return_of_a_lost_job(overrides, job_dir, earlier, err):  # a job whose ray.get raised
+        error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        record = read_json(job_dir / PREEMPTED)
+        stopped_now = record is not None and record != earlier
+        if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
+            # dropped before it started, or stopped before its first checkpoint
+            log.warning("Job %s: stopped before it saved a checkpoint, or before it started; resume=true starts "
+                        "it.", job_dir.name)
+            result = f"stopped by {interrupted} before its first checkpoint"
+            unsaved.append(job_dir.name)
+        elif stopped_now:
+            # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
+            # crashed worker. The summary lists it as stopped, and resume=true continues it.
+            log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
+            result = f"stopped ({record.get('reason')})"
+        else:
+            result = f"the job's process died ({error})"
+            log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
+            if not (job_dir / FAILED).exists():
+                job_dir.mkdir(parents=True, exist_ok=True)
+                # When the job started, not when it was queued: its config is written as its process starts.
+                config_file = job_dir / ".hydra" / "config.yaml"
+                started = config_file.stat().st_mtime if config_file.exists() else launched
+                write_json_atomically(job_dir / FAILED, {
+                    "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
+                    "invocation": os.environ.get(SWEEP_INVOCATION),
+                    "started_at": max(started, launched), "failed_at": time.time(),
+                    "error": f"the job's process died ({type(err).__name__}: {error}). Running out of memory is "
+                             "the usual cause: " + ("host memory, or GPU memory with several jobs per GPU (lower "
+                                                    "hydra.launcher.ray.remote.jobs_per_gpu)" if on_gpus else
+                                                    "the machine's memory (fewer jobs at once: "
+                                                    "hydra.launcher.ray.remote.num_cpus=2 gives each job 2 cores)")})
+        try:
+            return JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.COMPLETED,
+                             _return_value=failed_job_result(result, launcher.config))
+        except JobFailed as failure:  # Optuna's sweeper: a failed trial
+            return JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
+                             _return_value=failure)
+
     with sigterm:  # until the jobs have ended: then the summary and Ray's shutdown as before
         for overrides, job_dir, earlier, run in runs:
             try:
                 returns.append(result_of(run))
-                continue
             except KeyboardInterrupt:
                 log.warning("Stopped waiting for the jobs. To continue the sweep: %s",
                             sweep_continue_command(sweep_dir))
                 raise
             except ray.exceptions.RayError as err:
-                error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                record = read_json(job_dir / PREEMPTED)
-                stopped_now = record is not None and record != earlier
-                if interrupted and isinstance(err, ray.exceptions.TaskCancelledError) and not stopped_now:
-                    # dropped before it started, or stopped before its first checkpoint
-                    log.warning("Job %s: stopped before it saved a checkpoint, or before it started; resume=true "
-                                "starts it.", job_dir.name)
-                    result = f"stopped by {interrupted} before its first checkpoint"
-                    unsaved.append(job_dir.name)
-                elif stopped_now:
-                    # Stopped by a signal, its checkpoint saved (run_job's record): its exit code 75 reads to Ray as a
-                    # crashed worker. The summary lists it as stopped, and resume=true continues it.
-                    log.warning("Job %s: stopped (%s); resume=true continues it.", job_dir.name, record.get("reason"))
-                    result = f"stopped ({record.get('reason')})"
-                else:
-                    result = f"the job's process died ({error})"
-                    log.error("Job %s: its process died (%s: %s).", job_dir.name, type(err).__name__, error)
-                    if not (job_dir / FAILED).exists():
-                        job_dir.mkdir(parents=True, exist_ok=True)
-                        # When the job started, not when it was queued: its config is written as its process starts.
-                        config_file = job_dir / ".hydra" / "config.yaml"
-                        started = config_file.stat().st_mtime if config_file.exists() else launched
-                        write_json_atomically(job_dir / FAILED, {
-                            "overrides": overrides, "dir": str(job_dir), "log": str(job_dir / "train.log"),
-                            "invocation": os.environ.get(SWEEP_INVOCATION),
-                            "started_at": max(started, launched), "failed_at": time.time(),
-                            "error": f"the job's process died ({type(err).__name__}: {error}). Running out of "
-                                     "memory is the usual cause: " + (
-                                         "host memory, or GPU memory with several jobs per GPU (lower "
-                                         "hydra.launcher.ray.remote.jobs_per_gpu)" if on_gpus else
-                                         "the machine's memory (fewer jobs at once: "
-                                         "hydra.launcher.ray.remote.num_cpus=2 gives each job 2 cores)")})
-                try:
-                    returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir),
-                                             status=JobStatus.COMPLETED,
-                                             _return_value=failed_job_result(result, launcher.config)))
-                except JobFailed as failure:  # Optuna's sweeper: a failed trial
-                    returns.append(JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
-                                             _return_value=failure))
+                returns.append(return_of_a_lost_job(overrides, job_dir, earlier, err))
     wait_for_the_jobs_last_lines()  # before the summary
     if interrupted:
         # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
