@@ -74,11 +74,11 @@ if __name__ == "__main__":
             if named:
                 exit_now(2)
         exit_now(stop.code)
-    except KeyboardInterrupt as stop:  # a second Ctrl-C, or one outside training (the run said how to continue)
-        from glue_finetune.launchers import explain_an_interrupted_slurm_sweep
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training (the run said how to continue)
+        from glue_finetune.launchers import SigtermAsCtrlC, explain_an_interrupted_slurm_sweep
 
         explain_an_interrupted_slurm_sweep()  # on a SLURM sweep's command (Ctrl-C or SIGTERM): its jobs go on
-        exit_now(143 if stop.args == ("SIGTERM",) else 130)  # as a shell reports a process either signal ended
+        exit_now(143 if SigtermAsCtrlC.came else 130)  # as a shell reports a process either signal ended
     finally:  # an exception that escaped Hydra: its traceback goes to the real stderr
         release_stderr()
     exit_now(0)

@@ -342,7 +342,7 @@ def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_th
     # Two jobs side by side (1 CPU each), each stopped mid-training once: job 0 by `scontrol requeue` (SIGTERM, as
     # a preemption with PreemptMode=REQUEUE: SLURM requeues it), job 1 by `scancel --signal=USR1` (the time-limit
     # warning of one's own sbatch scripts: the run requeues it). Each saves at its step, starts again, continues.
-    sweep, epochs = tmp_path / "sweep", 15  # 300 steps a job, ~4 s on one CPU: stopped 1 s in
+    sweep, epochs = tmp_path / "sweep", 30  # 600 steps a job, ~8 s on one CPU
     started = time.monotonic()
     proc = start_sweep(["seed=1,2", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=epochs),
                         "trainer.check_val_every_n_epoch=1000", f"hydra.sweep.dir={sweep}"], slurm)

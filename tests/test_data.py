@@ -23,6 +23,29 @@ def datamodule(tiny_cfg, *overrides) -> GlueDataModule:
     return dm
 
 
+def test_the_runs_check_and_the_datamodule_parse_each_local_file_once(tiny_cfg, monkeypatch):
+    # The run's check (train.py's, then train()'s own) reads the files before the heavy imports; the DataModule
+    # takes what it read, digests included, and nothing is left kept.
+    from glue_finetune import tasks
+    from glue_finetune.config import preflight
+
+    monkeypatch.setattr(tasks, "_READ_AHEAD", {})
+    parsed = []
+    parse = tasks.text_lines
+    monkeypatch.setattr(tasks, "text_lines", lambda text: parsed.append(text) or parse(text))
+    cfg = tiny_cfg()
+    preflight(cfg)
+    preflight(cfg)
+    assert len(parsed) == 3  # train, dev, test
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.prepare_data()
+    assert len(parsed) == 3 and not tasks._READ_AHEAD
+    assert set(dm.source_digests) == {"train", "validation", "test"}
+    plain = instantiate(cfg.data, _convert_="all")  # no check before it: it reads the files itself
+    plain.prepare_data()
+    assert len(parsed) == 6 and plain.source_digests == dm.source_digests
+
+
 def test_local_splits_have_the_hub_columns_and_sizes(tiny_cfg):
     dm = datamodule(tiny_cfg)
     assert {name: len(ds) for name, ds in dm.splits.items()} == {"train": 320, "validation": 64, "test": 40}

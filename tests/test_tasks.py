@@ -344,7 +344,8 @@ def test_files_read_ahead_are_read_once_and_again_once_changed(tmp_path, monkeyp
     # own); the DataModule then takes what it read instead of reading each file a second time.
     from glue_finetune import tasks
 
-    reads = []
+    monkeypatch.setattr(tasks, "_READ_AHEAD", {})
+    reads = []  # each file parsed
     read_text = tasks.text_lines
     monkeypatch.setattr(tasks, "text_lines", lambda text: reads.append(text) or read_text(text))
     folder, spec = write_sst2(tmp_path / "SST-2"), TASKS["sst2"]

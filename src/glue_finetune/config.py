@@ -731,8 +731,8 @@ def preflight(cfg: DictConfig) -> None:
         except ConfigError as more:
             raise ConfigError(err.problems + more.problems) from None
         raise
-    if (folder := local_data_folder(cfg)) is not None:
-        read_ahead(folder, TASKS[str(cfg.data.task)])  # a malformed row: said now, not after the heavy imports
+    # Local GLUE files read and checked: a malformed row is said now, not after the heavy imports.
+    read_ahead(local_data_folder(cfg), TASKS[str(cfg.data.task)])
     if needs_hub(cfg):
         go_offline_if_unreachable()
         check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),

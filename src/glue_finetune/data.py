@@ -28,7 +28,7 @@ from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.hub import fetching, offline_hint, refuse_an_empty_tokenizer
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
-from glue_finetune.tasks import TASKS, TaskSpec, ax_file, read_glue_file
+from glue_finetune.tasks import TASKS, TaskSpec, ax_file, forget_read_ahead, read_glue_file_and_digest
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,14 @@ def features(spec: TaskSpec) -> datasets.Features:
                               "idx": datasets.Value("int64")})
 
 
-def load_glue_file(path: Path, spec: TaskSpec, split: str) -> datasets.Dataset:
-    """One GLUE TSV, checked row by row (see ``tasks.read_glue_file``), with the Hub's columns. In memory: its
-    tokenization is cached on disk by the file's content (``GlueDataModule.tokenized``)."""
+def load_glue_file(path: Path, spec: TaskSpec, split: str) -> tuple[datasets.Dataset, str]:
+    """One GLUE TSV, checked row by row (see ``tasks.read_glue_file``), with the Hub's columns, and the digest of
+    its content. In memory: its tokenization is cached on disk by that digest (``GlueDataModule.tokenized``)."""
     schema = features(spec)
     if split.startswith("test"):  # no labels: -1, as the Hub's test splits
         schema["label"] = datasets.Value("float32") if spec.is_regression else datasets.Value("int64")
-    return datasets.Dataset.from_dict(read_glue_file(path, spec, split), features=schema)
+    columns, digest = read_glue_file_and_digest(path, spec, split)
+    return datasets.Dataset.from_dict(columns, features=schema), digest
 
 
 def spread_batches(order: list[int], batch_size: int) -> list[int]:
@@ -204,8 +205,7 @@ class GlueDataModule(L.LightningDataModule):
             for split in spec.file_names:
                 path = spec.path(self.local_dir, split)
                 if path.is_file():
-                    splits[split] = load_glue_file(path, spec, split)
-                    self.source_digests[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                    splits[split], self.source_digests[split] = load_glue_file(path, spec, split)
                 elif not split.startswith("test"):
                     raise DataFormatError(f"{path} does not exist: data.local_dir must hold {spec.glue_name}'s "
                                           f"{', '.join(n for s, n in spec.file_names.items() if 'test' not in s)}")
@@ -213,8 +213,8 @@ class GlueDataModule(L.LightningDataModule):
                     log.warning("%s does not exist: no %s predictions will be written.", path,
                                 spec.submissions.get(split, split))
             if spec.name == "mnli" and (ax := ax_file(self.local_dir)) is not None:
-                splits["ax"] = load_glue_file(ax, TASKS["ax"], "test")
-                self.source_digests["ax"] = hashlib.sha256(ax.read_bytes()).hexdigest()[:16]
+                splits["ax"], self.source_digests["ax"] = load_glue_file(ax, TASKS["ax"], "test")
+            forget_read_ahead()  # what the run's check read is taken: nothing else of it is needed
             raw = datasets.DatasetDict(splits)
         else:
             with fetching(f"dataset {self.hub_dataset!r} ({spec.name}) from the Hugging Face Hub",

@@ -77,24 +77,31 @@ class SigtermAsCtrlC:
     """While a sweep's command waits for its jobs, SIGTERM to it (``kill``, ``timeout``, a scheduler ending the job
     that runs it) takes Ctrl-C's path: a KeyboardInterrupt, whose handler says what became of the jobs. Without it
     the command ended there without a word (Ray's own handler also took the jobs with it, unsaved). ``received``
-    names the signal once it came (ray.get raises a KeyboardInterrupt of its own, without the handler's)."""
+    names the signal once it came (ray.get raises a KeyboardInterrupt of its own, without the handler's), and
+    ``came`` (of the class) tells the command's exit code that one came."""
+
+    came = False
 
     def __init__(self):
         self.received = ""
+        self.installed = False
         self.previous = None
 
     def __enter__(self) -> SigtermAsCtrlC:
         if threading.current_thread() is threading.main_thread():  # only there can a handler be set
             self.previous = signal.signal(signal.SIGTERM, self._interrupt)
+            self.installed = True
         return self
 
     def _interrupt(self, signum, frame):
         self.received = signal.Signals(signum).name
+        SigtermAsCtrlC.came = True
         raise KeyboardInterrupt(self.received)
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        if self.installed:  # None: a handler set outside Python, which cannot be put back: the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
+            self.installed = False
 
 
 def explain_an_interrupted_slurm_sweep() -> None:
@@ -393,17 +400,6 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
     sigterm = SigtermAsCtrlC()  # SIGTERM to the sweep's command stops the jobs as Ctrl-C does, each saved
 
-    def result_of(run):
-        nonlocal interrupted
-        try:
-            return ray.get(run)
-        except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
-            if interrupted:  # a second one: stop waiting
-                raise
-            interrupted = sigterm.received or "Ctrl-C"
-            stop_jobs([r[-1] for r in runs], interrupted)
-            return ray.get(run)
-
     def return_of_a_lost_job(overrides, job_dir, earlier, err):  # a job whose ray.get raised
         error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         record = read_json(job_dir / PREEMPTED)
@@ -443,17 +439,23 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             return JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                              _return_value=failure)
 
-    with sigterm:  # until the jobs have ended: then the summary and Ray's shutdown as before
+    with sigterm:  # until the jobs have ended and printed their last lines: then the summary and Ray's shutdown
         for overrides, job_dir, earlier, run in runs:
-            try:
-                returns.append(result_of(run))
-            except KeyboardInterrupt:
-                log.warning("Stopped waiting for the jobs. To continue the sweep: %s",
-                            sweep_continue_command(sweep_dir))
-                raise
-            except ray.exceptions.RayError as err:
-                returns.append(return_of_a_lost_job(overrides, job_dir, earlier, err))
-    wait_for_the_jobs_last_lines()  # before the summary
+            while True:  # a job's result; once more after a first Ctrl-C, as the job stops
+                try:
+                    returns.append(ray.get(run))
+                except KeyboardInterrupt:  # Ctrl-C on the sweep's command: the jobs run in Ray's workers, not here
+                    if interrupted:  # a second one: stop waiting
+                        log.warning("Stopped waiting for the jobs. To continue the sweep: %s",
+                                    sweep_continue_command(sweep_dir))
+                        raise
+                    interrupted = sigterm.received or "Ctrl-C"
+                    stop_jobs([r[-1] for r in runs], interrupted)
+                    continue
+                except ray.exceptions.RayError as err:
+                    returns.append(return_of_a_lost_job(overrides, job_dir, earlier, err))
+                break
+        wait_for_the_jobs_last_lines()  # before the summary
     if interrupted:
         # The summary now, and exit: a sweeper that launches in batches (Optuna's trials, max_batch_size) would
         # otherwise start its next one, and a sweep whose jobs saved nothing would end as if all went well.
@@ -482,6 +484,8 @@ def wait_for_the_jobs_last_lines(quiet_s: float = 0.5, at_most_s: float = 3.0) -
         deadline = time.monotonic() + at_most_s
         while time.monotonic() < min(deadline, last[0] + quiet_s):
             time.sleep(0.05)
+    except KeyboardInterrupt:  # the jobs have ended already: Ctrl-C (or SIGTERM) now only ends the wait
+        pass
     finally:
         dispatcher.remove_handler("glue_finetune_last_lines")
 
@@ -624,8 +628,8 @@ def submitit_launch_skipping_finished_jobs(self, job_overrides, initial_job_idx:
         submitted.append((position, (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
                                      Singleton.get_state())))
     if submitted:
-        jobs = executor.map_array(self, *zip(*(arguments for _, arguments in submitted)))
         with SigtermAsCtrlC():  # stops the waiting, not the jobs, as Ctrl-C does: train.py says how to collect them
+            jobs = executor.map_array(self, *zip(*(arguments for _, arguments in submitted)))
             for (position, _), job in zip(submitted, jobs):
                 returns[position] = job.results()[0]
     return [returns[position] for position in range(len(job_overrides))]

@@ -11,6 +11,7 @@ Pure Python: nothing heavy is imported here (the config checks use it before tra
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,30 +314,37 @@ def tsv_rows(lines: list[str]) -> list[list[str]]:
     return [line.split("\t") if line else [] for line in lines]
 
 
-# The files ``read_ahead`` read and checked, each kept for the one ``read_glue_file`` of it that follows.
-_READ_AHEAD: dict[tuple, dict[str, list]] = {}
+# The files ``read_ahead`` read and checked, each kept (its columns and digest) for the one read of it that follows.
+_READ_AHEAD: dict[tuple, tuple[dict[str, list], str]] = {}
 
 
 def _file_key(path: Path, spec: TaskSpec, split: str) -> tuple:
-    stat = path.stat()  # a file changed since it was read ahead is read again
-    return str(path.resolve()), spec.name, split, stat.st_mtime_ns, stat.st_size
+    stat = path.stat()  # a file changed since it was read ahead is read again (ctime: no tool sets it back)
+    return (str(path.resolve()), spec.name, split, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns,
+            stat.st_ctime_ns)
 
 
-def read_ahead(folder: Path, spec: TaskSpec) -> None:
+def read_ahead(folder: Path | None, spec: TaskSpec) -> None:
     """Read and check every file of the task in ``folder`` (and MNLI's diagnostic set) now, in a fraction of a
-    second (SST-2's training set: 0.2 s), so that a malformed row is reported before the seconds that importing
-    torch, Lightning and transformers takes, and before the model loads. What was read is kept for the
-    DataModule's read of the same, unchanged file: each file is read once (also when this is called again before
-    it). Only the latest run's files are kept."""
-    files = [(spec.path(folder, split), spec, split) for split in spec.file_names]
-    if spec.name == "mnli" and (ax := ax_file(folder)) is not None:
+    second for most tasks (SST-2's training set: 0.2 s), so that a malformed row is reported before the seconds
+    that importing torch, Lightning and transformers takes, and before the model loads. What was read is kept for
+    the DataModule's read of the same, unchanged file (``read_glue_file_and_digest``): each file is read and
+    parsed once (also when this is called again before that). Only the latest run's files are kept; ``None``
+    (data from the Hub) keeps none."""
+    files = [(spec.path(folder, split), spec, split) for split in spec.file_names] if folder is not None else []
+    if folder is not None and spec.name == "mnli" and (ax := ax_file(folder)) is not None:
         files.append((ax, TASKS["ax"], "test"))
     files = {_file_key(*file): file for file in files if file[0].is_file()}
     for key in set(_READ_AHEAD) - set(files):
         del _READ_AHEAD[key]
     for key, (path, file_spec, split) in files.items():
         if key not in _READ_AHEAD:
-            _READ_AHEAD[key] = read_glue_file(path, file_spec, split)
+            _READ_AHEAD[key] = read_glue_file_and_digest(path, file_spec, split)
+
+
+def forget_read_ahead() -> None:
+    """Drop what ``read_ahead`` kept and nobody took (the DataModule has read what it needs)."""
+    _READ_AHEAD.clear()
 
 
 def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
@@ -347,16 +355,27 @@ def read_glue_file(path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     row with a missing field, an empty text, an unknown label, a score out of range, an index that is not an
     integer; WrongTaskFile where a wrong header or label is that of another task's file (``glue_task_of``).
     """
+    return read_glue_file_and_digest(path, spec, split)[0]
+
+
+def read_glue_file_and_digest(path: Path, spec: TaskSpec, split: str) -> tuple[dict[str, list], str]:
+    """``read_glue_file``, and a digest of the very bytes it parsed (the key of their tokenization's cache), or
+    what ``read_ahead`` kept of the unchanged file."""
     try:
-        if (columns := _READ_AHEAD.pop(_file_key(path, spec, split), None)) is not None:
-            return columns
+        if (kept := _READ_AHEAD.pop(_file_key(path, spec, split), None)) is not None:
+            return kept
     except OSError:  # no such file: said below, as for any read
         pass
+    data = path.read_bytes()
+    return _parse_glue_file(data, path, spec, split), hashlib.sha256(data).hexdigest()[:16]
+
+
+def _parse_glue_file(data: bytes, path: Path, spec: TaskSpec, split: str) -> dict[str, list]:
     fmt = spec.files[split]
     try:
-        text = path.read_bytes().decode("utf-8-sig")  # MRPC's files start with a byte-order mark
+        text = data.decode("utf-8-sig")  # MRPC's files start with a byte-order mark
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        line = data[: err.start].count(b"\n") + 1
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
     lines = text_lines(text)
     if not lines:
