@@ -175,6 +175,8 @@ def slurm(tmp_path_factory):
         f"SlurmctldLogFile={root}/log/slurmctld.log", f"SlurmdLogFile={root}/log/slurmd.log",
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
         "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "ReturnToService=2", "JobRequeue=1",
+        # A cancelled job still starting (its handlers set, its Python importing) is killed after 10 s, not 30.
+        "KillWait=10",
         f"{node} State=UNKNOWN", "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     try:
@@ -331,6 +333,9 @@ def test_ctrl_c_or_sigterm_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how
         proc.kill()
         jobs = slurm_jobs(slurm)
         subprocess.run(["scancel", *(job for job, _, _ in jobs)], env=slurm, capture_output=True)
+        deadline = time.monotonic() + 30
+        while slurm_jobs(slurm) and time.monotonic() < deadline:  # ended (KillWait at most) before the next test
+            time.sleep(0.5)
     assert proc.returncode == exit_code, output[-3000:]
     [array] = {job.split("_")[0] for job, _, _ in jobs}  # still running when the command had ended
     assert (f"Stopped waiting for the sweep's SLURM jobs; they go on running on the cluster (squeue --me). To stop "
