@@ -11,6 +11,11 @@ import pytest
 # Tests never talk to W&B's servers; tests that check the offline logic set their own mode.
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Where pytest-xdist runs tests on several processes (pyproject's addopts: one per core), each process, and each
+# run a test starts, computes on one thread: torch's default of a thread per core, in every process at once, has
+# its threads spin waiting for cores the others hold (a 3 s test took 50 s on 2 cores).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
@@ -28,6 +33,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Tests that start Ray or SLURM share machine-wide state: Ray's last session (/tmp/ray/session_latest), Ray jobs'
+# processes found by name, the one SLURM node, the check that no other Ray cluster runs. Under pytest-xdist one
+# process runs them all, one after another, while the others share the rest of the suite.
+ONE_AFTER_ANOTHER = ("tests/test_sweeps.py", "tests/test_clusters.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load scheduling, but with the tests of ONE_AFTER_ANOTHER as one unit of work (its scope). (Its
+    xdist_group marks do this by renaming test ids, which pytest 9.2 no longer lets plugins do.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerForRayAndSlurm(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray and slurm" if nodeid.startswith(ONE_AFTER_ANOTHER) else nodeid
+
+    return OneWorkerForRayAndSlurm(config, log)
 
 
 ROOT = Path(__file__).resolve().parents[1]

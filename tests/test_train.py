@@ -540,30 +540,34 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
 
 
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
-    """A disk that takes 1 s per checkpoint (a tiny one takes milliseconds on a real one); it records what it wrote."""
+    """A disk that takes `seconds` per checkpoint (a tiny one takes milliseconds on a real one); it records what it
+    wrote."""
 
+    seconds = 1.0
     written: list[tuple[str, int]] = []  # (file name, the checkpoint's step)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        time.sleep(1.0)
+        time.sleep(self.seconds)
         super().save_checkpoint(checkpoint, path, storage_options)
         SlowDisk.written.append((Path(path).name, checkpoint["global_step"]))
 
 
-def on_a_slow_disk(cfg):
-    """The background writer a GPU run uses, writing to SlowDisk."""
+def on_a_slow_disk(cfg, seconds: float = 1.0):
+    """The background writer a GPU run uses, writing to SlowDisk (``seconds`` per checkpoint)."""
     with open_dict(cfg):
         cfg.trainer.plugins = [{"_target_": "glue_finetune.checkpointing.BackgroundCheckpointIO",
                                 "checkpoint_io": {"_target_": "test_train.SlowDisk"}}]
-    SlowDisk.written = []
+    SlowDisk.written, SlowDisk.seconds = [], seconds
     return cfg
 
 
 def test_a_run_says_how_long_training_waited_for_checkpoint_writes(tiny_cfg, tmp_path, caplog):
     # Validations every 2 steps, each selecting its own weights (selection.metric=last), on a disk slower than they
     # come: each selected checkpoint waits for the previous one, and the run's time split says for how long.
+    # Writes of 2 s: training makes 3 of the 4 wait for most of that, even on a CPU busy enough to take 1 s
+    # between validations.
     cfg = on_a_slow_disk(tiny_cfg("trainer.max_epochs=1", "+trainer.max_steps=8", "trainer.val_check_interval=2",
-                                  "selection.metric=last", "predict_test=false"))
+                                  "selection.metric=last", "predict_test=false"), seconds=2.0)
     with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
         train(cfg)
     [times] = [{k: float(v) for k, v in r.items() if k.startswith("time/") and v}
