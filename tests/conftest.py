@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
 # Tests that start Ray or SLURM share machine-wide state: Ray's last session (/tmp/ray/session_latest), Ray jobs'
 # processes found by name, the one SLURM node, the check that no other Ray cluster runs. Under pytest-xdist one
 # process runs them all, one after another, while the others share the rest of the suite.
-ONE_AFTER_ANOTHER = ("tests/test_sweeps.py", "tests/test_clusters.py")
+ONE_AFTER_ANOTHER = ("tests/test_launchers.py", "tests/test_clusters.py")
 
 
 def pytest_xdist_make_scheduler(config, log):
