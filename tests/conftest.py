@@ -41,6 +41,7 @@ def pytest_collection_modifyitems(config, items):
 ONE_AFTER_ANOTHER = ("tests/test_launchers.py", "tests/test_clusters.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown to pytest without it
 def pytest_xdist_make_scheduler(config, log):
     """xdist's load scheduling, but with the tests of ONE_AFTER_ANOTHER as one unit of work (its scope). (Its
     xdist_group marks do this by renaming test ids, which pytest 9.2 no longer lets plugins do.)"""
