@@ -104,6 +104,39 @@ def test_exported_model_loads_with_pipeline_and_matches_the_module(tiny_cfg, tmp
     assert set(from_pipeline) <= {"negative", "positive"}
 
 
+def test_an_interrupted_export_leaves_the_model_dir_as_it_was(tiny_cfg, tmp_path, monkeypatch):
+    # a full disk while writing the tokenizer left model/ with a config and weights but no tokenizer (or, earlier,
+    # a config and no weights): a dir that looks exported and does not load
+    cfg = tiny_cfg()
+    module = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
+    umask = os.umask(0o027)  # the project's files get the umask's mode (safetensors writes 0600)
+    try:
+        export_model(module.model, tokenizer, tmp_path / "model")  # an earlier, complete export
+    finally:
+        os.umask(umask)
+    assert oct((tmp_path / "model").stat().st_mode & 0o777) == oct(0o750)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+    with torch.no_grad():
+        module.model.classifier.weight.add_(1.0)  # the weights a new export would write
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(tokenizer), "save_pretrained", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_model(module.model, tokenizer, tmp_path / "model")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging dir left behind
+    with pytest.raises(OSError, match="No space left"):  # none before: none after
+        export_model(module.model, tokenizer, tmp_path / "fresh")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    monkeypatch.undo()
+    export_model(module.model, tokenizer, tmp_path / "model")  # a complete export replaces the earlier one
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_the_exported_dir_is_a_complete_hub_repo_with_its_card(finished_run):
     assert (finished_run / "model" / "README.md").read_text() == (finished_run / "README.md").read_text()
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {

@@ -1112,7 +1112,7 @@ def test_a_stop_during_start_up_leaves_a_dir_the_same_command_starts_again(tmp_p
     assert run_job(cfg, lambda c: 0.5) == 0.5  # the same command starts it again
 
 
-def test_a_half_written_checkpoint_of_a_killed_process_is_removed_when_the_run_continues(tmp_path):
+def test_a_half_written_checkpoint_or_export_of_a_killed_process_is_removed_when_the_run_continues(tmp_path):
     from omegaconf import OmegaConf
 
     from glue_finetune.sweep import run_job
@@ -1121,9 +1121,13 @@ def test_a_half_written_checkpoint_of_a_killed_process_is_removed_when_the_run_c
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
     partial = tmp_path / "checkpoints" / ".last.ckpt.96yz7b3o"  # files.write_atomically's, its writer SIGKILLed
     partial.write_bytes(b"half")
+    export = tmp_path / ".model.x1y2z3"  # artefacts.export_model's staging dir, its writer killed the same way
+    export.mkdir()
+    (export / "config.json").write_text("{}")
     cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
     assert run_job(cfg, lambda c: 0.5) == 0.5
     assert not partial.exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert not export.exists()
 
 
 def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_path):
@@ -1156,6 +1160,54 @@ def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_pa
 
     with pytest.raises(RuntimeError, match="unexpected pos"):
         run_job(cfg, save_over_a_file_size_limit)
+
+
+def test_a_full_disk_reported_by_a_writer_of_another_language_is_said_as_a_full_disk(tmp_path):
+    # safetensors (Rust) raises its own exception with the OS's words, no OSError in its chain
+    from omegaconf import OmegaConf
+
+    from glue_finetune.errors import UserError
+    from glue_finetune.sweep import run_job
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+
+    class SafetensorError(Exception):
+        pass
+
+    def export_on_a_full_disk(c):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    with pytest.raises(UserError, match=rf"The disk holding {tmp_path} is full .* is intact .* Free some space, "
+                                        r"then continue: .* resume=true"):
+        run_job(cfg, export_on_a_full_disk)
+
+
+def test_a_failure_after_training_says_the_weights_are_safe_and_the_command_that_finishes(tmp_path):
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import run_job
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+
+    def fail(after_training):
+        def train_fn(c):
+            err = IsADirectoryError(21, "Is a directory")  # the submission file's name taken by a directory
+            err.after_training = after_training  # as training.train marks what it raises
+            raise err
+        return train_fn
+
+    with pytest.raises(IsADirectoryError) as failed:
+        run_job(cfg, fail(after_training=True))
+    note = " ".join(getattr(failed.value, "__notes__", []))
+    assert f"Training had finished: {tmp_path / 'checkpoints' / 'last.ckpt'} holds its last step" in note
+    assert "without training: " in note and note.rstrip().endswith("resume=true")
+    with pytest.raises(IsADirectoryError) as failed:  # a failure during training says nothing of the sort
+        run_job(cfg, fail(after_training=False))
+    assert not getattr(failed.value, "__notes__", None)
 
 
 def test_a_stopped_run_continues_from_its_own_checkpoint_unless_another_is_chosen(tmp_path):

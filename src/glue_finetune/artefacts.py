@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from glue_finetune.files import apply_umask, write_text_atomically
+from glue_finetune.files import apply_umask, current_umask, write_text_atomically
 from glue_finetune.hub import is_local_path
 from glue_finetune.logs import quiet_transformers
 from glue_finetune.tasks import METRIC_NAMES, TaskSpec, metric_prefix, submission_line
@@ -26,12 +28,30 @@ def write_glue_submission(indices: list[int], predictions: list, spec: TaskSpec,
 
 
 def export_model(model, tokenizer, directory: Path) -> Path:
-    """A Hugging Face model dir (weights, config with id2label, tokenizer): ``pipeline(model=directory)`` loads it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():  # no progress bar for writing one file
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-    apply_umask(directory)
+    """A Hugging Face model dir (weights, config with id2label, tokenizer): ``pipeline(model=directory)`` loads it.
+
+    Written whole or not at all: into a hidden dir beside ``directory``, renamed into place once complete, so that
+    an export a full disk or a kill interrupts leaves no model dir that holds a config but no weights (and an
+    earlier complete export stays until the new one replaces it)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        with quiet_transformers():  # no progress bar for writing one file
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+        apply_umask(staging)
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700, as a plain mkdir would have made it
+        if directory.exists():
+            replaced = directory.with_name(f"{staging.name}.replaced")
+            directory.rename(replaced)
+            staging.rename(directory)
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return directory
 
 

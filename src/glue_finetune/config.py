@@ -576,8 +576,16 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
                         f"{spec.submissions['test']}")
     else:
         metric = get("selection.metric")
-        check(metric == "last" or metric in spec.logged_metrics,
-              f"selection.metric={metric!r}: use last or one of {spec.name}'s {', '.join(spec.logged_metrics)}")
+        if metric == "last" or metric in spec.logged_metrics:
+            problems += checkpoint_selection_problems(cfg, metric)
+        else:
+            problems.append(f"selection.metric={metric!r}: use last or one of {spec.name}'s "
+                            f"{', '.join(spec.logged_metrics)}")
+    if spec is not None and (model_task := get("model.task")) is not None and model_task != task:
+        # model.task follows data.task (conf/model): set apart, the head, labels and card would name another task
+        problems.append(f"model.task={model_task} but data.task={task}: the model's head and labels follow the data "
+                        f"it trains on. Fix: data={model_task} to train {model_task} (model.task follows data.task; "
+                        f"leave it unset)")
     integer("trainer.max_epochs", 1)
     if (max_steps := OmegaConf.select(cfg, "trainer.max_steps", default=absent)) is not absent:  # 0 trains nothing
         check(isinstance(max_steps, int) and not isinstance(max_steps, bool) and (max_steps == -1 or max_steps >= 1),
@@ -601,6 +609,7 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
                             f"trainer.check_val_every_n_epoch=1 (null, the default here, counts steps across "
                             f"epochs: give an integer number of steps then)")
     integer("trainer.log_every_n_steps", 1, null_ok=True)
+    problems += trainer_value_problems(cfg, gpus_here)
     integer("trainer.accumulate_grad_batches", 1)
     # clip_grad_norm_ with a negative max_norm scales the gradients by a negative factor: the run would train
     # against its loss without a word.
@@ -642,14 +651,124 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
         problems.append(f"model.name_or_path: {err}")
         name_or_path = None
     if files_here and isinstance(name_or_path, str) and is_local_path(name_or_path):
-        path = Path(name_or_path).expanduser()
-        if not path.is_dir():
-            problems.append(f"model.name_or_path={name_or_path}: no such directory")
-        elif not (path / "config.json").is_file():
-            problems.append(f"model.name_or_path={name_or_path}: no config.json there (not a Hugging Face model dir)")
+        problems += model_dir_problems("model.name_or_path", name_or_path, "config.json")
+    try:
+        tokenizer = get("data.tokenizer")
+    except UserError:  # ${model.name_or_path}'s resolver, said above
+        tokenizer = None
+    if files_here and isinstance(tokenizer, str) and tokenizer != name_or_path and is_local_path(tokenizer):
+        problems += model_dir_problems("data.tokenizer", tokenizer, *TOKENIZER_FILES)
+    attention = get("model.attn_implementation")
+    check(attention is None or attention in ATTENTION_IMPLEMENTATIONS
+          or isinstance(attention, str) and ("/" in attention or attention.startswith("paged|")),
+          f"model.attn_implementation={attention!r}: use one of {', '.join(ATTENTION_IMPLEMENTATIONS)} (sdpa: "
+          f"PyTorch's fused kernels, the default; eager: plain matrix multiplications)")
 
     if problems:
         raise ConfigError(problems)
+
+
+# transformers' attention implementations for BERT (besides a Hub kernel's "org/repo" and "paged|<one of these>")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3",
+                             "flash_attention_4")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")  # any of these: a tokenizer's dir
+
+
+def model_dir_problems(key: str, given: str, *needed: str) -> list[str]:
+    """A local model (or tokenizer) dir must exist and hold one of ``needed``; a run dir or a file inside the dir,
+    given for it, is named as such with the path that fits."""
+    path = Path(given).expanduser()
+    if path.is_file():
+        if any((path.parent / name).is_file() for name in needed):  # its config.json, its weights
+            return [f"{key}={given} is a file: give the directory that holds it ({key}={path.parent})"]
+        return [f"{key}={given} is a file, not a Hugging Face model dir (a directory with {' or '.join(needed)})"]
+    if not path.is_dir():
+        return [f"{key}={given}: no such directory (a Hugging Face model dir, or a Hub id such as bert-base-cased)"]
+    if any((path / name).is_file() for name in needed):
+        return []
+    if any((path / "model" / name).is_file() for name in needed):  # a run dir: its exported model is in model/
+        return [f"{key}={given} is a run dir, not a model dir: its exported model is {key}={path / 'model'}"]
+    return [f"{key}={given}: no {' or '.join(needed)} there (not a Hugging Face model dir)"]
+
+
+def checkpoint_selection_problems(cfg: DictConfig, metric: str) -> list[str]:
+    """The checkpoint callback's monitor and mode follow ``selection.metric`` (conf/callbacks/default.yaml); set
+    apart, the run would keep another checkpoint than the one the card, the summaries and the sweepers say it kept
+    (mode=max on val/loss keeps the worst)."""
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint", default=None) is None:
+        return []
+    callback = cfg.callbacks.model_checkpoint
+    given = {key: callback.get(key) for key in ("monitor", "mode") if key in callback}
+    wanted = {"monitor": checkpoint_monitor(metric), "mode": metric_mode(metric)}
+    differing = [f"callbacks.model_checkpoint.{key}={value}" for key, value in given.items() if value != wanted[key]]
+    if not differing:
+        return []
+    better = [m for m in (given.get("monitor"),) if isinstance(m, str) and m != metric]
+    return [f"{' and '.join(differing)} but selection.metric={metric} (monitor {wanted['monitor']}, mode "
+            f"{wanted['mode']}): the checkpoint is selected by selection.metric, which the card, the summaries and "
+            f"the sweepers report. Fix: "
+            + (f"selection.metric={better[0]} (monitor and mode follow it), " if better else "")
+            + "without the callbacks.model_checkpoint override"]
+
+
+# Lightning's accelerators by name (its AcceleratorRegistry; not imported here: it takes seconds)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+              "overfit_batches")
+
+
+def trainer_value_problems(cfg: DictConfig, gpus_here: bool) -> list[str]:
+    """Trainer settings that Lightning would refuse only once the data and model are loaded, or take for another
+    meaning (limit_train_batches=0: a run that trains nothing and exits 0)."""
+    problems = []
+    trainer = cfg.get("trainer") or {}
+    accelerator = trainer.get("accelerator")
+    if accelerator is not None and accelerator not in ACCELERATORS:
+        problems.append(f"trainer.accelerator={accelerator!r}: use one of {', '.join(ACCELERATORS)} (auto: a GPU "
+                        f"where there is one)")
+    elif gpus_here and accelerator == "mps":
+        import torch  # only for this accelerator
+
+        if not torch.backends.mps.is_available():
+            problems.append("trainer.accelerator=mps: no Apple GPU here (MPS is Apple silicon's GPU). Fix: "
+                            "trainer.accelerator=auto, or trainer=cpu")
+    elif gpus_here and accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        problems.append("trainer.accelerator=tpu: torch_xla is not installed (TPUs run through it). Fix: "
+                        "trainer.accelerator=auto, or install torch_xla on a TPU machine")
+    devices = trainer.get("devices")
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices == -1 and accelerator == "cpu":
+            problems.append("trainer.devices=-1 (every device) has no meaning on the CPU: give a number of CPU "
+                            "processes, e.g. trainer=ddp trainer.accelerator=cpu trainer.devices=2")
+        elif devices < -1 or devices == 0:
+            problems.append(f"trainer.devices={devices}: give a number of devices >= 1, -1 (every GPU), auto, or "
+                            f"a list of GPU indices ([0,2])")
+    elif devices is not None and not isinstance(devices, (str, ListConfig)) or isinstance(devices, bool):
+        problems.append(f"trainer.devices={devices!r}: give a number of devices, -1, auto, or a list of GPU indices")
+    for key in LIMIT_KEYS:
+        value = trainer.get(key)
+        if value is None:
+            continue
+        train_limit = key == "limit_train_batches"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"trainer.{key}={value!r} must be a number: batches (an integer) or a fraction (0.25)")
+        elif isinstance(value, float) and not (0 <= value <= 1):
+            problems.append(f"trainer.{key}={value}: a fraction must be in [0, 1]; a number of batches is an "
+                            f"integer (trainer.{key}={int(value)})" if value > 1 and value.is_integer()
+                            else f"trainer.{key}={value}: a fraction must be in [0, 1], or give an integer number "
+                                 f"of batches")
+        elif value < 0:
+            problems.append(f"trainer.{key}={value} must be >= 0")
+        elif value == 0 and train_limit:
+            problems.append("trainer.limit_train_batches=0 trains nothing: give a number of batches per epoch (an "
+                            "integer >= 1) or a fraction of them (0.25); 1.0 (all) is the default")
+    if (max_time := trainer.get("max_time")) is not None:
+        parts = max_time.split(":") if isinstance(max_time, str) else []
+        if not isinstance(max_time, (str, DictConfig)) or isinstance(max_time, str) and not (
+                len(parts) == 4 and all(part.strip().isdigit() for part in parts)):
+            problems.append(f"trainer.max_time={max_time!r}: give DD:HH:MM:SS, e.g. +trainer.max_time=00:04:00:00 "
+                            f"(four hours)")
+    return problems
 
 
 def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> list[str]:

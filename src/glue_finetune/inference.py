@@ -23,7 +23,7 @@ from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.hub import refuse_an_empty_tokenizer
 from glue_finetune.logs import quiet_transformers
 from glue_finetune.tasks import (IDENTIFY_ROWS, TASKS, TaskSpec, WrongTaskFile, another_tasks_file, glue_task_of,
-                                 read_glue_file, text_lines, tsv_rows)
+                                 own_folder_beside, read_glue_file, text_lines, tsv_rows)
 
 PRECISIONS = ("auto", "32", "bf16")
 DEFAULT_MAX_LENGTH = 128  # data.max_length's default: a model from elsewhere was most likely trained with it
@@ -486,6 +486,7 @@ def read_texts(path: Path, spec: TaskSpec) -> list[tuple[str, ...]]:
             except UserError:  # whose file it is says more than the columns it lacks
                 refuse_another_tasks_file(path, spec, "--input")
                 raise
+            refuse_texts_of_another_task(path, spec)
         return list(zip(*(table[c] for c in spec.text)))
     return texts_from_lines(read_lines(path), spec, str(path))
 
@@ -530,6 +531,29 @@ def refuse_another_tasks_file(path: Path, spec: TaskSpec, option: str = "--data"
             other.glue_name.lower(), other.name):
         return
     raise UserError(another_tasks_file(path, spec, other, option))
+
+
+def refuse_texts_of_another_task(path: Path, spec: TaskSpec) -> None:
+    """A UserError where a file whose header names the model's text columns is another GLUE task's own file, which
+    the reader by columns would predict as this task's texts: STS-B's test.tsv holds sentence1 and sentence2 (an
+    MRPC or RTE model would label its pairs), RTE's and WNLI's hold index, sentence1, sentence2. A header of the
+    model's columns only (index, label aside) is also a user's own file's: refused only in that task's folder."""
+    header = (tsv_rows(read_lines(path)[:1]) or [[]])[0]
+    owners = [t for t in TASKS.values() if t.name != spec.name and not t.train_with
+              and any(f.header and f.exact and list(f.header) == header for f in t.files.values())]
+    if not owners:
+        return
+    folder = path.absolute().parent.name.lower()
+    in_theirs = [t for t in owners if folder in (t.glue_name.lower(), t.name)]
+    if set(header) <= {*spec.text, "index", "idx", "label"} and not in_theirs:
+        return
+    owners = in_theirs or owners  # RTE's folder: RTE's file, not WNLI's of the same header
+    if len(owners) == 1:
+        raise UserError(another_tasks_file(path, spec, owners[0], "--input"))
+    example = own_folder_beside(path, spec) / spec.file_names[(spec.test_splits or spec.dev_splits)[0]]
+    raise UserError(f"--input {path}: this is {' or '.join(t.glue_name + chr(39) + 's' for t in owners)} "
+                    f"{path.name}; the model is {spec.glue_name}'s (data={spec.name}): give {spec.glue_name}'s "
+                    f"texts, e.g. --input {example}")
 
 
 def read_labelled(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], list[int | float]]:

@@ -435,6 +435,14 @@ def disk_full(err: BaseException, out: Path) -> str | None:
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
             full = seen
             break
+        # Writers in other languages report it in their own exception, with the OS's words (safetensors:
+        # "I/O error: No space left on device (os error 28)")
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            if os.strerror(code) in str(seen):
+                full = OSError(code, os.strerror(code))
+                break
+        if full is not None:
+            break
         seen = seen.__cause__ or seen.__context__
     if full is None:
         return None
@@ -528,6 +536,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
         # only a live process removes): up to the checkpoint's size, hidden. The dir's lock says none is being written.
         for partial in (out / "checkpoints").glob(".*.ckpt.*"):
             partial.unlink(missing_ok=True)
+        for partial in out.glob(".model.*"):  # an export interrupted the same way (artefacts.export_model)
+            shutil.rmtree(partial, ignore_errors=True)
     try:
         for marker in (FAILED, DONE):  # a stale marker must not describe this attempt
             (out / marker).unlink(missing_ok=True)
@@ -555,6 +565,10 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
     except Exception as err:
         if message := disk_full(err, out):  # one message with what is intact and the command, not a traceback
             err = UserError(message)
+        elif getattr(err, "after_training", False) and (out / "checkpoints" / "last.ckpt").exists():
+            # Failed while scoring, exporting or predicting: the trained weights are safe, and say how to finish.
+            err.add_note(f"Training had finished: {out / 'checkpoints' / 'last.ckpt'} holds its last step. Once "
+                         f"this is fixed, scoring and export run again without training: {continue_command(out)}")
         try:
             write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
                                                  "failed_at": time.time()})
@@ -670,7 +684,38 @@ def job_config_problems(job_config: DictConfig, launcher: str, gpus_here: bool, 
         check_constructor_keys(job_config)
     except ConfigError as err:
         problems += err.problems
+    else:
+        if files_here and (problem := data_file_problem(job_config)):
+            problems.append(problem)
     return problems
+
+
+_DATA_CHECKED: dict[tuple[str, str], str | None] = {}  # (task, folder) -> its problem: read once per sweep command
+
+
+def data_file_problem(job_config: DictConfig) -> str | None:
+    """The job's GLUE files read and checked row by row, as the job's own preflight will (a malformed row, another
+    task's file): a sweep over tasks or folders finds a bad file before its first job trains, not when that job
+    starts. Each folder is read once, however many jobs (seeds, learning rates) share it."""
+    from glue_finetune.tasks import TASKS, forget_read_ahead, read_ahead, task_folder
+
+    spec = TASKS.get(str(OmegaConf.select(job_config, "data.task", default=None)))
+    if spec is None or spec.train_with:
+        return None
+    folder = task_folder(spec, OmegaConf.select(job_config, "data.local_dir", default=None),
+                         OmegaConf.select(job_config, "data.glue_dir", default=None))
+    if folder is None:  # data from the Hub
+        return None
+    key = (spec.name, str(Path(folder).resolve()))
+    if key not in _DATA_CHECKED:
+        try:
+            read_ahead(folder, spec)
+            _DATA_CHECKED[key] = None
+        except UserError as err:
+            _DATA_CHECKED[key] = str(err)
+        finally:
+            forget_read_ahead()  # the jobs read their own files: nothing kept in this process meanwhile
+    return _DATA_CHECKED[key]
 
 
 def refuse_to_resume_no_sweep(sweep_dir: Path, resume) -> None:
@@ -700,6 +745,7 @@ class SweepCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.jobs_composed = True
         JOB_DIRS.clear()
+        _DATA_CHECKED.clear()  # files may have changed since an earlier sweep of this process
         try:
             self.check(config)
         finally:  # a job Hydra cannot compose: its message waits, as a run's would (cli.explain_unknown_keys)

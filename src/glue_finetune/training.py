@@ -74,6 +74,37 @@ def instantiate_reporting(config: DictConfig, **kwargs):
 
 
 @contextlib.contextmanager
+def trainer_settings_reported() -> Iterator[None]:
+    """Lightning's refusal of a trainer setting (a device that is not here, a strategy that does not go with the
+    accelerator) as one message naming the trainer's keys, not inside Hydra's "Error in call to target" wrapper."""
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise UserError(f"Lightning refused the trainer's settings (trainer.*): {reason.rstrip('.')}. Fix that trainer key "
+                            f"(python src/train.py --cfg job shows them all).") from None
+        raise
+
+
+def refuse_a_tokenizer_larger_than_the_model(cfg: DictConfig, tokenizer, model) -> None:
+    """Token ids past the model's embedding table fail deep inside the first forward ("index out of range in
+    self"): a data.tokenizer other than the model's own (another model's vocabulary)."""
+    vocab_size = model.model.config.vocab_size
+    if tokenizer is not None and len(tokenizer) > vocab_size:
+        raise UserError(f"The tokenizer ({cfg.data.tokenizer}) has {len(tokenizer):,} tokens and the model "
+                        f"({cfg.model.name_or_path}) embeds {vocab_size:,}: its ids would index past the model's "
+                        f"embeddings. Fix: data.tokenizer=<the model's own tokenizer> (by default data.tokenizer "
+                        f"follows model.name_or_path: leave it unset).")
+
+
+@contextlib.contextmanager
 def ctrl_c_said_as_such(trainer: L.Trainer) -> Iterator[None]:
     """Lightning ends a fit or test interrupted by Ctrl-C with exit(1), as if it had failed, and leaves SIGINT
     ignored: here a KeyboardInterrupt, which the job reports with the command that continues the run (or starts it
@@ -346,6 +377,34 @@ def debug_limits(trainer_cfg: DictConfig) -> list[str]:
     return limits
 
 
+def training_batches_per_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> int:
+    """An epoch's training batches on each process, as Lightning counts them: debug=limit's slice of each epoch,
+    debug=overfit's batches."""
+    batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
+    limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    return batches
+
+
+def refuse_a_validation_interval_past_an_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
+    """Validation counted in steps within each epoch (trainer.check_val_every_n_epoch set, as experiment=glue
+    does) at an interval longer than an epoch: Lightning refuses it at the start of fit, after the model has
+    loaded. Said once the training set's size is known, before the model loads."""
+    interval = cfg.trainer.get("val_check_interval")
+    if (cfg.trainer.get("fast_dev_run") or cfg.trainer.get("check_val_every_n_epoch") is None
+            or not isinstance(interval, int) or isinstance(interval, bool)):
+        return
+    batches = training_batches_per_epoch(cfg, trainer, datamodule)
+    if interval > batches:
+        raise UserError(f"trainer.val_check_interval={interval} training batches, but an epoch has {batches} "
+                        f"(trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch} counts validation "
+                        f"within each epoch). Fix: trainer.val_check_interval={batches} or less (or 1.0: at each "
+                        f"epoch's end), or trainer.check_val_every_n_epoch=null to count steps across epochs.")
+
+
 def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule,
                                         resume_step: int | None = None) -> None:
     """A run shorter than its validation interval validates nothing during training (and keeps its final weights),
@@ -358,14 +417,8 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
         return
     interval = cfg.trainer.get("val_check_interval")
     by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
-    batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
-    # debug=limit's slice of each epoch, debug=overfit's batches
-    limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        batches = min(batches, limit)
-    elif isinstance(limit, float):
-        batches = int(batches * limit)
-    per_epoch = max(1, -(-batches // (cfg.trainer.get("accumulate_grad_batches") or 1)))  # as the model counts
+    per_epoch = max(1, -(-training_batches_per_epoch(cfg, trainer, datamodule)  # as the model counts steps
+                         // (cfg.trainer.get("accumulate_grad_batches") or 1)))
     steps = per_epoch * cfg.trainer.max_epochs
     if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
         steps = min(steps, max_steps)
@@ -558,14 +611,26 @@ def train(cfg: DictConfig) -> float:
     resume_step = checkpoint_step(cfg.get("ckpt_path"), cfg)
     if resume_step is not None:
         log.info("Continuing from step %d: %s", resume_step, cfg.ckpt_path)
-    failure = None
+    failure, trained = None, False
     try:
         whole_step = whole_step_setting(cfg)
         on_gpu = uses_gpu(cfg)
+        # The trainer first: a setting Lightning refuses (trainer.accelerator=mps on a machine without) fails in a
+        # second, not after tokenizing and loading the model.
+        with trainer_settings_reported():
+            trainer: L.Trainer = instantiate(
+                cfg.trainer,
+                **trainer_plugins(cfg.trainer, on_gpu),
+                # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
+                **({"gradient_clip_val": None} if whole_step else {}),
+                callbacks=[*run_callbacks(cfg), times],
+                logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
+            )
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
         datamodule: L.LightningDataModule = instantiate_reporting(
             cfg.data, **data_settings_for(cfg, whole_step, on_gpu), _convert_="all")
         datamodule.prepare_data()  # fetch, check and tokenize now, so bad data fails before the model downloads
+        refuse_a_validation_interval_past_an_epoch(cfg, trainer, datamodule)
         if resume_step is not None and own_checkpoint(cfg):
             refuse_other_training_data(cfg, datamodule)
         clip = cfg.trainer.get("gradient_clip_val")
@@ -574,14 +639,7 @@ def train(cfg: DictConfig) -> float:
             whole_step=whole_step, max_grad_norm=clip if whole_step else None, _convert_="all"
         )
         model.continues_another_run = resume_step is not None and not own_checkpoint(cfg)
-        trainer: L.Trainer = instantiate(
-            cfg.trainer,
-            **trainer_plugins(cfg.trainer, on_gpu),
-            # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
-            **({"gradient_clip_val": None} if whole_step else {}),
-            callbacks=[*run_callbacks(cfg), times],
-            logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
-        )
+        refuse_a_tokenizer_larger_than_the_model(cfg, datamodule.tokenizer, model)
         if whole_step:
             log.info("Training step: forward, backward, clipping and %s in one method%s (model.whole_step).",
                      cfg.optimizer._target_.rsplit(".", 1)[-1],
@@ -605,6 +663,7 @@ def train(cfg: DictConfig) -> float:
         finally:  # a failed fit skips on_train_end: the graphs' memory pools go now, not when the failure's
             model.step_graphs = model.eval_graphs = None  # traceback is collected (a sweep's next job needs them)
         times.end_fit()
+        trained = True
         say_if_training_ended_early(trainer, output_dir)
 
         with times.phase("scoring"):
@@ -639,6 +698,8 @@ def train(cfg: DictConfig) -> float:
         return selected[main]
     except BaseException as err:
         failure = err
+        with contextlib.suppress(AttributeError, TypeError):  # the job says what is intact and how to finish
+            err.after_training = trained
         raise
     finally:
         finish_wandb(failure)  # also after a failure (marked failed), so the next sweep job starts its own W&B run
