@@ -406,6 +406,20 @@ def test_another_tasks_file_to_predict_is_named_with_the_fix(tmp_path):
     mrpc = write_glue_task(tmp_path / "MRPC", "mrpc", n_train=4, n_dev=4, n_test=4)
     with pytest.raises(UserError, match="--input .*test.tsv: this is MRPC's test.tsv; the model is SST-2's"):
         read_texts(mrpc / "test.tsv", TASKS["sst2"])
+    # Files whose header holds a pair model's columns (sentence1, sentence2) were predicted as its own texts: 3,000
+    # MRPC labels written for RTE's pairs, STS-B's pairs labelled as paraphrases.
+    stsb = write_glue_task(tmp_path / "STS-B", "stsb", n_train=4, n_dev=4, n_test=4)
+    with pytest.raises(UserError, match="--input .*STS-B/test.tsv: this is STS-B's test.tsv; the model is MRPC's"):
+        read_texts(stsb / "test.tsv", TASKS["mrpc"])
+    rte = write_glue_task(tmp_path / "RTE", "rte", n_train=4, n_dev=4, n_test=4)
+    with pytest.raises(UserError, match="--input .*RTE/test.tsv: this is RTE's test.tsv; the model is MRPC's"):
+        read_texts(rte / "test.tsv", TASKS["mrpc"])
+    assert len(read_texts(rte / "test.tsv", TASKS["rte"])) == 4  # its own model reads it
+    # RTE's header (index, sentence1, sentence2) is also a file of one's own pairs: read where it is no GLUE folder
+    own = tmp_path / "mine" / "pairs.tsv"
+    own.parent.mkdir()
+    own.write_text((rte / "test.tsv").read_text())
+    assert len(read_texts(own, TASKS["mrpc"])) == 4
 
 
 def test_a_text_longer_than_the_csv_modules_field_limit_is_read(tmp_path):

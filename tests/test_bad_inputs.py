@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -220,6 +221,55 @@ def test_a_decoder_model_whose_tokenizer_has_no_padding_token_is_one_message_bef
     with pytest.raises(UserError, match="has no padding token, .* a decoder model .* This project fine-tunes encoder"):
         train(tiny_cfg(f"model.name_or_path={decoder}", "trainer.max_epochs=1"))
     assert_nothing_trained(tmp_path)
+
+
+def test_a_trainer_setting_lightning_refuses_is_one_message_before_the_data_is_read(tiny_cfg, tmp_path, monkeypatch):
+    from glue_finetune.data import GlueDataModule
+    from glue_finetune.errors import UserError
+
+    monkeypatch.setattr(GlueDataModule, "prepare_data", lambda self: pytest.fail("data read first"))
+    with pytest.raises(UserError) as err:
+        train(tiny_cfg("+trainer.strategy=nonesuch"))
+    assert str(err.value).startswith("Lightning refused the trainer's settings (trainer.*): You selected an invalid "
+                                     "strategy name: `strategy='nonesuch'`.")
+    assert "Error in call to target" not in str(err.value)
+    assert_nothing_trained(tmp_path)
+
+
+def test_a_validation_interval_longer_than_an_epoch_is_refused_before_the_model_loads(tiny_cfg, tmp_path,
+                                                                                        monkeypatch):
+    # experiment=glue counts validation within each epoch: Lightning refused a longer interval at fit's start
+    from glue_finetune.errors import UserError
+    from glue_finetune.model import TextClassifier
+
+    monkeypatch.setattr(TextClassifier, "__init__", lambda self, **kwargs: pytest.fail("model loaded first"))
+    cfg = tiny_cfg("trainer.check_val_every_n_epoch=1", "trainer.val_check_interval=1000")
+    batches = -(-320 // cfg.data.batch_size)  # the fixture's 320 training sentences
+    with pytest.raises(UserError, match=rf"trainer.val_check_interval=1000 training batches, but an epoch has "
+                                        rf"{batches} .* Fix: trainer.val_check_interval={batches} or less .* or "
+                                        rf"trainer.check_val_every_n_epoch=null"):
+        train(cfg)
+    assert_nothing_trained(tmp_path)
+
+
+def test_a_tokenizer_with_more_tokens_than_the_model_embeds_is_one_message_before_training(tiny_cfg, tmp_path,
+                                                                                           monkeypatch):
+    # its ids past the embedding table failed in the first forward: "IndexError: index out of range in self"
+    import lightning as L
+    from transformers import AutoTokenizer
+
+    from glue_finetune.errors import UserError
+
+    cfg = tiny_cfg()
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
+    embedded = json.loads((Path(cfg.model.name_or_path) / "config.json").read_text())["vocab_size"]
+    tokenizer.add_tokens([f"extra{i}" for i in range(embedded - len(tokenizer) + 50)])  # another model's vocabulary
+    tokenizer.save_pretrained(tmp_path / "larger")
+    monkeypatch.setattr(L.Trainer, "fit", lambda *args, **kwargs: pytest.fail("training started"))
+    with pytest.raises(UserError, match=rf"The tokenizer \({tmp_path / 'larger'}\) has {embedded + 50:,} tokens and "
+                                        rf"the model \(.*tiny-bert\) embeds {embedded:,}: .* Fix: data.tokenizer="):
+        train(tiny_cfg(f"data.tokenizer={tmp_path / 'larger'}", output_dir=tmp_path / "run"))
+    assert_nothing_trained(tmp_path / "run")
 
 
 def test_hydra_messages_for_unknown_keys_and_options_reach_the_user():

@@ -243,6 +243,42 @@ INVALID_CASES = [
     (["+trainer.max_steps=0"], "trainer.max_steps=0 must be -1 (no limit, Lightning's default) or an integer >= 1"),
     (["trainer=cpu", "+trainer.max_steps=-2"],
      "trainer.max_steps=-2 must be -1 (no limit, Lightning's default) or an integer >= 1"),
+    # the head, labels and card of another task than the data's: a mislabelled export, or a KeyError at the end
+    (["model.task=mrpc"], "model.task=mrpc but data.task=sst2: the model's head and labels follow the data it "
+                          "trains on. Fix: data=mrpc to train mrpc (model.task follows data.task; leave it unset)"),
+    # the worst checkpoint kept while the card says the best
+    (["callbacks.model_checkpoint.mode=max"],
+     "callbacks.model_checkpoint.mode=max but selection.metric=val/loss (monitor val/loss, mode min): the checkpoint "
+     "is selected by selection.metric, which the card, the summaries and the sweepers report. Fix: without the "
+     "callbacks.model_checkpoint override"),
+    (["callbacks.model_checkpoint.monitor=val/acc"],
+     "callbacks.model_checkpoint.monitor=val/acc but selection.metric=val/loss (monitor val/loss, mode min): the "
+     "checkpoint is selected by selection.metric, which the card, the summaries and the sweepers report. Fix: "
+     "selection.metric=val/acc (monitor and mode follow it), without the callbacks.model_checkpoint override"),
+    # Lightning's refusals, which came after tokenizing and loading the model
+    (["trainer.accelerator=tpux"], "trainer.accelerator='tpux': use one of auto, cpu, gpu, cuda, mps, tpu (auto: a "
+                                   "GPU where there is one)"),
+    (["trainer.devices=0"], "trainer.devices=0: give a number of devices >= 1, -1 (every GPU), auto, or a list of "
+                            "GPU indices ([0,2])"),
+    (["trainer=cpu", "trainer.devices=-1"],
+     "trainer.devices=-1 (every device) has no meaning on the CPU: give a number of CPU processes, e.g. trainer=ddp "
+     "trainer.accelerator=cpu trainer.devices=2"),
+    (["+trainer.max_time=4h"], "trainer.max_time='4h': give DD:HH:MM:SS, e.g. +trainer.max_time=00:04:00:00 (four "
+                               "hours)"),
+    (["+trainer.limit_val_batches=1.5"],
+     "trainer.limit_val_batches=1.5: a fraction must be in [0, 1], or give an integer number of batches"),
+    (["+trainer.limit_val_batches=20.0"],
+     "trainer.limit_val_batches=20.0: a fraction must be in [0, 1]; a number of batches is an integer "
+     "(trainer.limit_val_batches=20)"),
+    # trained nothing, exported the initial weights and exited 0
+    (["+trainer.limit_train_batches=0"],
+     "trainer.limit_train_batches=0 trains nothing: give a number of batches per epoch (an integer >= 1) or a "
+     "fraction of them (0.25); 1.0 (all) is the default"),
+    # blamed on the model dir ("must be a complete Hugging Face model dir ... git lfs pull")
+    (["model.attn_implementation=fused"],
+     "model.attn_implementation='fused': use one of sdpa, eager, flex_attention, flash_attention_2, "
+     "flash_attention_3, flash_attention_4 (sdpa: PyTorch's fused kernels, the default; eager: plain matrix "
+     "multiplications)"),
 ]
 
 
@@ -264,12 +300,56 @@ VALID_CASES = [
     ["trainer.val_check_interval=50", "trainer.check_val_every_n_epoch=1"],
     *([f"scheduler={option}"] for option in options("scheduler")),
     *([f"scheduler.name={name}"] for name in SCHEDULER_NAMES),
+    ["selection.metric=val/acc"], ["selection.metric=last"],  # the checkpoint callback follows
+    ["data=cola", "model.task=cola"], ["trainer.accelerator=cpu", "trainer.devices=2"], ["trainer.devices=auto"],
+    ["+trainer.max_time=00:04:00:00"], ["+trainer.max_time={hours:4}"], ["+trainer.limit_train_batches=0.25"],
+    ["+trainer.limit_train_batches=3"], ["+trainer.limit_val_batches=0"], ["model.attn_implementation=eager"],
+    ["model.attn_implementation=kernels-community/flash-attn2"],
 ]
 
 
 @pytest.mark.parametrize("overrides", VALID_CASES, ids=" ".join)
 def test_valid_boundary_values_pass(overrides):
     validate_config(compose_config(["model=tiny", *overrides]))
+
+
+def test_accelerator_and_attention_names_are_the_libraries_own():
+    # validate_config runs before Lightning and transformers are imported, so the names are written out
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from glue_finetune.config import ACCELERATORS, ATTENTION_IMPLEMENTATIONS
+
+    assert set(ACCELERATORS) == {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+    assert set(ATTENTION_IMPLEMENTATIONS) == {"eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()} - {"paged|eager"}
+
+
+def test_model_and_tokenizer_paths_name_the_dir_that_fits(tmp_path, tiny_cfg):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    (run / "model" / "tokenizer.json").write_text("{}")
+    data_file = tmp_path / "train.tsv"
+    data_file.write_text("sentence\tlabel\n")
+    cases = [
+        (f"model.name_or_path={run}",
+         f"model.name_or_path={run} is a run dir, not a model dir: its exported model is model.name_or_path={run}/model"),
+        (f"model.name_or_path={run}/model/config.json",
+         f"model.name_or_path={run}/model/config.json is a file: give the directory that holds it "
+         f"(model.name_or_path={run}/model)"),
+        (f"data.tokenizer={tmp_path / 'nowhere'}",
+         f"data.tokenizer={tmp_path / 'nowhere'}: no such directory (a Hugging Face model dir, or a Hub id such as "
+         f"bert-base-cased)"),
+        (f"data.tokenizer={data_file}",
+         f"data.tokenizer={data_file} is a file, not a Hugging Face model dir (a directory with tokenizer.json or "
+         f"tokenizer_config.json or vocab.txt)"),
+    ]
+    for override, problem in cases:
+        with pytest.raises(ConfigError) as err:
+            validate_config(tiny_cfg(override))
+        assert err.value.problems == [problem], override
+    validate_config(tiny_cfg(f"data.tokenizer={run}/model"))  # another dir with a tokenizer passes (its vocabulary
+    # is checked against the model's once both are loaded)
 
 
 def test_scheduler_names_are_transformers_schedules_that_warmup_schedule_builds():

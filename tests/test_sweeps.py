@@ -35,19 +35,32 @@ def done(job_dir: Path) -> dict:
 
 
 def test_a_failed_job_does_not_stop_the_others_and_is_reported(sst2_dir, tmp_path):
-    sweep, broken = tmp_path / "sweep", tmp_path / "broken"
-    shutil.copytree(sst2_dir, broken)  # a malformed row: found when the job reads its data, not before the sweep
-    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
-    result = run_cli(["-m", f"data.local_dir={broken},{sst2_dir}", f"hydra.sweep.dir={sweep}",
-                      *(o for o in tiny(sst2_dir) if not o.startswith("data.local_dir="))])
+    sweep = tmp_path / "sweep"
+    # a value only Lightning's Trainer refuses, once the job builds it: the sweep's check before any job starts
+    # does not build one
+    result = run_cli(["-m", "+trainer.strategy=nonesuch,auto", f"hydra.sweep.dir={sweep}", *tiny(sst2_dir)])
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert (sweep / "0" / "job_failed.json").exists() and not (sweep / "0" / "job_done.json").exists()
     assert (sweep / "1" / "checkpoints" / "last.ckpt").exists() and read_metrics(sweep / "1" / "metrics.csv")
-    assert "1 job(s) of the sweep" in output and f"job 0: data.local_dir={broken}" in output
-    assert "train.tsv:322: expected 2 tab-separated fields, found 1" in output
+    assert "1 job(s) of the sweep" in output and "job 0: +trainer.strategy=nonesuch" in output
+    assert "Lightning refused the trainer's settings (trainer.*): You selected an invalid strategy name" in output
     assert f"log: {sweep / '0' / 'train.log'}" in output
     assert f"resume=true hydra.sweep.dir={sweep}" in output
+
+
+def test_a_malformed_row_or_another_tasks_file_in_any_job_stops_the_sweep_before_the_first_job(sst2_dir, tmp_path):
+    # each job's files were read only when that job started: job 0 trained, then job 1 failed on its data
+    sweep, broken = tmp_path / "sweep", tmp_path / "broken"
+    shutil.copytree(sst2_dir, broken)
+    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
+    result = run_cli(["-m", f"data.local_dir={sst2_dir},{broken}", "seed=1,2", "data=sst2,mrpc",
+                      f"hydra.sweep.dir={sweep}", *(o for o in tiny(sst2_dir) if not o.startswith("data.local_dir="))])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and not sweep.exists(), output[-3000:]
+    assert "Invalid config in 6 of 8 job(s) of the sweep; no job was started:" in output
+    assert f"{broken / 'train.tsv'}:322: expected 2 tab-separated fields, found 1" in output
+    assert "this is SST-2's train.tsv" in output and "the run is MRPC's" in output
 
 
 def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2_dir, tmp_path):
