@@ -88,6 +88,20 @@ def test_experiment_card_spells_out_the_defaults():
     assert OmegaConf.to_container(compose_config(["experiment=card", "model=minilm"]), resolve=False)["model"] == chosen
 
 
+@pytest.mark.parametrize("experiment", ["card", "glue"])
+def test_an_experiment_leaves_an_optimizer_or_schedule_chosen_beside_it_its_own(experiment, tmp_path):
+    # experiment=card scheduler=constant trained with a linear schedule, experiment=card optimizer=sgd was refused
+    # (Adam's betas and eps given to SGD): the experiments' bodies set their options' own keys
+    for group, option in (("scheduler", "constant"), ("scheduler", "cosine_warmup"), ("optimizer", "sgd"),
+                          ("optimizer", "adam")):
+        alone = compose_config([f"{group}={option}"])[group]
+        beside = compose_config([f"experiment={experiment}", f"{group}={option}"], tmp_path)
+        assert beside[group]._target_ == alone._target_ and beside[group].get("name") == alone.get("name"), option
+        assert set(beside[group]) == set(alone), option  # no key of another option's
+        validate_config(beside)
+        check_constructor_keys(beside)
+
+
 def test_scheduler_warmup_is_six_percent_of_all_steps_and_steps_every_batch():
     cfg = compose_config([])
     optimizer = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])

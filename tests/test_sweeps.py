@@ -121,6 +121,8 @@ def test_a_search_without_multirun_is_refused_not_run_once_at_its_defaults(sst2_
     assert result.returncode == 2, output[-3000:]
     assert "hparams_search=lr_optuna is a search of many trials: run it with -m" in output
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # as any config error, the run dir says it
+    assert "is a search of many trials" in json.loads((tmp_path / "run" / "job_failed.json").read_text())["error"]
     # A trial's own command, as its model card gives it (the searched values set), trains that trial again.
     trial = run_cli(["optimizer.lr=3e-3", "scheduler.warmup_ratio=0.1", "hparams_search=lr_optuna", *tiny(sst2_dir),
                      f"hydra.run.dir={tmp_path / 'trial'}"])

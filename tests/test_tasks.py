@@ -125,6 +125,12 @@ def test_mnli_validates_matched_and_mismatched_and_predicts_both_test_sets_and_a
     card = (tmp_path / "README.md").read_text()
     assert "split: validation_matched" in card and "split: validation_mismatched" in card
     assert "Accuracy (mismatched)" in card
+    # evaluate.py on one dev file names its scores as validation does: the mismatched set's are not val/acc
+    from glue_finetune.evaluation import evaluate
+
+    for name, prefix in (("dev_mismatched.tsv", "val_mismatched"), ("dev_matched.tsv", "val")):
+        scores = evaluate(tmp_path, glue_dir / "MNLI" / name)
+        assert {key.split("/")[0] for key in scores if "/" in key} == {prefix}, name
 
 
 def test_regression_trains_and_writes_clipped_scores(glue_dir, tmp_path):

@@ -96,6 +96,10 @@ def test_fast_dev_run_scores_the_final_weights_and_records_its_config(tiny_cfg, 
 
     cfg = tiny_cfg("debug=fast_dev_run")
     assert 0.0 <= train(cfg) <= 1.0
+    # it validated once (its one dev batch): the card says why no checkpoint was selected, not that none validated
+    card = (tmp_path / "README.md").read_text()
+    assert "trainer.fast_dev_run saves no checkpoints, so none was selected" in card
+    assert "no validation ran during training" not in card
     # without loggers (Lightning's fast_dev_run), still the record a resume=true is checked against
     assert changed_settings(recorded_config(tmp_path), cfg) == []
     with open_dict(cfg):
@@ -521,7 +525,8 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
         train(tiny_cfg(*short, "+trainer.max_steps=8", output_dir=tmp_path / "steps"))
     [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("This run takes")]
     assert warning.startswith("This run takes 8 training steps (20 per epoch)")
-    assert "To validate and log at its end: trainer.val_check_interval=8 trainer.log_every_n_steps=8 " in warning
+    # (and no experiment=glue: validating at each epoch's end, it would not validate either)
+    assert warning.endswith("To validate and log at its end: trainer.val_check_interval=8 trainer.log_every_n_steps=8.")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
         train(tiny_cfg(*short, "+trainer.max_steps=8", "trainer.val_check_interval=8", "trainer.log_every_n_steps=8",

@@ -25,7 +25,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from glue_finetune.errors import DataFormatError, UserError
-from glue_finetune.hub import fetching, offline_hint, refuse_an_empty_tokenizer
+from glue_finetune.hub import fetching, is_local_path, offline_hint, refuse_an_empty_tokenizer
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
 from glue_finetune.tasks import (TASKS, TaskSpec, ax_file, forget_read_ahead, read_glue_file_and_digest,
@@ -217,7 +217,7 @@ class GlueDataModule(L.LightningDataModule):
             raw = datasets.DatasetDict(splits)
         else:
             with fetching(f"dataset {self.hub_dataset!r} ({spec.name}) from the Hugging Face Hub",
-                          hint=offline_hint(spec)):
+                          hint=offline_hint(spec, model_is_local=is_local_path(self.tokenizer_name))):
                 raw = datasets.load_dataset(self.hub_dataset, spec.name)
                 if spec.name == "mnli":
                     raw["ax"] = datasets.load_dataset(self.hub_dataset, "ax", split="test")

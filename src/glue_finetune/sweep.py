@@ -172,6 +172,13 @@ def refuse_to_overwrite(out: Path, multirun: bool) -> None:
                         f"add resume=true (same command, hydra.sweep.dir={sweep_dir}); to start the sweep anew, "
                         "give it another hydra.sweep.dir.")
     keep = "keep it (and skip the run)" if found.startswith("a finished") else "continue it"
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # train() called without Hydra's entry point
+        run_dir = out
+    if run_dir.resolve() != out.resolve():  # paths.output_dir set apart from Hydra's run dir
+        raise UserError(f"{out} (paths.output_dir) already holds {found}. To {keep}, add resume=true; to start a "
+                        "new run, give another paths.output_dir, or leave it out (it follows hydra.run.dir).")
     raise UserError(f"{out} already holds {found}. To {keep}, add resume=true; to start a new run, give it "
                     "another hydra.run.dir (or none: a new dated dir).")
 
@@ -496,8 +503,12 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
             raise
     if not multirun and optuna_sweep() and not searched_values_given():  # without -m: once, at the defaults
         search = OmegaConf.select(HydraConfig.get(), "runtime.choices.hparams_search") or "<search>"
-        raise ConfigError([f"hparams_search={search} is a search of many trials: run it with -m (python src/train.py "
+        err = ConfigError([f"hparams_search={search} is a search of many trials: run it with -m (python src/train.py "
                            f"-m hparams_search={search} ...); without -m it would be one run at the default values"])
+        if previous_run(out) is None:  # as any config error, said in the run dir (not over an earlier run's)
+            write_json_atomically(out / FAILED, {**record, "error": f"{type(err).__name__}: {err}",
+                                                 "failed_at": time.time()})
+        raise err
     if cfg.get("resume") not in (True, False, None):  # read by its truth below: resume=no would continue
         from glue_finetune.config import text_from_environment_hint
 

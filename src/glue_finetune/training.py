@@ -441,7 +441,9 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
         return
     if misses:
         # experiment=glue (validation at each epoch's end) only where validation counts steps, i.e. not already on
-        recipe = " (or experiment=glue: run_glue.py's recipe for each task)" if "validate" in fixes else ""
+        # ... and where the run is epochs long: one cut short by trainer.max_steps would not reach an epoch's end
+        recipe = (" (or experiment=glue: run_glue.py's recipe for each task)"
+                  if "validate" in fixes and steps == per_epoch * cfg.trainer.max_epochs else "")
         log.warning("This run takes %d training steps (%d per epoch): it %s. To %s %s: %s%s.", steps, per_epoch,
                     " and ".join(misses), " and ".join(fixes), "once per epoch" if every == per_epoch else
                     "at its end", " ".join(fixes.values()), recipe)
@@ -492,11 +494,12 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
         # that makes up two thirds of a checkpoint with Adam. weights_only: tensors and plain values only.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True) if path else None
         in_memory = saved is None or saved["global_step"] == trainer.global_step
-        if not path and not gone:
+        if not path and not gone and trainer.fast_dev_run:  # it validates once, and saves no checkpoints by design
+            final_weights_because = "trainer.fast_dev_run saves no checkpoints, so none was selected"
+        elif not path and not gone:
             final_weights_because = "no validation ran during training, so no checkpoint was selected"
-            if not trainer.fast_dev_run:  # fast_dev_run saves no checkpoints, by design
-                log.warning("No checkpoint was selected (no validation ran during training): scoring the final "
-                            "weights instead.")
+            log.warning("No checkpoint was selected (no validation ran during training): scoring the final weights "
+                        "instead.")
         elif not in_memory:
             model.load_state_dict(saved["state_dict"])
         del saved
