@@ -34,7 +34,12 @@ def main() -> None:
     try:
         summary, markdown, plots = write_report(args.dirs, out)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+        missing = Path(err.filename).absolute() if err.filename else None
+        if missing and (missing.is_relative_to(out.absolute()) or out.absolute().is_relative_to(missing)):  # --out's
+            print(f"error: the report could not be written to {out} (--out): {err.strerror}: {err.filename}",
+                  file=sys.stderr)
+        else:  # a dir given that holds no runs
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:  # a read-only place, a full disk
         print(f"error: the report could not be written to {out}: {err}", file=sys.stderr)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,15 @@ def test_report_on_a_dir_without_runs_says_so(tmp_path):
     result = run_cli([str(tmp_path), "--out", str(tmp_path / "report.md")], script="src/report.py")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: --out {tmp_path / 'report.md'} is a file: give a directory" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no directory can be made")
+def test_report_to_a_place_that_cannot_be_made_names_out(sweep):
+    # it said "error: [Errno 2] No such file or directory: '/proc/nonexistent'", naming no option
+    result = run_cli([str(sweep), "--out", "/proc/nonexistent/report"], script="src/report.py")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("error: the report could not be written to /proc/nonexistent/report (--out): No such file or directory: "
+            "/proc/nonexistent") in result.stderr
 
 
 def test_report_goes_to_the_sweeps_wandb_group(sweep, tmp_path):

@@ -245,6 +245,17 @@ def test_malformed_rows_name_file_line_and_expected_format(tmp_path, task, file,
         read_glue_file(path, spec, split)
 
 
+def test_a_header_line_added_to_colas_headerless_files_is_named_as_such(tmp_path):
+    # it read as a row whose label was 'label': "label must be 0 or 1 ..., found 'label'"
+    folder = write_glue_task(tmp_path / "CoLA", "cola", n_train=4, n_dev=4, n_test=2)
+    path = folder / "train.tsv"
+    path.write_text("source\tlabel\tjudgement\tsentence\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(DataFormatError) as err:
+        read_glue_file(path, TASKS["cola"], "train")
+    assert str(err.value).startswith(f"{path}:1: CoLA's train.tsv has no header line, and this line reads as one "
+                                     f"('source\\tlabel\\tjudgement\\tsentence'): delete it")
+
+
 def test_mnli_without_its_mismatched_dev_set_is_refused_before_training(glue_dir, tmp_path):
     folder = tmp_path / "MNLI"
     folder.mkdir()

@@ -222,6 +222,10 @@ class GlueDataModule(L.LightningDataModule):
                 if spec.name == "mnli":
                     raw["ax"] = datasets.load_dataset(self.hub_dataset, "ax", split="test")
         if self.max_train_samples is not None and "train" in raw:
+            if self.max_train_samples >= len(raw["train"]):
+                log.warning("data.max_train_samples=%d is not less than %s's %d training examples: all of them are "
+                            "used (the run is still recorded as trained on a subset; data.max_train_samples=null for "
+                            "the whole set).", self.max_train_samples, spec.glue_name, len(raw["train"]))
             raw["train"] = raw["train"].select(range(min(self.max_train_samples, len(raw["train"]))))
         return raw
 

@@ -421,6 +421,11 @@ def _parse_glue_file(data: bytes, path: Path, spec: TaskSpec, split: str) -> dic
         if not row:
             raise DataFormatError(f"{path}:{lineno}: the line is blank; every line holds a row ({spec.glue_name}'s "
                                   f"{path.name} has {_describe(fmt)}): delete it")
+        if fmt.header is None and lineno == 1 and not any(field.strip().isdigit() for field in row):
+            # a header line added to a file that has none (CoLA's train.tsv and dev.tsv: a 0/1 label in each row)
+            raise DataFormatError(f"{path}:1: {spec.glue_name}'s {path.name} has no header line, and this line "
+                                  f"reads as one ({chr(9).join(row)[:80]!r}): delete it ({spec.glue_name}'s "
+                                  f"{path.name} has {_describe(fmt)})")
         if len(row) != width:
             raise DataFormatError(f"{path}:{lineno}: expected {width} tab-separated fields, found {len(row)} "
                                   f"({spec.glue_name}'s {path.name} has {_describe(fmt)})")
