@@ -284,6 +284,9 @@ INVALID_CASES = [
     (["+trainer.limit_val_batches=20.0"],
      "trainer.limit_val_batches=20.0: a fraction must be in [0, 1]; a number of batches is an integer "
      "(trainer.limit_val_batches=20)"),
+    (["+trainer.limit_predict_batches=5"],
+     "trainer.limit_predict_batches: nothing reads it; the GLUE submission files (predict_test) always cover the "
+     "whole test set, which GLUE's server needs. Fix: leave it out (predict_test=false writes none)"),
     # trained nothing, exported the initial weights and exited 0
     (["+trainer.limit_train_batches=0"],
      "trainer.limit_train_batches=0 trains nothing: give a number of batches per epoch (an integer >= 1) or a "

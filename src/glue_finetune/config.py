@@ -713,8 +713,7 @@ def checkpoint_selection_problems(cfg: DictConfig, metric: str) -> list[str]:
 
 # Lightning's accelerators by name (its AcceleratorRegistry; not imported here: it takes seconds)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-              "overfit_batches")
+LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
 
 
 def trainer_value_problems(cfg: DictConfig, gpus_here: bool) -> list[str]:
@@ -745,6 +744,10 @@ def trainer_value_problems(cfg: DictConfig, gpus_here: bool) -> list[str]:
                             f"a list of GPU indices ([0,2])")
     elif devices is not None and not isinstance(devices, (str, ListConfig)) or isinstance(devices, bool):
         problems.append(f"trainer.devices={devices!r}: give a number of devices, -1, auto, or a list of GPU indices")
+    if trainer.get("limit_predict_batches") is not None:  # the test-set predictions are not Lightning's predict loop
+        problems.append("trainer.limit_predict_batches: nothing reads it; the GLUE submission files (predict_test) "
+                        "always cover the whole test set, which GLUE's server needs. Fix: leave it out (predict_test="
+                        "false writes none)")
     for key in LIMIT_KEYS:
         value = trainer.get(key)
         if value is None:
