@@ -350,7 +350,8 @@ def test_model_and_tokenizer_paths_name_the_dir_that_fits(tmp_path, tiny_cfg):
     data_file.write_text("sentence\tlabel\n")
     cases = [
         (f"model.name_or_path={run}",
-         f"model.name_or_path={run} is a run dir, not a model dir: its exported model is model.name_or_path={run}/model"),
+         f"model.name_or_path={run} is a run dir, not a model dir: its exported model is "
+         f"model.name_or_path={run}/model"),
         (f"model.name_or_path={run}/model/config.json",
          f"model.name_or_path={run}/model/config.json is a file: give the directory that holds it "
          f"(model.name_or_path={run}/model)"),

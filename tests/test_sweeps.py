@@ -387,21 +387,36 @@ def test_failed_optuna_trials_are_recorded_the_study_goes_on_and_the_summary_say
     # Every trial fails at once (a bad value the search does not touch). Optuna 2 given a failed job's NaN crashed
     # the sweep at the first trial, and a study without a finished trial crashed it at the end.
     optuna = pytest.importorskip("optuna")
-    sweep, broken = tmp_path / "search", tmp_path / "broken"
-    shutil.copytree(sst2_dir, broken)  # a malformed row: found when a trial reads its data, not before the search
-    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
-    fixed = [o for o in tiny(sst2_dir) if not o.startswith(("optimizer.lr", "data.local_dir"))]
-    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, f"data.local_dir={broken}", "hydra.sweeper.n_trials=2",
+    sweep = tmp_path / "search"
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith("optimizer.lr")]
+    # a value only Lightning's Trainer refuses, once each trial builds it (the check before the search builds none)
+    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, "+trainer.strategy=nonesuch", "hydra.sweeper.n_trials=2",
                       f"hydra.sweep.dir={sweep}"])
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     study = optuna.load_study(study_name="lr_search", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert "Traceback" not in output and "No trial of study lr_search has finished" in output
-    assert "2 job(s) of the sweep" in output and "train.tsv:322: expected 2 tab-separated fields, found 1" in output
+    assert "2 job(s) of the sweep" in output and "Lightning refused the trainer's settings" in output
     # a study does not rerun a failed trial: no "resume=true ... interrupted ones resume" here
     assert "They stay failed in the study. Fix the cause, then run the same command again" in output
     assert "resume=true" not in output
+
+
+@needs_extra("hydra_plugins.hydra_optuna_sweeper")
+def test_a_search_whose_data_has_a_malformed_row_starts_no_trial(sst2_dir, tmp_path):
+    # found when each trial read its data: every trial failed, and each failure stayed in the study for good
+    sweep, broken = tmp_path / "search", tmp_path / "broken"
+    shutil.copytree(sst2_dir, broken)
+    (broken / "train.tsv").write_text((sst2_dir / "train.tsv").read_text() + "no label here\n")
+    fixed = [o for o in tiny(sst2_dir) if not o.startswith(("optimizer.lr", "data.local_dir"))]
+    result = run_cli(["-m", "hparams_search=lr_optuna", *fixed, f"data.local_dir={broken}", "hydra.sweeper.n_trials=2",
+                      f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Invalid config shared by every trial of the search; no trial was started:" in output
+    assert f"{broken / 'train.tsv'}:322: expected 2 tab-separated fields, found 1" in output
+    assert not (sweep / "optuna.db").exists() and not list(sweep.glob("*/checkpoints"))
 
 
 def test_ddp_inside_a_local_sweep_is_rejected_up_front(sst2_dir, tmp_path):

@@ -88,8 +88,8 @@ def trainer_settings_reported() -> Iterator[None]:
             raise cause from None
         if isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
             reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise UserError(f"Lightning refused the trainer's settings (trainer.*): {reason.rstrip('.')}. Fix that trainer key "
-                            f"(python src/train.py --cfg job shows them all).") from None
+            raise UserError(f"Lightning refused the trainer's settings (trainer.*): {reason.rstrip('.')}. Fix that "
+                            f"trainer key (python src/train.py --cfg job shows them all).") from None
         raise
 
 
