@@ -23,7 +23,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs (or single run dirs)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first dir)")
-    parser.add_argument("--wandb", action="store_true", help="also log the report to W&B (group = first dir)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the report to W&B, in the group the first dir's jobs logged to")
     parser.add_argument("--wandb-project", help="the W&B project (default: glue-<task>, or glue for several tasks)")
     args = parser.parse_args()
     out = args.out or args.dirs[0]

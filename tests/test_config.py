@@ -437,6 +437,32 @@ def test_a_new_sweep_gets_a_wandb_group_of_its_own_and_a_continued_one_keeps_its
     assert name_sweep_group(old, tmp_path) == "multirun/old" == recorded_group(old)
 
 
+def test_logger_settings_are_left_out_of_run_names_and_tags_and_ones_own_tags_are_added(tmp_path, monkeypatch):
+    # logger.wandb.group=... named the run "logger.wandb.group=mygroup,logger.wandb.tags=[a,b],seed=1", and tags of
+    # one's own replaced the override tags
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from glue_finetune import tracking
+    from glue_finetune.config import override_tags, run_name
+
+    overrides = ["seed=1", "logger.wandb.group=mygroup", "logger.wandb.tags=[a,b]", "logger.wandb.log_model=true",
+                 "logger=wandb"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    assert run_name() == "seed=1" and override_tags() == ["seed=1"]
+    class Made:  # the W&B logger as built, its arguments kept
+        def __init__(self, **kwargs):
+            self.kwargs, self._wandb_init = kwargs, {"anonymous": "never"}
+
+    monkeypatch.setattr(tracking, "JobWandbLogger", Made)
+    made = tracking.wandb_logger(save_dir=str(tmp_path), offline=True, tags=["a", "b", "seed=1"])
+    assert made.kwargs["tags"] == ["a", "b", "seed=1"]  # one's own first, then the overrides, each once
+
+
 @pytest.mark.parametrize("swept_folder", [True, False], ids=["data-folders-swept", "data-folder-fixed"])
 def test_a_sweeps_jobs_are_named_and_tagged_by_a_data_folder_only_when_the_sweep_varies_it(tmp_path, swept_folder):
     from hydra import compose, initialize_config_dir

@@ -128,15 +128,24 @@ def run_name() -> str:
         return "defaults"
     hydra_cfg = HydraConfig.get()
     name = hydra_cfg.job.override_dirname
-    if kept := swept_where_keys():
+    kept = swept_where_keys()
+    logger_keys = [key for o in hydra_cfg.overrides.task if is_logger_key(key := o.lstrip("+~").split("=", 1)[0])]
+    if kept or logger_keys:
         from hydra._internal.config_loader_impl import get_overrides_dirname
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         dirname = hydra_cfg.job.config.override_dirname
         name = get_overrides_dirname(OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)),
-                                     [k for k in dirname.exclude_keys if k not in kept], dirname.item_sep,
-                                     dirname.kv_sep)
+                                     [k for k in [*dirname.exclude_keys, *logger_keys] if k not in kept],
+                                     dirname.item_sep, dirname.kv_sep)
     return name or "defaults"
+
+
+def is_logger_key(key: str) -> bool:
+    """Whether an override sets how the run is logged (``logger.wandb.group``, ``logger.wandb.tags``, ...), which
+    says nothing of what was run: left out of run names and tags, as ``logger`` itself is (hydra.job.config's
+    ``exclude_keys`` lists exact keys only)."""
+    return key == "logger" or key.startswith("logger.")
 
 
 def job_overrides() -> list[str] | None:
@@ -159,7 +168,8 @@ def override_tags() -> list[str]:
         return []
     excluded = set(OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys", default=[]) or [])
     excluded -= swept_where_keys()
-    return [o[:64] for o in overrides if o.lstrip("+~").split("=", 1)[0] not in excluded]
+    return [o[:64] for o in overrides if (key := o.lstrip("+~").split("=", 1)[0]) not in excluded
+            and (not is_logger_key(key) or key in swept_where_keys())]
 
 
 def slurm_gpus_per_node(accelerator: str, devices) -> int | None:

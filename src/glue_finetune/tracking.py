@@ -137,12 +137,12 @@ def wandb_logger(
     The run id is kept in ``<save_dir>/wandb/run_id``: a run that continues from a checkpoint (``continues_from``,
     the run's ckpt_path) in the same dir continues the same W&B run; one started anew there (a failed job with
     no checkpoint, run again) gets a W&B run of its own, not the failed attempt's history with its own on top.
-    ``tags=None`` tags the run with its command-line overrides, so a dashboard can filter and group by them.
+    The run is tagged with its command-line overrides, so a dashboard can filter and group by them, and with
+    ``tags`` (one's own) besides.
     """
     from glue_finetune.sweep import first_process_of_the_run
 
-    if tags is None:
-        tags = override_tags()
+    tags = list(dict.fromkeys([*(tags or []), *override_tags()]))
     if id is None:
         id_file = Path(save_dir) / "wandb" / "run_id"
         # DDP's other processes start after their rank 0 and log nothing: they read its id, never replace it.
