@@ -152,6 +152,31 @@ def test_the_summary_speaks_for_this_invocations_jobs_not_failures_left_by_an_ea
     assert stopped.value.code == 1 and "job 0: +trainer.max_step=20" in caplog.text
 
 
+def test_a_local_sweep_stopped_by_a_signal_ends_with_its_summary_the_jobs_not_started_included(sst2_dir, tmp_path):
+    # Hydra's basic launcher runs the jobs in the sweep's process: the stopped job's exit ended the sweep before its
+    # summary, and nothing said job 2 never started
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=4), f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "src/train.py", *args], cwd=ROOT, start_new_session=True,
+                            env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((sweep / "0" / "job_done.json").exists() and (sweep / "1" / "checkpoints" / "last.ckpt").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, "sweep ended before it could be stopped"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 75, output[-3000:]
+    assert (f"Sweep {sweep}: 1 job(s) finished, 0 failed, 1 stopped before the end, 1 stopped before their first "
+            f"checkpoint or not started.") in output
+    assert (f"Stopped job(s), each saved where it stopped: 1; to start from the beginning: 2. To continue them "
+            f"(finished jobs are skipped): rerun the same command with resume=true hydra.sweep.dir={sweep}") in output
+
+
 def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
     sweep, epochs = tmp_path / "sweep", 4  # 80 steps a job: seconds between job 1's first checkpoint and its end
     args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=epochs), f"hydra.sweep.dir={sweep}"]

@@ -88,9 +88,11 @@ def stop_or_requeue(err: Preempted) -> float:
     if getattr(err, "nothing_saved", False) and err.requeue is None:
         log.warning("Run %s, before it saved a checkpoint: nothing to continue. To start it again: %s", err,
                     resume_with)
+        summarize_a_local_sweep_stopped_in_a_job(nothing_saved=True)
         sys.exit(PREEMPTED_EXIT_CODE)
     if err.requeue is None:
         log.warning("Run %s. To continue from it: %s", err, resume_with)
+        summarize_a_local_sweep_stopped_in_a_job()
         sys.exit(PREEMPTED_EXIT_CODE)
     log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
     try:
@@ -100,6 +102,22 @@ def stop_or_requeue(err: Preempted) -> float:
                     str(refused).rstrip("."), resume_with)
         return failed_job_result(f"stopped ({err}); not requeued: {refused}")
     sys.exit(PREEMPTED_EXIT_CODE)
+
+
+def summarize_a_local_sweep_stopped_in_a_job(nothing_saved: bool = False) -> None:
+    """Hydra's basic launcher runs a sweep's jobs one after another in this process: a job stopped by a signal
+    ends the sweep, and Hydra's end of the sweep (``SweepSummary``) never comes. Its summary, then, with the jobs
+    not started yet (they ran under the other launchers' own end of the sweep)."""
+    if not in_multirun():
+        return
+    hydra_cfg = HydraConfig.get()
+    if not str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).endswith("BasicLauncher"):
+        return
+    this_job = Path(str(hydra_cfg.runtime.output_dir)).name
+    unsaved = [d.name for d in JOB_DIRS if not (d / ".hydra").exists() or (nothing_saved and d.name == this_job)]
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(hydra_cfg.sweep.dir)},
+                                         "sweeper": {"_target_": OmegaConf.select(hydra_cfg, "sweeper._target_")}}})
+    SweepSummary().on_multirun_end(config, unsaved=unsaved)
 
 
 def in_multirun() -> bool:
