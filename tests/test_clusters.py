@@ -317,11 +317,12 @@ def test_ctrl_c_or_sigterm_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how
         slurm, sst2_dir, tmp_path, stop, exit_code):
     # Ctrl-C, or SIGTERM (kill, timeout, the limits of a login node) to the command that waits for the jobs
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(sweep_command("seed=1", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=500),
-                                          f"hydra.sweep.dir={sweep}"), cwd=ROOT,
+    args = ["seed=1", *SLURM_FITS_THIS_NODE, *tiny(sst2_dir, epochs=500), f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(sweep_command(*args), cwd=ROOT,
                             env={**slurm, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    collect = None
     try:
         deadline = time.monotonic() + 120
         while not any(state == "RUNNING" for _, state, _ in slurm_jobs(slurm)):
@@ -329,6 +330,15 @@ def test_ctrl_c_or_sigterm_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how
             time.sleep(0.5)
         proc.send_signal(stop)
         output = proc.communicate(timeout=60)[0]
+        if stop == signal.SIGTERM:  # the job requeued (as a preemption does) and waiting: the collect command
+            # then is refused, rather than submitting the same job again beside it
+            [(job, _, _)] = slurm_jobs(slurm)
+            subprocess.run(["scontrol", "requeue", job], env=slurm, check=True, capture_output=True)
+            deadline = time.monotonic() + 90
+            while not any(state == "PENDING" for _, state, _ in slurm_jobs(slurm)):
+                assert time.monotonic() < deadline, slurm_state(slurm)
+                time.sleep(0.5)
+            collect = run(sweep_command(*args, "resume=true"), slurm, timeout=120)
     finally:
         proc.kill()
         jobs = slurm_jobs(slurm)
@@ -341,6 +351,10 @@ def test_ctrl_c_or_sigterm_on_a_slurm_sweeps_command_says_its_jobs_go_on_and_how
     assert (f"Stopped waiting for the sweep's SLURM jobs; they go on running on the cluster (squeue --me). To stop "
             f"them: scancel {array}. Once they have ended, this collects them") in output
     assert f"hydra.sweep.dir={sweep} resume=true" in output
+    if collect is not None:
+        assert collect.returncode == 2, collect.stdout[-3000:] + collect.stderr[-3000:]
+        assert (f"1 SLURM job(s) of an earlier invocation of this sweep are still in the queue (squeue: {job}); no "
+                f"job was started.") in collect.stdout + collect.stderr, collect.stdout + collect.stderr
 
 
 def test_slurm_sweep_finishes_and_stopped_jobs_are_requeued_and_continue_from_their_step(slurm, sst2_dir, tmp_path):

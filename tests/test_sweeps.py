@@ -177,6 +177,28 @@ def test_a_local_sweep_stopped_by_a_signal_ends_with_its_summary_the_jobs_not_st
             f"(finished jobs are skipped): rerun the same command with resume=true hydra.sweep.dir={sweep}") in output
 
 
+def test_a_slurm_sweeps_jobs_still_queued_are_found_by_their_submitit_folders(tmp_path, monkeypatch):
+    # jobs requeued (preempted, warned of their time limit) wait in the queue holding no lock on their dir: the same
+    # command with resume=true submitted them again beside the waiting ones
+    from glue_finetune.sweep import queued_slurm_jobs
+
+    sweep = tmp_path / "sweep"
+    for name in ("3", "3_0", "3_1"):  # submitit's folders: the array's, then each task's
+        (sweep / ".submitit" / name).mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"  # another sweep's 4_0, this one's 3_1 (requeued) and 3_0 (running: it holds its
+    # dir's lock, said as such), an unrelated 33_0
+    squeue.write_text("#!/bin/sh\n[ \"$*\" = \"-h -r -o %i %T\" ] || exit 1\n"
+                      "printf '4_0 PENDING\\n3_1 PENDING\\n3_0 RUNNING\\n33_0 PENDING\\n'\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert queued_slurm_jobs(sweep) == ["3_1"]
+    assert queued_slurm_jobs(tmp_path / "elsewhere") == []  # no submitit folder: no SLURM sweep there
+    squeue.write_text("#!/bin/sh\nexit 1\n")  # squeue failing (no controller): nothing is claimed
+    assert queued_slurm_jobs(sweep) == []
+
+
 def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst2_dir, tmp_path):
     sweep, epochs = tmp_path / "sweep", 4  # 80 steps a job: seconds between job 1's first checkpoint and its end
     args = ["-m", "seed=1,2,3", *tiny(sst2_dir, epochs=epochs), f"hydra.sweep.dir={sweep}"]

@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -870,6 +871,13 @@ class SweepCheck(Callback):
             lines += [f"  - {where}" for where in running[:10]] + (["  - ..."] if len(running) > 10 else [])
             lines.append("Wait for them to end, or stop them (Ctrl-C on their command, scancel, ray stop), then run "
                          "this command again.")
+        if launcher.endswith("SlurmLauncher") and (queued := queued_slurm_jobs(Path(str(config.hydra.sweep.dir)))):
+            # requeued (preempted, warned of their time limit) and waiting: no process holds their dir yet, and
+            # this command would submit the same jobs again beside them
+            lines.append(f"{len(queued)} SLURM job(s) of an earlier invocation of this sweep are still in the queue "
+                         f"(squeue: {', '.join(queued[:10])}{', ...' if len(queued) > 10 else ''}); no job was "
+                         "started. Wait for them to end (they continue from their checkpoints and write their "
+                         "results), or scancel them, then run this command again.")
         if occupied:  # found here, before the launcher starts anything, rather than by each job on its own
             lines.append(f"{len(occupied)} job(s) would overwrite an earlier run; no job was started:")
             lines += [f"  - {where}" for where in occupied[:10]] + (["  - ..."] if len(occupied) > 10 else [])
@@ -898,6 +906,25 @@ class SweepCheck(Callback):
             log.error("\n".join(["Invalid config shared by every trial of the search; no trial was started:",
                                   *(f"  - {problem}" for problem in problems)]))
             sys.exit(2)
+
+
+def queued_slurm_jobs(sweep_dir: Path) -> list[str]:
+    """The SLURM jobs of earlier invocations of the sweep in ``sweep_dir`` still waiting in the queue (requeued
+    after a preemption or a time-limit warning, pending), by the job ids submitit named its folders after
+    (``.submitit/<array id>``, ``.submitit/<array id>_<task>``); none where squeue is not at hand."""
+    folders = sweep_dir / ".submitit"
+    arrays = {p.name.split("_", 1)[0] for p in folders.iterdir() if p.is_dir()} if folders.is_dir() else set()
+    if not arrays or shutil.which("squeue") is None:
+        return []
+    try:  # -r: one line per array task, not one per array ("3_[0-1]")
+        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if listed.returncode != 0:
+        return []
+    # a running job holds its dir's lock, said as such (in_use); the others wait (requeued, pending)
+    return [job for job, state in (line.split()[:2] for line in listed.stdout.splitlines() if len(line.split()) >= 2)
+            if job.split("_", 1)[0] in arrays and state not in ("RUNNING", "COMPLETING")]
 
 
 def paths_not_here(job_config: DictConfig) -> list[str]:
