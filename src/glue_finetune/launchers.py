@@ -191,9 +191,10 @@ def prepare_ray(config: DictConfig) -> None:
     except ConnectionError as err:
         raise UserError(
             f"hydra/launcher=ray_cluster connects to a running Ray cluster (hydra.launcher.ray.init.address={address}), "
-            f"and found none: {str(err).rstrip('.')}. Start one first (`ray start --head` on the head node, "
-            "`ray start --address=<head>:6379` on the others) and run the sweep on one of its nodes, give its "
-            "address (hydra.launcher.ray.init.address=<head>:6379), or run on this machine alone with "
+            f"and could not connect to one: {str(err).rstrip('.')}. Where none runs, start one first (`ray start "
+            "--head` on the head node, `ray start --address=<head>:6379` on the others) and run the sweep on one of "
+            "its nodes, or give its address (hydra.launcher.ray.init.address=<head>:6379); where one runs, `ray "
+            "status` on this machine says why it cannot be reached. Or run on this machine alone with "
             "hydra/launcher=parallel."
         ) from None
     nodes = [Node(n["NodeManagerAddress"], n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0),
