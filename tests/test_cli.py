@@ -374,3 +374,14 @@ def test_exit_waits_for_running_threads_and_stops_idle_thread_pools(tmp_path):
         "exit_now(3)\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and result.stdout.split() == ["pool", "used", "writer", "done"], result
+
+
+def test_an_output_dir_set_apart_that_holds_a_run_names_paths_output_dir(tmp_path):
+    # "give it another hydra.run.dir" could not help: the run it would overwrite is in paths.output_dir
+    result = run_cli(["model=tiny", f"paths.output_dir={finished(tmp_path / 'results')}",
+                      f"hydra.run.dir={tmp_path / 'new-run'}"])
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, output[-3000:]
+    assert (f"{tmp_path / 'results'} (paths.output_dir) already holds a finished run (result 0.9140). To keep it "
+            "(and skip the run), add resume=true; to start a new run, give another paths.output_dir, or leave it out "
+            "(it follows hydra.run.dir).") in output

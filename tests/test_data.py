@@ -266,3 +266,16 @@ def test_resident_batches_are_the_collated_batches(tiny_cfg, glue_dir, task, mul
     stored = resident.resident["train"].inputs
     assert {c: t.dtype for c, t in stored.items()} == {"input_ids": torch.int16, "attention_mask": torch.int8,
                                                        "token_type_ids": torch.int8}
+
+
+def test_max_train_samples_past_the_training_set_says_all_of_it_is_used(tiny_cfg, caplog):
+    # accepted without a word: the run used every example while its card recorded a subset of 100,000
+    with caplog.at_level("WARNING", logger="glue_finetune.data"):
+        dm = datamodule(tiny_cfg, "data.max_train_samples=100000")
+    assert len(dm.splits["train"]) == 320  # the fixture's whole training set
+    assert ("data.max_train_samples=100000 is not less than SST-2's 320 training examples: all of them are used"
+            in caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glue_finetune.data"):
+        assert len(datamodule(tiny_cfg, "data.max_train_samples=100").splits["train"]) == 100
+    assert "max_train_samples" not in caplog.text

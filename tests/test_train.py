@@ -380,6 +380,17 @@ def test_without_network_the_local_copies_named_are_the_tasks(tmp_path, task, fo
     assert "SST-2" not in output
 
 
+def test_the_offline_message_suggests_a_local_model_only_where_the_run_needs_one():
+    # model=tiny (a local dir) without data.local_dir was told to point model.name_or_path at a local model
+    from glue_finetune.hub import offline_hint
+    from glue_finetune.tasks import TASKS
+
+    hub_model, local_model = offline_hint(TASKS["sst2"]), offline_hint(TASKS["sst2"], model_is_local=True)
+    assert "data.local_dir=/path/to/SST-2" in hub_model and "model.name_or_path=/path/to/model" in hub_model
+    assert local_model == ("Without network access, point at a local copy instead:\n"
+                           "  data.local_dir=/path/to/SST-2   SST-2's folder of GLUE files (train.tsv, dev.tsv, test.tsv)")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_SST2_DIR.is_dir(), reason=f"real GLUE SST-2 TSVs not found at {REAL_SST2_DIR}")
 def test_minilm_reaches_about_80_percent_on_real_sst2(tmp_path):
