@@ -120,32 +120,39 @@ def swept_where_keys() -> set[str]:
 
 def run_name() -> str:
     """The run's name (W&B's): its command-line overrides as Hydra's ``override_dirname`` joins them
-    (``optimizer.lr=3e-05,seed=1``), less those that say where things are unless the sweep varies them
-    (``swept_where_keys``); ``defaults`` when none are left."""
+    (``optimizer.lr=3e-05,seed=1``), less those ``left_out_keys`` names; ``defaults`` when none are left."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return "defaults"
     hydra_cfg = HydraConfig.get()
-    name = hydra_cfg.job.override_dirname
-    kept = swept_where_keys()
-    logger_keys = [key for o in hydra_cfg.overrides.task if is_logger_key(key := o.lstrip("+~").split("=", 1)[0])]
-    if kept or logger_keys:
-        from hydra._internal.config_loader_impl import get_overrides_dirname
-        from hydra.core.override_parser.overrides_parser import OverridesParser
+    dirname = hydra_cfg.job.config.override_dirname
+    left_out = left_out_keys(list(hydra_cfg.overrides.task))
+    if left_out == set(dirname.exclude_keys or []):  # Hydra's own name leaves out the same keys
+        return hydra_cfg.job.override_dirname or "defaults"
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        dirname = hydra_cfg.job.config.override_dirname
-        name = get_overrides_dirname(OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)),
-                                     [k for k in [*dirname.exclude_keys, *logger_keys] if k not in kept],
-                                     dirname.item_sep, dirname.kv_sep)
+    name = get_overrides_dirname(OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)),
+                                 sorted(left_out), dirname.item_sep, dirname.kv_sep)
     return name or "defaults"
 
 
-def is_logger_key(key: str) -> bool:
-    """Whether an override sets how the run is logged (``logger.wandb.group``, ``logger.wandb.tags``, ...), which
-    says nothing of what was run: left out of run names and tags, as ``logger`` itself is (hydra.job.config's
-    ``exclude_keys`` lists exact keys only)."""
-    return key == "logger" or key.startswith("logger.")
+def override_key(override: str) -> str:
+    """``+trainer.max_steps=10`` → ``trainer.max_steps``."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def left_out_keys(overrides: list[str]) -> set[str]:
+    """The keys left out of a run's name and tags, which say where things are or how the run is logged rather than
+    what was run: Hydra's ``override_dirname.exclude_keys`` (paths, resume, the launcher, the logger) and every
+    ``logger.*`` key among ``overrides`` (``exclude_keys`` lists exact keys only), less the keys the sweep varies
+    (``swept_where_keys``: they tell its jobs apart)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    excluded = set(OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys", default=[]) or [])
+    excluded |= {key for o in overrides if (key := override_key(o)) == "logger" or key.startswith("logger.")}
+    return excluded - swept_where_keys()
 
 
 def job_overrides() -> list[str] | None:
@@ -160,16 +167,12 @@ def job_overrides() -> list[str] | None:
 
 def override_tags() -> list[str]:
     """The job's command-line overrides, as W&B tags (which W&B caps at 64 characters), without those that say
-    where things are rather than what was run (paths, resume, launcher: the keys run names leave out too)."""
-    from hydra.core.hydra_config import HydraConfig
-
+    where things are rather than what was run (``left_out_keys``, as run names leave them out)."""
     overrides = job_overrides()
     if overrides is None:
         return []
-    excluded = set(OmegaConf.select(HydraConfig.get(), "job.config.override_dirname.exclude_keys", default=[]) or [])
-    excluded -= swept_where_keys()
-    return [o[:64] for o in overrides if (key := o.lstrip("+~").split("=", 1)[0]) not in excluded
-            and (not is_logger_key(key) or key in swept_where_keys())]
+    left_out = left_out_keys(overrides)
+    return [o[:64] for o in overrides if override_key(o) not in left_out]
 
 
 def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
@@ -825,6 +828,13 @@ def local_data_problems(spec, local_dir: str | None, glue_dir: str | None) -> li
                                                    ".tsv, with GLUE's header" if csvs else "")] if missing else []
 
 
+def local_task_folder(cfg: DictConfig, spec) -> Path | None:
+    """The folder of the task's GLUE files the config names (``data.local_dir``, or its folder in
+    ``data.glue_dir``); None for data from the Hub."""
+    return task_folder(spec, OmegaConf.select(cfg, "data.local_dir", default=None),
+                       OmegaConf.select(cfg, "data.glue_dir", default=None))
+
+
 def needs_hub(cfg: DictConfig) -> bool:
     """Whether the run downloads its data or model (or reads them from the Hugging Face cache)."""
     name_or_path = OmegaConf.select(cfg, "model.name_or_path", default="")
@@ -853,8 +863,7 @@ def preflight(cfg: DictConfig) -> None:
         raise
     # Local GLUE files read and checked: a malformed row is said now, not after the heavy imports.
     spec = TASKS[str(cfg.data.task)]
-    read_ahead(task_folder(spec, OmegaConf.select(cfg, "data.local_dir", default=None),
-                           OmegaConf.select(cfg, "data.glue_dir", default=None)), spec)
+    read_ahead(local_task_folder(cfg, spec), spec)
     if needs_hub(cfg):
         go_offline_if_unreachable()
         check_cached_when_offline(str(OmegaConf.select(cfg, "model.name_or_path")), spec)

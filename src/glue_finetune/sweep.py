@@ -727,13 +727,13 @@ def data_file_problem(job_config: DictConfig) -> str | None:
     """The job's GLUE files read and checked row by row, as the job's own preflight will (a malformed row, another
     task's file): a sweep over tasks or folders finds a bad file before its first job trains, not when that job
     starts. Each folder is read once, however many jobs (seeds, learning rates) share it."""
-    from glue_finetune.tasks import TASKS, forget_read_ahead, read_ahead, task_folder
+    from glue_finetune.config import local_task_folder
+    from glue_finetune.tasks import TASKS, forget_read_ahead, read_ahead
 
     spec = TASKS.get(str(OmegaConf.select(job_config, "data.task", default=None)))
     if spec is None or spec.train_with:
         return None
-    folder = task_folder(spec, OmegaConf.select(job_config, "data.local_dir", default=None),
-                         OmegaConf.select(job_config, "data.glue_dir", default=None))
+    folder = local_task_folder(job_config, spec)
     if folder is None:  # data from the Hub
         return None
     key = (spec.name, str(Path(folder).resolve()))

@@ -73,24 +73,22 @@ def instantiate_reporting(config: DictConfig, **kwargs):
         raise
 
 
-@contextlib.contextmanager
-def trainer_settings_reported() -> Iterator[None]:
-    """Lightning's refusal of a trainer setting (a device that is not here, a strategy that does not go with the
-    accelerator) as one message naming the trainer's keys, not inside Hydra's "Error in call to target" wrapper."""
+def instantiate_trainer(config: DictConfig, **kwargs) -> L.Trainer:
+    """``instantiate_reporting`` for the trainer: Lightning's refusal of a setting (a device that is not here, a
+    strategy that does not go with the accelerator) is also one message naming the trainer's keys, not inside
+    Hydra's "Error in call to target" wrapper."""
     from hydra.errors import InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        yield
+        return instantiate_reporting(config, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
-            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise UserError(f"Lightning refused the trainer's settings (trainer.*): {reason.rstrip('.')}. Fix that "
-                            f"trainer key (python src/train.py --cfg job shows them all).") from None
-        raise
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
+            raise
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise UserError(f"Lightning refused the trainer's settings (trainer.*): {reason.rstrip('.')}. Fix that "
+                        f"trainer key (python src/train.py --cfg job shows them all).") from None
 
 
 def refuse_a_tokenizer_larger_than_the_model(cfg: DictConfig, tokenizer, model) -> None:
@@ -620,15 +618,14 @@ def train(cfg: DictConfig) -> float:
         on_gpu = uses_gpu(cfg)
         # The trainer first: a setting Lightning refuses (trainer.accelerator=mps on a machine without) fails in a
         # second, not after tokenizing and loading the model.
-        with trainer_settings_reported():
-            trainer: L.Trainer = instantiate(
-                cfg.trainer,
-                **trainer_plugins(cfg.trainer, on_gpu),
-                # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
-                **({"gradient_clip_val": None} if whole_step else {}),
-                callbacks=[*run_callbacks(cfg), times],
-                logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
-            )
+        trainer = instantiate_trainer(
+            cfg.trainer,
+            **trainer_plugins(cfg.trainer, on_gpu),
+            # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
+            **({"gradient_clip_val": None} if whole_step else {}),
+            callbacks=[*run_callbacks(cfg), times],
+            logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
+        )
         # _convert_="all": plain lists and dicts, so checkpoints hold no OmegaConf objects (weights_only loads).
         datamodule: L.LightningDataModule = instantiate_reporting(
             cfg.data, **data_settings_for(cfg, whole_step, on_gpu), _convert_="all")
