@@ -1130,15 +1130,20 @@ def test_a_half_written_checkpoint_or_export_of_a_killed_process_is_removed_when
     assert not export.exists()
 
 
-def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_path):
+def a_saved_run_continued(run_dir: Path):
+    """The config of ``resume=true`` in a run dir that holds a saved ``last.ckpt``, as ``run_job`` reads it."""
     from omegaconf import OmegaConf
 
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"saved")
+    return OmegaConf.create({"paths": {"output_dir": str(run_dir)}, "resume": True, "ckpt_path": None})
+
+
+def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_path):
     from glue_finetune.errors import UserError
     from glue_finetune.sweep import run_job
 
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
-    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+    cfg = a_saved_run_continued(tmp_path)
 
     def save_on_a_full_disk(c):
         try:
@@ -1164,14 +1169,10 @@ def test_a_full_disk_is_one_message_naming_what_is_intact_and_the_command(tmp_pa
 
 def test_a_full_disk_reported_by_a_writer_of_another_language_is_said_as_a_full_disk(tmp_path):
     # safetensors (Rust) raises its own exception with the OS's words, no OSError in its chain
-    from omegaconf import OmegaConf
-
     from glue_finetune.errors import UserError
     from glue_finetune.sweep import run_job
 
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
-    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+    cfg = a_saved_run_continued(tmp_path)
 
     class SafetensorError(Exception):
         pass
@@ -1185,13 +1186,9 @@ def test_a_full_disk_reported_by_a_writer_of_another_language_is_said_as_a_full_
 
 
 def test_a_failure_after_training_says_the_weights_are_safe_and_the_command_that_finishes(tmp_path):
-    from omegaconf import OmegaConf
-
     from glue_finetune.sweep import run_job
 
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"saved")
-    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "resume": True, "ckpt_path": None})
+    cfg = a_saved_run_continued(tmp_path)
 
     def fail(after_training):
         def train_fn(c):
