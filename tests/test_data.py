@@ -273,9 +273,11 @@ def test_max_train_samples_past_the_training_set_says_all_of_it_is_used(tiny_cfg
     with caplog.at_level("WARNING", logger="glue_finetune.data"):
         dm = datamodule(tiny_cfg, "data.max_train_samples=100000")
     assert len(dm.splits["train"]) == 320  # the fixture's whole training set
-    assert ("data.max_train_samples=100000 is not less than SST-2's 320 training examples: all of them are used"
-            in caplog.text)
+    assert ("data.max_train_samples=100000 is not less than SST-2's 320 training examples: all of them are used, and "
+            "the run is recorded as trained on the whole set" in caplog.text)
+    assert not dm.trained_on_part  # what the card and the report's ‡ go by
     caplog.clear()
     with caplog.at_level("WARNING", logger="glue_finetune.data"):
-        assert len(datamodule(tiny_cfg, "data.max_train_samples=100").splits["train"]) == 100
+        dm = datamodule(tiny_cfg, "data.max_train_samples=100")
+    assert len(dm.splits["train"]) == 100 and dm.trained_on_part
     assert "max_train_samples" not in caplog.text

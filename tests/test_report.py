@@ -177,9 +177,11 @@ def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_
 
 
 def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | None = None,
-                  overrides: tuple[str, ...] = (), predict_test: bool = True) -> None:
+                  overrides: tuple[str, ...] = (), predict_test: bool = True, max_train_samples: int | None = None,
+                  train_examples: int | None = None) -> None:
     """A finished job of a GLUE task as the report reads it, with its model card; ``scored``: the card's "covers 160
-    of 408 dev examples" of a run scored on part of the dev set."""
+    of 408 dev examples" of a run scored on part of the dev set; ``max_train_samples``: its config's, and
+    ``train_examples`` the card's "the first N training examples" (None where it trained on the whole set)."""
     from glue_finetune.artefacts import model_card
     from glue_finetune.tasks import TASKS
 
@@ -188,14 +190,15 @@ def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | 
     if overrides:
         (job_dir / "job_done.json").write_text(json.dumps({"overrides": list(overrides), "started_at": 0.0,
                                                            "finished_at": 1.0, "result": 0.0}))
-    (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\npredict_test: {predict_test}\n")
+    (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\n  max_train_samples: "
+                                                    f"{max_train_samples or 'null'}\npredict_test: {predict_test}\n")
     scores = {name: selected.get(name, 0.5) for name in spec.logged_metrics}
     rows = [["step", spec.main_metric, *(f"selected/{n}" for n in scores)],
             [10, selected[spec.main_metric], *[""] * len(scores)], [10, "", *scores.values()]]
     (job_dir / "metrics.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
     (job_dir / "README.md").write_text(model_card(
         name=f"tiny-finetuned-{task}", base_model="tiny", spec=spec, selected=scores, selection="val/loss",
-        best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored))
+        best=scores, hyperparameters={}, rows=[], on_hub=False, scored=scored, train_examples=train_examples))
 
 
 def test_glue_rows_scored_on_part_of_the_dev_set_are_marked_and_left_out_of_the_score(tmp_path):
@@ -328,12 +331,12 @@ def test_a_sweep_over_data_folders_reports_each_folder_as_a_setting(tmp_path):
 def test_glue_rows_trained_on_part_of_the_training_set_are_marked(tmp_path):
     from glue_finetune.report import write_report
 
-    fake_glue_job(tmp_path / "sweep" / "0", "rte", {"val/acc": 0.7})
-    fake_glue_job(tmp_path / "sweep" / "1", "wnli", {"val/acc": 0.5})
-    (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").write_text("data:\n  task: rte\n  max_train_samples: 64\n")
+    fake_glue_job(tmp_path / "sweep" / "0", "rte", {"val/acc": 0.7}, max_train_samples=64, train_examples=64)
+    # a max_train_samples past WNLI's 635 training examples left none out: its card says the whole set
+    fake_glue_job(tmp_path / "sweep" / "1", "wnli", {"val/acc": 0.5}, max_train_samples=100000)
     summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
     assert "| RTE | 1 | Accuracy 70.00 | 70.00 ‡ | 65.70 |" in markdown
-    assert "| WNLI | 1 | Accuracy 50.00 | 50.00 |" in markdown
+    assert "| WNLI | 1 | Accuracy 50.00 | 50.00 |" in markdown and "WNLI on the first" not in markdown
     assert "‡ Trained on part of the training set (RTE on the first 64 training examples: data.max_train_samples)" \
         in markdown
     assert "with tasks trained on part of their training set (‡)" in markdown

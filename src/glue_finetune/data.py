@@ -179,6 +179,8 @@ class GlueDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_train_samples = max_train_samples
+        # whether the run trains on part of the training set: max_train_samples below its size (known once loaded)
+        self.trained_on_part = False
         self.group_by_length = group_by_length
         self.sort_eval_by_length = sort_eval_by_length
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -224,9 +226,11 @@ class GlueDataModule(L.LightningDataModule):
         if self.max_train_samples is not None and "train" in raw:
             if self.max_train_samples >= len(raw["train"]):
                 log.warning("data.max_train_samples=%d is not less than %s's %d training examples: all of them are "
-                            "used (the run is still recorded as trained on a subset; data.max_train_samples=null for "
-                            "the whole set).", self.max_train_samples, spec.glue_name, len(raw["train"]))
-            raw["train"] = raw["train"].select(range(min(self.max_train_samples, len(raw["train"]))))
+                            "used, and the run is recorded as trained on the whole set.", self.max_train_samples,
+                            spec.glue_name, len(raw["train"]))
+            else:
+                self.trained_on_part = True
+                raw["train"] = raw["train"].select(range(self.max_train_samples))
         return raw
 
     def load_tokenizer(self) -> PreTrainedTokenizerBase:

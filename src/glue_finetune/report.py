@@ -38,6 +38,9 @@ RUN_GLUE_RESULTS = {"cola": (56.53,), "sst2": (92.32,), "mrpc": (88.85, 84.07), 
 # A run scored on part of the dev set (debug=limit, trainer.limit_val_batches, ...) says so first in its model card,
 # the run's one record of it: "**A debug run: every score below covers 160 of 408 dev examples only** ...".
 PART_OF_DEV_SET = re.compile(r"every score below covers (.+?) only")
+# A finished run's card says when it trained on part of the training set ("the first 2,000 training examples of the
+# GLUE SST-2 dataset"); a data.max_train_samples at or past the set's size left nothing out, and its card says so.
+PART_OF_TRAINING_SET = re.compile(r"the first ([\d,]+) training examples of the GLUE")
 
 
 @dataclass
@@ -86,7 +89,12 @@ def read_job(job_dir: Path) -> Job:
     config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
     task = config.get("data", {}).get("task", "sst2")
     card = job_dir / "README.md"
-    partial = PART_OF_DEV_SET.search(card.read_text(errors="replace")) if done and card.is_file() else None
+    card_text = card.read_text(errors="replace") if done and card.is_file() else None
+    partial = PART_OF_DEV_SET.search(card_text) if card_text else None
+    max_train_samples = (config.get("data") or {}).get("max_train_samples")
+    if card_text is not None and max_train_samples:  # the card knows whether it left any training example out
+        trained_on = PART_OF_TRAINING_SET.search(card_text)
+        max_train_samples = int(trained_on.group(1).replace(",", "")) if trained_on else None
     job = Job(str(job_dir), overrides, TASKS.get(task, TASKS["sst2"]),
               "done" if done else "failed" if failed else "stopped" if stopped else "unfinished",
               error=failed["error"] if failed else stopped.get("reason") if stopped else None,
@@ -96,7 +104,7 @@ def read_job(job_dir: Path) -> Job:
               partial_dev=partial.group(1) if partial else None,
               predict_test=bool(config.get("predict_test", True)),
               seed=next((o.partition("=")[2] for o in overrides if o.startswith("seed=")), config.get("seed")),
-              max_train_samples=(config.get("data") or {}).get("max_train_samples"))
+              max_train_samples=max_train_samples)
     rows = read_metrics(job_dir / "metrics.csv")
     for metric in job.task.logged_metrics:
         job.curves[metric] = curve(rows, metric)

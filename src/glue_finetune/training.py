@@ -212,9 +212,10 @@ def optimizer_state_problem(saved_groups: list[dict], cfg: DictConfig) -> str | 
     return None
 
 
-def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_because: str | None = None) -> dict:
+def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_because: str | None = None,
+                         trained_on_part: bool = False) -> dict:
     """The run's hyperparameters under the names Hugging Face's model cards use. ``final_weights_because``: as
-    ``write_artefacts``'s."""
+    ``write_artefacts``'s; ``trained_on_part``: whether ``data.max_train_samples`` left training examples out."""
     opt = cfg.optimizer
     optimizer = opt._target_.rsplit(".", 1)[-1]
     if "betas" in opt:
@@ -233,7 +234,7 @@ def card_hyperparameters(cfg: DictConfig, trainer: L.Trainer, final_weights_beca
         "lr_scheduler_warmup_ratio": cfg.scheduler.warmup_ratio,
         "num_epochs": cfg.trainer.max_epochs,
         "training_steps": trainer.global_step,  # what was trained (a step limit or a debug preset stops sooner)
-        **({"max_train_samples": cfg.data.max_train_samples} if cfg.data.get("max_train_samples") else {}),
+        **({"max_train_samples": cfg.data.max_train_samples} if trained_on_part else {}),
         "max_grad_norm": cfg.trainer.get("gradient_clip_val"),
         "max_length": cfg.data.max_length,
         "devices": trainer.num_devices,
@@ -551,9 +552,9 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         selected=selected,
         selection=cfg.selection.metric,
         final_weights_because=final_weights_because,
-        train_examples=len(datamodule.splits["train"]) if cfg.data.get("max_train_samples") else None,
+        train_examples=len(datamodule.splits["train"]) if datamodule.trained_on_part else None,
         best=best_seen(rows, spec.logged_metrics, metric_direction),
-        hyperparameters=card_hyperparameters(cfg, trainer, final_weights_because),
+        hyperparameters=card_hyperparameters(cfg, trainer, final_weights_because, datamodule.trained_on_part),
         rows=evaluations(rows),
         scored=scored,
         validated_on=validated_on,
