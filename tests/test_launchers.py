@@ -123,6 +123,7 @@ def test_a_ray_job_stopped_by_sigterm_is_a_stopped_job_not_a_dead_one(sst2_dir, 
     assert sweep_run.returncode == 75, output[-3000:]
     assert (sweep / "0" / "job_preempted.json").exists() and not (sweep / "0" / "job_failed.json").exists()
     assert "0 job(s) finished, 0 failed, 1 stopped before the end" in output and "process died" not in output
+    assert "A worker died" not in output  # the stopped job returned to the sweep: Ray saw no crash
     # the worker's own hint is the sweep's command (its multirun.yaml's), not the Ray worker's command line
     assert "python src/train.py -m hydra/launcher=parallel seed=1 model=tiny " in output
     assert f" hydra.sweep.dir={sweep} resume=true" in output
@@ -172,9 +173,14 @@ def test_ctrl_c_on_a_ray_sweep_stops_its_running_jobs_at_a_checkpoint_and_drops_
         subprocess.run(["pkill", "-KILL", "-f", "ray::_run_job"], capture_output=True)
     assert sweep_run.returncode == 75, output[-3000:]
     assert "SIGTERM: each running job saves a checkpoint" in output
+    assert "Stopped by the sweep's stop (Ctrl-C or SIGTERM on its command): saving a checkpoint" in output
+    assert "Ctrl-C again: stop at once" not in output  # said to a job that no Ctrl-C reaches
+    assert "A worker died" not in output  # the stopped jobs returned to the sweep: Ray saw no crash
     for job in ("0", "1"):  # each saved after its current step, past its last validation
         assert (sweep / job / "job_preempted.json").exists() and not (sweep / job / "job_failed.json").exists()
-        assert "stopped by SIGINT" in json.loads((sweep / job / "job_preempted.json").read_text())["reason"]
+        # the cause the sweep's command got, not the SIGINT with which ray.cancel interrupts each job
+        assert "stopped by the sweep's stop (Ctrl-C or SIGTERM on its command) at step" in json.loads(
+            (sweep / job / "job_preempted.json").read_text())["reason"]
     assert not (sweep / "2" / "job_failed.json").exists()  # never started: nothing to fail
     # The dropped job is counted and named, with the stopped ones, as a job the same command continues.
     assert "0 job(s) finished, 0 failed, 2 stopped before the end, 1 stopped before their first checkpoint or " \

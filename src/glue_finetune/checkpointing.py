@@ -43,7 +43,7 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning_utilities.core.apply_func import apply_to_collection
 
-from glue_finetune.errors import Preempted
+from glue_finetune.errors import Preempted, sigint_from_a_ray_sweep
 from glue_finetune.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,11 @@ class LatestCheckpoint(Checkpoint):
                 self.restore_signal_handlers()
                 self.stopped_at_once = True
                 raise KeyboardInterrupt
-            log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again: stop at once, "
-                        "without saving).")
+            if sweep_stop := sigint_from_a_ray_sweep():
+                log.warning("Stopped by %s: saving a checkpoint after this step.", sweep_stop)
+            else:
+                log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again: stop at once, "
+                            "without saving).")
         else:
             log.warning("Received %s: saving a checkpoint after this step.", signal.Signals(signum).name)
         self.received = signum
@@ -384,8 +387,8 @@ class LatestCheckpoint(Checkpoint):
         signum, self.received = self.received, None
         # One requeue per job: under DDP every rank stops, rank 0 requeues.
         requeue = slurm_requeue(signum, self.previous.get(signum)) if trainer.is_global_zero else None
-        raise Preempted(f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; checkpoint: {path}",
-                        requeue=requeue)
+        cause = (signum == signal.SIGINT and sigint_from_a_ray_sweep()) or signal.Signals(signum).name
+        raise Preempted(f"stopped by {cause} at step {trainer.global_step}; checkpoint: {path}", requeue=requeue)
 
 
 def slurm_requeue(signum: int, previous_handler):

@@ -41,3 +41,28 @@ class Preempted(Exception):
     def __init__(self, message: str, requeue=None):
         super().__init__(message)
         self.requeue = requeue
+
+
+# ray.cancel, which stops a Ray sweep's jobs when the sweep's command gets Ctrl-C or SIGTERM, interrupts each job's
+# process with SIGINT: in a job, that SIGINT is the sweep stopping, not a Ctrl-C of its own.
+A_RAY_SWEEP_STOPPING = "the sweep's stop (Ctrl-C or SIGTERM on its command)"
+
+
+def in_a_ray_job() -> bool:
+    """Whether this process is a Ray worker running a sweep's job (``hydra/launcher=parallel`` / ``ray_cluster``)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # imported in a Ray worker; not imported here for the question
+    if ray is None:
+        return False
+    try:
+        from ray._private.worker import WORKER_MODE
+
+        return ray.is_initialized() and ray.get_runtime_context().worker.mode == WORKER_MODE
+    except Exception:  # another Ray, without these
+        return False
+
+
+def sigint_from_a_ray_sweep() -> str | None:
+    """``A_RAY_SWEEP_STOPPING`` in a Ray sweep's job, whose SIGINT only the sweep sends; None elsewhere."""
+    return A_RAY_SWEEP_STOPPING if in_a_ray_job() else None

@@ -359,8 +359,9 @@ def launch_keeping_the_sweep(launcher, job_overrides, initial_job_idx):
     ``[ray.get(run) for run in runs]``, so a job whose process died (killed by the OS for memory, a segfault) raises
     out of the sweep before the other results are read and before the sweep summary runs. Here each job is read on
     its own, and a dead one leaves ``job_failed.json`` and counts as a failed job (as run_job fails one),
-    so the others finish and the summary lists it; a job stopped by a signal (its exit code 75 also reads to Ray
-    as a dead worker) counts as stopped. Ctrl-C stops the jobs at a checkpoint (``stop_jobs``) and collects them
+    so the others finish and the summary lists it; a job stopped by a signal counts as stopped, by its record (it
+    returns to the sweep; one stopped before its first checkpoint exits 75, which also reads to Ray as a dead
+    worker). Ctrl-C stops the jobs at a checkpoint (``stop_jobs``) and collects them
     as usual. Set up the same way as the original (it cannot be subclassed: Hydra loads launchers only from the
     hydra_plugins package)."""
     import ray

@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from glue_finetune.config import job_overrides, name_sweep_group
 from glue_finetune.files import unwritable, write_text_atomically
-from glue_finetune.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError
+from glue_finetune.errors import (PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError, in_a_ray_job,
+                                  sigint_from_a_ray_sweep)
 from glue_finetune.logs import keep_run_log, release_stderr
 from glue_finetune.timing import mark_earlier_attempts, mark_run_start
 
@@ -80,8 +81,9 @@ def failed_job_result(error: str, config: DictConfig | None = None) -> float:
 
 
 def stop_or_requeue(err: Preempted) -> float:
-    """How a run stopped by a signal ends: it says how to continue it and exits 75; inside a SLURM job warned of its
-    time limit, the job is requeued first (submitit's handler then exits the process itself). A job submitit will
+    """How a run stopped by a signal ends: it says how to continue it and exits 75 (a Ray sweep's job returns to the
+    sweep instead, which counts it as stopped); inside a SLURM job warned of its time limit, the job is requeued
+    first (submitit's handler then exits the process itself). A job submitit will
     not requeue again (past ``hydra.launcher.max_num_timeout``) ends as a stopped job of its sweep, saved where it
     stopped: the sweep goes on, and its summary says how to continue it (submitit's error would end the sweep
     with a traceback)."""
@@ -93,6 +95,10 @@ def stop_or_requeue(err: Preempted) -> float:
         sys.exit(PREEMPTED_EXIT_CODE)
     if err.requeue is None:
         log.warning("Run %s. To continue from it: %s", err, resume_with)
+        if in_a_ray_job():
+            # Its result, not an exit: Ray reads a worker's exit as a crash ("A worker died or was killed ... by an
+            # unexpected system error"). The sweep counts the job as stopped by its record (job_preempted.json).
+            return failed_job_result(f"stopped ({err})")
         summarize_a_local_sweep_stopped_in_a_job()
         sys.exit(PREEMPTED_EXIT_CODE)
     log.warning("Preempted: %s. Requeueing the SLURM job, which continues from it.", err)
@@ -585,7 +591,8 @@ def run_job_in(out: Path, cfg: DictConfig, train_fn: Callable[[DictConfig], floa
     except KeyboardInterrupt:  # Ctrl-C outside the training steps (start-up, scoring, export), or twice: what is
         # saved stays
         if (out / "checkpoints" / "last.ckpt").exists():
-            write_json_atomically(out / PREEMPTED, {**record, "reason": "Ctrl-C", "preempted_at": time.time()})
+            write_json_atomically(out / PREEMPTED, {**record, "reason": sigint_from_a_ray_sweep() or "Ctrl-C",
+                                                    "preempted_at": time.time()})
             log.warning("Interrupted. To continue: %s", continue_command(out))
         else:  # an earlier attempt's stop no longer describes the dir, and there is nothing to continue
             (out / PREEMPTED).unlink(missing_ok=True)
