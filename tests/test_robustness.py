@@ -644,6 +644,7 @@ def test_a_time_limit_warning_in_a_slurm_job_requeues_it_through_submitit_else_s
     assert checkpointing.slurm_requeue(signal.SIGUSR2, signal.SIG_DFL) is None  # not a SLURM job: just stop
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert checkpointing.slurm_requeue(signal.SIGTERM, signal.SIG_DFL) is None  # SLURM requeues a preempted job
+    assert checkpointing.slurm_requeue(signal.SIGINT, signal.default_int_handler) is None  # Ctrl-C under srun: stop
 
     submitit_calls = []
 

@@ -507,7 +507,8 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     [warning] = [m for m in messages if m.startswith("This run takes")]
     assert messages.index(warning) < messages.index(
         "No checkpoint was selected (no validation ran during training): scoring the final weights instead.")
-    assert "40 training steps (20 per epoch)" in warning and "validates nothing during training" in warning
+    assert "40 training steps (20 per epoch)" in warning
+    assert "validates nothing during training (trainer.val_check_interval=500 training batches" in warning
     assert "logs no train/loss (trainer.log_every_n_steps=500)" in warning
     assert warning.endswith("To validate and log once per epoch: trainer.val_check_interval=20 "
                             "trainer.log_every_n_steps=20 (or experiment=glue: run_glue.py's recipe for each task).")
@@ -553,6 +554,23 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     messages = [r.getMessage() for r in caplog.records]
     assert "Debug limits: trainer.limit_train_batches=5 (5 training batches per epoch)." in messages
     assert "This run takes 10 training steps (5 per epoch)" in next(m for m in messages if m.startswith("This run"))
+
+    # Gradient accumulation: Lightning counts val_check_interval in training batches, log_every_n_steps in optimizer
+    # steps; what it suggests for each validates and logs once per epoch.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "trainer.accumulate_grad_batches=2", output_dir=tmp_path / "accumulated"))
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("This run takes")]
+    assert warning.startswith("This run takes 20 training steps (10 per epoch)")
+    assert "To validate and log once per epoch: trainer.val_check_interval=20 trainer.log_every_n_steps=10 " in warning
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "trainer.accumulate_grad_batches=2", "trainer.val_check_interval=20",
+                       "trainer.log_every_n_steps=10", output_dir=tmp_path / "accumulated_fixed"))
+    assert not [r for r in caplog.records if r.getMessage().startswith("This run takes")]
+    rows = read_metrics(tmp_path / "accumulated_fixed" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r.get("val/acc")] == [10, 20]
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [10, 20]
 
 
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):

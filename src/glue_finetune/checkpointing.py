@@ -396,7 +396,9 @@ def slurm_requeue(signum: int, previous_handler):
     SLURM batch job). Submitit's own handler when submitit launched the job: it requeues within the job's
     ``max_num_timeout`` and exits. Otherwise ``scontrol requeue`` (the job must be requeueable, as SLURM's
     default JobRequeue=1 makes batch jobs)."""
-    if signum == signal.SIGTERM or not os.environ.get("SLURM_JOB_ID"):
+    # Only the time-limit warnings: SLURM requeues a preempted job (SIGTERM) itself, and Ctrl-C (srun, salloc) stops.
+    if signum not in (getattr(signal, "SIGUSR1", None), getattr(signal, "SIGUSR2", None)) \
+            or not os.environ.get("SLURM_JOB_ID"):
         return None
     if callable(previous_handler) and getattr(previous_handler, "__module__", "").startswith("submitit"):
         return functools.partial(previous_handler, signum, None)
