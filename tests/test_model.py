@@ -61,8 +61,11 @@ def test_weight_decay_skips_biases_and_layer_norms(tiny_cfg):
 
 
 def test_without_weight_decay_one_group_holds_every_parameter(tiny_cfg):
-    optimizer = build(tiny_cfg).configure_optimizers()
+    model = build(tiny_cfg)
+    optimizer = model.configure_optimizers()
     assert len(optimizer.param_groups) == 1
+    held = [id(p) for p in optimizer.param_groups[0]["params"]]
+    assert sorted(held) == sorted(id(p) for p in model.parameters()) and len(held) > 0  # each once, biases too
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 3e-3
 
 

@@ -916,20 +916,21 @@ class SignalDuringBatch(L.Callback):
             os.kill(os.getpid(), getattr(signal, self.signum))
 
 
-@pytest.mark.parametrize("batch,extra", [
-    (10, []),  # during step 10, which validates and logs: the validation and the rows come before the stop
-    (25, ["trainer.accumulate_grad_batches=2"]),  # mid-window: the window's optimizer step comes before the stop
-    (20, ["trainer.val_check_interval=15"]),  # an epoch's last step, logging and not validating
-    (13, []),  # an ordinary step
-    (10, ["model.whole_step=true"]),  # the whole-step path (manual optimization), at a validation step
+@pytest.mark.parametrize("batch,step,extra", [
+    (10, 10, []),  # during step 10, which validates and logs: the validation and the rows come before the stop
+    (25, 13, ["trainer.accumulate_grad_batches=2"]),  # mid-window: the window's optimizer step comes before the stop
+    (20, 20, ["trainer.val_check_interval=15"]),  # an epoch's last step, logging and not validating
+    (13, 13, []),  # an ordinary step
+    (10, 10, ["model.whole_step=true"]),  # the whole-step path (manual optimization), at a validation step
 ], ids=["validation_step", "accumulation_window", "epoch_end", "mid_epoch", "whole_step"])
-def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_path, batch, extra):
+def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_path, batch, step, extra):
     from glue_finetune.errors import Preempted
 
     overrides = ["trainer.max_epochs=2", "trainer.val_check_interval=10", "predict_test=false", *extra]
-    run_whole_and_stopped_then_resumed(tiny_cfg, tmp_path, overrides,
-                                       {"_target_": "test_robustness.SignalDuringBatch", "batch": batch},
-                                       Preempted, "stopped by SIGUSR1")
+    stopped_at = run_whole_and_stopped_then_resumed(
+        tiny_cfg, tmp_path, overrides, {"_target_": "test_robustness.SignalDuringBatch", "batch": batch},
+        Preempted, f"stopped by SIGUSR1 at step {step};")
+    assert stopped_at == step  # saved where the signal came (a validation's last.ckpt would also resume exactly)
     assert_same_run(tmp_path / "whole", tmp_path / "resumed")
 
 
@@ -1034,15 +1035,63 @@ def test_the_command_that_continues_a_run_names_train_py_as_the_run_did(monkeypa
 
 
 def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_cfg, tmp_path, caplog):
-    # Its place in the epoch counts batches of its own size, in an order grouped by that size.
-    train(tiny_cfg("+trainer.max_steps=10", "predict_test=false", output_dir=tmp_path / "first"))  # 20 steps an epoch
+    # Its place in the epoch counts batches of its own size, in an order grouped by that size; Lightning counts them
+    # against this run's epoch all the same. 320 examples: 20 batches of 16 an epoch, 10 of 32.
+    def run(name: str, *overrides: str) -> list:
+        cfg = tiny_cfg(*overrides, "predict_test=false", output_dir=tmp_path / name)
+        with open_dict(cfg):
+            cfg.callbacks.record = {"_target_": "test_robustness.RecordBatches"}
+        train(cfg)
+        return RecordBatches.last.batches
+
+    new = run("new", "data.batch_size=32", "+trainer.max_steps=12")  # epoch 0's 10 batches of 32, then 2 of epoch 1
+    for step in (4, 10):
+        run(f"first-{step}", f"+trainer.max_steps={step}")
+        last = tmp_path / f"first-{step}" / "checkpoints" / "last.ckpt"
+        assert torch.load(last, weights_only=True)["global_step"] == step
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glue_finetune.data"):
+            resumed = run(f"second-{step}", f"ckpt_path={last}", "data.batch_size=32", f"+trainer.max_steps={step + 2}")
+        change = ("The checkpoint was trained in batches of 16 (data.batch_size), this run in batches of 32: its place "
+                  "in epoch 0 does not carry over")
+        if step == 4:  # 6 batches left of epoch 0: its first ones, as a new run's
+            assert f"{change}, so the rest of that epoch (6 of its 10 batches, as Lightning counts them) trains on " \
+                   "the epoch's first batches" in caplog.text
+            assert resumed == new[:2]
+        else:  # 10 batches done: epoch 0 is over, and epoch 1 starts as a new run's
+            assert f"{change}, and Lightning counts its 10 batches done as the whole of that epoch's 10: training " \
+                   "goes on with epoch 1." in caplog.text
+            assert resumed == new[10:12]
+
+
+def test_a_run_ended_mid_epoch_trained_on_from_its_checkpoint_goes_on_with_the_rest_of_that_epoch(tiny_cfg, tmp_path):
+    # trainer.max_steps (max_time, early stopping) ends training 4 batches into epoch 0's 20; Lightning counts the
+    # epoch completed, and the run trained on from its last.ckpt started epoch 1 at its 5th batch: batches 24 on.
+    def run(name: str, *overrides: str) -> list:
+        cfg = tiny_cfg(*overrides, "predict_test=false", output_dir=tmp_path / name)
+        with open_dict(cfg):
+            cfg.callbacks.record = {"_target_": "test_robustness.RecordBatches"}
+        train(cfg)
+        return RecordBatches.last.batches
+
+    uninterrupted = run("whole", "+trainer.max_steps=26")
+    assert run("first", "+trainer.max_steps=4") == uninterrupted[:4]
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["global_step"] == 10
-    with caplog.at_level(logging.WARNING, logger="glue_finetune.data"):
-        train(tiny_cfg(f"ckpt_path={last}", "data.batch_size=32", "+trainer.max_steps=12", "predict_test=false",
-                       output_dir=tmp_path / "second"))
-    assert ("The checkpoint was trained in batches of 16 (data.batch_size), this run in batches of 32: its place in "
-            "epoch 0 does not carry over, so the rest of that epoch trains on the epoch's first batches") in caplog.text
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert run("trained_on", f"ckpt_path={last}", "+trainer.max_steps=26") == uninterrupted[4:]
+
+
+class RecordBatches(L.Callback):
+    """Test helper: the token ids of each training batch, in order."""
+
+    last: "RecordBatches | None" = None  # the instance train() made from the config
+
+    def __init__(self):
+        self.batches: list[list[list[int]]] = []
+        RecordBatches.last = self
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(batch["input_ids"].tolist())  # a collated batch (model.whole_step's travel as row numbers)
 
 
 def test_resume_given_as_text_is_refused_not_read_as_true(tmp_path):

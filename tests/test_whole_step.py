@@ -49,8 +49,26 @@ def test_the_fused_clip_trains_with_gradients_of_any_precision(tiny_cfg, tmp_pat
         train(tiny_cfg(f"model.whole_step={whole_step}", "trainer.precision=bf16-true", "trainer.max_epochs=1",
                        "optimizer.fused=true", "trainer.gradient_clip_val=0.05", "predict_test=false",
                        output_dir=tmp_path / whole_step))
-    automatic, whole = curves(tmp_path, "false"), curves(tmp_path, "true")
-    assert whole["train/loss"] == pytest.approx(automatic["train/loss"], rel=2e-2)
+    train(tiny_cfg("model.whole_step=true", "trainer.precision=bf16-true", "trainer.max_epochs=1",
+                   "optimizer.fused=true", "trainer.gradient_clip_val=null", "predict_test=false",
+                   output_dir=tmp_path / "unclipped"))
+    # The weights, not the loss curve (in 20 bf16 steps the tiny model's loss barely moves): the fused clip's
+    # weights are Lightning's but for a rounding here and there (one bf16 step is 0.004 at 0.5-1), and clipping did
+    # act (over a quarter of the unclipped run's weights are elsewhere).
+    automatic, whole, unclipped = (final_weights(tmp_path / name) for name in ("false", "true", "unclipped"))
+    assert share_apart(whole, automatic) < 1e-3
+    assert share_apart(unclipped, whole) > 0.1
+
+
+def share_apart(weights: dict[str, torch.Tensor], others: dict[str, torch.Tensor], by: float = 1e-3) -> float:
+    """The share of the weights more than ``by`` away from the others'."""
+    apart = sum(int(((weights[name] - value).abs() > by).sum()) for name, value in others.items())
+    return apart / sum(value.numel() for value in others.values())
+
+
+def final_weights(run_dir) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    return {name: value.float() for name, value in state.items() if value.is_floating_point()}
 
 
 def test_the_whole_step_stops_at_a_non_finite_loss(tiny_cfg, tmp_path):

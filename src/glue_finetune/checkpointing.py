@@ -347,6 +347,9 @@ class LatestCheckpoint(Checkpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore_signal_handlers()
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        record_an_epoch_cut_short_as_unfinished(trainer, checkpoint)
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         # Stop here, before the next batch, rather than at the end of the batch during which the signal came: by now
         # the last step has done all it does (the module's logging, the validation due at it, with its checkpoint),
@@ -389,6 +392,28 @@ class LatestCheckpoint(Checkpoint):
         requeue = slurm_requeue(signum, self.previous.get(signum)) if trainer.is_global_zero else None
         cause = (signum == signal.SIGINT and sigint_from_a_ray_sweep()) or signal.Signals(signum).name
         raise Preempted(f"stopped by {cause} at step {trainer.global_step}; checkpoint: {path}", requeue=requeue)
+
+
+def record_an_epoch_cut_short_as_unfinished(trainer: L.Trainer, checkpoint: dict) -> None:
+    """Training that ends in the middle of an epoch (``trainer.max_steps``, ``max_time``, early stopping) closes
+    that epoch all the same: Lightning counts it completed, and a run trained on from its last.ckpt (``ckpt_path``,
+    a longer ``max_steps`` or ``max_time``) started the next epoch as if that many of its batches were done,
+    skipping the rest of the cut epoch and the start of the next. Recorded as the epoch in progress it is, as a
+    save during the epoch records it, the run trained on goes on with the rest of that epoch."""
+    epoch, batches = trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_loop.batch_progress
+    if trainer.state.fn != TrainerFn.FITTING or not epoch.completed or epoch.completed != epoch.ready:
+        return  # during an epoch, or before the first: recorded as it is
+    if batches.is_last_batch or batches.current.ready >= trainer.num_training_batches:
+        return  # the epoch ran to its end
+    progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]
+    for counts in (progress["total"], progress["current"]):
+        counts["processed"] -= 1
+        counts["completed"] -= 1
+    checkpoint["epoch"] -= 1
+    # the data module's place in the epoch (data.GlueDataModule.state_dict), under Lightning's key for it
+    data_state = checkpoint.get(type(trainer.datamodule).__qualname__) if trainer.datamodule is not None else None
+    if isinstance(data_state, dict) and "epoch" in data_state:
+        data_state["epoch"] -= 1
 
 
 def slurm_requeue(signum: int, previous_handler):

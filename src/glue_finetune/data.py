@@ -424,14 +424,23 @@ class GlueDataModule(L.LightningDataModule):
 
     def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int, batch_size: int | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
+        per_epoch = self.batches_per_epoch(math.ceil(len(sampler) / world))  # per device
         if batches_done and batch_size is not None and batch_size != self.batch_size:
             # A checkpoint trained in batches of another size (ckpt_path, another data.batch_size): its position
-            # counts those batches, whose length-grouped order differs from this run's.
-            log.warning("The checkpoint was trained in batches of %d (data.batch_size), this run in batches of %d: "
-                        "its place in epoch %d does not carry over, so the rest of that epoch trains on the epoch's "
-                        "first batches (as a resume on several devices does).", batch_size, self.batch_size, epoch)
-            batches_done = 0
-        if batches_done >= self.batches_per_epoch(math.ceil(len(sampler) / world)):  # an epoch's end (per device)
+            # counts those batches, whose length-grouped order differs from this run's. Lightning counts them as
+            # batches of this run's epoch all the same: as many fewer are left of it.
+            change = (f"The checkpoint was trained in batches of {batch_size} (data.batch_size), this run in batches "
+                      f"of {self.batch_size}: its place in epoch {epoch} does not carry over")
+            if batches_done >= per_epoch:
+                log.warning("%s, and Lightning counts its %d batches done as the whole of that epoch's %d: training "
+                            "goes on with epoch %d.", change, batches_done, per_epoch, epoch + 1)
+                batches_done = per_epoch  # the epoch's end: the next starts whole, below
+            else:
+                log.warning("%s, so the rest of that epoch (%d of its %d batches, as Lightning counts them) trains on "
+                            "the epoch's first batches (as a resume on several devices does).", change,
+                            per_epoch - batches_done, per_epoch)
+                batches_done = 0
+        if batches_done >= per_epoch:  # an epoch's end
             epoch, batches_done = epoch + 1, 0  # the next epoch starts whole
         if batches_done and world > 1:
             log.warning("Resuming in the middle of epoch %d on %d devices: the rest of the epoch trains on its first "
