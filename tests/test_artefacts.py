@@ -711,6 +711,17 @@ def test_precision_auto_takes_bf16_only_where_the_gpu_computes_in_it(monkeypatch
         assert bf16_is_native(torch.device("cuda", 1)) is native, capability
 
 
+def test_a_predictor_at_precision_auto_takes_bf16_where_its_device_computes_in_it(finished_run, monkeypatch):
+    from glue_finetune import inference
+
+    model, tokenizer = inference.load_classifier(finished_run / "model")
+    for native in (False, True):  # whatever the device is: what bf16_is_native says of it
+        monkeypatch.setattr(inference, "bf16_is_native", lambda device, answer=native: answer)
+        assert inference.Predictor(model, tokenizer, device="cpu", precision="auto").bf16 is native
+        assert inference.Predictor(model, tokenizer, device="cpu", precision="32").bf16 is False
+        assert inference.Predictor(model, tokenizer, device="cpu", precision="bf16").bf16 is True
+
+
 def test_a_float32_run_is_scored_with_its_own_matmul_precision(finished_run, monkeypatch):
     # matmul_precision=high (the default) is TF32 on a GPU: validation ran with it, so predict and evaluate do too,
     # and leave the process's setting as it was.

@@ -459,8 +459,10 @@ def test_logger_settings_are_left_out_of_run_names_and_tags_and_ones_own_tags_ar
             self.kwargs, self._wandb_init = kwargs, {"anonymous": "never"}
 
     monkeypatch.setattr(tracking, "JobWandbLogger", Made)
-    made = tracking.wandb_logger(save_dir=str(tmp_path), offline=True, tags=["a", "b", "seed=1"])
-    assert made.kwargs["tags"] == ["a", "b", "seed=1"]  # one's own first, then the overrides, each once
+    made = tracking.wandb_logger(save_dir=str(tmp_path), offline=True, tags=["a", "b"])
+    assert made.kwargs["tags"] == ["a", "b", "seed=1"]  # one's own first, then the overrides
+    made = tracking.wandb_logger(save_dir=str(tmp_path), offline=True, tags=["seed=1", "a"])
+    assert made.kwargs["tags"] == ["seed=1", "a"]  # each once
 
 
 @pytest.mark.parametrize("swept_folder", [True, False], ids=["data-folders-swept", "data-folder-fixed"])

@@ -55,14 +55,25 @@ def test_local_splits_have_the_hub_columns_and_sizes(tiny_cfg):
     assert dm.splits["train"].features["labels"].names == ["negative", "positive"]
 
 
-def test_tokenization_is_cached_and_reused(tiny_cfg):
+def test_tokenization_is_cached_and_reused(tiny_cfg, tmp_path, monkeypatch):
+    import datasets
+
+    from glue_finetune import data
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))  # empty: this test's own
+    calls = []
+    tokenize = data._tokenize
+    monkeypatch.setattr(data, "_tokenize", lambda batch, **kw: calls.append(1) or tokenize(batch, **kw))
     first = datamodule(tiny_cfg).splits["train"]
+    assert calls, "the first run tokenizes"
+    calls.clear()
     second = datamodule(tiny_cfg).splits["train"]
+    assert not calls, "the second run reads the first one's tokens"
     assert first.cache_files and first.cache_files == second.cache_files
-    assert first._fingerprint == second._fingerprint
+    assert first["input_ids"] == second["input_ids"]
     # A different max_length is a different fingerprint, so a new cache entry.
     other = datamodule(tiny_cfg, "data.max_length=8").splits["train"]
-    assert other._fingerprint != first._fingerprint
+    assert calls and other._fingerprint != first._fingerprint
 
 
 def test_truncates_at_max_length_and_pads_each_batch_to_its_longest(tiny_cfg):
@@ -218,8 +229,12 @@ def test_pad_to_multiple_of_rounds_batch_lengths_up(tiny_cfg):
 
     dm = instantiate(tiny_cfg("data.pad_to_multiple_of=8").data)
     dm.setup()
-    widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
-    assert widths and all(w % 8 == 0 for w in widths)
+    widths = set()
+    for batch in dm.train_dataloader():  # each batch's longest row, rounded up to 8: not one width for all
+        longest = int(batch["attention_mask"].sum(1).max())
+        assert batch["input_ids"].shape[1] == -(-longest // 8) * 8
+        widths.add(batch["input_ids"].shape[1])
+    assert len(widths) > 1
 
 
 def test_a_resumed_sampler_continues_its_epoch_once_then_draws_whole_epochs():

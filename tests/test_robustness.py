@@ -694,6 +694,10 @@ def test_gpu_runs_write_checkpoints_from_a_background_thread_unless_plugins_are_
     trainer = tiny_cfg("trainer=default").trainer
     assert [type(p) for p in trainer_plugins(trainer, on_gpu=True)["plugins"]] == [BackgroundCheckpointIO]
     assert [type(p) for p in trainer_plugins(trainer, on_gpu=False)["plugins"]] == [AtomicCheckpointIO]
+    # plugins of one's own (trainer=gpu names the background writer itself): the Trainer takes the config's as they are
+    assert trainer_plugins(tiny_cfg("trainer=gpu").trainer, on_gpu=True) == {}
+    assert trainer_plugins(tiny_cfg("+trainer.plugins=[{_target_: glue_finetune.checkpointing.AtomicCheckpointIO}]")
+                           .trainer, on_gpu=True) == {}
 
 
 def test_a_checkpoint_is_renamed_into_place_from_its_own_dir_and_its_hard_links_keep_theirs(tmp_path, monkeypatch):

@@ -50,11 +50,21 @@ def test_real_glue_files_load_with_the_official_row_counts(task):
 
 
 def test_every_task_reads_its_own_made_up_files(glue_dir):
+    from conftest import FILLER
+
     for name, spec in TASKS.items():
         folder = glue_dir / ("diagnostic" if name == "ax" else spec.glue_name)
         for split in spec.file_names:
             columns = read_glue_file(spec.path(folder, split), spec, split)
             assert set(columns) == {*spec.text, "label", "idx"}, (name, split)
+            # every row (write_glue_task's counts), each text in its own column: the made-up rows put the label's
+            # words in the last sentence, and only filler words in a pair's first
+            rows = 160 if split == "train" else 24 if split.startswith("test") else 48
+            assert all(len(values) == rows for values in columns.values()), (name, split)
+            last = columns[spec.text[-1]]
+            assert any(set(text.split()) - set(FILLER) for text in last), (name, split)
+            if spec.is_pair:
+                assert all(set(text.split()) <= set(FILLER) for text in columns[spec.text[0]]), (name, split)
 
 
 # -- metrics, computed as GLUE does ---------------------------------------------------------------------------------
