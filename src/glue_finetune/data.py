@@ -414,10 +414,13 @@ class GlueDataModule(L.LightningDataModule):
         # Lightning warns that a plain DataLoader cannot resume mid-epoch; this module restores the position itself.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
-    def batches_per_epoch(self, samples: int) -> int:
-        """Training batches an epoch, as the Trainer counts them (``trainer.limit_train_batches`` included)."""
+    def batches_per_epoch(self, samples: int, limit: int | float | None = None) -> int:
+        """Training batches an epoch of ``samples`` on one device, as the Trainer counts them: ``limit`` (a number
+        of batches, or a fraction of them: ``trainer.limit_train_batches``, ``overfit_batches``) applied, by default
+        the trainer's ``limit_train_batches``."""
         batches = math.ceil(samples / self.batch_size)
-        limit = self.trainer.limit_train_batches if self.trainer is not None else 1.0
+        if limit is None:
+            limit = self.trainer.limit_train_batches if self.trainer is not None else 1.0
         if isinstance(limit, int) and not isinstance(limit, bool):
             return min(limit, batches)
         return int(batches * float(limit)) if limit != 1.0 else batches
@@ -447,7 +450,3 @@ class GlueDataModule(L.LightningDataModule):
                         "batches (the exact position is restored on one device only).", epoch, world)
             batches_done = 0
         sampler.resume(epoch, batches_done * self.batch_size)
-
-    @property
-    def has_test_split(self) -> bool:
-        return self.splits is not None and any(s.startswith("test") or s == "ax" for s in self.splits)

@@ -834,7 +834,8 @@ class SweepCheck(Callback):
             log.debug("Sweep check skipped: %s", err)
             return
         if sweeper == OPTUNA_SWEEPER:
-            return self.check_search(config, shared, launcher, gpus_here, remote)
+            self.check_search(shared, launcher, gpus_here, remote)
+            return
         failing: dict[str, list[str]] = {}  # problem -> the jobs that have it
         occupied: list[str] = []  # jobs whose dir holds an earlier run, which the job would overwrite
         running: list[str] = []  # jobs whose dir a process holds: a job of an earlier invocation, still running
@@ -902,7 +903,7 @@ class SweepCheck(Callback):
             sys.exit(2)
 
     @staticmethod
-    def check_search(config: DictConfig, shared: DictConfig, launcher: str, gpus_here: bool, remote: bool) -> None:
+    def check_search(shared: DictConfig, launcher: str, gpus_here: bool, remote: bool) -> None:
         """An Optuna search: the config its trials share, checked once. A bad fixed value would fail every trial,
         and each failure would stay in the study for good."""
         missing = paths_not_here(shared) if remote else []

@@ -153,7 +153,7 @@ def own_checkpoint(cfg: DictConfig) -> bool:
     return Path(str(cfg.ckpt_path)).resolve().parent == (Path(cfg.paths.output_dir) / "checkpoints").resolve()
 
 
-def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int | None:
+def checkpoint_step(ckpt_path: str | None, cfg: DictConfig) -> int | None:
     """The optimizer step a Lightning checkpoint was saved at; read before any work, so that a file that is not
     one (cut short, another kind of file), or one of another task or base model than ``cfg``'s, is one message
     rather than a traceback once data and model are loaded (or, for a head of the same shape, a run that trains
@@ -169,7 +169,7 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
                         "one (ckpt_path=<run dir>/checkpoints/best-step<N>.ckpt), or start a new run in another "
                         "dir.") from err
     saved = checkpoint.get("hyper_parameters") or {}
-    if cfg is not None and saved.get("task") and saved.get("name_or_path"):
+    if saved.get("task") and saved.get("name_or_path"):
         # The base model by its name: a local model dir may move between the two runs.
         theirs = (saved["task"], Path(str(saved["name_or_path"]).rstrip("/")).name)
         ours = (str(cfg.data.task), Path(str(cfg.model.name_or_path).rstrip("/")).name)
@@ -180,7 +180,7 @@ def checkpoint_step(ckpt_path: str | None, cfg: DictConfig | None = None) -> int
             raise UserError(f"ckpt_path={ckpt_path} is a checkpoint of task {theirs[0]} with {their_model}; this "
                             f"run is task {ours[0]} with {our_model}. Continue from a checkpoint of this task and "
                             f"model, or give the settings its run had: data={theirs[0]} model.name_or_path={saved['name_or_path']}.")
-    if cfg is not None and (states := checkpoint.get("optimizer_states")):
+    if states := checkpoint.get("optimizer_states"):
         if problem := optimizer_state_problem(states[0].get("param_groups") or [], cfg):
             raise UserError(f"ckpt_path={ckpt_path}: {problem}. A checkpoint continues with its optimizer's state "
                             "(its moments); to start from its weights alone, export them first (a finished run's "
@@ -332,8 +332,21 @@ def total_train_batch_size(cfg: DictConfig, trainer: L.Trainer) -> int:
     return cfg.data.batch_size * trainer.world_size * (cfg.trainer.get("accumulate_grad_batches") or 1)
 
 
-def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path) -> None:
-    """One line saying what is about to run (in place of Lightning's device lines and model summary)."""
+def record_hparams(cfg: DictConfig, trainer: L.Trainer, output_dir: Path) -> None:
+    """The whole config, resolved, as every logger's hyperparameters (hparams.yaml, W&B's config)."""
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+    if cfg.trainer.get("fast_dev_run"):  # Lightning turns the loggers off: the record resume=true checks against
+        from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+        save_hparams_to_yaml(output_dir / "hparams.yaml", hparams)
+
+
+def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_dir: Path, whole_step: bool = False,
+                 on_gpu: bool = False) -> None:
+    """One line saying what is about to run (in place of Lightning's device lines and model summary), and how the
+    training step runs."""
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
     spec, splits = datamodule.spec, datamodule.splits
     dev = " + ".join(f"{len(splits[s]):,}" for s in spec.dev_splits)
@@ -351,6 +364,11 @@ def describe_run(cfg: DictConfig, trainer: L.Trainer, model, datamodule, output_
              "on %s in %s; %s. Run dir: %s", base_model_name(cfg)[0], parameters, spec.glue_name,
              f"{len(splits['train']):,}", dev, length, batch,
              trainer.strategy.root_device, trainer.precision, selection, output_dir)
+    if whole_step:
+        log.info("Training step: forward, backward, clipping and %s in one method%s (model.whole_step).",
+                 cfg.optimizer._target_.rsplit(".", 1)[-1],
+                 f", one CUDA graph per batch shape (lengths padded to multiples of {datamodule.pad_to_multiple_of})"
+                 if on_gpu else "")
     if limits := debug_limits(cfg.trainer):
         log.info("Debug limits: %s.", "; ".join(limits))
     if (cfg.trainer.get("accelerator") == "auto" and trainer.strategy.root_device.type == "cpu"
@@ -379,13 +397,9 @@ def debug_limits(trainer_cfg: DictConfig) -> list[str]:
 def training_batches_per_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> int:
     """An epoch's training batches on each process, as Lightning counts them: debug=limit's slice of each epoch,
     debug=overfit's batches."""
-    batches = -(-len(datamodule.splits["train"]) // (cfg.data.batch_size * trainer.world_size))
+    samples = -(-len(datamodule.splits["train"]) // trainer.world_size)  # on each process
     limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        batches = min(batches, limit)
-    elif isinstance(limit, float):
-        batches = int(batches * limit)
-    return batches
+    return datamodule.batches_per_epoch(samples, 1.0 if limit is None else limit)
 
 
 def refuse_a_validation_interval_past_an_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
@@ -519,11 +533,31 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
     return scores, path, final_weights_because
 
 
+def say_what_the_scores_cover(cfg: DictConfig, trainer: L.Trainer, datamodule, validated: bool,
+                              final_weights_because: str | None) -> tuple[str | None, str | None]:
+    """(how much of the dev sets the final scores cover, how much the validations during training covered where
+    that differs), each None for all of it, said as warnings: a debug limit's scores are a check of the pipeline,
+    not a result. ``validated``: whether any validation ran during training."""
+    scored = dev_examples_scored(trainer, datamodule)
+    validated_on = dev_examples_scored(trainer, datamodule, during_training=True)
+    if validated_on and validated_on != scored and validated and not final_weights_because:
+        log.warning("The validations during training scored %s only (the trainer's limit_val_batches)%s. The scores "
+                    "below cover %s; the model card says which is which.", validated_on,
+                    "" if cfg.selection.metric == "last" else ": the checkpoint was selected on them",
+                    scored or "the whole dev set")
+    else:
+        validated_on = None
+    if scored:
+        log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches, overfit_batches "
+                    "or fast_dev_run): a check of the pipeline, not a result. The model card says so.", scored)
+    return scored, validated_on
+
+
 def dev_examples_scored(trainer: L.Trainer, datamodule, during_training: bool = False) -> str | None:
     """How much of the dev set the selected checkpoint's scores cover when it is not all of it ("160 of 872 dev
     examples": debug=limit, debug=fast_dev_run, trainer.limit_val_batches); None when they cover every example.
     ``during_training``: how much the validations during training covered, which selected the checkpoint."""
-    # test ran only if the final weights weren't kept
+    # trainer.test ran where the last validation's scores could not be reused (score_selected_checkpoint)
     batches = trainer.num_val_batches if during_training else trainer.num_test_batches or trainer.num_val_batches
     sizes = [len(datamodule.splits[split]) for split in datamodule.spec.dev_splits]
     # every batch but a loader's last is full; under DDP each rank scores its share of the batches
@@ -619,12 +653,14 @@ def train(cfg: DictConfig) -> float:
     try:
         whole_step = whole_step_setting(cfg)
         on_gpu = uses_gpu(cfg)
+        # The whole step clips the gradients itself (Lightning refuses to clip under manual optimization): the
+        # norm goes to the model, not the trainer.
+        max_grad_norm = cfg.trainer.get("gradient_clip_val") if whole_step else None
         # The trainer first: a setting Lightning refuses (trainer.accelerator=mps on a machine without) fails in a
         # second, not after tokenizing and loading the model.
         trainer = instantiate_trainer(
             cfg.trainer,
             **trainer_plugins(cfg.trainer, on_gpu),
-            # the whole step clips the gradients itself (Lightning refuses to clip under manual optimization)
             **({"gradient_clip_val": None} if whole_step else {}),
             callbacks=[*run_callbacks(cfg), times],
             logger=with_csv_logger(instantiate_all(cfg.get("logger")), str(output_dir), resume_step),
@@ -636,26 +672,14 @@ def train(cfg: DictConfig) -> float:
         refuse_a_validation_interval_past_an_epoch(cfg, trainer, datamodule)
         if resume_step is not None and own_checkpoint(cfg):
             refuse_other_training_data(cfg, datamodule)
-        clip = cfg.trainer.get("gradient_clip_val")
         model: L.LightningModule = instantiate_reporting(
             cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-            whole_step=whole_step, max_grad_norm=clip if whole_step else None, _convert_="all"
+            whole_step=whole_step, max_grad_norm=max_grad_norm, _convert_="all"
         )
         model.continues_another_run = resume_step is not None and not own_checkpoint(cfg)
         refuse_a_tokenizer_larger_than_the_model(cfg, datamodule.tokenizer, model)
-        if whole_step:
-            log.info("Training step: forward, backward, clipping and %s in one method%s (model.whole_step).",
-                     cfg.optimizer._target_.rsplit(".", 1)[-1],
-                     f", one CUDA graph per batch shape (lengths padded to multiples of "
-                     f"{datamodule.pad_to_multiple_of})" if on_gpu else "")
-        hparams = OmegaConf.to_container(cfg, resolve=True)
-        for logger in trainer.loggers:
-            logger.log_hyperparams(hparams)
-        if cfg.trainer.get("fast_dev_run"):  # Lightning turns the loggers off: the record resume=true checks against
-            from lightning.pytorch.core.saving import save_hparams_to_yaml
-
-            save_hparams_to_yaml(output_dir / "hparams.yaml", hparams)
-        describe_run(cfg, trainer, model, datamodule, output_dir)
+        record_hparams(cfg, trainer, output_dir)
+        describe_run(cfg, trainer, model, datamodule, output_dir, whole_step, on_gpu)
         warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule, resume_step)
 
         try:
@@ -672,20 +696,9 @@ def train(cfg: DictConfig) -> float:
         with times.phase("scoring"):
             selected, selected_path, final_weights_because = score_selected_checkpoint(
                 trainer, model, datamodule, cfg.selection.metric)
+        scored, validated_on = say_what_the_scores_cover(cfg, trainer, datamodule, bool(times.validation_times),
+                                                         final_weights_because)
         main = datamodule.spec.main_metric
-        scored = dev_examples_scored(trainer, datamodule)
-        validated_on = dev_examples_scored(trainer, datamodule, during_training=True)
-        if validated_on and validated_on != scored and times.validation_times and not final_weights_because:
-            log.warning("The validations during training scored %s only (the trainer's limit_val_batches)%s. The "
-                        "scores below cover %s; the model card says which is which.", validated_on,
-                        "" if cfg.selection.metric == "last" else ": the checkpoint was selected on them",
-                        scored or "the whole dev set")
-        else:
-            validated_on = None
-        if scored:
-            log.warning("The scores below cover %s (the trainer's limit_val_batches, limit_test_batches, "
-                        "overfit_batches or fast_dev_run): a check of the pipeline, not a result. The model card says "
-                        "so.", scored)
         if trainer.is_global_zero:  # the model now holds the selected checkpoint's weights
             with times.phase("artefacts"):
                 written = write_artefacts(cfg, trainer, model, datamodule, selected, output_dir, scored,
@@ -694,8 +707,7 @@ def train(cfg: DictConfig) -> float:
                      "GLUE submission files: " + ", ".join(str(p) for p in written) if written
                      else "no submission files")
             log_times(times, trainer)
-        others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
-        if trainer.is_global_zero:
+            others = ", ".join(f"{k} = {v:.4f}" for k, v in selected.items() if k != main)
             print(f"result: {main} = {selected[main]:.4f}, {others}  (selected: {selected_path or 'final weights'}"
                   f"{'; on ' + scored + ' only' if scored else ''})")
         return selected[main]
