@@ -84,6 +84,37 @@ def test_ray_cluster_without_a_cluster_says_how_to_start_one(sst2_dir, tmp_path)
     assert "hydra/launcher=parallel" in output and "Traceback" not in output
 
 
+def test_ray_cluster_that_refuses_this_process_names_its_token(sst2_dir, tmp_path):  # before ray_head starts one
+    # Ray's token authentication: a cluster started with a token refuses a process with another one, which Ray
+    # reports only as "Failed to connect ... most likely due to a previous Ray instance that has since crashed".
+    import uuid
+
+    if not installed("hydra_plugins.hydra_ray_launcher") or not RAY.exists():
+        pytest.skip('Ray is not installed: pip install -e ".[sweeps]"')
+    if ray_cluster_running():
+        pytest.skip("a Ray cluster is running on this machine (the test would stop it)")
+    env = {**os.environ, "RAY_enable_metrics_collection": "0", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    started = subprocess.run([str(RAY), "start", "--head", f"--port={free_port()}", "--num-cpus=1", "--num-gpus=0",
+                              "--include-dashboard=false", "--disable-usage-stats"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             env={**env, "RAY_AUTH_TOKEN": uuid.uuid4().hex})
+    try:
+        if started.returncode != 0:
+            pytest.skip(f"ray start --head failed here: {started.stderr[-500:]}")
+        result = run(sweep_command("seed=1", "hydra/launcher=ray_cluster", *tiny(sst2_dir, epochs=1),
+                                   f"hydra.sweep.dir={tmp_path / 'sweep'}"),
+                     {**env, "RAY_AUTH_TOKEN": uuid.uuid4().hex}, timeout=180)
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert re.search(r"A Ray cluster answers at [\w.\-]+:\d+, but did not take this process. The usual cause is its "
+                     r"token \(Ray's token authentication\): this process's \(RAY_AUTH_TOKEN\) is not the cluster's. "
+                     r"Give it the token of the cluster's head", output), output[-3000:]
+    assert "Traceback" not in output and "start one first" not in output
+
+
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A Ray head with 2 CPUs and no GPU, started in a directory of its own (where its workers run)."""

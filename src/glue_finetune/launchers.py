@@ -140,6 +140,39 @@ class LauncherCheck(Callback):
             sys.exit(2)
 
 
+def why_a_running_cluster_refused(error: str) -> str | None:
+    """Why a Ray cluster that answers at the address in Ray's ``error`` ("Failed to connect to Ray cluster at
+    host:port") did not take this process, or None where nothing answers there. With Ray's token authentication
+    (Ray 2.5x on: `ray start` turns it on where its user has a token), a process without the cluster's token is
+    refused, which Ray reports only as a failure to connect after retrying, its "InvalidAuthToken" lines aside."""
+    import socket
+
+    found = re.search(r"at ([\w.\-]+):(\d+)", error)
+    if not found:
+        return None
+    host, port = found.group(1), int(found.group(2))
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return None  # nothing listens there
+    said = f"A Ray cluster answers at {host}:{port}, but did not take this process. The usual cause is its token"
+    head = ("the token of the cluster's head: the file ~/.ray/auth_token of the user that ran `ray start --head`, "
+            "copied to this user's ~/.ray/auth_token, or given as RAY_AUTH_TOKEN_PATH=<that file> or "
+            "RAY_AUTH_TOKEN=<its text>")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        why = (f"{said}: this command has RAY_AUTH_MODE=disabled, and the cluster asks for one (Ray's token "
+               f"authentication). Unset RAY_AUTH_MODE, with {head}.")
+    elif own := (("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else None)
+                 or (f"RAY_AUTH_TOKEN_PATH={os.environ['RAY_AUTH_TOKEN_PATH']}"
+                     if os.environ.get("RAY_AUTH_TOKEN_PATH") else None)
+                 or ("~/.ray/auth_token" if (Path.home() / ".ray" / "auth_token").is_file() else None)):
+        why = f"{said} (Ray's token authentication): this process's ({own}) is not the cluster's. Give it {head}."
+    else:
+        why = (f"{said} (Ray's token authentication): this process has none (no RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+               f"or ~/.ray/auth_token). Give it {head}.")
+    return why + " Otherwise: a Ray of another version than the cluster's (`ray --version` here and on its head)."
+
+
 def absolute_sweep_dir(config: DictConfig) -> None:
     """Each job's dir is made by the Ray worker that runs it, relative to the worker's working directory: on a
     cluster, where that node's ``ray start`` ran. Jobs compose their config from ``hydra.overrides.hydra``."""
@@ -189,13 +222,16 @@ def prepare_ray(config: DictConfig) -> None:
     try:
         ray.init(**init)
     except ConnectionError as err:
+        connecting = (f"hydra/launcher=ray_cluster connects to a running Ray cluster "
+                      f"(hydra.launcher.ray.init.address={address}), and could not connect to one: "
+                      f"{str(err).rstrip('.')}.")
+        if refused := why_a_running_cluster_refused(str(err)):
+            raise UserError(f"{connecting} {refused}") from None
         raise UserError(
-            f"hydra/launcher=ray_cluster connects to a running Ray cluster (hydra.launcher.ray.init.address={address}), "
-            f"and could not connect to one: {str(err).rstrip('.')}. Where none runs, start one first (`ray start "
-            "--head` on the head node, `ray start --address=<head>:6379` on the others) and run the sweep on one of "
-            "its nodes, or give its address (hydra.launcher.ray.init.address=<head>:6379); where one runs, `ray "
-            "status` on this machine says why it cannot be reached. Or run on this machine alone with "
-            "hydra/launcher=parallel."
+            f"{connecting} Where none runs, start one first (`ray start --head` on the head node, `ray start "
+            "--address=<head>:6379` on the others) and run the sweep on one of its nodes, or give its address "
+            "(hydra.launcher.ray.init.address=<head>:6379); where one runs, `ray status` on this machine says why it "
+            "cannot be reached. Or run on this machine alone with hydra/launcher=parallel."
         ) from None
     nodes = [Node(n["NodeManagerAddress"], n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0),
                   n["Resources"].get("memory", 0) / 2**30) for n in ray.nodes() if n.get("Alive")]
