@@ -143,7 +143,7 @@ class LauncherCheck(Callback):
 def why_a_running_cluster_refused(error: str) -> str | None:
     """Why a Ray cluster that answers at the address in Ray's ``error`` ("Failed to connect to Ray cluster at
     host:port") did not take this process, or None where nothing answers there. With Ray's token authentication
-    (Ray 2.5x on: `ray start` turns it on where its user has a token), a process without the cluster's token is
+    (Ray 2.60: `ray start` turns it on where its user has a token), a process without the cluster's token is
     refused, which Ray reports only as a failure to connect after retrying, its "InvalidAuthToken" lines aside."""
     import socket
 
