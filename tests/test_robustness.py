@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import json
 import logging
 import os
@@ -1041,13 +1042,7 @@ def test_the_command_that_continues_a_run_names_train_py_as_the_run_did(monkeypa
 def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_cfg, tmp_path, caplog):
     # Its place in the epoch counts batches of its own size, in an order grouped by that size; Lightning counts them
     # against this run's epoch all the same. 320 examples: 20 batches of 16 an epoch, 10 of 32.
-    def run(name: str, *overrides: str) -> list:
-        cfg = tiny_cfg(*overrides, "predict_test=false", output_dir=tmp_path / name)
-        with open_dict(cfg):
-            cfg.callbacks.record = {"_target_": "test_robustness.RecordBatches"}
-        train(cfg)
-        return RecordBatches.last.batches
-
+    run = functools.partial(batches_trained, tiny_cfg, tmp_path)
     new = run("new", "data.batch_size=32", "+trainer.max_steps=12")  # epoch 0's 10 batches of 32, then 2 of epoch 1
     for step in (4, 10):
         run(f"first-{step}", f"+trainer.max_steps={step}")
@@ -1071,18 +1066,21 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
 def test_a_run_ended_mid_epoch_trained_on_from_its_checkpoint_goes_on_with_the_rest_of_that_epoch(tiny_cfg, tmp_path):
     # trainer.max_steps (max_time, early stopping) ends training 4 batches into epoch 0's 20; Lightning counts the
     # epoch completed, and the run trained on from its last.ckpt started epoch 1 at its 5th batch: batches 24 on.
-    def run(name: str, *overrides: str) -> list:
-        cfg = tiny_cfg(*overrides, "predict_test=false", output_dir=tmp_path / name)
-        with open_dict(cfg):
-            cfg.callbacks.record = {"_target_": "test_robustness.RecordBatches"}
-        train(cfg)
-        return RecordBatches.last.batches
-
+    run = functools.partial(batches_trained, tiny_cfg, tmp_path)
     uninterrupted = run("whole", "+trainer.max_steps=26")
     assert run("first", "+trainer.max_steps=4") == uninterrupted[:4]
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
     assert run("trained_on", f"ckpt_path={last}", "+trainer.max_steps=26") == uninterrupted[4:]
+
+
+def batches_trained(tiny_cfg, tmp_path: Path, name: str, *overrides: str) -> list:
+    """Train ``overrides`` in ``tmp_path/name``; the token ids of each batch it trained on, in order."""
+    cfg = tiny_cfg(*overrides, "predict_test=false", output_dir=tmp_path / name)
+    with open_dict(cfg):
+        cfg.callbacks.record = {"_target_": "test_robustness.RecordBatches"}
+    train(cfg)
+    return RecordBatches.last.batches
 
 
 class RecordBatches(L.Callback):
