@@ -1063,15 +1063,18 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
             assert resumed == new[10:12]
 
 
-def test_a_run_ended_mid_epoch_trained_on_from_its_checkpoint_goes_on_with_the_rest_of_that_epoch(tiny_cfg, tmp_path):
+@pytest.mark.parametrize("whole_step", ["false", "true"])
+def test_a_run_ended_mid_epoch_trained_on_from_its_checkpoint_goes_on_with_the_rest_of_that_epoch(tiny_cfg, tmp_path,
+                                                                                                 whole_step):
     # trainer.max_steps (max_time, early stopping) ends training 4 batches into epoch 0's 20; Lightning counts the
     # epoch completed, and the run trained on from its last.ckpt started epoch 1 at its 5th batch: batches 24 on.
     run = functools.partial(batches_trained, tiny_cfg, tmp_path)
-    uninterrupted = run("whole", "+trainer.max_steps=26")
-    assert run("first", "+trainer.max_steps=4") == uninterrupted[:4]
+    uninterrupted = run("whole", "+trainer.max_steps=26", f"model.whole_step={whole_step}")
+    assert run("first", "+trainer.max_steps=4", f"model.whole_step={whole_step}") == uninterrupted[:4]
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
-    assert run("trained_on", f"ckpt_path={last}", "+trainer.max_steps=26") == uninterrupted[4:]
+    trained_on = run("trained_on", f"ckpt_path={last}", "+trainer.max_steps=26", f"model.whole_step={whole_step}")
+    assert trained_on == uninterrupted[4:]
 
 
 def batches_trained(tiny_cfg, tmp_path: Path, name: str, *overrides: str) -> list:
