@@ -56,6 +56,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+TINY_BERT = ROOT / "src" / "glue_finetune" / "assets" / "tiny-bert"  # model=tiny's config and tokenizer
 README = ROOT / "README.md"
 REAL_SST2_DIR = ROOT.parent / "shared" / "data" / "glue" / "SST-2"
 

@@ -142,3 +142,50 @@ def test_under_ddp_every_rank_stops_when_any_rank_saw_a_non_finite_loss(tiny_cfg
     with pytest.raises(TrainingDivergedError, match="at optimizer step 7; training stopped at its next check, step 10"):
         model.check_finite()
     assert reduced == ["max"] and int(model.first_nonfinite_step) == -1  # this rank's own flag is left as it was
+
+
+def deberta_dir(tmp_path, version: str) -> str:
+    """A randomly initialised DeBERTa's config (v1 or v2), sized for the tiny BERT's vocabulary: trained with
+    model.pretrained=false and the tiny BERT's tokenizer (data.tokenizer)."""
+    import json
+
+    from transformers import DebertaConfig, DebertaV2Config
+
+    from conftest import TINY_BERT
+
+    vocab_size = json.loads((TINY_BERT / "config.json").read_text())["vocab_size"]
+    config = (DebertaV2Config if version == "v2" else DebertaConfig)(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128)
+    config.save_pretrained(tmp_path / f"deberta-{version}")
+    return str(tmp_path / f"deberta-{version}")
+
+
+def test_a_model_without_sdpa_attention_runs_its_own(tiny_cfg, tmp_path, caplog):
+    # model.attn_implementation=sdpa, the default, is BERT's: transformers refuses it for DeBERTa, which failed to
+    # load with a message suggesting sdpa itself.
+    from conftest import TINY_BERT
+
+    with caplog.at_level(logging.INFO, logger="glue_finetune.model"):
+        model = build(tiny_cfg, f"model.name_or_path={deberta_dir(tmp_path, 'v2')}", "model.pretrained=false",
+                      f"data.tokenizer={TINY_BERT}")
+    assert type(model.model).__name__ == "DebertaV2ForSequenceClassification"
+    assert model.model.config._attn_implementation == "eager"
+    assert ("DebertaV2ForSequenceClassification has no SDPA attention in transformers: it runs its own (eager) "
+            "instead of model.attn_implementation=sdpa.") in caplog.text
+    # BERT keeps the sdpa asked for
+    assert build(tiny_cfg).model.config._attn_implementation == "sdpa"
+
+
+def test_a_model_that_cannot_run_in_bf16_says_which_precision_to_use(tiny_cfg, tmp_path):
+    from conftest import TINY_BERT
+    from glue_finetune.errors import UserError
+    from glue_finetune.training import train
+
+    cfg = tiny_cfg(f"model.name_or_path={deberta_dir(tmp_path, 'v1')}", "model.pretrained=false",
+                   f"data.tokenizer={TINY_BERT}", "trainer.precision=bf16-mixed", "+trainer.max_steps=2",
+                   "predict_test=false", output_dir=tmp_path / "run")
+    with pytest.raises(UserError, match=r"DebertaForSequenceClassification does not run in bf16 \(trainer.precision="
+                                        r"bf16-mixed\): its forward overflowed \(.*BFloat16 without overflow.*\). "
+                                        r"Fix: trainer.precision=32-true."):
+        train(cfg)

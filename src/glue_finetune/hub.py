@@ -139,8 +139,8 @@ def fetching(what: str, source: str | None = None, hint: str | None = None) -> I
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         if "attn_implementation" in str(err) or "FlashAttention" in str(err):  # the setting, not the model dir
             raise UserError(f"Could not load {what} with model.attn_implementation's kernels ({type(err).__name__}: "
-                            f"{reason}). Fix: model.attn_implementation=sdpa (the default: PyTorch's own kernels), "
-                            f"or install what that implementation needs.") from err
+                            f"{reason}). Fix: model.attn_implementation=sdpa (the default: PyTorch's own kernels), eager, "
+                            f"or null (the model's own choice), or install what that implementation needs.") from err
         if source is not None and is_local_path(str(source)):
             raise UserError(
                 f"Could not load {what} ({type(err).__name__}: {reason}). {source} must be a complete "

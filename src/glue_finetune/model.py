@@ -82,12 +82,27 @@ class TextClassifier(L.LightningModule):
         self.spec = spec = TASKS[task]
         with fetching(f"model {name_or_path!r}", name_or_path), quiet_transformers():
             config = head_config(name_or_path, spec)
-            if pretrained:
+
+            def load(attention: str | None):
+                if not pretrained:  # same architecture, random weights
+                    return AutoModelForSequenceClassification.from_config(config, attn_implementation=attention), {}
                 # ignore_mismatched_sizes: a model fine-tuned on another task (MNLI's 3 labels, then RTE's 2: the
                 # usual intermediate-task transfer) gets a new head of the task's size, its encoder kept.
-                self.model, loading = AutoModelForSequenceClassification.from_pretrained(
-                    name_or_path, config=config, attn_implementation=attn_implementation, output_loading_info=True,
+                return AutoModelForSequenceClassification.from_pretrained(
+                    name_or_path, config=config, attn_implementation=attention, output_loading_info=True,
                     ignore_mismatched_sizes=True)
+
+            try:
+                self.model, loading = load(attn_implementation)
+            except ValueError as err:
+                # sdpa, the default, is BERT's; a model whose transformers code has none (DeBERTa) gets its own.
+                if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(err):
+                    raise
+                self.model, loading = load(None)
+                log.info("%s has no SDPA attention in transformers: it runs its own (%s) instead of "
+                         "model.attn_implementation=sdpa.", type(self.model).__name__,
+                         self.model.config._attn_implementation)
+            if pretrained:
                 # A new classifier head is what fine-tuning expects; any other weight left at random is a problem.
                 missing = [k for k in loading["missing_keys"] if not k.startswith("classifier.")]
                 if missing:
@@ -101,9 +116,6 @@ class TextClassifier(L.LightningModule):
                     if any(not k.startswith("classifier.") for k, _, _ in mismatched):
                         log.warning("Weights of %s other than its classifier head do not fit this model and start "
                                     "random: %s", name_or_path, ", ".join(k for k, _, _ in mismatched))
-            else:  # same architecture, random weights
-                self.model = AutoModelForSequenceClassification.from_config(
-                    config, attn_implementation=attn_implementation)
         # from_pretrained returns the model in eval mode and Lightning keeps submodules' modes as it finds them:
         # without this, dropout would be off during fine-tuning.
         self.model.train()
