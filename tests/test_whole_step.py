@@ -518,3 +518,35 @@ def test_a_checkpoint_resumes_at_its_step_whichever_way_the_step_runs(tiny_cfg, 
     train(tiny_cfg(*overrides, f"model.whole_step={then}", f"ckpt_path={last}", output_dir=tmp_path / "run"))
     assert torch.load(last, weights_only=True)["global_step"] == 40
     assert curves(tmp_path, "run")["val/loss"][::2] == [10, 20, 30, 40]
+
+
+def test_a_roberta_without_token_type_ids_trains_a_pair_task_alike_on_both_paths(glue_dir, tmp_path):
+    # RoBERTa: no token_type_ids, padding id 1 (not 0), positions counted from padding_idx + 1; the whole step pads
+    # the resident training and dev sets itself (ResidentRows) with the tokenizer's padding id.
+    import transformers
+    from tokenizers import ByteLevelBPETokenizer
+
+    from conftest import compose_config, tiny_overrides
+
+    sentences = [line.split("\t", 4)[3] for line in (glue_dir / "MRPC" / "train.tsv")
+                 .read_text(encoding="utf-8-sig").splitlines()[1:]]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sentences, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    tokenizer = transformers.RobertaTokenizerFast(vocab=str(tmp_path / "vocab.json"),
+                                                  merges=str(tmp_path / "merges.txt"))
+    assert tokenizer.pad_token_id == 1 and "token_type_ids" not in tokenizer("a b", "c d")
+    model_dir = tmp_path / "roberta"
+    tokenizer.save_pretrained(model_dir)
+    transformers.RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=130, type_vocab_size=1,
+                               pad_token_id=1, bos_token_id=0, eos_token_id=2).save_pretrained(model_dir)
+    for whole_step in ("false", "true"):
+        train(compose_config(tiny_overrides(
+            "data=mrpc", f"data.local_dir={glue_dir / 'MRPC'}", f"model.name_or_path={model_dir}",
+            "model.pretrained=false", "trainer.precision=32-true", "trainer.max_epochs=1", "predict_test=false",
+            f"model.whole_step={whole_step}"), tmp_path / whole_step))
+    automatic, whole = curves(tmp_path, "false"), curves(tmp_path, "true")
+    assert automatic["val/loss"] and whole["train/loss"][::2] == automatic["train/loss"][::2]
+    for metric in automatic:
+        assert whole[metric] == pytest.approx(automatic[metric], rel=1e-5), metric
