@@ -189,3 +189,20 @@ def test_a_model_that_cannot_run_in_bf16_says_which_precision_to_use(tiny_cfg, t
                                         r"bf16-mixed\): its forward overflowed \(.*BFloat16 without overflow.*\). "
                                         r"Fix: trainer.precision=32-true."):
         train(cfg)
+
+
+def test_predictions_in_bf16_of_a_model_that_cannot_run_in_it_say_which_precision_to_use(tmp_path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import TINY_BERT
+    from glue_finetune.errors import UserError
+    from glue_finetune.inference import Predictor
+
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(deberta_dir(tmp_path, "v1"),
+                                                                                      num_labels=2))
+    predictor = Predictor(model, AutoTokenizer.from_pretrained(TINY_BERT), device="cpu", precision="bf16", task="sst2")
+    with pytest.raises(UserError, match=r"DebertaForSequenceClassification does not run in bf16: its forward "
+                                        r"overflowed \(.*\). Fix: --precision 32"):
+        predictor.predict([("a fine film",)])
+    predictor.bf16 = False
+    assert len(predictor.predict([("a fine film",)])) == 1  # in float32 it runs

@@ -236,7 +236,14 @@ class Predictor:
                 inputs = self.tokenizer.pad(features, return_tensors="pt")
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    logits = self.model(**inputs).logits
+                    try:
+                        logits = self.model(**inputs).logits
+                    except RuntimeError as err:  # DeBERTa's attention fills bf16 with float32's smallest value
+                        if not (self.bf16 and "BFloat16 without overflow" in str(err)):
+                            raise
+                        raise UserError(f"{type(self.model).__name__} does not run in bf16: its forward overflowed "
+                                        f"({str(err).strip().splitlines()[0]}). Fix: --precision 32 (predict.py, "
+                                        "evaluate.py; Predictor(precision='32')).") from None
                 out[batch] = logits.float().cpu()
         return out
 
