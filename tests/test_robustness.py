@@ -1044,7 +1044,7 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
     # against this run's epoch all the same. 320 examples: 20 batches of 16 an epoch, 10 of 32.
     run = functools.partial(batches_trained, tiny_cfg, tmp_path)
     new = run("new", "data.batch_size=32", "+trainer.max_steps=12")  # epoch 0's 10 batches of 32, then 2 of epoch 1
-    for step in (4, 10):
+    for step in (4, 10, 14):
         run(f"first-{step}", f"+trainer.max_steps={step}")
         last = tmp_path / f"first-{step}" / "checkpoints" / "last.ckpt"
         assert torch.load(last, weights_only=True)["global_step"] == step
@@ -1057,24 +1057,33 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
             assert f"{change}, so the rest of that epoch (6 of its 10 batches, as Lightning counts them) trains on " \
                    "the epoch's first batches" in caplog.text
             assert resumed == new[:2]
-        else:  # 10 batches done: epoch 0 is over, and epoch 1 starts as a new run's
+        elif step == 10:  # 10 batches done: epoch 0 is over, and epoch 1 starts as a new run's
             assert f"{change}, and Lightning counts its 10 batches done as the whole of that epoch's 10: training " \
                    "goes on with epoch 1." in caplog.text
             assert resumed == new[10:12]
+        else:  # 14 done, more than the epoch's 10: Lightning draws one more batch of epoch 0, then epoch 1's
+            assert f"{change}, and Lightning counts its 14 batches done as more than that epoch's 10: it trains one " \
+                   "more batch of epoch 0 (its first), then goes on with epoch 1." in caplog.text
+            assert resumed == [new[0], new[10]]
 
 
-@pytest.mark.parametrize("whole_step", ["false", "true"])
-def test_a_run_ended_mid_epoch_trained_on_from_its_checkpoint_goes_on_with_the_rest_of_that_epoch(tiny_cfg, tmp_path,
-                                                                                                 whole_step):
-    # trainer.max_steps (max_time, early stopping) ends training 4 batches into epoch 0's 20; Lightning counts the
-    # epoch completed, and the run trained on from its last.ckpt started epoch 1 at its 5th batch: batches 24 on.
+@pytest.mark.parametrize("stop,trained_on,epoch,extra", [
+    (4, 26, 0, []),  # in the middle of epoch 0 (20 batches)
+    (4, 26, 0, ["model.whole_step=true"]),
+    (20, 26, 1, ["trainer.val_check_interval=15"]),  # at epoch 0's last batch, which does not validate
+    (8, 12, 1, ["+trainer.limit_train_batches=8"]),  # at the last batch of an epoch shortened to 8
+], ids=["mid_epoch", "mid_epoch_whole_step", "epoch_end", "limited_epoch_end"])
+def test_a_run_ended_by_max_steps_trained_on_from_its_checkpoint_goes_on_where_it_ended(tiny_cfg, tmp_path, stop,
+                                                                                     trained_on, epoch, extra):
+    # trainer.max_steps (max_time, early stopping) ends training: Lightning closes the epoch it ended in. Trained on
+    # from last.ckpt with a longer max_steps, a run cut 4 batches into epoch 0 started epoch 1 at its 5th batch
+    # (batches 24 on), and a run cut at an epoch's end trained one batch of the next, then went on to the one after.
     run = functools.partial(batches_trained, tiny_cfg, tmp_path)
-    uninterrupted = run("whole", "+trainer.max_steps=26", f"model.whole_step={whole_step}")
-    assert run("first", "+trainer.max_steps=4", f"model.whole_step={whole_step}") == uninterrupted[:4]
+    uninterrupted = run("whole", f"+trainer.max_steps={trained_on}", *extra)
+    assert run("first", f"+trainer.max_steps={stop}", *extra) == uninterrupted[:stop]
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["epoch"] == 0
-    trained_on = run("trained_on", f"ckpt_path={last}", "+trainer.max_steps=26", f"model.whole_step={whole_step}")
-    assert trained_on == uninterrupted[4:]
+    assert torch.load(last, weights_only=True)["epoch"] == epoch
+    assert run("trained_on", f"ckpt_path={last}", f"+trainer.max_steps={trained_on}", *extra) == uninterrupted[stop:]
 
 
 def batches_trained(tiny_cfg, tmp_path: Path, name: str, *overrides: str) -> list:

@@ -572,6 +572,16 @@ def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(t
     assert [int(r["step"]) for r in rows if r.get("val/acc")] == [10, 20]
     assert [int(r["step"]) for r in rows if r.get("train/loss")] == [10, 20]
 
+    # 20 batches an epoch in windows of 3: 7 steps, the last of 2 batches; 2 epochs are 40 batches, not 7 x 2 x 3
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glue_finetune.training"):
+        train(tiny_cfg(*short, "trainer.accumulate_grad_batches=3", "trainer.val_check_interval=41",
+                       output_dir=tmp_path / "short_window"))
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("This run takes")]
+    assert warning.startswith("This run takes 14 training steps (7 per epoch)")
+    assert "validates nothing during training (trainer.val_check_interval=41 training batches" in warning
+    assert "trainer.val_check_interval=20 trainer.log_every_n_steps=7" in warning
+
 
 class SlowDisk(L.fabric.plugins.TorchCheckpointIO):
     """A disk that takes `seconds` per checkpoint (a tiny one takes milliseconds on a real one); it records what it

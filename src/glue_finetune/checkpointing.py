@@ -348,7 +348,7 @@ class LatestCheckpoint(Checkpoint):
         self.restore_signal_handlers()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        record_an_epoch_cut_short_as_unfinished(trainer, checkpoint)
+        record_where_training_ended(trainer, checkpoint)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         # Stop here, before the next batch, rather than at the end of the batch during which the signal came: by now
@@ -394,25 +394,36 @@ class LatestCheckpoint(Checkpoint):
         raise Preempted(f"stopped by {cause} at step {trainer.global_step}; checkpoint: {path}", requeue=requeue)
 
 
-def record_an_epoch_cut_short_as_unfinished(trainer: L.Trainer, checkpoint: dict) -> None:
-    """Training that ends in the middle of an epoch (``trainer.max_steps``, ``max_time``, early stopping) closes
-    that epoch all the same: Lightning counts it completed, and a run trained on from its last.ckpt (``ckpt_path``,
-    a longer ``max_steps`` or ``max_time``) started the next epoch as if that many of its batches were done,
-    skipping the rest of the cut epoch and the start of the next. Recorded as the epoch in progress it is, as a
-    save during the epoch records it, the run trained on goes on with the rest of that epoch."""
+def record_where_training_ended(trainer: L.Trainer, checkpoint: dict) -> None:
+    """The checkpoint saved as training ends, made to continue where it ended (``ckpt_path``, with a longer
+    ``trainer.max_steps`` or ``max_time``). Lightning closes the epoch training ended in, and records two states a
+    continued run misreads:
+
+    - ended in the middle of the epoch (``max_steps``, ``max_time``, early stopping): the epoch counts as
+      completed, so the continued run started the next epoch as if that many of its batches were done, skipping
+      the rest of the cut epoch and the start of the next. Recorded as the epoch in progress it is, as a save
+      during the epoch records it, the continued run trains the rest of that epoch.
+    - ended at the epoch's last batch: with ``max_steps`` set Lightning carries the epoch's batch count into the
+      next epoch, which then ends after its first batch. Recorded with none of the next epoch's batches done."""
     epoch, batches = trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_loop.batch_progress
     if trainer.state.fn != TrainerFn.FITTING or not epoch.completed or epoch.completed != epoch.ready:
         return  # during an epoch, or before the first: recorded as it is
-    if batches.is_last_batch or batches.current.ready >= trainer.num_training_batches:
-        return  # the epoch ran to its end
+    # the data module's place in the epoch (data.GlueDataModule.state_dict), under Lightning's key for it
+    data_state = checkpoint.get(type(trainer.datamodule).__qualname__) if trainer.datamodule is not None else None
+    data_state = data_state if isinstance(data_state, dict) and "epoch" in data_state else {}
+    if batches.is_last_batch or batches.current.ready >= trainer.num_training_batches:  # the epoch ran to its end
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        progress["current"] = {count: 0 for count in progress["current"]}
+        progress["is_last_batch"] = False
+        if data_state:
+            data_state["batches_done"] = 0
+        return
     progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]
     for counts in (progress["total"], progress["current"]):
         counts["processed"] -= 1
         counts["completed"] -= 1
     checkpoint["epoch"] -= 1
-    # the data module's place in the epoch (data.GlueDataModule.state_dict), under Lightning's key for it
-    data_state = checkpoint.get(type(trainer.datamodule).__qualname__) if trainer.datamodule is not None else None
-    if isinstance(data_state, dict) and "epoch" in data_state:
+    if data_state:
         data_state["epoch"] -= 1
 
 

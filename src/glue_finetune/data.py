@@ -434,10 +434,15 @@ class GlueDataModule(L.LightningDataModule):
             # batches of this run's epoch all the same: as many fewer are left of it.
             change = (f"The checkpoint was trained in batches of {batch_size} (data.batch_size), this run in batches "
                       f"of {self.batch_size}: its place in epoch {epoch} does not carry over")
-            if batches_done >= per_epoch:
+            if batches_done == per_epoch:
                 log.warning("%s, and Lightning counts its %d batches done as the whole of that epoch's %d: training "
                             "goes on with epoch %d.", change, batches_done, per_epoch, epoch + 1)
-                batches_done = per_epoch  # the epoch's end: the next starts whole, below
+            elif batches_done > per_epoch:
+                # Lightning ends an epoch when its count reaches the epoch's batches exactly, else when they run out:
+                # past them, it draws one batch more: the epoch's first (its set_epoch puts the sampler back there).
+                log.warning("%s, and Lightning counts its %d batches done as more than that epoch's %d: it trains one "
+                            "more batch of epoch %d (its first), then goes on with epoch %d.", change, batches_done,
+                            per_epoch, epoch, epoch + 1)
             else:
                 log.warning("%s, so the rest of that epoch (%d of its %d batches, as Lightning counts them) trains on "
                             "the epoch's first batches (as a resume on several devices does).", change,

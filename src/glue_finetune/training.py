@@ -431,18 +431,20 @@ def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, dat
     interval = cfg.trainer.get("val_check_interval")
     by_steps = cfg.trainer.get("check_val_every_n_epoch") is None and isinstance(interval, int)  # else per epoch
     accumulate = cfg.trainer.get("accumulate_grad_batches") or 1
-    per_epoch = max(1, -(-training_batches_per_epoch(cfg, trainer, datamodule) // accumulate))  # optimizer steps
-    steps = per_epoch * cfg.trainer.max_epochs
-    if (max_steps := cfg.trainer.get("max_steps") or -1) > 0:
-        steps = min(steps, max_steps)
+    epoch_batches = training_batches_per_epoch(cfg, trainer, datamodule)
+    per_epoch = max(1, -(-epoch_batches // accumulate))  # optimizer steps: an epoch's last window may be short
+    steps, batches = per_epoch * cfg.trainer.max_epochs, epoch_batches * cfg.trainer.max_epochs
+    if (max_steps := cfg.trainer.get("max_steps") or -1) > 0 and max_steps < steps:
+        steps = max_steps
+        batches = max_steps // per_epoch * epoch_batches + min(max_steps % per_epoch * accumulate, epoch_batches)
     misses, fixes = [], {}
     every = min(per_epoch, steps)  # once per epoch; once, at its end, for a run shorter than an epoch (max_steps)
     # Lightning counts val_check_interval in training batches, log_every_n_steps in optimizer steps: the two differ
     # by accumulate_grad_batches.
-    if by_steps and steps * accumulate < interval:
+    if by_steps and batches < interval:
         misses.append(f"validates nothing during training (trainer.val_check_interval={interval} training batches: "
                       "no checkpoint to select, the final weights are kept)")
-        fixes["validate"] = f"trainer.val_check_interval={every * accumulate}"
+        fixes["validate"] = f"trainer.val_check_interval={min(epoch_batches, batches)}"
     if steps < (log_every := cfg.trainer.get("log_every_n_steps") or 50):
         misses.append(f"logs no train/loss (trainer.log_every_n_steps={log_every})")
         fixes["log"] = f"trainer.log_every_n_steps={every}"
