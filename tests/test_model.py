@@ -206,3 +206,26 @@ def test_predictions_in_bf16_of_a_model_that_cannot_run_in_it_say_which_precisio
         predictor.predict([("a fine film",)])
     predictor.bf16 = False
     assert len(predictor.predict([("a fine film",)])) == 1  # in float32 it runs
+
+
+def test_a_max_length_past_the_models_positions_is_refused_before_training(tiny_cfg, tmp_path):
+    # A sentence longer than the model's position embeddings fails inside the forward, whenever one comes (a
+    # device-side assert on a GPU): said before training, with the length that fits.
+    import json
+
+    from transformers import BertConfig
+
+    from conftest import TINY_BERT
+    from glue_finetune.errors import UserError
+    from glue_finetune.training import train
+
+    config = json.loads((TINY_BERT / "config.json").read_text())
+    BertConfig(**{**config, "max_position_embeddings": 64}).save_pretrained(tmp_path / "short")
+    short = (f"model.name_or_path={tmp_path / 'short'}", f"data.tokenizer={TINY_BERT}", "+trainer.max_steps=2",
+             "predict_test=false")
+    with pytest.raises(UserError, match=rf"data.max_length=128, but {tmp_path / 'short'} has positions for 64 tokens: "
+                                        r"a longer sentence would index past them. Fix: data.max_length=64."):
+        train(tiny_cfg(*short, output_dir=tmp_path / "refused"))
+    assert not (tmp_path / "refused" / "checkpoints").exists()  # before any training
+    train(tiny_cfg(*short, "data.max_length=64", output_dir=tmp_path / "fits"))
+    assert (tmp_path / "fits" / "checkpoints" / "last.ckpt").exists()

@@ -102,6 +102,27 @@ def refuse_a_tokenizer_larger_than_the_model(cfg: DictConfig, tokenizer, model) 
                         f"follows model.name_or_path: leave it unset).")
 
 
+def positions_of(model: torch.nn.Module) -> int | None:
+    """How many tokens a sentence may have for ``model``'s learned positions: its position embeddings' rows, less
+    the ones RoBERTa's kind skips (positions count from its padding id + 1: 514 rows, 512 tokens); None for a model
+    without them (DeBERTa-v2's relative positions)."""
+    table = next((module for name, module in model.named_modules()
+                  if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding)), None)
+    if table is None:
+        return None
+    return table.num_embeddings - (table.padding_idx + 1 if table.padding_idx is not None else 0)
+
+
+def refuse_a_max_length_past_the_models_positions(cfg: DictConfig, model) -> None:
+    """A sentence longer than the model has positions for fails inside the forward ("index out of range in self",
+    a device-side assert on a GPU) whenever one comes: the first long one in training, or in predictions later."""
+    positions = positions_of(model.model)
+    if positions is not None and cfg.data.max_length > positions:
+        raise UserError(f"data.max_length={cfg.data.max_length}, but {cfg.model.name_or_path} has positions for "
+                        f"{positions} tokens: a longer sentence would index past them. Fix: "
+                        f"data.max_length={positions}.")
+
+
 @contextlib.contextmanager
 def ctrl_c_said_as_such(trainer: L.Trainer) -> Iterator[None]:
     """Lightning ends a fit or test interrupted by Ctrl-C with exit(1), as if it had failed, and leaves SIGINT
@@ -691,6 +712,7 @@ def train(cfg: DictConfig) -> float:
         )
         model.continues_another_run = resume_step is not None and not own_checkpoint(cfg)
         refuse_a_tokenizer_larger_than_the_model(cfg, datamodule.tokenizer, model)
+        refuse_a_max_length_past_the_models_positions(cfg, model)
         record_hparams(cfg, trainer, output_dir)
         describe_run(cfg, trainer, model, datamodule, output_dir, whole_step, on_gpu)
         warn_of_a_run_too_short_to_validate(cfg, trainer, datamodule, resume_step)
