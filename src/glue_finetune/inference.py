@@ -46,6 +46,16 @@ class Prediction:
     probabilities: dict[str, float]
 
 
+def overflowed_in_bf16(err: RuntimeError, model: torch.nn.Module, fix: str, running: str = "") -> UserError | None:
+    """A model whose transformers code does not run in bf16 (DeBERTa's attention fills a bf16 tensor with float32's
+    smallest value) fails in its forward with a bare "cannot be converted to type c10::BFloat16 without overflow":
+    one message naming the model, how it ran (``running``) and the ``fix``. None for any other error."""
+    if "BFloat16 without overflow" not in str(err):
+        return None
+    return UserError(f"{type(model).__name__} does not run in bf16{running}: its forward overflowed "
+                     f"({str(err).strip().splitlines()[0]}). Fix: {fix}.")
+
+
 def bf16_is_native(device: torch.device) -> bool:
     if device.type == "cuda":  # Ampere on; is_bf16_supported() is also true where bf16 is only emulated (V100, T4)
         return torch.cuda.get_device_capability(device) >= (8, 0)
@@ -238,12 +248,12 @@ class Predictor:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     try:
                         logits = self.model(**inputs).logits
-                    except RuntimeError as err:  # DeBERTa's attention fills bf16 with float32's smallest value
-                        if not (self.bf16 and "BFloat16 without overflow" in str(err)):
+                    except RuntimeError as err:
+                        overflow = overflowed_in_bf16(err, self.model, "--precision 32 (predict.py, evaluate.py; "
+                                                      "Predictor(precision='32'))") if self.bf16 else None
+                        if overflow is None:
                             raise
-                        raise UserError(f"{type(self.model).__name__} does not run in bf16: its forward overflowed "
-                                        f"({str(err).strip().splitlines()[0]}). Fix: --precision 32 (predict.py, "
-                                        "evaluate.py; Predictor(precision='32')).") from None
+                        raise overflow from None
                 out[batch] = logits.float().cpu()
         return out
 

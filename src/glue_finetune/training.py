@@ -20,7 +20,7 @@ from glue_finetune.artefacts import export_model, model_card, model_name, write_
 from glue_finetune.config import check_constructor_keys, cpu_precision, job_overrides, preflight, whole_step_blockers
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
-from glue_finetune.inference import Predictor
+from glue_finetune.inference import Predictor, overflowed_in_bf16
 from glue_finetune.results import best_seen, evaluations, read_metrics
 from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
@@ -556,17 +556,6 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
     return scores, path, final_weights_because
 
 
-def overflowed_in_bf16(err: RuntimeError, trainer: L.Trainer, model) -> UserError | None:
-    """A model whose transformers code does not run in bf16 (DeBERTa's attention fills a bf16 tensor with float32's
-    smallest value) fails in its first forward with a bare "cannot be converted to type c10::BFloat16 without
-    overflow": said with the setting to change, which trainer=cpu (on CPUs with native bf16) and trainer=gpu set.
-    None for any other error."""
-    if "BFloat16 without overflow" not in str(err) or "bf16" not in str(trainer.precision):
-        return None
-    return UserError(f"{type(model.model).__name__} does not run in bf16 (trainer.precision={trainer.precision}): "
-                     f"its forward overflowed ({str(err).strip().splitlines()[0]}). Fix: trainer.precision=32-true.")
-
-
 def say_what_the_scores_cover(cfg: DictConfig, trainer: L.Trainer, datamodule, validated: bool,
                               final_weights_because: str | None) -> tuple[str | None, str | None]:
     """(how much of the dev sets the final scores cover, how much the validations during training covered where
@@ -722,8 +711,10 @@ def train(cfg: DictConfig) -> float:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         except torch.OutOfMemoryError as err:
             raise out_of_gpu_memory(err, trainer, cfg) from None
-        except RuntimeError as err:
-            if (overflow := overflowed_in_bf16(err, trainer, model)) is None:
+        except RuntimeError as err:  # trainer=cpu (on CPUs with native bf16) and trainer=gpu train in bf16
+            overflow = overflowed_in_bf16(err, model.model, "trainer.precision=32-true",
+                                          f" (trainer.precision={trainer.precision})")
+            if overflow is None or "bf16" not in str(trainer.precision):
                 raise
             raise overflow from None
         finally:  # a failed fit skips on_train_end: the graphs' memory pools go now, not when the failure's
