@@ -159,13 +159,15 @@ def why_a_running_cluster_refused(error: str) -> str | None:
     head = ("the token of the cluster's head: the file ~/.ray/auth_token of the user that ran `ray start --head`, "
             "copied to this user's ~/.ray/auth_token, or given as RAY_AUTH_TOKEN_PATH=<that file> or "
             "RAY_AUTH_TOKEN=<its text>")
+    # where Ray looks for this process's token, in its order
+    sources = [("RAY_AUTH_TOKEN", bool(os.environ.get("RAY_AUTH_TOKEN"))),
+               (f"RAY_AUTH_TOKEN_PATH={os.environ.get('RAY_AUTH_TOKEN_PATH')}",
+                bool(os.environ.get("RAY_AUTH_TOKEN_PATH"))),
+               ("~/.ray/auth_token", (Path.home() / ".ray" / "auth_token").is_file())]
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         why = (f"{said}: this command has RAY_AUTH_MODE=disabled, and the cluster asks for one (Ray's token "
                f"authentication). Unset RAY_AUTH_MODE, with {head}.")
-    elif own := (("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else None)
-                 or (f"RAY_AUTH_TOKEN_PATH={os.environ['RAY_AUTH_TOKEN_PATH']}"
-                     if os.environ.get("RAY_AUTH_TOKEN_PATH") else None)
-                 or ("~/.ray/auth_token" if (Path.home() / ".ray" / "auth_token").is_file() else None)):
+    elif own := next((source for source, present in sources if present), None):
         why = f"{said} (Ray's token authentication): this process's ({own}) is not the cluster's. Give it {head}."
     else:
         why = (f"{said} (Ray's token authentication): this process has none (no RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
