@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -208,9 +209,9 @@ def test_predictions_in_bf16_of_a_model_that_cannot_run_in_it_say_which_precisio
     assert len(predictor.predict([("a fine film",)])) == 1  # in float32 it runs
 
 
-def test_a_max_length_past_the_models_positions_is_refused_before_training(tiny_cfg, tmp_path):
+def test_a_max_length_past_the_models_positions_is_refused_before_training_and_predicting(tiny_cfg, tmp_path):
     # A sentence longer than the model's position embeddings fails inside the forward, whenever one comes (a
-    # device-side assert on a GPU): said before training, with the length that fits.
+    # device-side assert on a GPU): said before training or predicting, with the length that fits.
     import json
 
     from transformers import BertConfig
@@ -229,3 +230,15 @@ def test_a_max_length_past_the_models_positions_is_refused_before_training(tiny_
     assert not (tmp_path / "refused" / "checkpoints").exists()  # before any training
     train(tiny_cfg(*short, "data.max_length=64", output_dir=tmp_path / "fits"))
     assert (tmp_path / "fits" / "checkpoints" / "last.ckpt").exists()
+
+    from glue_finetune.inference import Predictor
+
+    long_sentence = " ".join(["a moving , funny and wholly original film"] * 20)  # well past 64 tokens
+    with pytest.raises(UserError, match=r"--max-length 100: this model has positions for 64 tokens, .* Fix: "
+                                        r"--max-length 64 or less."):
+        Predictor.load(tmp_path / "fits", max_length=100)
+    # Moved out of its run, the model records no length: 128 would index past its positions, so it takes 64.
+    elsewhere = shutil.copytree(tmp_path / "fits" / "model", tmp_path / "elsewhere")
+    predictor = Predictor.load(elsewhere, precision="32")
+    assert predictor.max_length == 64
+    assert len(predictor.predict([(long_sentence,)])) == 1

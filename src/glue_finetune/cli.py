@@ -39,7 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a run dir (uses its exported model/), an exported model dir, or a checkpoint (.ckpt)")
     parser.add_argument("--batch-size", type=whole_number(1), default=64, help="sentences per batch (default: 64)")
     parser.add_argument("--max-length", type=whole_number(1, 512, " (BERT's positions)"), default=None,
-                        help="truncation length in tokens (default: the run's data.max_length, else 128)")
+                        help="truncation length in tokens, at most the model's positions (default: the run's "
+                             "data.max_length, else 128 or the model's positions where fewer)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     parser.add_argument("--task", metavar="TASK",
                         help="the GLUE task of a model fine-tuned elsewhere, which records none (sst2, cola, mrpc, "

@@ -187,6 +187,17 @@ def torch_device(name: str | None) -> torch.device:
     return device
 
 
+def positions_of(model: torch.nn.Module) -> int | None:
+    """How many tokens a sentence may have for ``model``'s learned positions: its position embeddings' rows, less
+    the ones RoBERTa's kind skips (positions count from its padding id + 1: 514 rows, 512 tokens); None for a model
+    without them (DeBERTa-v2's relative positions)."""
+    table = next((module for name, module in model.named_modules()
+                  if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding)), None)
+    if table is None:
+        return None
+    return table.num_embeddings - (table.padding_idx + 1 if table.padding_idx is not None else 0)
+
+
 class Predictor:
     """A Hugging Face sequence classifier (or regressor) in eval mode, fed length-sorted batches.
 
@@ -204,6 +215,10 @@ class Predictor:
             raise UserError(f"batch size {batch_size} must be >= 1")
         if not 1 <= max_length <= 512:
             raise UserError(f"max length {max_length} must be between 1 and 512 (BERT's positions)")
+        positions = positions_of(model)
+        if positions is not None and max_length > positions:
+            raise UserError(f"--max-length {max_length}: this model has positions for {positions} tokens, and a "
+                            f"longer sentence would index past them. Fix: --max-length {positions} or less.")
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -217,12 +232,15 @@ class Predictor:
     @classmethod
     def load(cls, source: str | Path, max_length: int | None = None, task: str | None = None, **kwargs) -> Predictor:
         """From a run dir (its exported ``model/``), an exported model dir, or a Lightning checkpoint (``.ckpt``).
-        ``max_length`` None: the length the model was trained with, where its run records it. ``task``: the task of
+        ``max_length`` None: the length the model was trained with, where its run records it (else 128, or the
+        model's positions where fewer); longer than its positions is refused. ``task``: the task of
         a model that records none (--task)."""
         model, tokenizer = load_classifier(Path(source))
         task = task_of(model.config, task, source)
         if max_length is None:
             max_length = trained_max_length(Path(source))
+            # A model from elsewhere records none (128 then), and may have positions for fewer tokens than that
+            max_length = min(max_length, positions_of(model) or max_length)
         if kwargs.get("precision", "auto") == "auto" and trained_in_float32(Path(source)):
             kwargs["precision"] = "32"  # as the run's validation scored it: its selected/val/* exactly
             # ... with its float32 matrix multiplications (TF32 on a GPU, the run's default: matmul_precision=high)

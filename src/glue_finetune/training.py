@@ -20,7 +20,7 @@ from glue_finetune.artefacts import export_model, model_card, model_name, write_
 from glue_finetune.config import check_constructor_keys, cpu_precision, job_overrides, preflight, whole_step_blockers
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
-from glue_finetune.inference import Predictor, overflowed_in_bf16
+from glue_finetune.inference import Predictor, overflowed_in_bf16, positions_of
 from glue_finetune.results import best_seen, evaluations, read_metrics
 from glue_finetune.tasks import metric_direction
 from glue_finetune.logs import route_lightning_logs_to_root, silence_known_library_warnings
@@ -100,17 +100,6 @@ def refuse_a_tokenizer_larger_than_the_model(cfg: DictConfig, tokenizer, model) 
                         f"({cfg.model.name_or_path}) embeds {vocab_size:,}: its ids would index past the model's "
                         f"embeddings. Fix: data.tokenizer=<the model's own tokenizer> (by default data.tokenizer "
                         f"follows model.name_or_path: leave it unset).")
-
-
-def positions_of(model: torch.nn.Module) -> int | None:
-    """How many tokens a sentence may have for ``model``'s learned positions: its position embeddings' rows, less
-    the ones RoBERTa's kind skips (positions count from its padding id + 1: 514 rows, 512 tokens); None for a model
-    without them (DeBERTa-v2's relative positions)."""
-    table = next((module for name, module in model.named_modules()
-                  if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding)), None)
-    if table is None:
-        return None
-    return table.num_embeddings - (table.padding_idx + 1 if table.padding_idx is not None else 0)
 
 
 def refuse_a_max_length_past_the_models_positions(cfg: DictConfig, model) -> None:
