@@ -1067,20 +1067,28 @@ def test_a_checkpoint_of_another_batch_size_restarts_its_epoch_and_says_so(tiny_
             assert resumed == [new[0], new[10]]
 
 
-@pytest.mark.parametrize("stop,trained_on,epoch,extra", [
-    (4, 26, 0, []),  # in the middle of epoch 0 (20 batches)
-    (4, 26, 0, ["model.whole_step=true"]),
-    (20, 26, 1, ["trainer.val_check_interval=15"]),  # at epoch 0's last batch, which does not validate
-    (8, 12, 1, ["+trainer.limit_train_batches=8"]),  # at the last batch of an epoch shortened to 8
-], ids=["mid_epoch", "mid_epoch_whole_step", "epoch_end", "limited_epoch_end"])
-def test_a_run_ended_by_max_steps_trained_on_from_its_checkpoint_goes_on_where_it_ended(tiny_cfg, tmp_path, stop,
-                                                                                     trained_on, epoch, extra):
+@pytest.mark.parametrize("stop,trained_on,epoch,extra,saved_by", [
+    (4, 26, 0, [], "this version"),  # in the middle of epoch 0 (20 batches)
+    (4, 26, 0, ["model.whole_step=true"], "this version"),
+    (20, 26, 1, ["trainer.val_check_interval=15"], "this version"),  # at epoch 0's last batch: no validation there
+    (8, 12, 1, ["+trainer.limit_train_batches=8"], "this version"),  # at the last batch of an epoch shortened to 8
+    # last.ckpt as versions before this one saved it: the epoch closed as Lightning closes it, mended as it loads
+    (4, 26, 1, [], "an earlier version"),
+    (20, 26, 1, ["trainer.val_check_interval=15"], "an earlier version"),
+    (8, 12, 1, ["+trainer.limit_train_batches=8"], "an earlier version"),
+], ids=["mid_epoch", "mid_epoch_whole_step", "epoch_end", "limited_epoch_end", "mid_epoch_earlier_version",
+        "epoch_end_earlier_version", "limited_epoch_end_earlier_version"])
+def test_a_run_ended_by_max_steps_trained_on_from_its_checkpoint_goes_on_where_it_ended(
+        tiny_cfg, tmp_path, monkeypatch, stop, trained_on, epoch, extra, saved_by):
     # trainer.max_steps (max_time, early stopping) ends training: Lightning closes the epoch it ended in. Trained on
     # from last.ckpt with a longer max_steps, a run cut 4 batches into epoch 0 started epoch 1 at its 5th batch
     # (batches 24 on), and a run cut at an epoch's end trained one batch of the next, then went on to the one after.
     run = functools.partial(batches_trained, tiny_cfg, tmp_path)
     uninterrupted = run("whole", f"+trainer.max_steps={trained_on}", *extra)
-    assert run("first", f"+trainer.max_steps={stop}", *extra) == uninterrupted[:stop]
+    with monkeypatch.context() as saving:
+        if saved_by == "an earlier version":
+            saving.setattr("glue_finetune.checkpointing.record_where_training_ended", lambda trainer, checkpoint: None)
+        assert run("first", f"+trainer.max_steps={stop}", *extra) == uninterrupted[:stop]
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == epoch
     assert run("trained_on", f"ckpt_path={last}", f"+trainer.max_steps={trained_on}", *extra) == uninterrupted[stop:]

@@ -350,6 +350,12 @@ class LatestCheckpoint(Checkpoint):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         record_where_training_ended(trainer, checkpoint)
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # Runs before Lightning restores its loops from ``checkpoint``, and after the data module read its place
+        # in the epoch: told it again, as mended.
+        if mend_where_an_earlier_version_ended(trainer, checkpoint) and data_state_in(trainer, checkpoint):
+            trainer.datamodule.load_state_dict(data_state_in(trainer, checkpoint))
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         # Stop here, before the next batch, rather than at the end of the batch during which the signal came: by now
         # the last step has done all it does (the module's logging, the validation due at it, with its checkpoint),
@@ -408,10 +414,41 @@ def record_where_training_ended(trainer: L.Trainer, checkpoint: dict) -> None:
     epoch, batches = trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_loop.batch_progress
     if trainer.state.fn != TrainerFn.FITTING or not epoch.completed or epoch.completed != epoch.ready:
         return  # during an epoch, or before the first: recorded as it is
-    # the data module's place in the epoch (data.GlueDataModule.state_dict), under Lightning's key for it
-    data_state = checkpoint.get(type(trainer.datamodule).__qualname__) if trainer.datamodule is not None else None
-    data_state = data_state if isinstance(data_state, dict) and "epoch" in data_state else {}
-    if batches.is_last_batch or batches.current.ready >= trainer.num_training_batches:  # the epoch ran to its end
+    ran_to_its_end = batches.is_last_batch or batches.current.ready >= trainer.num_training_batches
+    continue_where_training_ended(checkpoint, data_state_in(trainer, checkpoint), ran_to_its_end)
+
+
+def mend_where_an_earlier_version_ended(trainer: L.Trainer, checkpoint: dict) -> bool:
+    """A last.ckpt that versions before ``record_where_training_ended`` saved as training ended, as Lightning left
+    it (the epoch closed, its batch count kept), mended as it loads to what that function records. Told apart
+    from every other checkpoint by that state: a save during an epoch leaves the epoch open, and this version
+    reopens it or counts none of the next epoch's batches."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epoch, batches = (loop.get("epoch_progress") or {}).get("current"), loop.get("epoch_loop.batch_progress")
+    if not epoch or not batches or not epoch["completed"] or epoch["completed"] != epoch["ready"] \
+            or not batches["current"]["ready"]:
+        return False
+    # Lightning marks the epoch's last batch (also the last of trainer.limit_train_batches); were an epoch's end
+    # not marked, reopening it with all its batches done ends it at once, as it ended.
+    ran_to_its_end = batches["is_last_batch"]
+    log.info("%s was saved as training ended by an earlier version of this project: read as ending %s, so that "
+             "training goes on where it ended.", trainer.ckpt_path, f"at epoch {epoch['completed'] - 1}'s end"
+             if ran_to_its_end else f"{batches['current']['ready']} batches into epoch {epoch['completed'] - 1}")
+    continue_where_training_ended(checkpoint, data_state_in(trainer, checkpoint), ran_to_its_end)
+    return True
+
+
+def data_state_in(trainer: L.Trainer, checkpoint: dict) -> dict:
+    """The data module's place in the epoch (data.GlueDataModule.state_dict), under Lightning's key for it; {}
+    where there is none."""
+    state = checkpoint.get(type(trainer.datamodule).__qualname__) if trainer.datamodule is not None else None
+    return state if isinstance(state, dict) and "epoch" in state else {}
+
+
+def continue_where_training_ended(checkpoint: dict, data_state: dict, ran_to_its_end: bool) -> None:
+    """``checkpoint``'s loops (and ``data_state``, within it) made to continue after the epoch training ended at
+    its end (``ran_to_its_end``: none of the next epoch's batches done), else in that epoch, still in progress."""
+    if ran_to_its_end:
         progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
         progress["current"] = {count: 0 for count in progress["current"]}
         progress["is_last_batch"] = False
