@@ -253,6 +253,28 @@ def test_resumed_sweep_skips_finished_jobs_and_continues_the_interrupted_one(sst
     assert done(sweep / "1") and done(sweep / "2")
 
 
+def test_the_summary_shows_a_sweep_dir_under_the_working_dir_as_given_whichever_launcher_ran_it(tmp_path, caplog,
+                                                                                                 monkeypatch):
+    # Ray's launcher makes the sweep dir absolute for its workers: its summary, paths and rerun command read as
+    # those of the other launchers, relative to where the sweep was started.
+    from omegaconf import OmegaConf
+
+    from glue_finetune.sweep import SweepSummary
+
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "multirun" / "seeds" / "0"
+    job.mkdir(parents=True)
+    (job / "job_failed.json").write_text(json.dumps({"overrides": ["seed=1"], "dir": str(job), "error": "OSError: x",
+                                                     "log": str(job / "train.log")}))
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "multirun" / "seeds")}}})
+    with caplog.at_level(logging.INFO, logger="glue_finetune.sweep"), pytest.raises(SystemExit):
+        SweepSummary().on_multirun_end(config)
+    assert "Sweep multirun/seeds: 0 job(s) finished, 1 failed." in caplog.text
+    assert "1 job(s) of the sweep in multirun/seeds failed:" in caplog.text
+    assert "      log: multirun/seeds/0/train.log" in caplog.text
+    assert "resume=true hydra.sweep.dir=multirun/seeds " in caplog.text and str(tmp_path) not in caplog.text
+
+
 def test_the_summary_of_a_sweep_with_diverged_jobs_does_not_advise_rerunning_them(tmp_path, caplog):
     from omegaconf import OmegaConf
 

@@ -84,3 +84,14 @@ def unwritable(directory: Path) -> str | None:
     except OSError as err:
         return f"cannot create it in {existing} ({err.strerror})"
     return None
+
+
+def as_seen_from_here(path: Path | str) -> Path:
+    """``path`` relative to the working directory where it lies under it, else as it is: a sweep dir reads the same
+    in messages whichever launcher ran its jobs (Ray's are made absolute for its workers) as the user gave it."""
+    path = Path(path)
+    try:
+        return path.relative_to(Path.cwd()) if path.is_absolute() else path
+    except ValueError:
+        return path
+

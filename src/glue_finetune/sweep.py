@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from glue_finetune.config import job_overrides, name_sweep_group
-from glue_finetune.files import unwritable, write_text_atomically
+from glue_finetune.files import as_seen_from_here, unwritable, write_text_atomically
 from glue_finetune.errors import (PREEMPTED_EXIT_CODE, ConfigError, Preempted, UserError, in_a_ray_job,
                                   sigint_from_a_ray_sweep)
 from glue_finetune.logs import keep_run_log, release_stderr
@@ -1127,7 +1127,8 @@ class SweepSummary(Callback):
                   and not any((d / m).exists() for m in (DONE, FAILED, PREEMPTED))]
         # A study's trials of earlier commands are not this command's jobs; a grid's finished jobs, skipped under
         # resume=true, are.
-        log.info("Sweep %s: %d job(s) finished, %d failed%s%s%s.", sweep_dir,
+        shown = as_seen_from_here(sweep_dir)  # in messages
+        log.info("Sweep %s: %d job(s) finished, %d failed%s%s%s.", shown,
                  len(done_now if optuna_sweep(config) else done), len(failed),
                  f", {len(stopped)} stopped before the end" if stopped else "",
                  f", {len(unsaved)} stopped before their first checkpoint or not started" if unsaved else "",
@@ -1138,23 +1139,23 @@ class SweepSummary(Callback):
             which = ([f"each saved where it stopped: {', '.join(p.name for p in stopped)}"] if stopped else []) + (
                 [f"to start from the beginning: {', '.join(unsaved)}"] if unsaved else [])
             log.warning("Stopped job(s), %s. To continue them (finished jobs are skipped): rerun the same command "
-                        "with resume=true hydra.sweep.dir=%s", "; ".join(which), sweep_dir)
+                        "with resume=true hydra.sweep.dir=%s", "; ".join(which), shown)
             sys.exit(PREEMPTED_EXIT_CODE)
         if not failed and not silent:
             return
-        lines = [f"{len(failed)} job(s) of the sweep in {sweep_dir} failed:"] if failed else []
+        lines = [f"{len(failed)} job(s) of the sweep in {shown} failed:"] if failed else []
         for job in failed:
             lines.append(f"  job {Path(job['dir']).name}: {' '.join(job['overrides']) or '(no overrides)'}")
             lines.append(f"      {job['error']}")
-            lines.append(f"      log: {job['log']}")
+            lines.append(f"      log: {as_seen_from_here(job['log'])}")
         if silent:
-            lines.append(f"{len(silent)} job(s) of the sweep in {sweep_dir} left no result:")
+            lines.append(f"{len(silent)} job(s) of the sweep in {shown} left no result:")
         for job_dir in silent:
             lines.append(f"  job {job_dir.name}: " + (
                 "still running: a process holds its dir (a SLURM job requeued after the sweep saw it end shows in "
                 "squeue); it writes its result there when it ends" if in_use(job_dir) else
                 "its process ended without a word (killed: out of memory, a kill signal)") + f"; log: "
-                f"{job_dir / 'train.log'}")
+                f"{as_seen_from_here(job_dir / 'train.log')}")
         if stopped or unsaved:  # the same command continues them, with the failed ones
             lines.append("Stopped, not failed:")
             lines += [f"  job {p.name}: {(read_json(p / PREEMPTED) or {}).get('reason', 'stopped')}; saved where it "
@@ -1163,12 +1164,12 @@ class SweepSummary(Callback):
         if optuna_sweep(config):
             lines.append(  # a study does not rerun a trial: its failure is a result the sampler learns from
                 f"They stay failed in the study. Fix the cause, then run the same command again (hydra.sweep.dir="
-                f"{sweep_dir}): the study goes on with hydra.sweeper.n_trials new trials, stopped ones first.")
+                f"{shown}): the study goes on with hydra.sweeper.n_trials new trials, stopped ones first.")
         else:
             diverged = [Path(job["dir"]).name for job in failed if job["error"].startswith("TrainingDivergedError")]
             if len(diverged) < len(failed) or silent:
                 lines.append(
-                    f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={sweep_dir}  "
+                    f"Fix the cause, then rerun the same command with: resume=true hydra.sweep.dir={shown}  "
                     "(finished jobs are skipped, interrupted ones resume from their last.ckpt)")
             if diverged:  # resume=true reruns them as they were, and a job's settings may not change in its dir
                 lines.append(
