@@ -242,3 +242,42 @@ def test_a_max_length_past_the_models_positions_is_refused_before_training_and_p
     predictor = Predictor.load(elsewhere, precision="32")
     assert predictor.max_length == 64
     assert len(predictor.predict([(long_sentence,)])) == 1
+
+
+def test_a_pairs_second_sentence_is_its_own_segment_and_a_model_without_segments_trains_on_pairs(glue_dir, tmp_path):
+    # transformers 5's tokenizers of ALBERT, XLNet, Funnel and others leave segment ids out unless asked for (their
+    # model_input_names lack them): their models read both of a pair's sentences as the first. DistilBERT's model
+    # takes none, and trains and predicts pairs all the same.
+    import json
+
+    from transformers import AutoTokenizer, DistilBertConfig
+
+    from conftest import TINY_BERT, compose_config, tiny_overrides
+    from glue_finetune.inference import Predictor
+    from glue_finetune.training import train
+
+    albert_like = tmp_path / "segments-unless-asked"
+    AutoTokenizer.from_pretrained(TINY_BERT).save_pretrained(albert_like)
+    config = json.loads((albert_like / "tokenizer_config.json").read_text())
+    (albert_like / "tokenizer_config.json").write_text(json.dumps({**config, "model_input_names": ["input_ids",
+                                                                                                   "attention_mask"]}))
+    tokenizer = AutoTokenizer.from_pretrained(albert_like)
+    assert "token_type_ids" not in tokenizer("a pair", "of sentences")
+    data = instantiate(compose_config(tiny_overrides("data=mrpc", f"data.local_dir={glue_dir / 'MRPC'}",
+                                                     f"data.tokenizer={albert_like}")).data)
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    for ids, segments in zip(batch["input_ids"].tolist(), batch["token_type_ids"].tolist()):
+        first_sep = ids.index(tokenizer.sep_token_id)
+        assert set(segments[: first_sep + 1]) == {0} and segments[first_sep + 1] == 1  # the second sentence: 1
+
+    distilbert = tmp_path / "distilbert"
+    vocab_size = json.loads((TINY_BERT / "config.json").read_text())["vocab_size"]
+    DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(distilbert)
+    AutoTokenizer.from_pretrained(TINY_BERT).save_pretrained(distilbert)
+    train(compose_config(tiny_overrides(
+        "data=mrpc", f"data.local_dir={glue_dir / 'MRPC'}", f"model.name_or_path={distilbert}",
+        "model.pretrained=false", "+trainer.max_steps=3", "predict_test=false"), tmp_path / "run"))
+    predictor = Predictor.load(tmp_path / "run", precision="32")
+    assert len(predictor.predict([("The cat sat.", "A cat was sitting.")])) == 1
+

@@ -37,7 +37,7 @@ MODEL_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 # Part of the tokenization cache key. datasets hashes a function of an installed package by its name, not its
 # code, so a change to what _tokenize returns must bump this, or older cached results would be reused.
-TOKENIZED_FORMAT = 3
+TOKENIZED_FORMAT = 4
 
 
 def features(spec: TaskSpec) -> datasets.Features:

@@ -31,8 +31,13 @@ DEFAULT_MAX_LENGTH = 128  # data.max_length's default: a model from elsewhere wa
 
 def encode(tokenizer, texts: list[list[str]], max_length: int) -> dict:
     """Token ids of one text column, or of a pair of columns (the second segment gets token_type_ids 1), truncated
-    as the Hub's tokenizers truncate pairs (longest first); plus each row's length, for length-sorted batches."""
-    encoded = dict(tokenizer(*texts, truncation=True, max_length=max_length))
+    as the Hub's tokenizers truncate pairs (longest first); plus each row's length, for length-sorted batches.
+
+    A pair's segment ids are asked for: transformers 5's tokenizers of ALBERT, XLNet, Funnel and others whose
+    models embed segments leave them out unless asked, and their models would read both sentences as the first.
+    (A model that takes none, such as DistilBERT, ignores them.)"""
+    asked = {"return_token_type_ids": True} if len(texts) == 2 else {}
+    encoded = dict(tokenizer(*texts, truncation=True, max_length=max_length, **asked))
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     return encoded
 
