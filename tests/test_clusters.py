@@ -494,3 +494,21 @@ def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(sl
         if any(state == "PENDING" for _, state, _ in jobs):
             subprocess.run(["scancel", "--user=root"], env=slurm, capture_output=True)
         time.sleep(0.5)
+
+
+def test_a_ddp_job_on_slurm_trains_on_its_tasks_as_ranks(slurm, sst2_dir, tmp_path):
+    # `-m ... hydra/launcher=slurm trainer=ddp`: one SLURM job of trainer.devices tasks, which Lightning takes as the
+    # ranks of one DDP run (here 2 CPU processes, gloo, 1 CPU each): one job dir, one result, each rank's log.
+    sweep = tmp_path / "sweep"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, *ddp, f"hydra.sweep.dir={sweep}",
+                        *(o for o in tiny(sst2_dir, epochs=1, validate_every=10) if not o.startswith("trainer="))],
+                       slurm)
+    output = wait_for_sweep(proc, slurm, timeout=300)
+    assert proc.returncode == 0, output[-4000:]
+    assert "1 job(s) finished, 0 failed" in output
+    job = sweep / "0"
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (job / "train_ddp_process_1.log").read_text()
+    # 320 examples in global batches of 2 x 16: 10 steps an epoch, where one process would take 20
+    assert final_step(job) == 10 and job_record(job)["result"] > 0
+    assert [step for step, _ in column(read_metrics(job / "metrics.csv"), "val/loss")] == [10]

@@ -56,6 +56,8 @@ def test_slurm_preset_asks_for_the_trainers_gpus_and_requeues():
     assert "partition" in launcher and launcher["submitit_folder"].endswith(".submitit/%j")
     cpu = hydra_cfg("hydra/launcher=slurm", "trainer=cpu")["launcher"]
     assert cpu["gpus_per_node"] is None and cpu["tasks_per_node"] == 1  # no GPU line at all for a CPU trainer
+    cpu_ddp = hydra_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=cpu")["launcher"]
+    assert cpu_ddp["gpus_per_node"] is None and cpu_ddp["tasks_per_node"] == 2  # DDP's 2 ranks (gloo)
     assert hydra_cfg("hydra/launcher=slurm")["launcher"]["gpus_per_node"] == 1  # the default trainer, on a GPU node
 
 

@@ -159,6 +159,36 @@ def test_under_ddp_only_rank_zero_prints_its_lines_before_lightning_knows_the_ra
     assert not ConsoleFilter().filter(info) and ConsoleFilter().filter(error)
 
 
+def test_a_slurm_tasks_other_ranks_log_to_their_own_file_and_leave_hydras_record_to_rank_zero(tmp_path, monkeypatch):
+    # SLURM's tasks of a DDP job each run the whole command in the same run dir, as given: rank 1 wrote into rank 0's
+    # train.log, and its Hydra record, written first, made rank 0's Hydra fail (hydra.output_subdir read as None).
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from glue_finetune.config import hydra_record_subdir
+    from glue_finetune.logs import RunLog
+
+    monkeypatch.delitem(sys.modules, "lightning.fabric.utilities.rank_zero", raising=False)
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    root = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert hydra_record_subdir(_root_=root) == ".hydra"
+    rank_zero = RunLog(str(tmp_path / "train.log"))
+    assert Path(rank_zero.baseFilename).name == "train.log"
+    rank_zero.close()
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert hydra_record_subdir(_root_=root) is None
+    rank_one = RunLog(str(tmp_path / "train.log"))
+    assert Path(rank_one.baseFilename).name == "train_ddp_process_1.log"
+    rank_one.close()
+    # Lightning's own relaunch names its processes' logs already (hydra.job.name)
+    relaunched = RunLog(str(tmp_path / "train_ddp_process_1.log"))
+    assert Path(relaunched.baseFilename).name == "train_ddp_process_1.log"
+    relaunched.close()
+
+
 def test_train_log_of_a_dir_with_an_earlier_run_is_written_only_once_the_command_goes_on_there(tmp_path):
     from glue_finetune.logs import RunLog, keep_run_log
 

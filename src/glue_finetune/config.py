@@ -184,6 +184,10 @@ def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
 
 
 def slurm_tasks_per_node(accelerator: str, devices) -> int:
+    """``tasks_per_node`` of the slurm preset: one per device, the processes of a DDP run (Lightning takes SLURM's
+    tasks as its ranks), on CPUs too (``trainer=ddp trainer.accelerator=cpu``, gloo); 1 for one device."""
+    if str(accelerator) == "cpu":
+        return devices if isinstance(devices, int) and devices > 1 else 1
     return max(1, slurm_gpus_per_node(accelerator, devices) or 0)
 
 
@@ -238,7 +242,13 @@ def hydra_record_subdir(*, _root_) -> str | None:
     record, a command refused there (a finished run, a run of other settings, one still running) would overwrite
     the record of the run it holds, which evaluate.py, predict.py, report.py and resume read. There Hydra writes
     nothing, and a command that goes on to train in the dir (anew or continuing) writes it
-    (``sweep.write_hydra_record``)."""
+    (``sweep.write_hydra_record``). Never in DDP's other processes: they join rank 0's run (SLURM's tasks each
+    run the whole command in the same dir, and one that wrote the record there first made it read, to rank 0,
+    as an earlier run's, between two reads of this key)."""
+    from glue_finetune.logs import process_rank
+
+    if process_rank() != 0:
+        return None
     out = OmegaConf.select(_root_, "hydra.runtime.output_dir", default=None, throw_on_missing=False)
     return None if out and (Path(str(out)) / HYDRA_RECORD / "config.yaml").exists() else HYDRA_RECORD
 

@@ -34,8 +34,13 @@ class RunLog(logging.FileHandler):
     that rank 0 has already taken on."""
 
     def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False) -> None:
+        rank = process_rank()
+        if rank and not Path(filename).stem.startswith("train_ddp_process_"):
+            # Lightning names the log of each process it starts so (hydra.job.name); SLURM's tasks each run the
+            # whole command as it was given, and would all write to rank 0's.
+            filename = str(Path(filename).with_name(f"train_ddp_process_{rank}.log"))
         earlier_run = (Path(filename).parent / ".hydra" / "config.yaml").exists()  # config.HYDRA_RECORD
-        self.held: list[logging.LogRecord] | None = [] if earlier_run and process_rank() == 0 else None
+        self.held: list[logging.LogRecord] | None = [] if earlier_run and rank == 0 else None
         super().__init__(filename, mode, encoding, delay=delay or self.held is not None)
 
     def emit(self, record: logging.LogRecord) -> None:
