@@ -496,19 +496,35 @@ def test_slurm_time_limit_saves_at_the_warning_and_the_requeued_job_continues(sl
         time.sleep(0.5)
 
 
-def test_a_ddp_job_on_slurm_trains_on_its_tasks_as_ranks(slurm, sst2_dir, tmp_path):
+def test_a_ddp_job_on_slurm_trains_on_its_tasks_as_ranks_and_continues_from_its_step_when_requeued(slurm, sst2_dir,
+                                                                                                   tmp_path):
     # `-m ... hydra/launcher=slurm trainer=ddp`: one SLURM job of trainer.devices tasks, which Lightning takes as the
     # ranks of one DDP run (here 2 CPU processes, gloo, 1 CPU each): one job dir, one result, each rank's log.
-    sweep = tmp_path / "sweep"
+    # Requeued once training (`scontrol requeue`: SIGTERM to both tasks, as a preemption), every rank saves at the
+    # same step and the job's next start continues from it.
+    sweep, epochs = tmp_path / "sweep", 20  # 10 steps an epoch: global batches of 2 x 16 of 320 examples
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
-    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, *ddp, f"hydra.sweep.dir={sweep}",
-                        *(o for o in tiny(sst2_dir, epochs=1, validate_every=10) if not o.startswith("trainer="))],
+    proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, *ddp, f"hydra.sweep.dir={sweep}", "trainer.val_check_interval=10",
+                        *(o for o in tiny(sst2_dir, epochs=epochs) if not o.startswith(("trainer=", "trainer.val_")))],
                        slurm)
-    output = wait_for_sweep(proc, slurm, timeout=300)
+    job, requeued = sweep / "0", []
+
+    def requeue_once_training():
+        log = job / "train.log"
+        if not requeued and log.exists() and "Fine-tuning" in log.read_text():
+            time.sleep(1)  # some steps in
+            job_id = str(yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+            subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
+            requeued.append(job_id)
+
+    output = wait_for_sweep(proc, slurm, timeout=300, act=requeue_once_training)
     assert proc.returncode == 0, output[-4000:]
-    assert "1 job(s) finished, 0 failed" in output
-    job = sweep / "0"
+    assert requeued and "1 job(s) finished, 0 failed" in output
+    log = (job / "train.log").read_text()
+    pairs = continuations(log)
+    assert pairs and all(saved == continued for saved, continued in pairs), (pairs, log[-3000:])
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (job / "train_ddp_process_1.log").read_text()
-    # 320 examples in global batches of 2 x 16: 10 steps an epoch, where one process would take 20
-    assert final_step(job) == 10 and job_record(job)["result"] > 0
-    assert [step for step, _ in column(read_metrics(job / "metrics.csv"), "val/loss")] == [10]
+    assert "GLOBAL_RANK: 1" not in log  # rank 1 writes to its own log only
+    assert final_step(job) == epochs * 10 and job_record(job)["result"] > 0
+    steps = [step for step, _ in column(read_metrics(job / "metrics.csv"), "val/loss")]
+    assert steps == list(range(10, epochs * 10 + 1, 10)), steps  # each validation once, across both attempts
