@@ -925,9 +925,12 @@ class SignalDuringBatch(L.Callback):
     (10, 10, []),  # during step 10, which validates and logs: the validation and the rows come before the stop
     (25, 13, ["trainer.accumulate_grad_batches=2"]),  # mid-window: the window's optimizer step comes before the stop
     (20, 20, ["trainer.val_check_interval=15"]),  # an epoch's last step, logging and not validating
+    # ... in an epoch that does not validate (validations every other epoch's end)
+    (20, 20, ["trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=2", "trainer.max_epochs=4"]),
     (13, 13, []),  # an ordinary step
     (10, 10, ["model.whole_step=true"]),  # the whole-step path (manual optimization), at a validation step
-], ids=["validation_step", "accumulation_window", "epoch_end", "mid_epoch", "whole_step"])
+], ids=["validation_step", "accumulation_window", "epoch_end", "epoch_end_without_validation", "mid_epoch",
+        "whole_step"])
 def test_a_run_stopped_by_a_signal_resumes_as_if_never_stopped(tiny_cfg, tmp_path, batch, step, extra):
     from glue_finetune.errors import Preempted
 

@@ -363,6 +363,13 @@ class LatestCheckpoint(Checkpoint):
         # the gradients of a half-accumulated window are not in checkpoints.
         window_start = trainer.global_step != self.step_at_last_batch
         self.step_at_last_batch = trainer.global_step
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop._batches_that_stepped != trainer.global_step:
+            # Resumed from a stop at an epoch's first batch in an epoch that validates, with
+            # trainer.check_val_every_n_epoch set: Lightning reads batch -1 of the epoch as a validation's and skips
+            # it, counting it as a step for its loggers, which then wrote the train/loss of every later epoch's
+            # last step too late (at an epoch's end: never). Its logging step is the optimizer step count.
+            epoch_loop._batches_that_stepped = trainer.global_step
         if window_start and self.agreed_signal(trainer) is not None:
             # Lightning has counted this batch as ready (and read whether it ends the epoch); it never starts. The
             # checkpoint records the loop as the last batch left it, a state Lightning resumes from as from a
