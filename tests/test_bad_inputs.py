@@ -29,6 +29,8 @@ CONFIG_CASES = [
     ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be > 0"),
     ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
     ("seed=abc", "seed='abc' must be an integer"),
+    ("data.seed=-1", "data.seed=-1 must be between 0 and 4294967295"),  # the training order's: it failed at epoch 1
+    ("data.seed=35184372088832", "data.seed=35184372088832 must be between 0 and 4294967295"),
     ("data.task=glue", "data.task='glue': not a GLUE task here; use one of cola, sst2, mrpc"),
     ("data=ax", "data.task=ax: AX has no training data; GLUE scores it with the MNLI model: train data=mnli"),
     ("selection.metric=val/mcc", "selection.metric='val/mcc': use last or one of sst2's val/loss, val/acc"),

@@ -534,11 +534,14 @@ def validate_config(cfg: DictConfig, gpus_here: bool = True, files_here: bool = 
 
     problems += unknown_top_level_keys(cfg)
     problems += unread_nodes(cfg)
-    seed = get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        check(0 <= seed <= MAX_SEED, f"seed={seed} must be between 0 and {MAX_SEED} (2**32 - 1)")
-    else:
-        problems.append(f"seed={seed!r} must be an integer (0 is fine)")
+    for key in ("seed", "data.seed"):  # the training order's, ${seed} unless set: then said once, as seed
+        seed = OmegaConf.select(cfg, key, default=absent)
+        if seed is absent or (key == "data.seed" and seed == get("seed")):
+            continue
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            check(0 <= seed <= MAX_SEED, f"{key}={seed} must be between 0 and {MAX_SEED} (2**32 - 1)")
+        else:
+            problems.append(f"{key}={seed!r} must be an integer (0 is fine)")
     if (lr := number("optimizer.lr")) is not None:
         check(lr > 0, f"optimizer.lr={lr} must be > 0")
     for key in ("data.batch_size", "data.eval_batch_size"):
