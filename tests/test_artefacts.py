@@ -72,6 +72,34 @@ def test_model_card_has_one_row_per_evaluation_from_metrics_csv(finished_run):
         assert f"- {framework} " in body
 
 
+
+def test_the_card_records_the_code_data_and_hardware_a_rerun_needs(finished_run, sst2_dir, tmp_path):
+    import hashlib
+    import subprocess
+
+    from glue_finetune.artefacts import code_version
+
+    body = (finished_run / "README.md").read_text()
+    digests = {split: hashlib.sha256((sst2_dir / f"{name}.tsv").read_bytes()).hexdigest()[:16]
+               for split, name in (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    assert "- data: " + ", ".join(f"{s} sha256 {d}" for s, d in sorted(digests.items())) in body
+    assert "- hardware: " in body and " threads" in body  # a CPU run: the CPU and torch's threads
+    version = code_version()
+    assert (f"- code: this project at commit {version}" if version else "- code: not a git checkout") in body
+    # A checkout: its commit, and whether it had changes; outside one, none
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    assert code_version(repo) is None
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f.txt").write_text("a\n")
+    subprocess.run([*git, "add", "f.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert code_version(repo) == head
+    (repo / "f.txt").write_text("b\n")
+    assert code_version(repo) == f"{head} with uncommitted changes"
+
 def test_the_card_of_a_short_run_that_never_validated_says_what_it_trained_and_scored(tiny_cfg, tmp_path, caplog):
     # 4 steps on 100 examples, no validation during training: the card must not claim 3 epochs on SST-2 and a
     # checkpoint chosen by val/loss, nor show empty sections.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -92,6 +93,54 @@ def framework_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(dist) for name, dist in FRAMEWORKS.items()}
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # src/glue_finetune/artefacts.py → the checkout
+
+
+def code_version(root: Path = PROJECT_ROOT) -> str | None:
+    """This project's git commit, "with uncommitted changes" where the checkout has some; None outside a git
+    checkout (an installed copy) or without git."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if not (commit := git("rev-parse", "HEAD")):
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return commit + (" with uncommitted changes" if changed else "")
+
+
+def provenance(data_digests: dict[str, str], hardware: str) -> list[str]:
+    """What a rerun needs beyond the command and the versions to train the same weights: this project's code, the
+    data's bytes (sha256 of each local file read; prefixes), the hardware (results on another CPU or GPU, or with
+    another thread count, differ in their last digits)."""
+    lines = [f"- code: this project at commit {version}" if (version := code_version()) else
+             "- code: not a git checkout (no commit recorded)"]
+    if data_digests:
+        lines.append("- data: " + ", ".join(f"{split} sha256 {digest}" for split, digest in sorted(data_digests.items())))
+    lines.append(f"- hardware: {hardware}")
+    return lines
+
+
+def hardware_name(device) -> str:
+    """The device a run trained on, by name: the GPU's, else the CPU's model and the threads torch used."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "a CPU")
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def metric_title(name: str) -> str:
     """val/acc → "Accuracy"; val_mismatched/acc → "Accuracy (mismatched)"; val/loss → "Validation Loss"."""
     prefix, key = name.split("/", 1)
@@ -103,10 +152,12 @@ def model_card(
     name: str, base_model: str, spec: TaskSpec, selected: dict[str, float], selection: str, best: dict[str, float],
     hyperparameters: dict, rows: list[dict], on_hub: bool = True, overrides: str = "", scored: str | None = None,
     final_weights_because: str | None = None, train_examples: int | None = None, validated_on: str | None = None,
+    provenance_lines: list[str] = (),
 ) -> str:
     """A model card in the shape of Hugging Face Trainer's: front matter with a model-index (the task's dataset,
     each metric under the names Hugging Face's cards use), the selected checkpoint's results, the best value seen
-    of each metric, hyperparameters, the results of every evaluation, framework versions.
+    of each metric, hyperparameters, the results of every evaluation, framework versions. ``provenance_lines``:
+    the code, data and hardware it trained with (``provenance``).
 
     ``scored``: how much of the dev set the scores cover when not all of it ("160 of 872 dev examples", a debug
     run's): the card says so first, and its metadata claims no results (the Hub would show them as the model's).
@@ -169,6 +220,7 @@ def model_card(
         f"GLUE {spec.glue_name}, as the GLUE benchmark defines it. Not evaluated on other data.", "",
         "## Training procedure", "",
         f"Trained with `python src/train.py{' ' + overrides if overrides else ''}`.", "",
+        *([*provenance_lines, ""] if provenance_lines else []),
         "### Training hyperparameters", "",
         "The following hyperparameters were used during training:",
         *[f"- {key}: {value}" for key, value in hyperparameters.items()], "",

@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from glue_finetune.artefacts import export_model, model_card, model_name, write_glue_submission
+from glue_finetune.artefacts import (export_model, hardware_name, model_card, model_name, provenance,
+                                     write_glue_submission)
 from glue_finetune.config import check_constructor_keys, cpu_precision, job_overrides, preflight, whole_step_blockers
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
@@ -606,6 +607,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
         rows=evaluations(rows),
         scored=scored,
         validated_on=validated_on,
+        provenance_lines=provenance(datamodule.source_digests, hardware_name(trainer.strategy.root_device)),
     )
     # In the run dir for people, and in model/ so that the exported dir is a complete Hub model repo.
     for path in (output_dir / "README.md", export_dir / "README.md"):
