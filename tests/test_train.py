@@ -526,6 +526,18 @@ def test_the_run_says_where_its_time_went(tiny_cfg, tmp_path, monkeypatch, caplo
 
 
 
+def test_debug_limit_validates_twice_an_epoch_with_every_experiment_and_task(glue_dir, tmp_path):
+    # Its validations every 25 batches passed an epoch of WNLI's 20 (batch 32) and were refused there, as in any
+    # task or data.max_train_samples of fewer than 25 batches an epoch.
+    from conftest import compose_config, tiny_overrides
+
+    overrides = tiny_overrides("experiment=glue", "data=wnli", f"data.glue_dir={glue_dir}", "debug=limit")
+    train(compose_config([o for o in overrides if not o.startswith("trainer.val_check_interval=")],  # debug=limit's
+                         tmp_path / "wnli"))  # the fixture's WNLI: 160 examples, 5 batches of 32 an epoch
+    rows = read_metrics(tmp_path / "wnli" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r.get("val/acc")] == [2, 4, 7, 9, 12, 14]  # 3 epochs (the tiny run's)
+
+
 def test_a_run_too_short_to_validate_says_so_before_training_and_how_to_fix_it(tiny_cfg, tmp_path, caplog, recwarn):
     # 320 examples in batches of 16, 2 epochs: 40 steps, under the documented run's intervals of 500 steps (a small
     # GLUE task with the default trainer: WNLI takes 400 steps).
