@@ -239,6 +239,16 @@ def test_selection_last_keeps_the_final_weights(tiny_cfg, tmp_path):
     assert final["global_step"] == 60
 
 
+def test_the_selected_scores_row_carries_its_steps_fractional_epoch(tiny_cfg, tmp_path):
+    # Scored again by the test loop (the selected checkpoint is not the final weights), the row carried Lightning's
+    # whole epoch count (1) where every other row carries the fractional epoch of its step (30 of 20 a epoch: 1.5).
+    train(tiny_cfg("+trainer.max_steps=30", "selection.metric=val/acc", "predict_test=false"))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    [selected] = [r for r in rows if r.get("selected/val/acc")]
+    assert (int(float(selected["step"])), float(selected["epoch"])) == (30, 1.5)
+    assert {float(r["epoch"]) for r in rows if r.get("val/acc")} == {0.5, 1.0, 1.5}
+
+
 def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(tiny_cfg, tmp_path, monkeypatch):
     import lightning as L
 
@@ -253,6 +263,7 @@ def test_the_best_checkpoint_is_not_scored_twice_when_its_weights_are_in_memory(
     assert step == 20 and best == pytest.approx(acc, abs=1e-7)
     assert column(rows, "selected/val/acc") == [(20, pytest.approx(acc, abs=1e-7))]
     assert column(rows, "selected/val/loss") == [(20, pytest.approx(column(rows, "val/loss")[0][1], abs=1e-7))]
+    assert [float(r["epoch"]) for r in rows if r.get("selected/val/acc")] == [1.0]  # its step's, as every row's
     # best and last are the same step's checkpoint: one file, two names
     [best_ckpt] = (tmp_path / "checkpoints").glob("best-*.ckpt")
     assert best_ckpt.samefile(tmp_path / "checkpoints" / "last.ckpt")

@@ -378,10 +378,10 @@ class TextClassifier(L.LightningModule):
         if stepped and self.global_step % self.trainer.log_every_n_steps == 0:
             self.check_finite()
             self.log_dict({"train/loss": self.train_loss.compute(), "train/lr": float(self.step_lr)})
-            self.log_dict(self._position())
+            self.log_dict(self.position())
             self.train_loss.reset()
 
-    def _position(self) -> dict[str, float]:
+    def position(self) -> dict[str, float]:
         # Logged with each metric so rows carry the optimizer step (Lightning's default is one less) and the
         # fractional epoch (in optimizer steps, so also right when gradients accumulate), like HF's model cards.
         steps_per_epoch = math.ceil(max(self.trainer.num_training_batches, 1) / self.accumulate)
@@ -431,7 +431,7 @@ class TextClassifier(L.LightningModule):
             best = self.best[name.replace("/", "__")]
             best.update(value)
             self.log(f"{name}_best", best.compute())
-        self.log_dict(self._position())
+        self.log_dict(self.position())
         # The scores of the weights now in memory: if this validation's checkpoint ends up the selected one,
         # training need not score it again (train() reads this).
         self.last_validation = {"step": self.global_step, **{k: float(v) for k, v in scores.items()}}
@@ -442,6 +442,7 @@ class TextClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         # The test loop scores the selected checkpoint on every dev set (GLUE's test labels are hidden).
         self.log_dict({f"selected/{k}": v for k, v in self._scores(self.test_losses, self.test_metrics).items()})
+        self.log_dict(self.position())  # the row's step and fractional epoch are training's last, as it scored them
 
     # -- optimisation -----------------------------------------------------------------------------------------
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

@@ -538,7 +538,8 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
     if in_memory and last and last["step"] == trainer.global_step and same_batches:
         scores = {name: value for name, value in last.items() if name != "step"}
         for logger in trainer.loggers:
-            logger.log_metrics({f"selected/{k}": v for k, v in scores.items()}, step=trainer.global_step)
+            logger.log_metrics({**{f"selected/{k}": v for k, v in scores.items()}, "epoch": model.position()["epoch"]},
+                               step=trainer.global_step)
     else:  # the model holds the selected weights: score them on every dev set
         with ctrl_c_said_as_such(trainer):
             tested = trainer.test(model, datamodule=datamodule, verbose=False)
