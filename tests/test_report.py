@@ -178,10 +178,11 @@ def test_the_submission_zip_takes_each_file_from_the_best_job_that_wrote_it(tmp_
 
 def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | None = None,
                   overrides: tuple[str, ...] = (), predict_test: bool = True, max_train_samples: int | None = None,
-                  train_examples: int | None = None) -> None:
+                  train_examples: int | None = None, epochs: tuple[float, int] | None = None) -> None:
     """A finished job of a GLUE task as the report reads it, with its model card; ``scored``: the card's "covers 160
     of 408 dev examples" of a run scored on part of the dev set; ``max_train_samples``: its config's, and
-    ``train_examples`` the card's "the first N training examples" (None where it trained on the whole set)."""
+    ``train_examples`` the card's "the first N training examples" (None where it trained on the whole set);
+    ``epochs``: (the fractional epoch its training ended at, its config's trainer.max_epochs)."""
     from glue_finetune.artefacts import model_card
     from glue_finetune.tasks import TASKS
 
@@ -191,10 +192,12 @@ def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | 
         (job_dir / "job_done.json").write_text(json.dumps({"overrides": list(overrides), "started_at": 0.0,
                                                            "finished_at": 1.0, "result": 0.0}))
     (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\n  max_train_samples: "
-                                                    f"{max_train_samples or 'null'}\npredict_test: {predict_test}\n")
+                                                    f"{max_train_samples or 'null'}\npredict_test: {predict_test}\n"
+                                                    f"trainer:\n  max_epochs: {epochs[1] if epochs else 3}\n")
     scores = {name: selected.get(name, 0.5) for name in spec.logged_metrics}
-    rows = [["step", spec.main_metric, *(f"selected/{n}" for n in scores)],
-            [10, selected[spec.main_metric], *[""] * len(scores)], [10, "", *scores.values()]]
+    trained = epochs[0] if epochs else 3.0
+    rows = [["step", "epoch", spec.main_metric, *(f"selected/{n}" for n in scores)],
+            [10, trained, selected[spec.main_metric], *[""] * len(scores)], [10, trained, "", *scores.values()]]
     (job_dir / "metrics.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
     (job_dir / "README.md").write_text(model_card(
         name=f"tiny-finetuned-{task}", base_model="tiny", spec=spec, selected=scores, selection="val/loss",
@@ -326,6 +329,23 @@ def test_a_sweep_over_data_folders_reports_each_folder_as_a_setting(tmp_path):
     elsewhere = find_jobs([tmp_path / "sweep" / "0", tmp_path / "other_machine" / "0"])
     label_settings(elsewhere)
     assert [j.setting for j in elsewhere] == ["(all jobs alike)"] * 2
+
+
+def test_glue_rows_trained_fewer_epochs_than_configured_are_marked(tmp_path):
+    # A sweep cut short (+trainer.max_steps=40 of CoLA's 268 steps an epoch) stood beside run_glue.py's recipe
+    # results unmarked.
+    from glue_finetune.report import write_report
+
+    fake_glue_job(tmp_path / "sweep" / "0", "cola", {"val/mcc": 0.3}, epochs=(40 / 268, 3))
+    fake_glue_job(tmp_path / "sweep" / "1", "rte", {"val/acc": 0.7}, epochs=(3.0, 3))  # its whole schedule
+    summary, markdown, _ = write_report([tmp_path / "sweep"], tmp_path / "out")
+    assert "| CoLA | 1 | Matthews Correlation 30.00 | 30.00 § | 56.53 |" in markdown
+    assert "| RTE | 1 | Accuracy 70.00 | 70.00 | 65.70 |" in markdown
+    assert "§ Trained fewer epochs than its config's trainer.max_epochs (CoLA 0.15 of 3 epochs: trainer.max_steps, " \
+           "max_time or early stopping ended training sooner): not run_glue.py's recipe." in markdown
+    assert "with tasks trained fewer epochs than configured (§)" in markdown
+    # Their overrides alike, the two tasks are two settings, each scored by its own metric
+    assert [(g["setting"], g["metric"]) for g in summary["groups"]] == [("data=cola", "val/mcc"), ("data=rte", "val/acc")]
 
 
 def test_glue_rows_trained_on_part_of_the_training_set_are_marked(tmp_path):

@@ -58,6 +58,8 @@ class Job:
     predict_test: bool = True  # whether the job was to write its test-set predictions (the submission files)
     seed: int | str | None = None  # the job's seed: its override, else its config's (the default, 42)
     max_train_samples: int | None = None  # trained on the first N training examples only (data.max_train_samples)
+    # (epochs trained, trainer.max_epochs) where training ended sooner (trainer.max_steps, max_time, early stopping)
+    fewer_epochs: tuple[float, int] | None = None
 
     setting: str = ""  # the overrides that tell this job's setting apart from the others', seed excluded
     name: str = ""  # the job's name in the tables: its dir's name, with as many parent dirs as tell it apart
@@ -110,6 +112,11 @@ def read_job(job_dir: Path) -> Job:
         job.curves[metric] = curve(rows, metric)
     for row in rows:
         job.selected.update({k.removeprefix("selected/"): v for k, v in row.items() if k.startswith("selected/")})
+    # The selected scores' row is training's last step, with its fractional epoch.
+    trained = next((r["epoch"] for r in rows if "epoch" in r and any(k.startswith("selected/") for k in r)), None)
+    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    if trained is not None and isinstance(max_epochs, int) and trained < max_epochs - 1e-6:
+        job.fewer_epochs = (trained, max_epochs)
     return job
 
 
@@ -188,9 +195,14 @@ def label_settings(jobs: list[Job]) -> None:
             if o.startswith(DATA_FOLDER):
                 by_sweep.setdefault((Path(job.dir).parent, o.partition("=")[0]), set()).add(o)
     data_swept = {key for (_, key), seen in by_sweep.items() if len(seen) > 1}
+    several_tasks = len({job.task.name for job in jobs}) > 1
     for job in jobs:
         kept = [o for o in job.overrides if o.partition("=")[0] in swept
                 and (not o.startswith(NOT_A_SETTING) or o.partition("=")[0] in data_swept)]
+        if several_tasks and not any(o.startswith(("data=", "data.task=")) for o in kept):
+            # jobs of other tasks with overrides alike (sweeps of one task each, its task set in no override):
+            # one setting would average one task's metric with another's
+            kept.insert(0, f"data={job.task.name}")
         job.setting = " ".join(kept) or "(all jobs alike)"
 
 
@@ -240,6 +252,8 @@ def glue_table(jobs: list[Job]) -> dict | None:
                      "run_glue": RUN_GLUE_RESULTS.get(name),
                      "partial_dev": "; ".join(sorted({j.partial_dev for j in members if j.partial_dev})) or None,
                      "train_subset": sorted({j.max_train_samples for j in members if j.max_train_samples}),
+                     "fewer_epochs": sorted({f"{j.fewer_epochs[0]:.2f} of {j.fewer_epochs[1]}" for j in members
+                                             if j.fewer_epochs}),
                      "left_out": len(by_task[name]) - len(scored)})
     counted = [r for r in rows if not r["partial_dev"]]
     return {"tasks": rows, "glue_score": statistics.mean(r["score"] for r in counted) if counted else None,
@@ -338,13 +352,19 @@ def glue_markdown(glue: dict) -> list[str]:
                              f"{' (mm)' if name.startswith('val_mismatched') else ''} {value:.2f}"
                              for name, value in r["metrics"].items())
         reference = "/".join(f"{v:.2f}" for v in r["run_glue"]) if r["run_glue"] else "-"
-        mark = (" †" if r["partial_dev"] else "") + (" ‡" if r["train_subset"] else "")
+        mark = (" †" if r["partial_dev"] else "") + (" ‡" if r["train_subset"] else "") + (
+            " §" if r["fewer_epochs"] else "")
         lines.append(f"| {spec.glue_name} | {r['n']} | {metrics} | {r['score']:.2f}{mark} | {reference} |")
     partial = [f"{r['glue_name']} on {r['partial_dev']}" for r in glue["tasks"] if r["partial_dev"]]
     left_out = [f"{r['left_out']} {r['glue_name']} job(s)" for r in glue["tasks"] if r["left_out"]]
     subsets = [f"{r['glue_name']} on the first {' / '.join(f'{n:,}' for n in r['train_subset'])}"
                for r in glue["tasks"] if r["train_subset"]]
+    shortened = [f"{r['glue_name']} {' / '.join(r['fewer_epochs'])}" for r in glue["tasks"] if r["fewer_epochs"]]
     lines.append("")
+    if shortened:
+        lines += [f"§ Trained fewer epochs than its config's trainer.max_epochs ({', '.join(shortened)} epochs: "
+                  "trainer.max_steps, max_time or early stopping ended training sooner): not run_glue.py's recipe.",
+                  ""]
     if subsets:
         lines += [f"‡ Trained on part of the training set ({', '.join(subsets)} training examples: "
                   "data.max_train_samples): not comparable with run_glue.py's results, which train on all of it.", ""]
@@ -366,7 +386,9 @@ def glue_markdown(glue: dict) -> list[str]:
         notes = [*(["not counted: " + ", ".join(glue["not_counted"]) + " (†)"] if glue["not_counted"] else []),
                  *([] if glue["complete"] else ["not every GLUE task is in these runs"]),
                  *(["with tasks trained on part of their training set (‡)"]
-                   if any(r["train_subset"] and not r["partial_dev"] for r in glue["tasks"]) else [])]
+                   if any(r["train_subset"] and not r["partial_dev"] for r in glue["tasks"]) else []),
+                 *(["with tasks trained fewer epochs than configured (§)"]
+                   if any(r["fewer_epochs"] and not r["partial_dev"] for r in glue["tasks"]) else [])]
         lines += [f"**GLUE score: {glue['glue_score']:.2f}** (mean of the task scores; a task's score is the mean of "
                   f"its metrics{''.join('; ' + n for n in notes)})", ""]
     return lines
