@@ -82,7 +82,7 @@ def test_the_card_records_the_code_data_and_hardware_a_rerun_needs(finished_run,
     body = (finished_run / "README.md").read_text()
     digests = {split: hashlib.sha256((sst2_dir / f"{name}.tsv").read_bytes()).hexdigest()[:16]
                for split, name in (("train", "train"), ("validation", "dev"), ("test", "test"))}
-    assert "- data: " + ", ".join(f"{s} sha256 {d}" for s, d in sorted(digests.items())) in body
+    assert "- data: " + ", ".join(f"{s} sha256 {d}..." for s, d in sorted(digests.items())) in body
     assert "- hardware: " in body and " threads" in body  # a CPU run: the CPU and torch's threads
     version = code_version()
     assert (f"- code: this project at commit {version}" if version else "- code: not a git checkout") in body
@@ -92,6 +92,8 @@ def test_the_card_records_the_code_data_and_hardware_a_rerun_needs(finished_run,
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     assert code_version(repo) is None
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "lib").mkdir()
+    assert code_version(repo / "lib") is None  # inside another repository (an installed copy in its venv): not ours
     (repo / "f.txt").write_text("a\n")
     subprocess.run([*git, "add", "f.txt"], check=True)
     subprocess.run([*git, "commit", "-qm", "c"], check=True)

@@ -502,7 +502,7 @@ def test_a_ddp_job_on_slurm_trains_on_its_tasks_as_ranks_and_continues_from_its_
     # ranks of one DDP run (here 2 CPU processes, gloo, 1 CPU each): one job dir, one result, each rank's log.
     # Requeued once training (`scontrol requeue`: SIGTERM to both tasks, as a preemption), every rank saves at the
     # same step and the job's next start continues from it.
-    sweep, epochs = tmp_path / "sweep", 20  # 10 steps an epoch: global batches of 2 x 16 of 320 examples
+    sweep, epochs = tmp_path / "sweep", 40  # 10 steps an epoch: global batches of 2 x 16 of 320 examples
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
     proc = start_sweep(["seed=1", *SLURM_FITS_THIS_NODE, *ddp, f"hydra.sweep.dir={sweep}", "trainer.val_check_interval=10",
                         *(o for o in tiny(sst2_dir, epochs=epochs) if not o.startswith(("trainer=", "trainer.val_")))],
@@ -510,9 +510,8 @@ def test_a_ddp_job_on_slurm_trains_on_its_tasks_as_ranks_and_continues_from_its_
     job, requeued = sweep / "0", []
 
     def requeue_once_training():
-        log = job / "train.log"
-        if not requeued and log.exists() and "Fine-tuning" in log.read_text():
-            time.sleep(1)  # some steps in
+        # once training is under way on both ranks: its first validation's checkpoint is saved
+        if not requeued and (job / "checkpoints" / "last.ckpt").exists():
             job_id = str(yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
             subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
             requeued.append(job_id)

@@ -274,10 +274,13 @@ def test_a_pairs_second_sentence_is_its_own_segment_and_a_model_without_segments
     distilbert = tmp_path / "distilbert"
     vocab_size = json.loads((TINY_BERT / "config.json").read_text())["vocab_size"]
     DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(distilbert)
-    AutoTokenizer.from_pretrained(TINY_BERT).save_pretrained(distilbert)
     train(compose_config(tiny_overrides(
         "data=mrpc", f"data.local_dir={glue_dir / 'MRPC'}", f"model.name_or_path={distilbert}",
-        "model.pretrained=false", "+trainer.max_steps=3", "predict_test=false"), tmp_path / "run"))
+        f"data.tokenizer={albert_like}", "model.pretrained=false", "+trainer.max_steps=3", "predict_test=false"),
+        tmp_path / "run"))
     predictor = Predictor.load(tmp_path / "run", precision="32")
     assert len(predictor.predict([("The cat sat.", "A cat was sitting.")])) == 1
+    # The exported tokenizer gives a pair's segment ids as training did: pipeline() feeds them to the model
+    exported = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    assert exported("The cat sat.", "A cat was sitting.")["token_type_ids"][-1] == 1
 

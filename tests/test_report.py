@@ -193,7 +193,9 @@ def fake_glue_job(job_dir, task: str, selected: dict[str, float], scored: str | 
                                                            "finished_at": 1.0, "result": 0.0}))
     (job_dir / ".hydra" / "config.yaml").write_text(f"data:\n  task: {task}\n  max_train_samples: "
                                                     f"{max_train_samples or 'null'}\npredict_test: {predict_test}\n"
-                                                    f"trainer:\n  max_epochs: {epochs[1] if epochs else 3}\n")
+                                                    "trainer:\n  max_epochs: ${task_recipe_epochs:${data.task}}\n")
+    # the resolved config (experiment=glue's epochs are an interpolation in .hydra's)
+    (job_dir / "hparams.yaml").write_text(f"trainer:\n  max_epochs: {epochs[1] if epochs else 3}\n")
     scores = {name: selected.get(name, 0.5) for name in spec.logged_metrics}
     trained = epochs[0] if epochs else 3.0
     rows = [["step", "epoch", spec.main_metric, *(f"selected/{n}" for n in scores)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import json
 import shutil
@@ -28,8 +29,10 @@ def write_glue_submission(indices: list[int], predictions: list, spec: TaskSpec,
     return write_text_atomically(path, "\n".join(lines) + "\n")
 
 
-def export_model(model, tokenizer, directory: Path) -> Path:
+def export_model(model, tokenizer, directory: Path, pairs: bool = False) -> Path:
     """A Hugging Face model dir (weights, config with id2label, tokenizer): ``pipeline(model=directory)`` loads it.
+    ``pairs``: the task's examples are sentence pairs, which training gave segment ids (``inference.encode``): the
+    exported tokenizer gives them too, also where its own ``model_input_names`` leave them out (ALBERT's, XLNet's).
 
     Written whole or not at all: into a hidden dir beside ``directory``, renamed into place once complete, so that
     an export a full disk or a kill interrupts leaves no model dir that holds a config but no weights (and an
@@ -37,6 +40,9 @@ def export_model(model, tokenizer, directory: Path) -> Path:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    if pairs and "token_type_ids" not in tokenizer.model_input_names:
+        tokenizer = copy.copy(tokenizer)  # the run's own goes on as it is
+        tokenizer.model_input_names = [*tokenizer.model_input_names, "token_type_ids"]  # saved in tokenizer_config
     try:
         with quiet_transformers():  # no progress bar for writing one file
             model.save_pretrained(staging)
@@ -98,7 +104,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # src/glue_finetune/artefact
 
 def code_version(root: Path = PROJECT_ROOT) -> str | None:
     """This project's git commit, "with uncommitted changes" where the checkout has some; None outside a git
-    checkout (an installed copy) or without git."""
+    checkout of its own (an installed copy, also one in a virtual environment inside some repository) or without
+    git."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
@@ -106,7 +113,8 @@ def code_version(root: Path = PROJECT_ROOT) -> str | None:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    if not (commit := git("rev-parse", "HEAD")):
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != root.resolve() or not (commit := git("rev-parse", "HEAD")):
         return None
     changed = git("status", "--porcelain", "--untracked-files=no")
     return commit + (" with uncommitted changes" if changed else "")
@@ -114,12 +122,13 @@ def code_version(root: Path = PROJECT_ROOT) -> str | None:
 
 def provenance(data_digests: dict[str, str], hardware: str) -> list[str]:
     """What a rerun needs beyond the command and the versions to train the same weights: this project's code, the
-    data's bytes (sha256 of each local file read; prefixes), the hardware (results on another CPU or GPU, or with
+    data's bytes (the first 16 hex digits of the sha256 of each local file read), the hardware (results on another CPU or GPU, or with
     another thread count, differ in their last digits)."""
     lines = [f"- code: this project at commit {version}" if (version := code_version()) else
              "- code: not a git checkout (no commit recorded)"]
     if data_digests:
-        lines.append("- data: " + ", ".join(f"{split} sha256 {digest}" for split, digest in sorted(data_digests.items())))
+        lines.append("- data: " + ", ".join(f"{split} sha256 {digest}..." for split, digest in
+                                            sorted(data_digests.items())))
     lines.append(f"- hardware: {hardware}")
     return lines
 
@@ -130,6 +139,8 @@ def hardware_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return str(device)
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "a CPU")
     return f"{model}, {torch.get_num_threads()} threads"
 

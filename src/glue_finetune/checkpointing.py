@@ -368,7 +368,8 @@ class LatestCheckpoint(Checkpoint):
             # Resumed from a stop at an epoch's first batch in an epoch that validates, with
             # trainer.check_val_every_n_epoch set: Lightning reads batch -1 of the epoch as a validation's and skips
             # it, counting it as a step for its loggers, which then wrote the train/loss of every later epoch's
-            # last step too late (at an epoch's end: never). Its logging step is the optimizer step count.
+            # last step too late (at an epoch's end: never). Its logging step is the optimizer step count. (Here,
+            # beside the stop that saves such a checkpoint: a run without this callback saves no last.ckpt.)
             epoch_loop._batches_that_stepped = trainer.global_step
         if window_start and self.agreed_signal(trainer) is not None:
             # Lightning has counted this batch as ready (and read whether it ends the epoch); it never starts. The

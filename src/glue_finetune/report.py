@@ -112,9 +112,13 @@ def read_job(job_dir: Path) -> Job:
         job.curves[metric] = curve(rows, metric)
     for row in rows:
         job.selected.update({k.removeprefix("selected/"): v for k, v in row.items() if k.startswith("selected/")})
-    # The selected scores' row is training's last step, with its fractional epoch.
-    trained = next((r["epoch"] for r in rows if "epoch" in r and any(k.startswith("selected/") for k in r)), None)
-    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    # The selected scores' row (the last, as for job.selected) is training's last step, with its fractional epoch;
+    # the epochs planned, resolved (.hydra's config holds experiment=glue's ${task_recipe_epochs:...}).
+    trained = next((r["epoch"] for r in reversed(rows) if "epoch" in r and any(k.startswith("selected/") for k in r)),
+                   None)
+    hparams_file = job_dir / "hparams.yaml"
+    hparams = (yaml.safe_load(hparams_file.read_text()) or {}) if hparams_file.exists() else {}
+    max_epochs = (hparams.get("trainer") or {}).get("max_epochs")
     if trained is not None and isinstance(max_epochs, int) and trained < max_epochs - 1e-6:
         job.fewer_epochs = (trained, max_epochs)
     return job

@@ -588,7 +588,7 @@ def write_artefacts(cfg: DictConfig, trainer: L.Trainer, model, datamodule, sele
     ``final_weights_because``: why the final weights were scored where selection.metric named a checkpoint to
     select (none was saved; it was deleted). Returns the submission files written."""
     spec = datamodule.spec
-    export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model")
+    export_dir = export_model(model.model, datamodule.tokenizer, output_dir / "model", pairs=len(spec.text) == 2)
     for logger in trainer.loggers:
         logger.save()  # metrics.csv complete on disk before the card reads it
     rows = read_metrics(output_dir / "metrics.csv")
