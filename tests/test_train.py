@@ -239,10 +239,12 @@ def test_selection_last_keeps_the_final_weights(tiny_cfg, tmp_path):
     assert final["global_step"] == 60
 
 
-def test_the_selected_scores_row_carries_its_steps_fractional_epoch(tiny_cfg, tmp_path):
+def test_the_selected_scores_row_carries_its_steps_fractional_epoch(tiny_cfg, tmp_path, capsys):
     # Scored again by the test loop (the selected checkpoint is not the final weights), the row carried Lightning's
     # whole epoch count (1) where every other row carries the fractional epoch of its step (30 of 20 a epoch: 1.5).
     train(tiny_cfg("+trainer.max_steps=30", "selection.metric=val/acc", "predict_test=false"))
+    [result] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("result: ")]
+    assert "val/loss = " in result and "step = " not in result and "epoch = " not in result  # scores only
     rows = read_metrics(tmp_path / "metrics.csv")
     [selected] = [r for r in rows if r.get("selected/val/acc")]
     assert (int(float(selected["step"])), float(selected["epoch"])) == (30, 1.5)

@@ -543,7 +543,8 @@ def score_selected_checkpoint(trainer: L.Trainer, model, datamodule,
     else:  # the model holds the selected weights: score them on every dev set
         with ctrl_c_said_as_such(trainer):
             tested = trainer.test(model, datamodule=datamodule, verbose=False)
-        scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()}
+        scores = {k.removeprefix("selected/"): float(v) for result in tested for k, v in result.items()
+                  if k.startswith("selected/")}  # not the row's step and epoch
     return scores, path, final_weights_because
 
 
