@@ -63,6 +63,21 @@ def test_a_malformed_row_or_another_tasks_file_in_any_job_stops_the_sweep_before
     assert "this is SST-2's train.tsv" in output and "the run is MRPC's" in output
 
 
+def test_a_validation_interval_past_a_jobs_epoch_stops_the_sweep_before_the_first_job(sst2_dir, tmp_path):
+    # Counted within each epoch (experiment=glue's check_val_every_n_epoch=1), 4 batches pass the epoch of the job
+    # on 64 examples (2 batches of 32): that job failed when it started, after the others had trained.
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "experiment=glue", "data.max_train_samples=64,320", "trainer.val_check_interval=4",
+                      f"hydra.sweep.dir={sweep}",
+                      *(o for o in tiny(sst2_dir) if not o.startswith(("trainer.val_check_interval=", "trainer.max_e")))])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and not sweep.exists(), output[-3000:]
+    assert "Invalid config in 1 of 2 job(s) of the sweep; no job was started:" in output
+    assert "trainer.val_check_interval=4 training batches, but an epoch has 2 (trainer.check_val_every_n_epoch=1 " \
+           "counts validation within each epoch). Fix: trainer.val_check_interval=2 or less" in output
+    assert "[job 0: data.max_train_samples=64" in output
+
+
 def test_a_bad_value_in_any_job_stops_the_sweep_before_the_first_job_starts(sst2_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", *tiny(sst2_dir), "optimizer.lr=1e-4,-1", "data.max_length=64,1000",

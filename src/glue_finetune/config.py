@@ -175,6 +175,20 @@ def override_tags() -> list[str]:
     return [o[:64] for o in overrides if override_key(o) not in left_out]
 
 
+def validation_interval_past_an_epoch(trainer_cfg, batches: int) -> str | None:
+    """Validation counted in steps within each epoch (trainer.check_val_every_n_epoch set, as experiment=glue
+    does) at an interval longer than an epoch of ``batches`` training batches: Lightning refuses it at the start
+    of fit, after the model has loaded."""
+    interval = trainer_cfg.get("val_check_interval")
+    if (trainer_cfg.get("fast_dev_run") or trainer_cfg.get("check_val_every_n_epoch") is None
+            or not isinstance(interval, int) or isinstance(interval, bool) or interval <= batches):
+        return None
+    return (f"trainer.val_check_interval={interval} training batches, but an epoch has {batches} "
+            f"(trainer.check_val_every_n_epoch={trainer_cfg.get('check_val_every_n_epoch')} counts validation within "
+            f"each epoch). Fix: trainer.val_check_interval={batches} or less (or 1.0: at each epoch's end), or "
+            "trainer.check_val_every_n_epoch=null to count steps across epochs.")
+
+
 def slurm_gpus_per_node(accelerator: str, devices) -> int | None:
     """``gpus_per_node`` of the slurm preset: none for a CPU trainer (null: no --gpus-per-node line at all, which a
     cluster without GPUs configured would refuse even as 0), else one per device (one task per GPU)."""

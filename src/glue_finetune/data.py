@@ -28,8 +28,8 @@ from glue_finetune.errors import DataFormatError, UserError
 from glue_finetune.hub import fetching, is_local_path, offline_hint, refuse_an_empty_tokenizer
 from glue_finetune.inference import encode
 from glue_finetune.logs import no_datasets_progress_bars
-from glue_finetune.tasks import (TASKS, TaskSpec, ax_file, forget_read_ahead, read_glue_file_and_digest,
-                                 task_folder)
+from glue_finetune.tasks import (TASKS, TaskSpec, ax_file, batches_per_epoch, forget_read_ahead,
+                                 read_glue_file_and_digest, task_folder)
 
 log = logging.getLogger(__name__)
 
@@ -418,12 +418,9 @@ class GlueDataModule(L.LightningDataModule):
         """Training batches an epoch of ``samples`` on one device, as the Trainer counts them: ``limit`` (a number
         of batches, or a fraction of them: ``trainer.limit_train_batches``, ``overfit_batches``) applied, by default
         the trainer's ``limit_train_batches``."""
-        batches = math.ceil(samples / self.batch_size)
         if limit is None:
             limit = self.trainer.limit_train_batches if self.trainer is not None else 1.0
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            return min(limit, batches)
-        return int(batches * float(limit)) if limit != 1.0 else batches
+        return batches_per_epoch(samples, self.batch_size, limit)
 
     def _resume(self, sampler: EpochSeededSampler, epoch: int, batches_done: int, batch_size: int | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1

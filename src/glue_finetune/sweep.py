@@ -722,37 +722,61 @@ def job_config_problems(job_config: DictConfig, launcher: str, gpus_here: bool, 
     except ConfigError as err:
         problems += err.problems
     else:
-        if files_here and (problem := data_file_problem(job_config)):
+        if files_here and (problem := data_file_problem(job_config) or epoch_problem(job_config)):
             problems.append(problem)
     return problems
 
 
-_DATA_CHECKED: dict[tuple[str, str], str | None] = {}  # (task, folder) -> its problem: read once per sweep command
+# (task, folder) -> (its problem, its training examples): read once per sweep command
+_DATA_CHECKED: dict[tuple[str, str], tuple[str | None, int | None]] = {}
 
 
 def data_file_problem(job_config: DictConfig) -> str | None:
     """The job's GLUE files read and checked row by row, as the job's own preflight will (a malformed row, another
     task's file): a sweep over tasks or folders finds a bad file before its first job trains, not when that job
     starts. Each folder is read once, however many jobs (seeds, learning rates) share it."""
+    return checked_data(job_config)[0]
+
+
+def checked_data(job_config: DictConfig) -> tuple[str | None, int | None]:
+    """(the problem of the job's local GLUE files, the number of training examples they hold), each None where
+    there is none or the data comes from the Hub."""
     from glue_finetune.config import local_task_folder
-    from glue_finetune.tasks import TASKS, forget_read_ahead, read_ahead
+    from glue_finetune.tasks import TASKS, forget_read_ahead, read_ahead, training_rows_read_ahead
 
     spec = TASKS.get(str(OmegaConf.select(job_config, "data.task", default=None)))
     if spec is None or spec.train_with:
-        return None
+        return None, None
     folder = local_task_folder(job_config, spec)
     if folder is None:  # data from the Hub
-        return None
+        return None, None
     key = (spec.name, str(Path(folder).resolve()))
     if key not in _DATA_CHECKED:
         try:
             read_ahead(folder, spec)
-            _DATA_CHECKED[key] = None
+            _DATA_CHECKED[key] = (None, training_rows_read_ahead(folder, spec))
         except UserError as err:
-            _DATA_CHECKED[key] = str(err)
+            _DATA_CHECKED[key] = (str(err), None)
         finally:
             forget_read_ahead()  # the jobs read their own files: nothing kept in this process meanwhile
     return _DATA_CHECKED[key]
+
+
+def epoch_problem(job_config: DictConfig) -> str | None:
+    """A validation interval past the job's epoch (``config.validation_interval_past_an_epoch``), which its data's
+    size decides: a sweep over tasks (WNLI's epoch is 20 batches of 32) finds it before its first job."""
+    from glue_finetune.config import validation_interval_past_an_epoch
+    from glue_finetune.tasks import batches_per_epoch
+
+    trainer, rows = job_config.trainer, checked_data(job_config)[1]
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+    if rows is None or not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int):
+        return None  # the Hub's data, or devices Lightning picks itself ("auto", a list)
+    if (limit_samples := job_config.data.get("max_train_samples")) is not None:
+        rows = min(rows, limit_samples)
+    limit = trainer.get("overfit_batches") or trainer.get("limit_train_batches")
+    batches = batches_per_epoch(-(-rows // (devices * nodes)), job_config.data.batch_size, limit)
+    return validation_interval_past_an_epoch(trainer, batches)
 
 
 def refuse_to_resume_no_sweep(sweep_dir: Path, resume) -> None:

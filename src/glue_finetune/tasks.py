@@ -350,6 +350,25 @@ def read_ahead(folder: Path | None, spec: TaskSpec) -> None:
             _READ_AHEAD[key] = read_glue_file_and_digest(path, file_spec, split)
 
 
+def training_rows_read_ahead(folder: Path, spec: TaskSpec) -> int | None:
+    """How many examples the training file ``read_ahead`` kept has; None where it kept none."""
+    path = spec.path(folder, "train")
+    kept = _READ_AHEAD.get(_file_key(path, spec, "train")) if path.is_file() else None
+    return len(kept[0]["label"]) if kept else None
+
+
+def batches_per_epoch(samples: int, batch_size: int, limit: int | float | None = None) -> int:
+    """Training batches an epoch of ``samples`` has in batches of ``batch_size``, as Lightning counts them:
+    ``limit`` (a number of batches, or a fraction of them: ``trainer.limit_train_batches``, ``overfit_batches``)
+    applied."""
+    batches = math.ceil(samples / batch_size)
+    if limit is None:
+        return batches
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return min(limit, batches)
+    return int(batches * float(limit)) if limit != 1.0 else batches
+
+
 def forget_read_ahead() -> None:
     """Drop what ``read_ahead`` kept and nobody took (the DataModule has read what it needs)."""
     _READ_AHEAD.clear()

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import (export_model, hardware_name, model_card, model_name, provenance,
                                      write_glue_submission)
-from glue_finetune.config import check_constructor_keys, cpu_precision, job_overrides, preflight, whole_step_blockers
+from glue_finetune.config import (check_constructor_keys, cpu_precision, job_overrides, preflight,
+                                  validation_interval_past_an_epoch, whole_step_blockers)
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor, overflowed_in_bf16, positions_of
@@ -414,19 +415,10 @@ def training_batches_per_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) 
 
 
 def refuse_a_validation_interval_past_an_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
-    """Validation counted in steps within each epoch (trainer.check_val_every_n_epoch set, as experiment=glue
-    does) at an interval longer than an epoch: Lightning refuses it at the start of fit, after the model has
-    loaded. Said once the training set's size is known, before the model loads."""
-    interval = cfg.trainer.get("val_check_interval")
-    if (cfg.trainer.get("fast_dev_run") or cfg.trainer.get("check_val_every_n_epoch") is None
-            or not isinstance(interval, int) or isinstance(interval, bool)):
-        return
-    batches = training_batches_per_epoch(cfg, trainer, datamodule)
-    if interval > batches:
-        raise UserError(f"trainer.val_check_interval={interval} training batches, but an epoch has {batches} "
-                        f"(trainer.check_val_every_n_epoch={cfg.trainer.check_val_every_n_epoch} counts validation "
-                        f"within each epoch). Fix: trainer.val_check_interval={batches} or less (or 1.0: at each "
-                        f"epoch's end), or trainer.check_val_every_n_epoch=null to count steps across epochs.")
+    """``config.validation_interval_past_an_epoch``, said once the training set's size is known, before the model
+    loads (a sweep's check says it before its first job, where the data is local)."""
+    if problem := validation_interval_past_an_epoch(cfg.trainer, training_batches_per_epoch(cfg, trainer, datamodule)):
+        raise UserError(problem)
 
 
 def warn_of_a_run_too_short_to_validate(cfg: DictConfig, trainer: L.Trainer, datamodule,
