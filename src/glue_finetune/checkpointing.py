@@ -353,8 +353,8 @@ class LatestCheckpoint(Checkpoint):
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Runs before Lightning restores its loops from ``checkpoint``, and after the data module read its place
         # in the epoch: told it again, as mended.
-        if mend_where_an_earlier_version_ended(trainer, checkpoint) and data_state_in(trainer, checkpoint):
-            trainer.datamodule.load_state_dict(data_state_in(trainer, checkpoint))
+        if mend_where_an_earlier_version_ended(trainer, checkpoint) and (state := data_state_in(trainer, checkpoint)):
+            trainer.datamodule.load_state_dict(state)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         # Stop here, before the next batch, rather than at the end of the batch during which the signal came: by now

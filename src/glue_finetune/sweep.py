@@ -765,8 +765,7 @@ def checked_data(job_config: DictConfig) -> tuple[str | None, int | None]:
 def epoch_problem(job_config: DictConfig) -> str | None:
     """A validation interval past the job's epoch (``config.validation_interval_past_an_epoch``), which its data's
     size decides: a sweep over tasks (WNLI's epoch is 20 batches of 32) finds it before its first job."""
-    from glue_finetune.config import validation_interval_past_an_epoch
-    from glue_finetune.tasks import batches_per_epoch
+    from glue_finetune.config import epoch_training_batches, validation_interval_past_an_epoch
 
     trainer, rows = job_config.trainer, checked_data(job_config)[1]
     devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
@@ -774,8 +773,7 @@ def epoch_problem(job_config: DictConfig) -> str | None:
         return None  # the Hub's data, or devices Lightning picks itself ("auto", a list)
     if (limit_samples := job_config.data.get("max_train_samples")) is not None:
         rows = min(rows, limit_samples)
-    limit = trainer.get("overfit_batches") or trainer.get("limit_train_batches")
-    batches = batches_per_epoch(-(-rows // (devices * nodes)), job_config.data.batch_size, limit)
+    batches = epoch_training_batches(trainer, rows, job_config.data.batch_size, devices * nodes)
     return validation_interval_past_an_epoch(trainer, batches)
 
 

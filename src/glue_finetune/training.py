@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from glue_finetune.artefacts import (export_model, hardware_name, model_card, model_name, provenance,
                                      write_glue_submission)
-from glue_finetune.config import (check_constructor_keys, cpu_precision, job_overrides, preflight,
-                                  validation_interval_past_an_epoch, whole_step_blockers)
+from glue_finetune.config import (check_constructor_keys, cpu_precision, epoch_training_batches, job_overrides,
+                                  preflight, validation_interval_past_an_epoch, whole_step_blockers)
 from glue_finetune.errors import UserError
 from glue_finetune.files import write_text_atomically
 from glue_finetune.inference import Predictor, overflowed_in_bf16, positions_of
@@ -409,9 +409,8 @@ def debug_limits(trainer_cfg: DictConfig) -> list[str]:
 def training_batches_per_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> int:
     """An epoch's training batches on each process, as Lightning counts them: debug=limit's slice of each epoch,
     debug=overfit's batches."""
-    samples = -(-len(datamodule.splits["train"]) // trainer.world_size)  # on each process
-    limit = cfg.trainer.get("overfit_batches") or cfg.trainer.get("limit_train_batches")
-    return datamodule.batches_per_epoch(samples, 1.0 if limit is None else limit)
+    return epoch_training_batches(cfg.trainer, len(datamodule.splits["train"]), datamodule.batch_size,
+                                  trainer.world_size)
 
 
 def refuse_a_validation_interval_past_an_epoch(cfg: DictConfig, trainer: L.Trainer, datamodule) -> None:
