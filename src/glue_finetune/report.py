@@ -22,7 +22,7 @@ import yaml
 from glue_finetune.config import recorded_sweep, sweep_overrides
 from glue_finetune.extras import installed
 from glue_finetune.results import curve, read_metrics
-from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json, recorded_sweep_command
+from glue_finetune.sweep import DONE, FAILED, PREEMPTED, read_json, recorded_config, recorded_sweep_command
 from glue_finetune.tasks import METRIC_LABELS, TASKS, TaskSpec, metric_prefix
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,7 @@ def read_job(job_dir: Path) -> Job:
     # the epochs planned, resolved (.hydra's config holds experiment=glue's ${task_recipe_epochs:...}).
     trained = next((r["epoch"] for r in reversed(rows) if "epoch" in r and any(k.startswith("selected/") for k in r)),
                    None)
-    hparams_file = job_dir / "hparams.yaml"
-    hparams = (yaml.safe_load(hparams_file.read_text()) or {}) if hparams_file.exists() else {}
-    max_epochs = (hparams.get("trainer") or {}).get("max_epochs")
+    max_epochs = ((recorded_config(job_dir) or {}).get("trainer") or {}).get("max_epochs")  # hparams.yaml
     if trained is not None and isinstance(max_epochs, int) and trained < max_epochs - 1e-6:
         job.fewer_epochs = (trained, max_epochs)
     return job
