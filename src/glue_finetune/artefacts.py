@@ -122,8 +122,8 @@ def code_version(root: Path = PROJECT_ROOT) -> str | None:
 
 def provenance(data_digests: dict[str, str], hardware: str) -> list[str]:
     """What a rerun needs beyond the command and the versions to train the same weights: this project's code, the
-    data's bytes (the first 16 hex digits of the sha256 of each local file read), the hardware (results on another CPU or GPU, or with
-    another thread count, differ in their last digits)."""
+    data's bytes (the first 16 hex digits of the sha256 of each local file read), the hardware (results on another
+    CPU or GPU, or with another thread count, differ in their last digits)."""
     lines = [f"- code: this project at commit {version}" if (version := code_version()) else
              "- code: not a git checkout (no commit recorded)"]
     if data_digests:
